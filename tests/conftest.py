@@ -1,0 +1,75 @@
+"""Shared fixtures: the real sample, synthesized speech, and the real tokenizer files."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from whisper_core import data_packages, load_audio
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+JFK_FLAC = SHARED_DATA / "jfk.flac"
+JFK_TEXT = (
+    "And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
+)
+
+
+@pytest.fixture(scope="session")
+def jfk_path() -> Path:
+    assert JFK_FLAC.is_file(), f"the real sample is missing: {JFK_FLAC}"
+    return JFK_FLAC
+
+
+@pytest.fixture(scope="session")
+def jfk_audio(jfk_path: Path) -> np.ndarray:
+    return load_audio(jfk_path)
+
+
+def synthesize(text: str, voice: str, directory: Path, name: str) -> Path:
+    """Speak ``text`` with espeak-ng into a WAV file (installed by ``make install``)."""
+    espeak = shutil.which("espeak-ng")
+    assert espeak, "espeak-ng is not installed: run `make install`"
+    path = directory / f"{name}.wav"
+    subprocess.run([espeak, "-v", voice, "-w", str(path), text], check=True, capture_output=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def speech_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("speech")
+
+
+@pytest.fixture(scope="session")
+def synthesized_speech(speech_dir: Path) -> dict[str, Path]:
+    """A few utterances in several languages (espeak-ng writes 22.05 kHz mono WAV)."""
+    sentences = {
+        "en": ("en", "The quick brown fox jumps over the lazy dog, twenty five times."),
+        "fr": ("fr", "Bonjour tout le monde, il fait beau aujourd'hui."),
+        "de": ("de", "Guten Morgen, wie geht es dir heute?"),
+        "es": ("es", "El perro corre por el parque con su pelota."),
+    }
+    return {key: synthesize(text, voice, speech_dir, key) for key, (voice, text) in sentences.items()}
+
+
+@pytest.fixture(scope="session")
+def tiny_en_tokenizer_dir() -> Path:
+    return data_packages.metadata_dir("tiny.en")
+
+
+@pytest.fixture(scope="session")
+def base_tokenizer_dir() -> Path:
+    return data_packages.metadata_dir("base")
+
+
+@pytest.fixture(scope="session")
+def openai_assets() -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec("whisper")
+    assert spec is not None and spec.submodule_search_locations, "openai-whisper is not installed: run `make install`"
+    return Path(next(iter(spec.submodule_search_locations))) / "assets"

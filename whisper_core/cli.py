@@ -1,0 +1,85 @@
+"""``whisper-mb``: the project's command line. Each subcommand registers itself in ``SUBCOMMANDS``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+
+from . import data_packages
+from .audio import load_audio
+from .feature_extraction import WhisperFeatureExtractor
+from .tokenizer import WhisperTokenizer
+
+
+def _features(args: argparse.Namespace) -> int:
+    """Decode audio files and print their log-mel feature summary."""
+    extractor = WhisperFeatureExtractor(feature_size=args.n_mels)
+    for path in args.audio:
+        start = time.perf_counter()
+        audio = load_audio(path)
+        decoded = time.perf_counter()
+        features = extractor(audio, sampling_rate=extractor.sampling_rate)["input_features"]
+        done = time.perf_counter()
+        summary = {
+            "file": path,
+            "seconds": round(len(audio) / extractor.sampling_rate, 3),
+            "features_shape": list(features.shape),
+            "min": round(float(features.min()), 4),
+            "max": round(float(features.max()), 4),
+            "mean": round(float(features.mean()), 4),
+            "decode_ms": round((decoded - start) * 1000, 1),
+            "features_ms": round((done - decoded) * 1000, 1),
+        }
+        print(json.dumps(summary))
+    return 0
+
+
+def _tokenize(args: argparse.Namespace) -> int:
+    """Tokenise text with a checkpoint's tokenizer and show the ids and their round trip."""
+    source = args.tokenizer or data_packages.metadata_dir(args.model)
+    tokenizer = WhisperTokenizer.from_pretrained(source)
+    tokenizer.set_prefix_tokens(language=args.language, task=args.task)
+    ids = tokenizer(args.text)["input_ids"]
+    print(json.dumps({"ids": ids, "tokens": tokenizer.convert_ids_to_tokens(ids), "decoded": tokenizer.decode(ids, skip_special_tokens=True)}, ensure_ascii=False))
+    return 0
+
+
+def _add_features(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("features", help="log-mel features of audio files")
+    parser.add_argument("audio", nargs="+", help="audio or video files (anything FFmpeg decodes)")
+    parser.add_argument("--n-mels", type=int, default=80, choices=(80, 128))
+    parser.set_defaults(handler=_features)
+
+
+def _add_tokenize(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("tokenize", help="token ids of a text")
+    parser.add_argument("text")
+    parser.add_argument("--tokenizer", help="checkpoint directory or .tiktoken file")
+    parser.add_argument("--model", default="tiny.en", choices=sorted(data_packages.PACKAGES), help="installed data package to use")
+    parser.add_argument("--language")
+    parser.add_argument("--task", choices=("transcribe", "translate"))
+    parser.set_defaults(handler=_tokenize)
+
+
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_features, _add_tokenize]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="whisper-mb", description="Whisper in PyTorch, TensorFlow and Flax/JAX")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for register in SUBCOMMANDS:
+        register(subparsers)
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except (OSError, ValueError) as error:
+        print(f"whisper-mb {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
