@@ -8,7 +8,6 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-
 from . import data_packages
 from .audio import load_audio
 from .feature_extraction import WhisperFeatureExtractor
@@ -44,7 +43,16 @@ def _tokenize(args: argparse.Namespace) -> int:
     tokenizer = WhisperTokenizer.from_pretrained(source)
     tokenizer.set_prefix_tokens(language=args.language, task=args.task)
     ids = tokenizer(args.text)["input_ids"]
-    print(json.dumps({"ids": ids, "tokens": tokenizer.convert_ids_to_tokens(ids), "decoded": tokenizer.decode(ids, skip_special_tokens=True)}, ensure_ascii=False))
+    print(
+        json.dumps(
+            {
+                "ids": ids,
+                "tokens": tokenizer.convert_ids_to_tokens(ids),
+                "decoded": tokenizer.decode(ids, skip_special_tokens=True),
+            },
+            ensure_ascii=False,
+        )
+    )
     return 0
 
 
@@ -59,7 +67,9 @@ def _add_tokenize(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("tokenize", help="token ids of a text")
     parser.add_argument("text")
     parser.add_argument("--tokenizer", help="checkpoint directory or .tiktoken file")
-    parser.add_argument("--model", default="tiny.en", choices=sorted(data_packages.PACKAGES), help="installed data package to use")
+    parser.add_argument(
+        "--model", default="tiny.en", choices=sorted(data_packages.PACKAGES), help="installed data package to use"
+    )
     parser.add_argument("--language")
     parser.add_argument("--task", choices=("transcribe", "translate"))
     parser.set_defaults(handler=_tokenize)

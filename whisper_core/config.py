@@ -144,10 +144,7 @@ class WhisperConfig:
     # -- checks ----------------------------------------------------------------------------
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first inconsistent value."""
-        positive = (
-            "vocab_size num_mel_bins encoder_layers encoder_attention_heads decoder_layers decoder_attention_heads "
-            "decoder_ffn_dim encoder_ffn_dim d_model max_source_positions max_target_positions"
-        ).split()
+        positive = ["vocab_size", "num_mel_bins", "encoder_layers", "encoder_attention_heads", "decoder_layers", "decoder_attention_heads", "decoder_ffn_dim", "encoder_ffn_dim", "d_model", "max_source_positions", "max_target_positions"]
         for name in positive:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
@@ -166,7 +163,9 @@ class WhisperConfig:
         for name in ("decoder_start_token_id", "pad_token_id", "bos_token_id", "eos_token_id"):
             value = getattr(self, name)
             if value is not None and not 0 <= value < self.vocab_size:
-                raise ValueError(f"WhisperConfig.{name}={value} is outside the vocabulary (vocab_size={self.vocab_size})")
+                raise ValueError(
+                    f"WhisperConfig.{name}={value} is outside the vocabulary (vocab_size={self.vocab_size})"
+                )
 
     # -- serialisation ---------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -217,5 +216,7 @@ def _labels(
             raise ValueError(f"num_labels={num_labels} disagrees with id2label ({len(id2label)} labels)")
     else:
         id2label = {i: f"LABEL_{i}" for i in range(2 if num_labels is None else num_labels)}
-    label2id = {str(k): int(v) for k, v in label2id.items()} if label2id is not None else {v: k for k, v in id2label.items()}
+    label2id = (
+        {str(k): int(v) for k, v in label2id.items()} if label2id is not None else {v: k for k, v in id2label.items()}
+    )
     return id2label, label2id

@@ -17,7 +17,7 @@ import numpy as np
 
 from .fileio import read_json, write_json
 from .hub import resolve_file
-from .tensors import BatchFeature, check_return_tensors, convert
+from .tensors import BatchFeature, check_return_tensors
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ LOG_MEL_FLOOR = 1e-10  # power floor before log10
 DYNAMIC_RANGE_DB = 8.0  # log10 units kept below each utterance's maximum (80 dB)
 PADDING_STRATEGIES = ("longest", "max_length", "do_not_pad")
 # Frames per DFT block: bounds the temporary float32 buffers to a few MB.
-_FRAMES_PER_BLOCK = 2048
+_FRAMES_PER_BLOCK = 1024
 
 
 def hertz_to_mel(frequencies: np.ndarray) -> np.ndarray:
@@ -129,33 +129,20 @@ class WhisperFeatureExtractor:
         """
         waveforms = np.asarray(waveforms, dtype=np.float32)
         if self.dither:
-            waveforms = waveforms + np.float32(self.dither) * np.random.standard_normal(waveforms.shape).astype(np.float32)
+            waveforms = waveforms + np.float32(self.dither) * np.random.standard_normal(waveforms.shape).astype(
+                np.float32
+            )
         half = self.n_fft // 2
         if waveforms.shape[-1] <= half:
             raise ValueError(f"audio of {waveforms.shape[-1]} samples is too short: need more than {half}")
         padded = np.pad(waveforms, ((0, 0), (half, half)), mode="reflect")
         num_frames = (padded.shape[-1] - self.n_fft) // self.hop_length  # STFT frames less the last one
         frames = np.lib.stride_tricks.sliding_window_view(padded, self.n_fft, axis=-1)[:, :: self.hop_length]
-        num_pairs = self._sine_basis.shape[0]
-        middle = self.n_fft // 2  # the unpaired middle sample of an even-length frame
         features = np.empty((waveforms.shape[0], num_frames, self.feature_size), dtype=np.float32)
-        folded = np.empty((waveforms.shape[0], min(num_frames, _FRAMES_PER_BLOCK), self._cosine_basis.shape[0]), np.float32)
-        for start in range(0, num_frames, _FRAMES_PER_BLOCK):
-            stop = min(start + _FRAMES_PER_BLOCK, num_frames)
-            block = frames[:, start:stop]  # [batch, frames, n_fft] view
-            head = block[..., 1 : num_pairs + 1]  # x[n], n = 1 .. pairs
-            tail = block[..., self.n_fft - 1 : self.n_fft - 1 - num_pairs : -1]  # x[n_fft - n]
-            sums = folded[:, : stop - start]
-            sums[..., 0] = block[..., 0]
-            np.add(head, tail, out=sums[..., 1 : num_pairs + 1])
-            if self.n_fft % 2 == 0:
-                sums[..., -1] = block[..., middle]
-            real = sums @ self._cosine_basis  # [batch, frames, bins]
-            imaginary = (head - tail) @ self._sine_basis
-            np.square(real, out=real)
-            np.square(imaginary, out=imaginary)
-            real += imaginary
-            features[:, start:stop] = real @ self._mel_basis
+        for clip in range(waveforms.shape[0]):  # clip by clip and block by block: the work stays in cache
+            for start in range(0, num_frames, _FRAMES_PER_BLOCK):
+                stop = min(start + _FRAMES_PER_BLOCK, num_frames)
+                features[clip, start:stop] = self._mel_power(frames[clip, start:stop])
         np.maximum(features, LOG_MEL_FLOOR, out=features)
         np.log10(features, out=features)
         ceiling = features.max(axis=(1, 2), keepdims=True)
@@ -163,6 +150,23 @@ class WhisperFeatureExtractor:
         features += 4.0
         features /= 4.0
         return features.transpose(0, 2, 1)  # [batch, mels, frames]
+
+    def _mel_power(self, frames: np.ndarray) -> np.ndarray:
+        """``[frames, n_fft]`` strided view -> ``[frames, mels]`` mel power, through the folded DFT bases."""
+        num_pairs = self._sine_basis.shape[0]
+        head = frames[:, 1 : num_pairs + 1]  # x[n], n = 1 .. pairs
+        tail = frames[:, self.n_fft - 1 : self.n_fft - 1 - num_pairs : -1]  # x[n_fft - n]
+        sums = np.empty((frames.shape[0], self._cosine_basis.shape[0]), dtype=np.float32)
+        sums[:, 0] = frames[:, 0]
+        np.add(head, tail, out=sums[:, 1 : num_pairs + 1])
+        if self.n_fft % 2 == 0:
+            sums[:, -1] = frames[:, self.n_fft // 2]  # the unpaired middle sample
+        real = sums @ self._cosine_basis  # [frames, bins]
+        imaginary = (head - tail) @ self._sine_basis
+        np.square(real, out=real)
+        np.square(imaginary, out=imaginary)
+        real += imaginary
+        return real @ self._mel_basis
 
     def __call__(
         self,
@@ -182,7 +186,9 @@ class WhisperFeatureExtractor:
         """Pad or truncate to 30 s (by default) and compute log-mel features for one clip or a batch."""
         check_return_tensors(return_tensors)
         if sampling_rate is None:
-            logger.warning("no sampling_rate given: assuming %d Hz; pass sampling_rate to catch mismatches", self.sampling_rate)
+            logger.warning(
+                "no sampling_rate given: assuming %d Hz; pass sampling_rate to catch mismatches", self.sampling_rate
+            )
         elif sampling_rate != self.sampling_rate:
             raise ValueError(
                 f"audio sampled at {sampling_rate} Hz, but this feature extractor expects {self.sampling_rate} Hz: "
@@ -208,7 +214,9 @@ class WhisperFeatureExtractor:
         result = BatchFeature()
         if target is None and len(set(lengths)) > 1:
             if return_tensors not in (None, "np") or return_attention_mask:
-                raise ValueError("clips of different lengths with padding='do_not_pad' cannot be batched into one tensor")
+                raise ValueError(
+                    "clips of different lengths with padding='do_not_pad' cannot be batched into one tensor"
+                )
             features = [self._features(clip[None], len(clip), do_normalize)[0] for clip in clips]
             result["input_features"] = features
         else:
@@ -222,7 +230,9 @@ class WhisperFeatureExtractor:
             result["input_features"] = self.log_mel(batch)
             if return_attention_mask or (return_attention_mask is None and self.return_attention_mask):
                 samples = np.arange(width)[None, :] < np.asarray(lengths)[:, None]  # [batch, samples]
-                result["attention_mask"] = samples[:, :: self.hop_length][:, : width // self.hop_length].astype(np.int32)
+                result["attention_mask"] = samples[:, :: self.hop_length][:, : width // self.hop_length].astype(
+                    np.int32
+                )
         if return_token_timestamps:
             result["num_frames"] = [length // self.hop_length for length in lengths]
         return result.convert_to_tensors(return_tensors, device)
@@ -234,10 +244,7 @@ class WhisperFeatureExtractor:
 
     # -- serialisation ---------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        keys = (
-            "feature_size sampling_rate hop_length chunk_length n_fft padding_value dither "
-            "return_attention_mask padding_side n_samples nb_max_frames"
-        ).split()
+        keys = ["feature_size", "sampling_rate", "hop_length", "chunk_length", "n_fft", "padding_value", "dither", "return_attention_mask", "padding_side", "n_samples", "nb_max_frames"]
         data = {key: getattr(self, key) for key in keys}
         data.update(self.extra)
         data["feature_extractor_type"] = "WhisperFeatureExtractor"
@@ -270,7 +277,11 @@ def _as_mono_clips(raw_speech: Any) -> list[np.ndarray]:
     A 2-D array is a batch ``[batch, samples]``, as in transformers; one that looks like
     ``[samples, channels]`` is rejected as multi-channel audio rather than misread.
     """
-    if isinstance(raw_speech, np.ndarray) or hasattr(raw_speech, "__array__") and not isinstance(raw_speech, list | tuple):
+    if (
+        isinstance(raw_speech, np.ndarray)
+        or (hasattr(raw_speech, "__array__")
+        and not isinstance(raw_speech, list | tuple))
+    ):
         array = np.asarray(raw_speech)
         if array.ndim > 2:
             raise ValueError(f"audio must be 1-D mono or a 2-D batch [batch, samples], got shape {array.shape}")
@@ -287,7 +298,9 @@ def _as_mono_clips(raw_speech: Any) -> list[np.ndarray]:
     clips = []
     for index, item in enumerate(items):
         if item.ndim != 1:
-            raise ValueError(f"clip {index} has shape {item.shape}: each clip must be 1-D mono audio (downmix stereo first)")
+            raise ValueError(
+                f"clip {index} has shape {item.shape}: each clip must be 1-D mono audio (downmix stereo first)"
+            )
         if item.size == 0:
             raise ValueError(f"clip {index} is empty: there is no audio to transcribe")
         if np.issubdtype(item.dtype, np.integer):

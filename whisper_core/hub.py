@@ -26,7 +26,7 @@ def resolve_file(name_or_path: str | os.PathLike, filename: str, *, required: bo
         if required:
             raise FileNotFoundError(f"{local} has no {filename}")
         return None
-    if local.exists() or os.sep in str(name_or_path) and not _looks_like_hub_id(str(name_or_path)):
+    if local.exists() or (os.sep in str(name_or_path) and not _looks_like_hub_id(str(name_or_path))):
         raise FileNotFoundError(f"{name_or_path} is neither a checkpoint directory nor a hub id")
     return _download(str(name_or_path), filename, required=required)
 

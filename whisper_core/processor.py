@@ -21,7 +21,10 @@ class WhisperProcessor:
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, **tokenizer_kwargs: Any) -> WhisperProcessor:
         """Read preprocessor_config.json and the tokenizer files of a checkpoint directory or hub id."""
-        return cls(WhisperFeatureExtractor.from_pretrained(name_or_path), WhisperTokenizer.from_pretrained(name_or_path, **tokenizer_kwargs))
+        return cls(
+            WhisperFeatureExtractor.from_pretrained(name_or_path),
+            WhisperTokenizer.from_pretrained(name_or_path, **tokenizer_kwargs),
+        )
 
     def save_pretrained(self, directory: str | os.PathLike) -> list[Path]:
         return [self.feature_extractor.save_pretrained(directory), *self.tokenizer.save_pretrained(directory)]
@@ -52,7 +55,9 @@ class WhisperProcessor:
     def batch_decode(self, *args: Any, **kwargs: Any) -> list[str]:
         return self.tokenizer.batch_decode(*args, **kwargs)
 
-    def get_decoder_prompt_ids(self, task: str | None = None, language: str | None = None, no_timestamps: bool = True) -> list[tuple[int, int]]:
+    def get_decoder_prompt_ids(
+        self, task: str | None = None, language: str | None = None, no_timestamps: bool = True
+    ) -> list[tuple[int, int]]:
         return self.tokenizer.get_decoder_prompt_ids(task=task, language=language, no_timestamps=no_timestamps)
 
     def get_prompt_ids(self, text: str, return_tensors: str | None = "np") -> Any:

@@ -38,8 +38,8 @@ __all__ = ["load_tiktoken_ranks", "tokenizer_from_tiktoken"]
 _LARGE_V3_NUM_LANGUAGES = 100
 
 # Whisper's timestamps run from 0.00 to 30.00 seconds in steps of 0.02 s: 1501 tokens.
-_TIMESTAMP_STEPS_PER_SECOND = 50
-_MAX_TIMESTAMP_SECONDS = 30
+_TIMESTAMP_STEP_CENTISECONDS = 2
+_TIMESTAMP_COUNT = 1501
 
 
 def _byte_to_unicode() -> dict[int, str]:
@@ -106,7 +106,7 @@ def load_tiktoken_ranks(path: str | os.PathLike[str]) -> dict[bytes, int]:
         token_field, rank_field = fields
         try:
             token = _decode_token(token_field)
-        except (binascii.Error, ValueError) as error:
+        except binascii.Error as error:
             raise ValueError(f"{where}: invalid base64 token {token_field!r} ({error})") from None
         if not (rank_field.isascii() and rank_field.isdigit()):
             raise ValueError(f"{where}: rank must be a non-negative integer, got {rank_field!r}")
@@ -156,8 +156,8 @@ def _recover_merges(ranks: dict[bytes, int], path: Path) -> list[tuple[str, str]
 
 def _timestamp_tokens() -> list[str]:
     """``<|0.00|>`` ... ``<|30.00|>`` in 0.02 s steps, formatted without float rounding."""
-    steps = _MAX_TIMESTAMP_SECONDS * _TIMESTAMP_STEPS_PER_SECOND
-    return [f"<|{step // 50}.{step % 50 * 2:02d}|>" for step in range(steps + 1)]
+    centiseconds = (step * _TIMESTAMP_STEP_CENTISECONDS for step in range(_TIMESTAMP_COUNT))
+    return [f"<|{value // 100}.{value % 100:02d}|>" for value in centiseconds]
 
 
 def _special_tokens(num_languages: int) -> list[str]:

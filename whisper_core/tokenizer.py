@@ -90,15 +90,20 @@ class WhisperTokenizer:
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, **kwargs: Any) -> WhisperTokenizer:
         """Load from a checkpoint directory (or hub id) holding tokenizer.json or vocab.json + merges.txt,
-        or from a ``.tiktoken`` file (``num_languages`` keyword: 99, or 100 for large-v3)."""
+        or from a ``.tiktoken`` file (keywords ``num_languages``: 99, or 100 for large-v3; ``with_timestamps``)."""
         path = Path(name_or_path)
         if path.suffix == ".tiktoken":
             from .tiktoken_conversion import tokenizer_from_tiktoken
 
             if not path.is_file():
                 raise FileNotFoundError(f"no such tiktoken file: {path}")
-            num_languages = kwargs.pop("num_languages", 99)
-            return cls(tokenizer_from_tiktoken(path, num_languages=num_languages), **kwargs)
+            # Timestamps stay out of the vocabulary, as in the HF files of the same models.
+            converted = tokenizer_from_tiktoken(
+                path,
+                num_languages=kwargs.pop("num_languages", 99),
+                with_timestamps=kwargs.pop("with_timestamps", False),
+            )
+            return cls(converted, **kwargs)
         config_path = resolve_file(name_or_path, TOKENIZER_CONFIG_FILE, required=False)
         config = read_json(config_path) if config_path else {}
         normalizer_path = resolve_file(name_or_path, NORMALIZER_FILE, required=False)
@@ -142,7 +147,9 @@ class WhisperTokenizer:
         tokenizer_path = directory / TOKENIZER_FILE
         with atomic_path(tokenizer_path) as temp_path:
             self._tokenizer.save(str(temp_path))
-        added = {token.content: token_id for token_id, token in sorted(self._tokenizer.get_added_tokens_decoder().items())}
+        added = {
+            token.content: token_id for token_id, token in sorted(self._tokenizer.get_added_tokens_decoder().items())
+        }
         write_json(directory / ADDED_TOKENS_FILE, added)
         special = {
             "bos_token": END_OF_TEXT,
@@ -170,7 +177,9 @@ class WhisperTokenizer:
         write_json(directory / TOKENIZER_CONFIG_FILE, config)
         return (tokenizer_path, *self.save_vocabulary(directory), directory / TOKENIZER_CONFIG_FILE)
 
-    def save_vocabulary(self, save_directory: str | os.PathLike, filename_prefix: str | None = None) -> tuple[Path, ...]:
+    def save_vocabulary(
+        self, save_directory: str | os.PathLike, filename_prefix: str | None = None
+    ) -> tuple[Path, ...]:
         """Write vocab.json and merges.txt (and normalizer.json when this tokenizer has a spelling map)."""
         save_directory = Path(save_directory)
         prefix = f"{filename_prefix}-" if filename_prefix else ""
@@ -274,9 +283,13 @@ class WhisperTokenizer:
     def language_token_ids(self) -> dict[str, int]:
         """Language code -> token id, for every language this vocabulary has a token for."""
         vocab = self._tokenizer
-        return {code: vocab.token_to_id(f"<|{code}|>") for code in LANGUAGES if vocab.token_to_id(f"<|{code}|>") is not None}
+        return {
+            code: vocab.token_to_id(f"<|{code}|>") for code in LANGUAGES if vocab.token_to_id(f"<|{code}|>") is not None
+        }
 
-    def build_inputs_with_special_tokens(self, token_ids_0: list[int], token_ids_1: list[int] | None = None) -> list[int]:
+    def build_inputs_with_special_tokens(
+        self, token_ids_0: list[int], token_ids_1: list[int] | None = None
+    ) -> list[int]:
         """Prefix tokens, the text, then ``<|endoftext|>``."""
         return self.prefix_tokens + list(token_ids_0) + list(token_ids_1 or []) + [self.eos_token_id]
 
@@ -296,12 +309,23 @@ class WhisperTokenizer:
         return [0] * len(token_ids_0) + [1] * len(token_ids_1 or [])
 
     # -- encoding --------------------------------------------------------------------------
-    def encode(self, text: str, text_pair: str | None = None, add_special_tokens: bool = True) -> list[int]:
+    def encode(
+        self,
+        text: str,
+        text_pair: str | None = None,
+        add_special_tokens: bool = True,
+        truncation: bool = False,
+        max_length: int | None = None,
+    ) -> list[int]:
+        """Token ids of ``text`` (and ``text_pair``); truncation shortens the text, never the special tokens."""
         ids = self._tokenizer.encode(text, add_special_tokens=False).ids
-        pair = self._tokenizer.encode(text_pair, add_special_tokens=False).ids if text_pair is not None else None
+        pair = self._tokenizer.encode(text_pair, add_special_tokens=False).ids if text_pair is not None else []
+        if truncation:
+            budget = (max_length or self.model_max_length) - (len(self.prefix_tokens) + 1 if add_special_tokens else 0)
+            ids, pair = _truncate_longest_first(ids, pair, max(budget, 0))
         if add_special_tokens:
             return self.build_inputs_with_special_tokens(ids, pair)
-        return ids + (pair or [])
+        return ids + pair
 
     def __call__(
         self,
@@ -322,10 +346,10 @@ class WhisperTokenizer:
         batched = not isinstance(text, str)
         texts = list(text) if batched else [text]
         pairs = (list(text_pair) if batched else [text_pair]) if text_pair is not None else [None] * len(texts)
-        rows = [self.encode(t, p, add_special_tokens=add_special_tokens) for t, p in zip(texts, pairs, strict=True)]
-        if truncation:
-            limit = max_length or self.model_max_length
-            rows = [row[:limit] for row in rows]
+        rows = [
+            self.encode(t, p, add_special_tokens=add_special_tokens, truncation=truncation, max_length=max_length)
+            for t, p in zip(texts, pairs, strict=True)
+        ]
         padding = {True: "longest", False: "do_not_pad"}.get(padding, padding)
         width = {"longest": max(map(len, rows), default=0), "max_length": max_length, "do_not_pad": None}[padding]
         if padding == "max_length" and width is None:
@@ -535,17 +559,35 @@ def _tokenizer_from_vocab_files(
     special_names = set(special_tokens_map.get("additional_special_tokens", []))
     special_names.update(v for k, v in special_tokens_map.items() if k.endswith("_token") and isinstance(v, str))
     special_names = {name["content"] if isinstance(name, dict) else name for name in special_names}
-    entries = {int(token_id): (info["content"], bool(info.get("special"))) for token_id, info in added_tokens_decoder.items()}
+    entries = {
+        int(token_id): (info["content"], bool(info.get("special"))) for token_id, info in added_tokens_decoder.items()
+    }
     for content, token_id in added_tokens.items():
         entries.setdefault(int(token_id), (content, content in special_names))
     for token_id, (content, special) in sorted(entries.items()):
-        if token_id < len(vocab):
-            continue  # already a BPE token
+        if token_id < len(vocab) and not special:
+            continue  # an ordinary BPE token
         added = AddedToken(content, special=special, normalized=False)
         tokenizer.add_special_tokens([added]) if special else tokenizer.add_tokens([added])
         if tokenizer.token_to_id(content) != token_id:
-            raise ValueError(f"added token {content!r} should have id {token_id}: the added-token ids are not contiguous")
+            raise ValueError(
+                f"added token {content!r} should have id {token_id}: the added-token ids are not contiguous"
+            )
     return tokenizer
+
+
+def _truncate_longest_first(ids: list[int], pair: list[int], budget: int) -> tuple[list[int], list[int]]:
+    """Drop tokens from the end of the longer sequence until both fit in ``budget`` (transformers' default)."""
+    excess = len(ids) + len(pair) - budget
+    if excess <= 0:
+        return ids, pair
+    shorter = min(len(ids), len(pair))
+    # The longer one shrinks to the shorter's length first, then both lose tokens alternately.
+    from_longer = min(excess, max(len(ids), len(pair)) - shorter)
+    rest = excess - from_longer
+    keep_ids = len(ids) - (from_longer if len(ids) > len(pair) else 0) - rest // 2
+    keep_pair = len(pair) - (from_longer if len(ids) <= len(pair) else 0) - (rest + 1) // 2
+    return ids[: max(keep_ids, 0)], pair[: max(keep_pair, 0)]
 
 
 def _clean_up_spaces(text: str) -> str:

@@ -30,7 +30,9 @@ def test_stereo_is_averaged(tmp_path):
     assert sox, "sox is not installed: run `make install`"
     path = tmp_path / "stereo.wav"
     # Left channel a 440 Hz tone, right channel silence: the mono mix is half the tone.
-    subprocess.run([sox, "-n", "-r", "16000", "-c", "2", str(path), "synth", "1", "sine", "440", "remix", "1", "0"], check=True)
+    subprocess.run(
+        [sox, "-n", "-r", "16000", "-c", "2", str(path), "synth", "1", "sine", "440", "remix", "1", "0"], check=True
+    )
     audio = load_audio(path)
     assert len(audio) == 16000
     assert abs(np.abs(audio).max() - 0.5) < 0.02
@@ -52,7 +54,7 @@ def test_errors_name_the_problem(tmp_path):
         load_audio(tmp_path / "missing.wav")
     garbage = tmp_path / "garbage.mp3"
     garbage.write_bytes(b"this is not audio at all" * 100)
-    with pytest.raises(ValueError, match="garbage.mp3"):
+    with pytest.raises(ValueError, match=r"garbage\.mp3"):
         load_audio(garbage)
     with pytest.raises(ValueError, match="bytes"):
         load_audio(b"\x00" * 64)

@@ -24,7 +24,15 @@ def test_defaults_match_transformers():
 def test_reads_transformers_config_unchanged(tmp_path):
     from transformers import WhisperConfig as Reference
 
-    reference = Reference(d_model=512, encoder_layers=6, decoder_layers=6, encoder_attention_heads=8, decoder_attention_heads=8, num_mel_bins=128, vocab_size=51866)
+    reference = Reference(
+        d_model=512,
+        encoder_layers=6,
+        decoder_layers=6,
+        encoder_attention_heads=8,
+        decoder_attention_heads=8,
+        num_mel_bins=128,
+        vocab_size=51866,
+    )
     reference.save_pretrained(tmp_path)
     data = json.loads((tmp_path / "config.json").read_text())
     data["some_future_key"] = {"nested": [1, 2]}
@@ -40,7 +48,13 @@ def test_reads_transformers_config_unchanged(tmp_path):
 
 
 def test_aliases_and_labels():
-    config = WhisperConfig(hidden_size=256, num_attention_heads=4, decoder_attention_heads=4, num_hidden_layers=3, id2label={"0": "a", "1": "b", "2": "c"})
+    config = WhisperConfig(
+        hidden_size=256,
+        num_attention_heads=4,
+        decoder_attention_heads=4,
+        num_hidden_layers=3,
+        id2label={"0": "a", "1": "b", "2": "c"},
+    )
     assert (config.d_model, config.encoder_attention_heads, config.encoder_layers) == (256, 4, 3)
     assert config.num_labels == 3 and config.label2id == {"a": 0, "b": 1, "c": 2}
     assert WhisperConfig(num_labels=5).num_labels == 5
@@ -85,7 +99,14 @@ def test_generation_config_round_trip(tmp_path):
     assert ours.no_timestamps_token_id == 50363 and ours.is_multilingual is True
     ours.save_pretrained(tmp_path / "again")
     again = Reference.from_pretrained(tmp_path / "again")
-    for key in ("lang_to_id", "task_to_id", "alignment_heads", "suppress_tokens", "begin_suppress_tokens", "no_timestamps_token_id"):
+    for key in (
+        "lang_to_id",
+        "task_to_id",
+        "alignment_heads",
+        "suppress_tokens",
+        "begin_suppress_tokens",
+        "no_timestamps_token_id",
+    ):
         assert getattr(again, key) == getattr(reference, key), key
     assert GenerationConfig.from_pretrained(tmp_path / "again") == ours
 
@@ -101,7 +122,7 @@ def test_generation_config_checks_and_derivation():
 
 
 def test_missing_config_is_a_clear_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match="config.json"):
+    with pytest.raises(FileNotFoundError, match=r"config\.json"):
         WhisperConfig.from_pretrained(tmp_path)
     (tmp_path / "config.json").write_text("{not json")
     with pytest.raises(ValueError, match="not valid JSON"):
