@@ -144,7 +144,19 @@ class WhisperConfig:
     # -- checks ----------------------------------------------------------------------------
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first inconsistent value."""
-        positive = ["vocab_size", "num_mel_bins", "encoder_layers", "encoder_attention_heads", "decoder_layers", "decoder_attention_heads", "decoder_ffn_dim", "encoder_ffn_dim", "d_model", "max_source_positions", "max_target_positions"]
+        positive = [
+            "vocab_size",
+            "num_mel_bins",
+            "encoder_layers",
+            "encoder_attention_heads",
+            "decoder_layers",
+            "decoder_attention_heads",
+            "decoder_ffn_dim",
+            "encoder_ffn_dim",
+            "d_model",
+            "max_source_positions",
+            "max_target_positions",
+        ]
         for name in positive:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:

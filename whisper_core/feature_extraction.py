@@ -244,7 +244,19 @@ class WhisperFeatureExtractor:
 
     # -- serialisation ---------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        keys = ["feature_size", "sampling_rate", "hop_length", "chunk_length", "n_fft", "padding_value", "dither", "return_attention_mask", "padding_side", "n_samples", "nb_max_frames"]
+        keys = [
+            "feature_size",
+            "sampling_rate",
+            "hop_length",
+            "chunk_length",
+            "n_fft",
+            "padding_value",
+            "dither",
+            "return_attention_mask",
+            "padding_side",
+            "n_samples",
+            "nb_max_frames",
+        ]
         data = {key: getattr(self, key) for key in keys}
         data.update(self.extra)
         data["feature_extractor_type"] = "WhisperFeatureExtractor"
@@ -277,10 +289,8 @@ def _as_mono_clips(raw_speech: Any) -> list[np.ndarray]:
     A 2-D array is a batch ``[batch, samples]``, as in transformers; one that looks like
     ``[samples, channels]`` is rejected as multi-channel audio rather than misread.
     """
-    if (
-        isinstance(raw_speech, np.ndarray)
-        or (hasattr(raw_speech, "__array__")
-        and not isinstance(raw_speech, list | tuple))
+    if isinstance(raw_speech, np.ndarray) or (
+        hasattr(raw_speech, "__array__") and not isinstance(raw_speech, list | tuple)
     ):
         array = np.asarray(raw_speech)
         if array.ndim > 2:

@@ -1,0 +1,134 @@
+"""The shared decoding rules (NumPy reference) against transformers 4.57.6's PyTorch logits processors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from whisper_core import GenerationConfig
+from whisper_core.decoding import LogitRules, NumpyOps, PrefixIds, decoder_prefix, prompt_tokens
+
+VOCAB, EOS, NO_TIMESTAMPS = 80, 30, 39  # timestamps are 40..79
+TIMESTAMP_BEGIN = NO_TIMESTAMPS + 1
+SUPPRESS = (1, 2, 7, 35)
+BEGIN_SUPPRESS = (5, EOS)
+
+
+def reference_processors(begin: int, timestamps: bool, max_initial: int):
+    from transformers import GenerationConfig as ReferenceConfig
+    from transformers.generation.logits_process import (
+        SuppressTokensAtBeginLogitsProcessor,
+        SuppressTokensLogitsProcessor,
+        WhisperTimeStampLogitsProcessor,
+    )
+
+    processors = [SuppressTokensAtBeginLogitsProcessor(BEGIN_SUPPRESS, begin), SuppressTokensLogitsProcessor(SUPPRESS)]
+    if timestamps:
+        config = ReferenceConfig(
+            eos_token_id=EOS, no_timestamps_token_id=NO_TIMESTAMPS, max_initial_timestamp_index=max_initial
+        )
+        processors.append(WhisperTimeStampLogitsProcessor(config, begin_index=begin))
+    return processors
+
+
+def history(draw_tokens: list[int], begin: int) -> np.ndarray:
+    return np.asarray([[3] * begin + draw_tokens], dtype=np.int64)
+
+
+token = st.one_of(st.integers(8, EOS - 1), st.integers(TIMESTAMP_BEGIN, VOCAB - 1), st.just(EOS))
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    rows=st.lists(st.lists(token, min_size=0, max_size=8), min_size=1, max_size=3),
+    begin=st.integers(1, 4),
+    timestamps=st.booleans(),
+    max_initial=st.sampled_from([0, 3, 50]),
+    seed=st.integers(0, 2**31 - 1),
+    spare=st.integers(0, 3),
+)
+def test_rules_match_transformers_processors(rows, begin, timestamps, max_initial, seed, spare):
+    import torch
+
+    length = begin + len(rows[0])
+    rows = [(row + rows[0])[: len(rows[0])] for row in rows]  # equal lengths across the batch
+    tokens = np.concatenate([history(row, begin) for row in rows])
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(size=(len(rows), VOCAB)).astype(np.float32) * 3
+    # Sometimes make timestamps collectively likely, to exercise the "force a timestamp" rule.
+    logits[:, TIMESTAMP_BEGIN:] += rng.choice([0.0, 2.0])
+
+    expected = torch.from_numpy(logits.copy())
+    for processor in reference_processors(begin, timestamps, max_initial):
+        expected = processor(torch.from_numpy(tokens), expected)
+
+    rules = LogitRules(VOCAB, EOS, NO_TIMESTAMPS, SUPPRESS, BEGIN_SUPPRESS, timestamps, max_initial)
+    buffer = np.concatenate([tokens, np.full((len(rows), spare), 77, np.int64)], axis=1)  # unused capacity
+    ours = rules.apply(NumpyOps(), logits, buffer, length, begin)
+    np.testing.assert_array_equal(np.isneginf(ours), np.isneginf(expected.numpy()), err_msg=f"{tokens}")
+    finite = np.isfinite(ours)
+    np.testing.assert_array_equal(ours[finite], expected.numpy()[finite])
+
+
+def test_rules_under_torch_ops_match_numpy():
+    """The same rules, given PyTorch tensors through a minimal torch ops object, agree with NumPy."""
+    import torch
+
+    from whisper_pt.generation import TorchOps
+
+    rng = np.random.default_rng(0)
+    rules = LogitRules(VOCAB, EOS, NO_TIMESTAMPS, SUPPRESS, BEGIN_SUPPRESS, True, 50)
+    tokens = np.asarray(
+        [
+            [3, 3, TIMESTAMP_BEGIN, 10, 11, TIMESTAMP_BEGIN + 5],
+            [3, 3, TIMESTAMP_BEGIN + 2, 12, TIMESTAMP_BEGIN + 4, TIMESTAMP_BEGIN + 4],
+        ]
+    )
+    logits = rng.normal(size=(2, VOCAB)).astype(np.float32)
+    for length in range(2, 7):
+        ours = rules.apply(NumpyOps(), logits, tokens, length, 2)
+        theirs = rules.apply(TorchOps(), torch.from_numpy(logits), torch.from_numpy(tokens), length, 2)
+        np.testing.assert_array_equal(ours, theirs.numpy())
+
+
+def multilingual_ids() -> PrefixIds:
+    config = GenerationConfig(
+        decoder_start_token_id=50258,
+        no_timestamps_token_id=50363,
+        prev_sot_token_id=50361,
+        lang_to_id={"<|en|>": 50259, "<|fr|>": 50265},
+        task_to_id={"translate": 50358, "transcribe": 50359},
+        is_multilingual=True,
+    )
+    return PrefixIds.from_generation_config(config)
+
+
+def test_prefixes():
+    ids = multilingual_ids()
+    assert decoder_prefix(ids, ids.language_token("french"), None, False) == [50258, 50265, 50359, 50363]
+    assert decoder_prefix(ids, ids.language_token("<|en|>"), "translate", True) == [50258, 50259, 50358]
+    assert ids.language_of_token(50265) == "fr" and ids.no_speech_token_id == 50362
+    with pytest.raises(ValueError, match="not supported by this model"):
+        ids.language_token("german")
+    with pytest.raises(ValueError, match="unknown language"):
+        ids.language_token("klingon")
+    with pytest.raises(ValueError, match="unknown task"):
+        decoder_prefix(ids, 50259, "summarize", False)
+    english = PrefixIds(50257, 50362, 50360, {}, {}, False)
+    assert decoder_prefix(english, None, None, False) == [50257, 50362]
+    with pytest.raises(ValueError, match="English-only"):
+        english.language_token("en")
+    with pytest.raises(ValueError, match="English-only"):
+        decoder_prefix(english, None, "translate", False)
+
+
+def test_prompt_is_cut_like_openai():
+    ids = multilingual_ids()
+    prompt = [50361, *range(1000, 1300)]
+    kept = prompt_tokens(ids, prompt, 448)
+    assert kept[0] == 50361 and kept[1:] == prompt[-223:]
+    assert prompt_tokens(ids, None, 448) == []
+    with pytest.raises(ValueError, match="startofprev"):
+        prompt_tokens(ids, [1000, 1001], 448)

@@ -1,0 +1,7 @@
+"""Decoding rules shared by every backend: logit rules, prompt/prefix building, language detection."""
+
+from .ops import ArrayOps, NumpyOps
+from .prefix import PrefixIds, decoder_prefix, languages_per_row, prompt_tokens
+from .rules import LogitRules
+
+__all__ = ["ArrayOps", "LogitRules", "NumpyOps", "PrefixIds", "decoder_prefix", "languages_per_row", "prompt_tokens"]

@@ -1,0 +1,63 @@
+"""The few array operations the decoding rules need, so the rules are written once for every backend.
+
+Each backend supplies an object with these methods over its own tensors (PyTorch, TensorFlow,
+JAX); :class:`NumpyOps` is the reference. Everything is branch-free and shape-static, so the
+rules run inside a compiled loop (``lax.while_loop``, ``tf.function(jit_compile=True)``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+
+
+class ArrayOps(Protocol):
+    """Array operations on ``[batch, n]`` tensors; ``axis`` is always the last one."""
+
+    def constant(self, values: np.ndarray, like: Any) -> Any:
+        """``values`` as a tensor of the backend, on the device of ``like``."""
+
+    def where(self, condition: Any, x: Any, y: Any) -> Any: ...
+
+    def sum(self, x: Any) -> Any:
+        """Sum over the last axis, keeping it (``[batch, 1]``)."""
+
+    def max(self, x: Any) -> Any:
+        """Maximum over the last axis, keeping it (``[batch, 1]``)."""
+
+    def logsumexp(self, x: Any) -> Any:
+        """Log-sum-exp over the last axis, keeping it (``[batch, 1]``)."""
+
+    def log_softmax(self, x: Any) -> Any: ...
+
+    def neg_inf(self, like: Any) -> Any:
+        """A ``-inf`` scalar of ``like``'s dtype."""
+
+
+class NumpyOps:
+    """The reference implementation of :class:`ArrayOps`."""
+
+    def constant(self, values: np.ndarray, like: Any) -> np.ndarray:
+        return np.asarray(values)
+
+    def where(self, condition: np.ndarray, x: Any, y: Any) -> np.ndarray:
+        return np.where(condition, x, y)
+
+    def sum(self, x: np.ndarray) -> np.ndarray:
+        return x.sum(axis=-1, keepdims=True)
+
+    def max(self, x: np.ndarray) -> np.ndarray:
+        return x.max(axis=-1, keepdims=True)
+
+    def logsumexp(self, x: np.ndarray) -> np.ndarray:
+        peak = x.max(axis=-1, keepdims=True)
+        safe_peak = np.where(np.isfinite(peak), peak, 0.0)
+        with np.errstate(divide="ignore"):
+            return np.log(np.exp(x - safe_peak).sum(axis=-1, keepdims=True)) + safe_peak
+
+    def log_softmax(self, x: np.ndarray) -> np.ndarray:
+        return x - self.logsumexp(x)
+
+    def neg_inf(self, like: np.ndarray) -> Any:
+        return np.array(-np.inf, dtype=like.dtype)

@@ -1,0 +1,114 @@
+"""Whisper's logit rules, written once and branch-free over :class:`~whisper_core.decoding.ops.ArrayOps`.
+
+The rules are those of openai-whisper (``SuppressBlank``, ``SuppressTokens``,
+``ApplyTimestampRules``), which transformers 4.57's PyTorch processors also follow:
+
+* ``suppress_tokens`` are never produced;
+* ``begin_suppress_tokens`` (a blank, ``<|endoftext|>``) are not produced as the first token;
+* with timestamps: ``<|notimestamps|>`` is never produced; timestamps come in pairs (after a
+  pair, text must follow; after a lone timestamp, another timestamp or ``<|endoftext|>``);
+  timestamps never decrease and a segment never has zero length (no endless ``<|0.00|>``);
+  the first token is a timestamp no later than ``max_initial_timestamp_index``; and a
+  timestamp is forced when the total probability of all timestamps beats every text token.
+
+The token history is a fixed-size buffer ``tokens [batch, capacity]`` of which the first
+``length`` positions are valid and generation started at ``begin``, so the same code runs in
+eager PyTorch and inside compiled JAX/TF loops (where ``length`` is a traced scalar).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .ops import ArrayOps
+
+
+@dataclass(frozen=True)
+class LogitRules:
+    """The decoding rules of one model and one ``generate`` call; build once, apply every step."""
+
+    vocab_size: int
+    eos_token_id: int
+    no_timestamps_token_id: int
+    suppress_tokens: tuple[int, ...] = ()
+    begin_suppress_tokens: tuple[int, ...] = ()
+    return_timestamps: bool = False
+    max_initial_timestamp_index: int | None = 50
+    # Derived vocabulary masks ([1, vocab] bool), computed once.
+    _masks: dict[str, np.ndarray] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        vocab = np.arange(self.vocab_size)[None, :]
+        timestamp_begin = self.timestamp_begin
+        initial_forbidden = vocab < timestamp_begin
+        if self.max_initial_timestamp_index is not None:
+            initial_forbidden |= vocab > timestamp_begin + self.max_initial_timestamp_index
+        masks = {
+            "vocab": vocab,
+            "always": np.isin(vocab, [t for t in self.suppress_tokens if 0 <= t < self.vocab_size]),
+            "at_begin": np.isin(vocab, [t for t in self.begin_suppress_tokens if 0 <= t < self.vocab_size]),
+            "is_timestamp": vocab >= timestamp_begin,
+            "before_eos": vocab < self.eos_token_id,
+            "initial_forbidden": initial_forbidden,
+        }
+        if self.return_timestamps:
+            masks["always"] = masks["always"] | (vocab == self.no_timestamps_token_id)
+        object.__setattr__(self, "_masks", masks)
+
+    @property
+    def timestamp_begin(self) -> int:
+        """Id of ``<|0.00|>``, right after ``<|notimestamps|>`` in every Whisper vocabulary."""
+        return self.no_timestamps_token_id + 1
+
+    def apply(self, ops: ArrayOps, logits: Any, tokens: Any, length: Any, begin: int) -> Any:
+        """Return ``logits [batch, vocab]`` with forbidden tokens set to ``-inf``.
+
+        ``tokens [batch, capacity]``: the decoder input so far (prompt and prefix included);
+        ``length``: how many positions of ``tokens`` are valid (int or scalar tensor);
+        ``begin``: the position of the first generated token.
+        """
+        masks = {name: ops.constant(mask, logits) for name, mask in self._masks.items()}
+        neg_inf = ops.neg_inf(logits)
+        generated = length - begin  # tokens produced so far (same for every row)
+        forbidden = masks["always"] | ((generated == 0) & masks["at_begin"])
+        if self.return_timestamps:
+            forbidden = forbidden | self._timestamp_pairs_and_order(ops, masks, tokens, length, begin, generated)
+            forbidden = forbidden | ((generated == 0) & masks["initial_forbidden"])
+        logits = ops.where(forbidden, neg_inf, logits)
+        if self.return_timestamps:
+            logits = self._force_timestamp_when_likely(ops, masks, logits, neg_inf)
+        return logits
+
+    def _timestamp_pairs_and_order(
+        self, ops: ArrayOps, masks: dict[str, Any], tokens: Any, length: Any, begin: int, generated: Any
+    ) -> Any:
+        """``[batch, vocab]`` mask: pairs rule, and no timestamp before the last one (+1 after a pair)."""
+        timestamp_begin = self.timestamp_begin
+        positions = ops.constant(np.arange(tokens.shape[-1])[None, :], tokens)  # [1, capacity]
+        last = ops.sum(ops.where(positions == length - 1, tokens, 0))  # [batch, 1]
+        penultimate = ops.sum(ops.where(positions == length - 2, tokens, 0))
+        last_is_time = (generated >= 1) & (last >= timestamp_begin)
+        lone_time = last_is_time & (generated >= 2) & (penultimate < timestamp_begin)  # ends an open segment
+        pair_ended = last_is_time & ((generated < 2) | (penultimate >= timestamp_begin))
+        times = (tokens >= timestamp_begin) & (positions >= begin) & (positions < length)  # [batch, capacity]
+        any_time = ops.sum(ops.where(times, 1, 0)) > 0
+        latest_position = ops.max(ops.where(times, positions, -1))
+        latest_time = ops.sum(ops.where(positions == latest_position, tokens, 0))
+        # After a lone timestamp the segment may close on the same time; otherwise time must advance.
+        floor = ops.where(lone_time, latest_time, latest_time + 1)
+        vocab = masks["vocab"]
+        return (
+            (pair_ended & masks["is_timestamp"])
+            | (lone_time & masks["before_eos"])
+            | (any_time & masks["is_timestamp"] & (vocab < floor))
+        )
+
+    def _force_timestamp_when_likely(self, ops: ArrayOps, masks: dict[str, Any], logits: Any, neg_inf: Any) -> Any:
+        log_probs = ops.log_softmax(logits)
+        is_timestamp = masks["is_timestamp"]
+        timestamp_log_prob = ops.logsumexp(ops.where(is_timestamp, log_probs, neg_inf))
+        best_text_log_prob = ops.max(ops.where(is_timestamp, neg_inf, log_probs))
+        return ops.where((timestamp_log_prob > best_text_log_prob) & ~is_timestamp, neg_inf, logits)

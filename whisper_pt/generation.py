@@ -1,0 +1,243 @@
+"""PyTorch ``generate`` and ``detect_language`` for Whisper, driven by the shared decoding rules.
+
+The rules (suppression, timestamp rules, prefixes, language tokens) come from
+:mod:`whisper_core.decoding`; this module only supplies the torch array ops and the loop:
+encode once, feed the prefix, then one token per step through the self-attention KV cache
+(cross-attention keys/values are computed on the first step and reused).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from whisper_core.decoding import LogitRules, PrefixIds, decoder_prefix, languages_per_row, prompt_tokens
+
+
+class TorchOps:
+    """:class:`whisper_core.decoding.ArrayOps` over torch tensors."""
+
+    def constant(self, values: np.ndarray, like: torch.Tensor) -> torch.Tensor:
+        return torch.as_tensor(values, device=like.device)
+
+    def where(self, condition: torch.Tensor, x: Any, y: Any) -> torch.Tensor:
+        return torch.where(condition, x, y)
+
+    def sum(self, x: torch.Tensor) -> torch.Tensor:
+        return x.sum(dim=-1, keepdim=True)
+
+    def max(self, x: torch.Tensor) -> torch.Tensor:
+        return x.max(dim=-1, keepdim=True).values
+
+    def logsumexp(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.logsumexp(x, dim=-1, keepdim=True)
+
+    def log_softmax(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.log_softmax(x, dim=-1)
+
+    def neg_inf(self, like: torch.Tensor) -> torch.Tensor:
+        return torch.tensor(float("-inf"), dtype=like.dtype, device=like.device)
+
+
+@dataclass
+class WhisperGenerateOutput:
+    """``generate(..., return_dict_in_generate=True)``: ids with their prefix, and what was asked for."""
+
+    sequences: torch.Tensor  # [batch, prefix + generated]
+    scores: tuple[torch.Tensor, ...] | None = None  # per step, processed logits [batch, vocab]
+    no_speech_probs: torch.Tensor | None = None  # [batch]
+    languages: list[str] | None = None  # the language of each row (given or detected)
+
+    def __getitem__(self, key: str) -> Any:
+        return getattr(self, key)
+
+
+class WhisperGenerationMixin:
+    """``generate`` and ``detect_language`` for :class:`~whisper_pt.modeling.WhisperForConditionalGeneration`."""
+
+    @torch.no_grad()
+    def detect_language(
+        self, input_features: torch.Tensor | None = None, encoder_outputs: Any = None
+    ) -> list[dict[str, float]]:
+        """Per input, the probability of each language the model knows (``{"en": 0.97, ...}``)."""
+        ids = PrefixIds.from_generation_config(self.generation_config)
+        if not ids.is_multilingual:
+            raise ValueError("this is an English-only model: it has no language tokens to detect")
+        encoder_states = self._encoder_states(input_features, encoder_outputs)
+        probabilities = self._language_probabilities(ids, encoder_states)
+        codes = [token[2:-2] for token in ids.lang_to_id]
+        return [dict(zip(codes, row.tolist(), strict=True)) for row in probabilities]
+
+    @torch.no_grad()
+    def generate(
+        self,
+        input_features: torch.Tensor | None = None,
+        generation_config: Any = None,
+        *,
+        encoder_outputs: Any = None,
+        language: str | list[str | None] | None = None,
+        task: str | None = None,
+        return_timestamps: bool | None = None,
+        prompt_ids: torch.Tensor | list[int] | None = None,
+        max_new_tokens: int | None = None,
+        do_sample: bool | None = None,
+        temperature: float | None = None,
+        top_k: int | None = None,
+        num_beams: int | None = None,
+        output_scores: bool | None = None,
+        return_dict_in_generate: bool | None = None,
+        generator: torch.Generator | None = None,
+        **kwargs: Any,
+    ) -> torch.Tensor | WhisperGenerateOutput:
+        """Token ids ``[batch, prefix + generated]`` (greedy by default), padded with ``<|endoftext|>``.
+
+        ``language``: a code, name or ``<|xx|>`` token, one per row, or ``None`` to detect it
+        (multilingual models). ``task``: "transcribe" (default) or "translate".
+        """
+        config = generation_config or self.generation_config
+        if kwargs:
+            raise TypeError(f"generate() got unsupported arguments: {sorted(kwargs)}")
+        num_beams = num_beams if num_beams is not None else config.num_beams
+        if num_beams != 1:
+            raise NotImplementedError("beam search is not implemented yet in whisper_pt: use num_beams=1")
+        do_sample = config.do_sample if do_sample is None else do_sample
+        temperature = config.temperature if temperature is None else temperature
+        top_k = config.top_k if top_k is None else top_k
+        return_timestamps = bool(config.return_timestamps if return_timestamps is None else return_timestamps)
+        output_scores = config.output_scores if output_scores is None else output_scores
+        return_dict = config.return_dict_in_generate if return_dict_in_generate is None else return_dict_in_generate
+        ids = PrefixIds.from_generation_config(config)
+
+        encoder_states = self._encoder_states(input_features, encoder_outputs)
+        batch = encoder_states.shape[0]
+        rows = languages_per_row(language if language is not None else config.language, batch)
+        language_tokens = [None if row is None else ids.language_token(row) for row in rows]
+        if ids.is_multilingual and None in language_tokens:
+            detected = self._language_probabilities(ids, encoder_states).argmax(dim=-1)
+            lang_ids = list(ids.lang_to_id.values())
+            language_tokens = [
+                tok if tok is not None else lang_ids[int(d)] for tok, d in zip(language_tokens, detected, strict=True)
+            ]
+        prompt = prompt_tokens(ids, _as_list(prompt_ids), self.config.max_target_positions)
+        task = task if task is not None else config.task
+        prefixes = [prompt + decoder_prefix(ids, token, task, return_timestamps) for token in language_tokens]
+        begin = len(prefixes[0])
+        limit = self.config.max_target_positions - begin
+        if max_new_tokens is None:
+            max_new_tokens = min(config.max_new_tokens or config.max_length - begin, limit)
+        elif max_new_tokens > limit:
+            raise ValueError(
+                f"max_new_tokens ({max_new_tokens}) + the prompt and prefix ({begin}) exceed max_target_positions "
+                f"({self.config.max_target_positions})"
+            )
+        rules = LogitRules(
+            vocab_size=self.config.vocab_size,
+            eos_token_id=config.eos_token_id,
+            no_timestamps_token_id=ids.no_timestamps_token_id,
+            suppress_tokens=tuple(config.suppress_tokens or ()),
+            begin_suppress_tokens=tuple(config.begin_suppress_tokens or ()),
+            return_timestamps=return_timestamps,
+            max_initial_timestamp_index=config.max_initial_timestamp_index,
+        )
+        sequences, scores, no_speech = self._greedy_or_sample(
+            encoder_states,
+            torch.tensor(prefixes, device=encoder_states.device),
+            rules,
+            max_new_tokens,
+            eos=config.eos_token_id,
+            pad=config.pad_token_id if config.pad_token_id is not None else config.eos_token_id,
+            sampling=(temperature, top_k) if do_sample else None,
+            want_scores=output_scores,
+            no_speech_position=len(prompt),
+            no_speech_token=ids.no_speech_token_id,
+            generator=generator,
+        )
+        if not return_dict:
+            return sequences
+        languages = [ids.language_of_token(t) for t in language_tokens] if ids.is_multilingual else None
+        return WhisperGenerateOutput(sequences, scores if output_scores else None, no_speech, languages)
+
+    # -- pieces ----------------------------------------------------------------------------
+    def _encoder_states(self, input_features: torch.Tensor | None, encoder_outputs: Any) -> torch.Tensor:
+        if encoder_outputs is not None:
+            return (
+                encoder_outputs[0] if isinstance(encoder_outputs, tuple | list) else encoder_outputs.last_hidden_state
+            )
+        if input_features is None:
+            raise ValueError("give input_features (or encoder_outputs)")
+        input_features = input_features.to(device=self.device, dtype=self.dtype)
+        return self.model.encoder(input_features).last_hidden_state
+
+    def _language_probabilities(self, ids: PrefixIds, encoder_states: torch.Tensor) -> torch.Tensor:
+        """``[batch, languages]`` softmax over the language tokens after ``<|startoftranscript|>``."""
+        start = torch.full((encoder_states.shape[0], 1), ids.decoder_start_token_id, device=encoder_states.device)
+        logits = self(encoder_outputs=(encoder_states,), decoder_input_ids=start, use_cache=False).logits[:, -1]
+        language_ids = torch.tensor(list(ids.lang_to_id.values()), device=logits.device)
+        return torch.softmax(logits.float()[:, language_ids], dim=-1)
+
+    def _greedy_or_sample(
+        self,
+        encoder_states: torch.Tensor,
+        prefix: torch.Tensor,
+        rules: LogitRules,
+        max_new_tokens: int,
+        *,
+        eos: int,
+        pad: int,
+        sampling: tuple[float, int] | None,
+        want_scores: bool,
+        no_speech_position: int,
+        no_speech_token: int,
+        generator: torch.Generator | None,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...], torch.Tensor]:
+        ops = TorchOps()
+        batch, begin = prefix.shape
+        tokens = torch.full((batch, begin + max_new_tokens), pad, dtype=torch.long, device=prefix.device)
+        tokens[:, :begin] = prefix
+        finished = torch.zeros(batch, dtype=torch.bool, device=prefix.device)
+        cache, step_input, scores, no_speech = None, prefix, [], None
+        length = begin
+        for _ in range(max_new_tokens):
+            out = self(
+                encoder_outputs=(encoder_states,), decoder_input_ids=step_input, past_key_values=cache, use_cache=True
+            )
+            cache = out.past_key_values
+            if no_speech is None:
+                no_speech = torch.softmax(out.logits[:, no_speech_position].float(), dim=-1)[:, no_speech_token]
+            logits = rules.apply(ops, out.logits[:, -1].float(), tokens, length, begin)
+            if want_scores:
+                scores.append(logits)
+            next_tokens = _pick(logits, sampling, generator)
+            next_tokens = torch.where(finished, pad, next_tokens)
+            tokens[:, length] = next_tokens
+            length += 1
+            finished |= next_tokens == eos
+            if bool(finished.all()):
+                break
+            step_input = next_tokens[:, None]
+        return tokens[:, :length], tuple(scores), no_speech
+
+
+def _pick(logits: torch.Tensor, sampling: tuple[float, int] | None, generator: torch.Generator | None) -> torch.Tensor:
+    """Greedy argmax, or a sample at ``temperature`` from the ``top_k`` most likely tokens."""
+    if sampling is None:
+        return logits.argmax(dim=-1)
+    temperature, top_k = sampling
+    if temperature <= 0:
+        return logits.argmax(dim=-1)
+    logits = logits / temperature
+    if top_k:
+        kth = torch.topk(logits, min(top_k, logits.shape[-1]), dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    return torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=generator)[:, 0]
+
+
+def _as_list(prompt_ids: torch.Tensor | np.ndarray | list[int] | None) -> list[int] | None:
+    if prompt_ids is None:
+        return None
+    if isinstance(prompt_ids, torch.Tensor):
+        return prompt_ids.reshape(-1).tolist()
+    return [int(t) for t in np.asarray(prompt_ids).reshape(-1)]
