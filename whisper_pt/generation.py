@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from whisper_core.decoding import LogitRules, PrefixIds, decoder_prefix, languages_per_row, prompt_tokens
+from whisper_core.decoding import LogitRules, PrefixIds, beam, decoder_prefix, languages_per_row, prompt_tokens
 
 
 class TorchOps:
@@ -40,6 +40,37 @@ class TorchOps:
 
     def neg_inf(self, like: torch.Tensor) -> torch.Tensor:
         return torch.tensor(float("-inf"), dtype=like.dtype, device=like.device)
+
+    # -- beam search -----------------------------------------------------------------------
+    def top_k(self, x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.topk(x, k, dim=-1)
+
+    def gather_beams(self, x: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+        rows = torch.arange(x.shape[0], device=x.device)[:, None]
+        return x[rows, indices]
+
+    def concat(self, tensors: list[torch.Tensor], axis: int) -> torch.Tensor:
+        return torch.cat(tensors, dim=axis)
+
+    def set_column(self, x: torch.Tensor, column: torch.Tensor, index: int) -> torch.Tensor:
+        x = x.clone()
+        x[:, :, index] = column
+        return x
+
+    def to_float(self, x: torch.Tensor) -> torch.Tensor:
+        return x.to(torch.float32)
+
+    def reshape(self, x: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+        return x.reshape(shape)
+
+    def min(self, x: torch.Tensor) -> torch.Tensor:
+        return x.min(dim=-1, keepdim=True).values
+
+    def any(self, x: torch.Tensor) -> torch.Tensor:
+        return x.any(dim=-1, keepdim=True)
+
+    def all_true(self, x: torch.Tensor) -> bool:
+        return bool(x.all())
 
 
 @dataclass
@@ -87,6 +118,7 @@ class WhisperGenerationMixin:
         temperature: float | None = None,
         top_k: int | None = None,
         num_beams: int | None = None,
+        length_penalty: float | None = None,
         output_scores: bool | None = None,
         return_dict_in_generate: bool | None = None,
         generator: torch.Generator | None = None,
@@ -101,8 +133,7 @@ class WhisperGenerationMixin:
         if kwargs:
             raise TypeError(f"generate() got unsupported arguments: {sorted(kwargs)}")
         num_beams = num_beams if num_beams is not None else config.num_beams
-        if num_beams != 1:
-            raise NotImplementedError("beam search is not implemented yet in whisper_pt: use num_beams=1")
+        length_penalty = config.length_penalty if length_penalty is None else length_penalty
         do_sample = config.do_sample if do_sample is None else do_sample
         temperature = config.temperature if temperature is None else temperature
         top_k = config.top_k if top_k is None else top_k
@@ -142,19 +173,25 @@ class WhisperGenerationMixin:
             return_timestamps=return_timestamps,
             max_initial_timestamp_index=config.max_initial_timestamp_index,
         )
-        sequences, scores, no_speech = self._greedy_or_sample(
-            encoder_states,
-            torch.tensor(prefixes, device=encoder_states.device),
-            rules,
-            max_new_tokens,
-            eos=config.eos_token_id,
-            pad=config.pad_token_id if config.pad_token_id is not None else config.eos_token_id,
-            sampling=(temperature, top_k) if do_sample else None,
-            want_scores=output_scores,
-            no_speech_position=len(prompt),
-            no_speech_token=ids.no_speech_token_id,
-            generator=generator,
-        )
+        prefix = torch.tensor(prefixes, device=encoder_states.device)
+        pad = config.pad_token_id if config.pad_token_id is not None else config.eos_token_id
+        no_speech = self._no_speech_probabilities(encoder_states, prefix, len(prompt), ids.no_speech_token_id)
+        if num_beams > 1:
+            sequences, scores = self._beam_search(
+                encoder_states, prefix, rules, max_new_tokens, num_beams, length_penalty, config.eos_token_id, pad
+            )
+        else:
+            sequences, scores = self._greedy_or_sample(
+                encoder_states,
+                prefix,
+                rules,
+                max_new_tokens,
+                eos=config.eos_token_id,
+                pad=pad,
+                sampling=(temperature, top_k) if do_sample else None,
+                want_scores=output_scores,
+                generator=generator,
+            )
         if not return_dict:
             return sequences
         languages = [ids.language_of_token(t) for t in language_tokens] if ids.is_multilingual else None
@@ -178,6 +215,15 @@ class WhisperGenerationMixin:
         language_ids = torch.tensor(list(ids.lang_to_id.values()), device=logits.device)
         return torch.softmax(logits.float()[:, language_ids], dim=-1)
 
+    def _no_speech_probabilities(
+        self, encoder_states: torch.Tensor, prefix: torch.Tensor, position: int, token: int
+    ) -> torch.Tensor:
+        """``[batch]`` probability of the no-speech token right after ``<|startoftranscript|>``."""
+        logits = self(
+            encoder_outputs=(encoder_states,), decoder_input_ids=prefix[:, : position + 1], use_cache=False
+        ).logits
+        return torch.softmax(logits[:, position].float(), dim=-1)[:, token]
+
     def _greedy_or_sample(
         self,
         encoder_states: torch.Tensor,
@@ -189,36 +235,74 @@ class WhisperGenerationMixin:
         pad: int,
         sampling: tuple[float, int] | None,
         want_scores: bool,
-        no_speech_position: int,
-        no_speech_token: int,
         generator: torch.Generator | None,
-    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...], torch.Tensor]:
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         ops = TorchOps()
         batch, begin = prefix.shape
         tokens = torch.full((batch, begin + max_new_tokens), pad, dtype=torch.long, device=prefix.device)
         tokens[:, :begin] = prefix
         finished = torch.zeros(batch, dtype=torch.bool, device=prefix.device)
-        cache, step_input, scores, no_speech = None, prefix, [], None
+        cache, step_input, scores = None, prefix, []
         length = begin
         for _ in range(max_new_tokens):
             out = self(
                 encoder_outputs=(encoder_states,), decoder_input_ids=step_input, past_key_values=cache, use_cache=True
             )
             cache = out.past_key_values
-            if no_speech is None:
-                no_speech = torch.softmax(out.logits[:, no_speech_position].float(), dim=-1)[:, no_speech_token]
             logits = rules.apply(ops, out.logits[:, -1].float(), tokens, length, begin)
             if want_scores:
                 scores.append(logits)
-            next_tokens = _pick(logits, sampling, generator)
-            next_tokens = torch.where(finished, pad, next_tokens)
+            next_tokens = torch.where(finished, pad, _pick(logits, sampling, generator))
             tokens[:, length] = next_tokens
             length += 1
             finished |= next_tokens == eos
             if bool(finished.all()):
                 break
             step_input = next_tokens[:, None]
-        return tokens[:, :length], tuple(scores), no_speech
+        return tokens[:, :length], tuple(scores)
+
+    def _beam_search(
+        self,
+        encoder_states: torch.Tensor,
+        prefix: torch.Tensor,
+        rules: LogitRules,
+        max_new_tokens: int,
+        num_beams: int,
+        length_penalty: float,
+        eos: int,
+        pad: int,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Beam search with transformers' semantics (the bookkeeping lives in whisper_core.decoding.beam)."""
+        ops = TorchOps()
+        batch, begin = prefix.shape
+        capacity = begin + max_new_tokens
+        states = encoder_states.repeat_interleave(num_beams, dim=0)  # [batch * beams, frames, d]
+        state = beam.initial_state(ops, prefix.cpu().numpy(), num_beams, capacity, pad, encoder_states)
+        offsets = torch.arange(batch, device=prefix.device)[:, None] * num_beams
+        cache, step_input, length = None, prefix.repeat_interleave(num_beams, dim=0), begin
+        while True:
+            out = self(encoder_outputs=(states,), decoder_input_ids=step_input, past_key_values=cache, use_cache=True)
+            flat_running = state.running.reshape(batch * num_beams, capacity)
+            log_probs = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
+            log_probs = rules.apply(ops, log_probs, flat_running, length, begin)
+            state = beam.step(
+                ops,
+                state,
+                log_probs.reshape(batch, num_beams, -1),
+                length=length,
+                begin=begin,
+                capacity=capacity,
+                eos=eos,
+                length_penalty=length_penalty,
+            )
+            length += 1
+            if not beam.should_continue(ops, state):
+                break
+            order = (state.source_beam + offsets).reshape(-1)  # [batch * beams] rows of the old cache
+            cache = tuple(tuple(tensor[order] for tensor in layer) for layer in out.past_key_values)
+            step_input = state.running.reshape(batch * num_beams, capacity)[:, length - 1 : length]
+        sequences, scores, longest = beam.best_sequences(ops, state)
+        return sequences[:, :longest], scores
 
 
 def _pick(logits: torch.Tensor, sampling: tuple[float, int] | None, generator: torch.Generator | None) -> torch.Tensor:

@@ -1,7 +1,17 @@
 """Decoding rules shared by every backend: logit rules, prompt/prefix building, language detection."""
 
+from . import beam
 from .ops import ArrayOps, NumpyOps
 from .prefix import PrefixIds, decoder_prefix, languages_per_row, prompt_tokens
 from .rules import LogitRules
 
-__all__ = ["ArrayOps", "LogitRules", "NumpyOps", "PrefixIds", "decoder_prefix", "languages_per_row", "prompt_tokens"]
+__all__ = [
+    "ArrayOps",
+    "beam",
+    "LogitRules",
+    "NumpyOps",
+    "PrefixIds",
+    "decoder_prefix",
+    "languages_per_row",
+    "prompt_tokens",
+]

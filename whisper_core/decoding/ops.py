@@ -61,3 +61,34 @@ class NumpyOps:
 
     def neg_inf(self, like: np.ndarray) -> Any:
         return np.array(-np.inf, dtype=like.dtype)
+
+    # -- beam search (whisper_core.decoding.beam.BeamOps) ----------------------------------
+    def top_k(self, x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        indices = np.argsort(-x, axis=-1, kind="stable")[..., :k]
+        return np.take_along_axis(x, indices, axis=-1), indices
+
+    def gather_beams(self, x: np.ndarray, indices: np.ndarray) -> np.ndarray:
+        return x[np.arange(x.shape[0])[:, None], indices]
+
+    def concat(self, tensors: list[np.ndarray], axis: int) -> np.ndarray:
+        return np.concatenate(tensors, axis=axis)
+
+    def set_column(self, x: np.ndarray, column: np.ndarray, index: int) -> np.ndarray:
+        x = x.copy()
+        x[:, :, index] = column
+        return x
+
+    def to_float(self, x: np.ndarray) -> np.ndarray:
+        return x.astype(np.float32)
+
+    def reshape(self, x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        return np.reshape(x, shape)
+
+    def min(self, x: np.ndarray) -> np.ndarray:
+        return x.min(axis=-1, keepdims=True)
+
+    def any(self, x: np.ndarray) -> np.ndarray:
+        return x.any(axis=-1, keepdims=True)
+
+    def all_true(self, x: np.ndarray) -> bool:
+        return bool(np.all(x))

@@ -1,0 +1,21 @@
+"""Weights between formats: one table of per-tensor rules, strict converters, and the canonical checkpoint.
+
+Framework-neutral: NumPy and safetensors only (torch is imported lazily to read ``.bin``/``.pt`` files).
+"""
+
+from .canonical import load_checkpoint, load_weights, save_checkpoint, save_weights
+from .convert import canonical_shapes, check_canonical, from_canonical, to_canonical
+from .fetch import cache_home, fetch
+
+__all__ = [
+    "cache_home",
+    "canonical_shapes",
+    "check_canonical",
+    "fetch",
+    "from_canonical",
+    "load_checkpoint",
+    "load_weights",
+    "save_checkpoint",
+    "save_weights",
+    "to_canonical",
+]

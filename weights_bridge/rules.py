@@ -1,0 +1,244 @@
+"""The one table of weight names and layouts: canonical (HF PyTorch) names against every other format.
+
+Each :class:`Rule` is one canonical tensor, e.g. ``model.encoder.layers.{i}.self_attn.q_proj.weight``,
+with its layout kind, its shape in terms of the config, and its name in each foreign format (one
+column per format). Adding a format is adding a column (a keyword in the rows below) and, if its
+layouts differ from PyTorch's, an entry in :data:`LAYOUTS`; the engine in :mod:`weights_bridge.convert`
+does the rest and checks coverage. A foreign name is either
+
+- a plain string: the tensor is stored on its own (after the format's permutation for the kind);
+- a :class:`Part`: the tensor is one equal slice, along axis 0, of a fused foreign tensor
+  (CTranslate2 fuses q,k,v and cross-attention k,v); slices no rule claims hold zeros, because
+  Whisper's k projections have no bias;
+- ``None``: the format does not store this tensor (only for ``tied`` rules).
+
+Layout kinds (canonical layout in brackets): ``linear`` [out, in], ``bias`` [out], ``conv1d``
+[out, in, k], ``norm_weight`` / ``norm_bias`` [d] (gamma/beta, scale/bias), ``embedding``
+[vocab, d], ``positions`` [n, d], and ``tied``: not stored, it is the tensor named by ``tied_to``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# Formats with a column in the table.
+FORMATS: tuple[str, ...] = ("ct2", "openai")
+
+KINDS: tuple[str, ...] = ("linear", "bias", "conv1d", "norm_weight", "norm_bias", "embedding", "positions", "tied")
+
+# Fused layouts: how many equal slices along axis 0 the foreign tensor holds.
+FUSED_LAYOUTS: dict[str, int] = {"fused_qkv": 3, "fused_kv": 2}
+
+# Per format, the axis permutation taking a canonical tensor of each kind to the foreign layout;
+# kinds not listed are stored as they are. (A TF/Keras column would add
+# ``{"linear": (1, 0), "conv1d": (2, 1, 0)}``: Dense kernels are [in, out], Conv1D [k, in, out].)
+LAYOUTS: dict[str, dict[str, tuple[int, ...]]] = {
+    "ct2": {},  # CTranslate2 keeps PyTorch's [out, in] and [out, in, k]
+    "openai": {},  # openai-whisper is PyTorch
+}
+
+
+@dataclass(frozen=True)
+class Part:
+    """Slice ``index`` of ``FUSED_LAYOUTS[layout]`` equal slices along axis 0 of the foreign tensor ``name``."""
+
+    name: str
+    layout: str
+    index: int
+
+    def __post_init__(self) -> None:
+        if self.layout not in FUSED_LAYOUTS or not 0 <= self.index < FUSED_LAYOUTS[self.layout]:
+            raise ValueError(f"bad fused part {self}")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One canonical tensor: ``{i}`` in names stands for the layer index of ``stack``."""
+
+    canonical: str
+    kind: str
+    shape: tuple[str | int, ...]  # symbols resolved by :func:`resolve_shape`
+    names: dict[str, str | Part | None] = field(default_factory=dict)
+    stack: str | None = None  # "encoder" or "decoder" for per-layer rules
+    tied_to: str | None = None  # for kind "tied": the canonical tensor this one is
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown layout kind {self.kind!r} for {self.canonical}")
+        if (self.kind == "tied") != (self.tied_to is not None):
+            raise ValueError(f"{self.canonical}: tied_to is required for, and only for, kind 'tied'")
+        unknown = set(self.names) - set(FORMATS)
+        if unknown:
+            raise ValueError(f"{self.canonical}: unknown formats {sorted(unknown)}")
+
+
+def _rule(canonical: str, kind: str, shape: tuple[str | int, ...], stack: str | None = None, **names: Any) -> Rule:
+    return Rule(canonical, kind, shape, names, stack)
+
+
+def _attention(stack: str, hf: str, ct2: str, openai: str, cross: bool) -> list[Rule]:
+    """q, k, v, out projections and the pre-norm of one attention block.
+
+    CTranslate2 fuses self-attention q,k,v into ``linear_0`` ([3·d, d]; the k bias slice is zero)
+    with the output in ``linear_1``; cross-attention keeps q in ``linear_0``, fuses k,v into
+    ``linear_1`` ([2·d, d]) and puts the output in ``linear_2``.
+    """
+    if cross:
+        q_name, kv_name, out_name = f"{ct2}/linear_0", f"{ct2}/linear_1", f"{ct2}/linear_2"
+
+        def fused(suffix: str, index: int) -> Part:
+            return Part(f"{kv_name}/{suffix}", "fused_kv", index - 1)
+
+        q_weight, q_bias = f"{q_name}/weight", f"{q_name}/bias"
+    else:
+        qkv_name, out_name = f"{ct2}/linear_0", f"{ct2}/linear_1"
+
+        def fused(suffix: str, index: int) -> Part:
+            return Part(f"{qkv_name}/{suffix}", "fused_qkv", index)
+
+        q_weight, q_bias = fused("weight", 0), fused("bias", 0)
+    return [
+        _rule(f"{hf}.q_proj.weight", "linear", ("d", "d"), stack, ct2=q_weight, openai=f"{openai}.query.weight"),
+        _rule(f"{hf}.q_proj.bias", "bias", ("d",), stack, ct2=q_bias, openai=f"{openai}.query.bias"),
+        _rule(
+            f"{hf}.k_proj.weight", "linear", ("d", "d"), stack, ct2=fused("weight", 1), openai=f"{openai}.key.weight"
+        ),
+        _rule(
+            f"{hf}.v_proj.weight", "linear", ("d", "d"), stack, ct2=fused("weight", 2), openai=f"{openai}.value.weight"
+        ),
+        _rule(f"{hf}.v_proj.bias", "bias", ("d",), stack, ct2=fused("bias", 2), openai=f"{openai}.value.bias"),
+        _rule(
+            f"{hf}.out_proj.weight",
+            "linear",
+            ("d", "d"),
+            stack,
+            ct2=f"{out_name}/weight",
+            openai=f"{openai}.out.weight",
+        ),
+        _rule(f"{hf}.out_proj.bias", "bias", ("d",), stack, ct2=f"{out_name}/bias", openai=f"{openai}.out.bias"),
+    ]
+
+
+def _norm(hf: str, ct2: str, openai: str, stack: str | None = None) -> list[Rule]:
+    return [
+        _rule(f"{hf}.weight", "norm_weight", ("d",), stack, ct2=f"{ct2}/gamma", openai=f"{openai}.weight"),
+        _rule(f"{hf}.bias", "norm_bias", ("d",), stack, ct2=f"{ct2}/beta", openai=f"{openai}.bias"),
+    ]
+
+
+def _layer(stack: str) -> list[Rule]:
+    """One pre-norm transformer layer of ``stack``; the decoder adds cross-attention."""
+    hf, ct2, openai = f"model.{stack}.layers.{{i}}", f"{stack}/layer_{{i}}", f"{stack}.blocks.{{i}}"
+    rules = [
+        *_attention(stack, f"{hf}.self_attn", f"{ct2}/self_attention", f"{openai}.attn", cross=False),
+        *_norm(f"{hf}.self_attn_layer_norm", f"{ct2}/self_attention/layer_norm", f"{openai}.attn_ln", stack),
+    ]
+    if stack == "decoder":
+        rules += [
+            *_attention(stack, f"{hf}.encoder_attn", f"{ct2}/attention", f"{openai}.cross_attn", cross=True),
+            *_norm(f"{hf}.encoder_attn_layer_norm", f"{ct2}/attention/layer_norm", f"{openai}.cross_attn_ln", stack),
+        ]
+    rules += [
+        _rule(
+            f"{hf}.fc1.weight",
+            "linear",
+            ("ffn", "d"),
+            stack,
+            ct2=f"{ct2}/ffn/linear_0/weight",
+            openai=f"{openai}.mlp.0.weight",
+        ),
+        _rule(f"{hf}.fc1.bias", "bias", ("ffn",), stack, ct2=f"{ct2}/ffn/linear_0/bias", openai=f"{openai}.mlp.0.bias"),
+        _rule(
+            f"{hf}.fc2.weight",
+            "linear",
+            ("d", "ffn"),
+            stack,
+            ct2=f"{ct2}/ffn/linear_1/weight",
+            openai=f"{openai}.mlp.2.weight",
+        ),
+        _rule(f"{hf}.fc2.bias", "bias", ("d",), stack, ct2=f"{ct2}/ffn/linear_1/bias", openai=f"{openai}.mlp.2.bias"),
+        *_norm(f"{hf}.final_layer_norm", f"{ct2}/ffn/layer_norm", f"{openai}.mlp_ln", stack),
+    ]
+    return rules
+
+
+# fmt: off
+RULES: tuple[Rule, ...] = (
+    # Encoder stem: two convolutions over the log-mel frames, then learned (CT2) / sinusoidal positions.
+    _rule("model.encoder.conv1.weight", "conv1d", ("d", "mels", 3), ct2="encoder/conv1/weight", openai="encoder.conv1.weight"),
+    _rule("model.encoder.conv1.bias", "bias", ("d",), ct2="encoder/conv1/bias", openai="encoder.conv1.bias"),
+    _rule("model.encoder.conv2.weight", "conv1d", ("d", "d", 3), ct2="encoder/conv2/weight", openai="encoder.conv2.weight"),
+    _rule("model.encoder.conv2.bias", "bias", ("d",), ct2="encoder/conv2/bias", openai="encoder.conv2.bias"),
+    _rule("model.encoder.embed_positions.weight", "positions", ("source", "d"),
+          ct2="encoder/position_encodings/encodings", openai="encoder.positional_embedding"),
+    *_layer("encoder"),
+    *_norm("model.encoder.layer_norm", "encoder/layer_norm", "encoder.ln_post"),
+    # Decoder.
+    _rule("model.decoder.embed_tokens.weight", "embedding", ("vocab", "d"),
+          ct2="decoder/embeddings/weight", openai="decoder.token_embedding.weight"),
+    _rule("model.decoder.embed_positions.weight", "positions", ("target", "d"),
+          ct2="decoder/position_encodings/encodings", openai="decoder.positional_embedding"),
+    *_layer("decoder"),
+    *_norm("model.decoder.layer_norm", "decoder/layer_norm", "decoder.ln"),
+    # The output projection is the token embedding: CT2 records an alias, openai-whisper multiplies
+    # by token_embedding directly, HF's save_pretrained stores only embed_tokens.
+    Rule("proj_out.weight", "tied", ("vocab", "d"), {"ct2": "decoder/projection/weight", "openai": None},
+         tied_to="model.decoder.embed_tokens.weight"),
+)
+# fmt: on
+
+# CTranslate2 stores some of the spec's settings as rank-0 integer variables beside the weights:
+# name -> (NumPy dtype, value for a Whisper config). The reader checks every one of them and the
+# writer emits them, so a CT2 file round-trips through the canonical checkpoint byte for byte.
+CT2_SCALARS: dict[str, tuple[str, Any]] = {
+    "encoder/num_heads": ("int16", lambda config: config.encoder_attention_heads),
+    "decoder/num_heads": ("int16", lambda config: config.decoder_attention_heads),
+    "decoder/activation": ("int8", lambda config: 3),  # ctranslate2.specs.Activation.GELU
+    "decoder/alibi": ("int8", lambda config: 0),
+    "decoder/alignment_heads": ("int16", lambda config: 1),  # CT2's own default; Whisper's heads are in config.json
+    "decoder/alignment_layer": ("int16", lambda config: -1),
+    "decoder/pre_norm": ("int8", lambda config: 1),
+    "decoder/scale_embeddings": ("int8", lambda config: int(config.scale_embedding)),
+    "decoder/start_from_zero_embedding": ("int8", lambda config: 0),
+}
+
+
+def resolve_shape(rule: Rule, config: Any) -> tuple[int, ...]:
+    """The canonical shape of ``rule``'s tensor for ``config`` (a :class:`whisper_core.WhisperConfig`)."""
+    ffn = config.decoder_ffn_dim if rule.stack == "decoder" else config.encoder_ffn_dim
+    symbols = {
+        "d": config.d_model,
+        "ffn": ffn,
+        "mels": config.num_mel_bins,
+        "vocab": config.vocab_size,
+        "source": config.max_source_positions,
+        "target": config.max_target_positions,
+    }
+    return tuple(symbols[s] if isinstance(s, str) else s for s in rule.shape)
+
+
+def layer_count(stack: str | None, config: Any) -> int:
+    """How many times a rule of ``stack`` repeats (1 for the stems)."""
+    if stack is None:
+        return 1
+    return config.encoder_layers if stack == "encoder" else config.decoder_layers
+
+
+def expand(config: Any) -> list[tuple[Rule, int | None]]:
+    """Every (rule, layer index) pair for ``config``, in table order (the index is None for stems)."""
+    pairs: list[tuple[Rule, int | None]] = []
+    for rule in RULES:
+        if rule.stack is None:
+            pairs.append((rule, None))
+        else:
+            pairs.extend((rule, i) for i in range(layer_count(rule.stack, config)))
+    return pairs
+
+
+def concrete(template: str, index: int | None) -> str:
+    """``template`` with ``{i}`` replaced by the layer index."""
+    return template if index is None else template.replace("{i}", str(index))
+
+
+RULES_BY_CANONICAL: dict[str, Rule] = {rule.canonical: rule for rule in RULES}
