@@ -71,3 +71,18 @@ def openai_assets() -> Path:
     spec = importlib.util.find_spec("whisper")
     assert spec is not None and spec.submodule_search_locations, "openai-whisper is not installed: run `make install`"
     return Path(next(iter(spec.submodule_search_locations))) / "assets"
+
+
+@pytest.fixture(scope="session")
+def tiny_en_dir() -> Path:
+    """The real tiny.en as a canonical checkpoint, built once into $WHISPER_MB_HOME (see DESIGN.md §2)."""
+    from weights_bridge import fetch
+
+    return fetch("tiny.en")
+
+
+@pytest.fixture(scope="session")
+def base_dir() -> Path:
+    from weights_bridge import fetch
+
+    return fetch("base")

@@ -21,7 +21,7 @@ from safetensors.numpy import save_file
 from whisper_core.config import WhisperConfig
 from whisper_core.feature_extraction import WhisperFeatureExtractor
 from whisper_core.fileio import atomic_path, read_json, write_json
-from whisper_core.generation_config import GENERATION_CONFIG_NAME, GenerationConfig
+from whisper_core.generation_config import GenerationConfig
 from whisper_core.tokenizer import WhisperTokenizer
 
 from . import convert
@@ -95,11 +95,14 @@ def _safetensors_files(directory: Path) -> list[Path]:
     return files
 
 
-def load_weights(directory: str | os.PathLike, config: WhisperConfig | None = None) -> dict[str, np.ndarray]:
+def load_weights(
+    directory: str | os.PathLike, config: WhisperConfig | None = None, *, strict: bool = True
+) -> dict[str, np.ndarray]:
     """Read the stored canonical tensors of a checkpoint directory.
 
     Prefers safetensors (single or sharded) over ``pytorch_model.bin``; drops ``proj_out.weight``
-    when it duplicates the embedding; with ``config``, checks names and shapes strictly.
+    when it duplicates the embedding; checks names and shapes against the config strictly, unless
+    ``strict=False`` (a model with heads of its own, such as audio classification, checks them itself).
     """
     directory = Path(directory)
     if (directory / SAFE_WEIGHTS_NAME).is_file():
@@ -118,6 +121,8 @@ def load_weights(directory: str | os.PathLike, config: WhisperConfig | None = No
         )
     if config is None:
         config = WhisperConfig.from_pretrained(directory)
+    if not strict:
+        return tensors
     tensors = convert.drop_tied(tensors, config, source=str(source))
     convert.check_canonical(tensors, config, source=str(source))
     return tensors
@@ -164,27 +169,9 @@ def _write_safetensors(path: Path, tensors: dict[str, np.ndarray]) -> Path:
     return path
 
 
-# Keys written even when they equal whisper_core's defaults: transformers' own defaults differ
-# (max_length 20, no decoder start, no timestamp limit), so leaving them out would change decoding
-# for anyone who reads the file with transformers.
-_EXPLICIT_GENERATION_KEYS = (
-    "decoder_start_token_id",
-    "bos_token_id",
-    "eos_token_id",
-    "pad_token_id",
-    "max_length",
-    "max_initial_timestamp_index",
-)
-
-
 def save_generation_config(directory: str | os.PathLike, generation_config: GenerationConfig) -> Path:
-    """Write ``generation_config.json`` with the non-default keys plus the ids transformers needs spelled out."""
-    data = generation_config.to_diff_dict()
-    full = generation_config.to_dict()
-    data.update({key: full[key] for key in _EXPLICIT_GENERATION_KEYS if full[key] is not None})
-    path = Path(directory) / GENERATION_CONFIG_NAME
-    write_json(path, data)
-    return path
+    """Write ``generation_config.json`` (every key with a value, so transformers decodes the same way)."""
+    return generation_config.save_pretrained(directory)
 
 
 def save_checkpoint(

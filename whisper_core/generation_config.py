@@ -105,8 +105,10 @@ class GenerationConfig:
         return cls.from_dict(read_json(json_path), **overrides)
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
+        """Write every key that has a value: transformers' own defaults differ from Whisper's
+        (``max_length`` 20, no start token, no timestamp limit), so nothing is left implicit."""
         path = Path(directory) / GENERATION_CONFIG_NAME
-        write_json(path, self.to_diff_dict())
+        write_json(path, {key: value for key, value in self.to_dict().items() if value is not None})
         return path
 
     def update(self, **kwargs: Any) -> dict[str, Any]:

@@ -102,7 +102,7 @@ class WhisperGenerationMixin:
         codes = [token[2:-2] for token in ids.lang_to_id]
         return [dict(zip(codes, row.tolist(), strict=True)) for row in probabilities]
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def generate(
         self,
         input_features: torch.Tensor | None = None,
@@ -175,10 +175,10 @@ class WhisperGenerationMixin:
         )
         prefix = torch.tensor(prefixes, device=encoder_states.device)
         pad = config.pad_token_id if config.pad_token_id is not None else config.eos_token_id
-        no_speech = self._no_speech_probabilities(encoder_states, prefix, len(prompt), ids.no_speech_token_id)
+        no_speech = _NoSpeech(len(prompt), ids.no_speech_token_id)
         if num_beams > 1:
             sequences, scores = self._beam_search(
-                encoder_states, prefix, rules, max_new_tokens, num_beams, length_penalty, config.eos_token_id, pad
+                encoder_states, prefix, rules, max_new_tokens, num_beams, length_penalty, config.eos_token_id, pad, no_speech
             )
         else:
             sequences, scores = self._greedy_or_sample(
@@ -191,11 +191,12 @@ class WhisperGenerationMixin:
                 sampling=(temperature, top_k) if do_sample else None,
                 want_scores=output_scores,
                 generator=generator,
+                no_speech=no_speech,
             )
         if not return_dict:
             return sequences
         languages = [ids.language_of_token(t) for t in language_tokens] if ids.is_multilingual else None
-        return WhisperGenerateOutput(sequences, scores if output_scores else None, no_speech, languages)
+        return WhisperGenerateOutput(sequences, scores if output_scores else None, no_speech.probabilities, languages)
 
     # -- pieces ----------------------------------------------------------------------------
     def _encoder_states(self, input_features: torch.Tensor | None, encoder_outputs: Any) -> torch.Tensor:
@@ -215,15 +216,6 @@ class WhisperGenerationMixin:
         language_ids = torch.tensor(list(ids.lang_to_id.values()), device=logits.device)
         return torch.softmax(logits.float()[:, language_ids], dim=-1)
 
-    def _no_speech_probabilities(
-        self, encoder_states: torch.Tensor, prefix: torch.Tensor, position: int, token: int
-    ) -> torch.Tensor:
-        """``[batch]`` probability of the no-speech token right after ``<|startoftranscript|>``."""
-        logits = self(
-            encoder_outputs=(encoder_states,), decoder_input_ids=prefix[:, : position + 1], use_cache=False
-        ).logits
-        return torch.softmax(logits[:, position].float(), dim=-1)[:, token]
-
     def _greedy_or_sample(
         self,
         encoder_states: torch.Tensor,
@@ -236,8 +228,10 @@ class WhisperGenerationMixin:
         sampling: tuple[float, int] | None,
         want_scores: bool,
         generator: torch.Generator | None,
+        no_speech: _NoSpeech,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         ops = TorchOps()
+        masks = rules.masks(ops, encoder_states)
         batch, begin = prefix.shape
         tokens = torch.full((batch, begin + max_new_tokens), pad, dtype=torch.long, device=prefix.device)
         tokens[:, :begin] = prefix
@@ -249,7 +243,9 @@ class WhisperGenerationMixin:
                 encoder_outputs=(encoder_states,), decoder_input_ids=step_input, past_key_values=cache, use_cache=True
             )
             cache = out.past_key_values
-            logits = rules.apply(ops, out.logits[:, -1].float(), tokens, length, begin)
+            if length == begin:
+                no_speech.record(out.logits)
+            logits = rules.apply(ops, out.logits[:, -1].float(), tokens, length, begin, masks)
             if want_scores:
                 scores.append(logits)
             next_tokens = torch.where(finished, pad, _pick(logits, sampling, generator))
@@ -271,9 +267,11 @@ class WhisperGenerationMixin:
         length_penalty: float,
         eos: int,
         pad: int,
+        no_speech: _NoSpeech,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Beam search with transformers' semantics (the bookkeeping lives in whisper_core.decoding.beam)."""
         ops = TorchOps()
+        masks = rules.masks(ops, encoder_states)
         batch, begin = prefix.shape
         capacity = begin + max_new_tokens
         states = encoder_states.repeat_interleave(num_beams, dim=0)  # [batch * beams, frames, d]
@@ -282,9 +280,11 @@ class WhisperGenerationMixin:
         cache, step_input, length = None, prefix.repeat_interleave(num_beams, dim=0), begin
         while True:
             out = self(encoder_outputs=(states,), decoder_input_ids=step_input, past_key_values=cache, use_cache=True)
+            if length == begin:
+                no_speech.record(out.logits[::num_beams])
             flat_running = state.running.reshape(batch * num_beams, capacity)
             log_probs = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
-            log_probs = rules.apply(ops, log_probs, flat_running, length, begin)
+            log_probs = rules.apply(ops, log_probs, flat_running, length, begin, masks)
             state = beam.step(
                 ops,
                 state,
@@ -303,6 +303,18 @@ class WhisperGenerationMixin:
             step_input = state.running.reshape(batch * num_beams, capacity)[:, length - 1 : length]
         sequences, scores, longest = beam.best_sequences(ops, state)
         return sequences[:, :longest], scores
+
+
+class _NoSpeech:
+    """Keeps the probability of the no-speech token right after ``<|startoftranscript|>`` from the first step."""
+
+    def __init__(self, position: int, token: int) -> None:
+        self.position, self.token = position, token
+        self.probabilities: torch.Tensor | None = None
+
+    def record(self, prefix_logits: torch.Tensor) -> None:
+        """``prefix_logits [batch, prefix, vocab]``: the logits of the first decoder step."""
+        self.probabilities = torch.softmax(prefix_logits[:, self.position].float(), dim=-1)[:, self.token]
 
 
 def _pick(logits: torch.Tensor, sampling: tuple[float, int] | None, generator: torch.Generator | None) -> torch.Tensor:

@@ -26,6 +26,7 @@ from torch import nn
 from whisper_core.config import WhisperConfig
 from whisper_core.generation_config import GenerationConfig
 
+from .checkpoint import CheckpointMixin
 from .generation import WhisperGenerationMixin
 from .outputs import (
     BaseModelOutput,
@@ -316,7 +317,7 @@ class WhisperDecoderLayer(nn.Module):
         return x, self_weights, cross_weights, (*self_kv, *cross_kv)
 
 
-class WhisperPreTrainedModel(nn.Module):
+class WhisperPreTrainedModel(CheckpointMixin, nn.Module):
     """What every Whisper model shares: ``config``, weight init, dtype/device.
 
     This is the extension point for checkpoint I/O (``from_pretrained``/``save_pretrained`` through

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from weights_bridge import ctranslate2
-from weights_bridge.fetch import derive_config
+from weights_bridge.fetching import derive_config
 from weights_bridge.rules import CT2_SCALARS
 from whisper_core import WhisperTokenizer, data_packages
 

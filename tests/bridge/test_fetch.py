@@ -14,7 +14,7 @@ from weights_bridge.canonical import load_checkpoint
 from whisper_core import GenerationConfig, WhisperConfig, WhisperFeatureExtractor, data_packages
 
 # The module, not the function of the same name that weights_bridge re-exports.
-fetch = importlib.import_module("weights_bridge.fetch")
+fetch = importlib.import_module("weights_bridge.fetching")
 pytestmark = pytest.mark.slow
 
 EXPECTED_CONFIG = {

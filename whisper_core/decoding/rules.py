@@ -63,14 +63,20 @@ class LogitRules:
         """Id of ``<|0.00|>``, right after ``<|notimestamps|>`` in every Whisper vocabulary."""
         return self.no_timestamps_token_id + 1
 
-    def apply(self, ops: ArrayOps, logits: Any, tokens: Any, length: Any, begin: int) -> Any:
+    def masks(self, ops: ArrayOps, like: Any) -> dict[str, Any]:
+        """The vocabulary masks as backend tensors; make them once per ``generate`` call."""
+        return {name: ops.constant(mask, like) for name, mask in self._masks.items()}
+
+    def apply(
+        self, ops: ArrayOps, logits: Any, tokens: Any, length: Any, begin: int, masks: dict[str, Any] | None = None
+    ) -> Any:
         """Return ``logits [batch, vocab]`` with forbidden tokens set to ``-inf``.
 
         ``tokens [batch, capacity]``: the decoder input so far (prompt and prefix included);
         ``length``: how many positions of ``tokens`` are valid (int or scalar tensor);
-        ``begin``: the position of the first generated token.
+        ``begin``: the position of the first generated token; ``masks``: from :meth:`masks`.
         """
-        masks = {name: ops.constant(mask, logits) for name, mask in self._masks.items()}
+        masks = masks if masks is not None else self.masks(ops, logits)
         neg_inf = ops.neg_inf(logits)
         generated = length - begin  # tokens produced so far (same for every row)
         forbidden = masks["always"] | ((generated == 0) & masks["at_begin"])
