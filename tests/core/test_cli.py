@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import JFK_TEXT
 
 
@@ -35,3 +37,15 @@ def test_errors_are_reported_not_raised(tmp_path):
     assert result.returncode == 2 and "no such audio file" in result.stderr
     result = run("tokenize", "hi", "--model", "base", "--language", "klingon")
     assert result.returncode == 2 and "unknown language" in result.stderr
+
+
+@pytest.mark.slow
+def test_fetch_and_transcribe_with_pytorch(jfk_path, tmp_path):
+    result = run("fetch", "tiny.en")
+    assert result.returncode == 0, result.stderr
+    assert (Path(result.stdout.strip()) / "model.safetensors").is_file()
+    result = run("transcribe", str(jfk_path), str(tmp_path / "missing.flac"), "--backend", "pt", "--model", "tiny.en")
+    assert result.returncode == 1, "one unreadable file fails the run but not the others"
+    assert "missing.flac" in result.stderr
+    text = json.loads(result.stdout.strip().splitlines()[0])["text"]
+    assert "ask not what your country can do for you" in text

@@ -40,7 +40,7 @@ def reference_rows(theirs: torch.Tensor, eos: int) -> list[list[int]]:
 
 
 def test_encoder_states_and_logits(pair):
-    name, ours, reference, processor, features, _ = pair
+    _, ours, reference, processor, features, _ = pair
     labels = processor.tokenizer(JFK_TEXT)["input_ids"]
     decoder_input_ids = torch.tensor([labels[:-1]])
     with torch.no_grad():

@@ -7,10 +7,10 @@ from .rules import LogitRules
 
 __all__ = [
     "ArrayOps",
-    "beam",
     "LogitRules",
     "NumpyOps",
     "PrefixIds",
+    "beam",
     "decoder_prefix",
     "languages_per_row",
     "prompt_tokens",
