@@ -14,7 +14,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from whisper_core.decoding import LogitRules, PrefixIds, beam, decoder_prefix, languages_per_row, prompt_tokens
+from whisper_core.decoding import (
+    LogitRules,
+    PrefixIds,
+    Segment,
+    beam,
+    decoder_prefix,
+    languages_per_row,
+    prompt_tokens,
+    split_segments,
+)
 
 
 class TorchOps:
@@ -81,6 +90,7 @@ class WhisperGenerateOutput:
     scores: tuple[torch.Tensor, ...] | None = None  # per step, processed logits [batch, vocab]
     no_speech_probs: torch.Tensor | None = None  # [batch]
     languages: list[str] | None = None  # the language of each row (given or detected)
+    segments: list[list[Segment]] | None = None  # per row, with return_timestamps and return_segments
 
     def __getitem__(self, key: str) -> Any:
         return getattr(self, key)
@@ -112,7 +122,7 @@ class WhisperGenerationMixin:
         language: str | list[str | None] | None = None,
         task: str | None = None,
         return_timestamps: bool | None = None,
-        prompt_ids: torch.Tensor | list[int] | None = None,
+        prompt_ids: torch.Tensor | list[int] | list[list[int] | None] | None = None,
         max_new_tokens: int | None = None,
         do_sample: bool | None = None,
         temperature: float | None = None,
@@ -121,13 +131,16 @@ class WhisperGenerationMixin:
         length_penalty: float | None = None,
         output_scores: bool | None = None,
         return_dict_in_generate: bool | None = None,
+        return_segments: bool = False,
         generator: torch.Generator | None = None,
         **kwargs: Any,
     ) -> torch.Tensor | WhisperGenerateOutput:
         """Token ids ``[batch, prefix + generated]`` (greedy by default), padded with ``<|endoftext|>``.
 
         ``language``: a code, name or ``<|xx|>`` token, one per row, or ``None`` to detect it
-        (multilingual models). ``task``: "transcribe" (default) or "translate".
+        (multilingual models). ``task``: "transcribe" (default) or "translate". ``prompt_ids``: one
+        ``<|startofprev|>`` prompt for every row, or a list with one (or ``None``) per row; rows are
+        then left-padded and their positions counted from their first real token.
         """
         config = generation_config or self.generation_config
         if kwargs:
@@ -140,6 +153,7 @@ class WhisperGenerationMixin:
         return_timestamps = bool(config.return_timestamps if return_timestamps is None else return_timestamps)
         output_scores = config.output_scores if output_scores is None else output_scores
         return_dict = config.return_dict_in_generate if return_dict_in_generate is None else return_dict_in_generate
+        return_dict = return_dict or return_segments
         ids = PrefixIds.from_generation_config(config)
 
         encoder_states = self._encoder_states(input_features, encoder_outputs)
@@ -152,9 +166,14 @@ class WhisperGenerationMixin:
             language_tokens = [
                 tok if tok is not None else lang_ids[int(d)] for tok, d in zip(language_tokens, detected, strict=True)
             ]
-        prompt = prompt_tokens(ids, _as_list(prompt_ids), self.config.max_target_positions)
+        prompts = [prompt_tokens(ids, p, self.config.max_target_positions) for p in _prompts_per_row(prompt_ids, batch)]
         task = task if task is not None else config.task
-        prefixes = [prompt + decoder_prefix(ids, token, task, return_timestamps) for token in language_tokens]
+        rows = [
+            prompt + decoder_prefix(ids, token, task, return_timestamps)
+            for prompt, token in zip(prompts, language_tokens, strict=True)
+        ]
+        pad = config.pad_token_id if config.pad_token_id is not None else config.eos_token_id
+        prefixes, padding = _left_pad(rows, pad)
         begin = len(prefixes[0])
         limit = self.config.max_target_positions - begin
         if max_new_tokens is None:
@@ -174,12 +193,15 @@ class WhisperGenerationMixin:
             max_initial_timestamp_index=config.max_initial_timestamp_index,
         )
         prefix = torch.tensor(prefixes, device=encoder_states.device)
-        pad = config.pad_token_id if config.pad_token_id is not None else config.eos_token_id
-        no_speech = _NoSpeech(len(prompt), ids.no_speech_token_id)
+        padding = torch.tensor(padding, device=encoder_states.device)
+        no_speech = _NoSpeech(
+            padding + torch.tensor([len(p) for p in prompts], device=padding.device), ids.no_speech_token_id
+        )
         if num_beams > 1:
             sequences, scores = self._beam_search(
                 encoder_states,
                 prefix,
+                padding,
                 rules,
                 max_new_tokens,
                 num_beams,
@@ -192,6 +214,7 @@ class WhisperGenerationMixin:
             sequences, scores = self._greedy_or_sample(
                 encoder_states,
                 prefix,
+                padding,
                 rules,
                 max_new_tokens,
                 eos=config.eos_token_id,
@@ -204,7 +227,16 @@ class WhisperGenerationMixin:
         if not return_dict:
             return sequences
         languages = [ids.language_of_token(t) for t in language_tokens] if ids.is_multilingual else None
-        return WhisperGenerateOutput(sequences, scores if output_scores else None, no_speech.probabilities, languages)
+        segments = None
+        if return_segments:
+            if not return_timestamps:
+                raise ValueError("return_segments needs return_timestamps=True")
+            segments = [
+                split_segments(row, rules.timestamp_begin, config.eos_token_id) for row in sequences[:, begin:].tolist()
+            ]
+        return WhisperGenerateOutput(
+            sequences, scores if output_scores else None, no_speech.probabilities, languages, segments
+        )
 
     # -- pieces ----------------------------------------------------------------------------
     def _encoder_states(self, input_features: torch.Tensor | None, encoder_outputs: Any) -> torch.Tensor:
@@ -228,6 +260,7 @@ class WhisperGenerationMixin:
         self,
         encoder_states: torch.Tensor,
         prefix: torch.Tensor,
+        padding: torch.Tensor,
         rules: LogitRules,
         max_new_tokens: int,
         *,
@@ -246,9 +279,14 @@ class WhisperGenerationMixin:
         finished = torch.zeros(batch, dtype=torch.bool, device=prefix.device)
         cache, step_input, scores = None, prefix, []
         length = begin
+        positions = _LeftPadding(padding, begin + max_new_tokens)
         for _ in range(max_new_tokens):
             out = self(
-                encoder_outputs=(encoder_states,), decoder_input_ids=step_input, past_key_values=cache, use_cache=True
+                encoder_outputs=(encoder_states,),
+                decoder_input_ids=step_input,
+                past_key_values=cache,
+                use_cache=True,
+                **positions.step(length - step_input.shape[1], step_input.shape[1]),
             )
             cache = out.past_key_values
             if length == begin:
@@ -269,6 +307,7 @@ class WhisperGenerationMixin:
         self,
         encoder_states: torch.Tensor,
         prefix: torch.Tensor,
+        padding: torch.Tensor,
         rules: LogitRules,
         max_new_tokens: int,
         num_beams: int,
@@ -286,8 +325,15 @@ class WhisperGenerationMixin:
         state = beam.initial_state(ops, prefix.cpu().numpy(), num_beams, capacity, pad, encoder_states)
         offsets = torch.arange(batch, device=prefix.device)[:, None] * num_beams
         cache, step_input, length = None, prefix.repeat_interleave(num_beams, dim=0), begin
+        positions = _LeftPadding(padding.repeat_interleave(num_beams, dim=0), capacity)
         while True:
-            out = self(encoder_outputs=(states,), decoder_input_ids=step_input, past_key_values=cache, use_cache=True)
+            out = self(
+                encoder_outputs=(states,),
+                decoder_input_ids=step_input,
+                past_key_values=cache,
+                use_cache=True,
+                **positions.step(length - step_input.shape[1], step_input.shape[1]),
+            )
             if length == begin:
                 no_speech.record(out.logits[::num_beams])
             flat_running = state.running.reshape(batch * num_beams, capacity)
@@ -316,13 +362,34 @@ class WhisperGenerationMixin:
 class _NoSpeech:
     """Keeps the probability of the no-speech token right after ``<|startoftranscript|>`` from the first step."""
 
-    def __init__(self, position: int, token: int) -> None:
-        self.position, self.token = position, token
+    def __init__(self, positions: torch.Tensor, token: int) -> None:
+        self.positions, self.token = positions, token  # [batch] where <|startoftranscript|> sits in each row
         self.probabilities: torch.Tensor | None = None
 
     def record(self, prefix_logits: torch.Tensor) -> None:
         """``prefix_logits [batch, prefix, vocab]``: the logits of the first decoder step."""
-        self.probabilities = torch.softmax(prefix_logits[:, self.position].float(), dim=-1)[:, self.token]
+        rows = torch.arange(prefix_logits.shape[0], device=prefix_logits.device)
+        self.probabilities = torch.softmax(prefix_logits[rows, self.positions].float(), dim=-1)[:, self.token]
+
+
+class _LeftPadding:
+    """Attention mask and position ids for left-padded rows (nothing extra when no row is padded)."""
+
+    def __init__(self, padding: torch.Tensor, capacity: int) -> None:
+        self.padding = padding  # [batch] number of pad tokens in front of each row
+        self.active = bool((padding > 0).any())
+        columns = torch.arange(capacity, device=padding.device)[None, :]
+        self.mask = (columns >= padding[:, None]).long()  # [batch, capacity]: 1 on real tokens
+        self.positions = (columns - padding[:, None]).clamp(min=0)  # each row counts from its first real token
+
+    def step(self, start: int, count: int) -> dict[str, torch.Tensor]:
+        """Keyword arguments for a forward pass over positions ``start .. start + count``."""
+        if not self.active:
+            return {}
+        return {
+            "decoder_attention_mask": self.mask[:, : start + count],
+            "decoder_position_ids": self.positions[:, start : start + count],
+        }
 
 
 def _pick(logits: torch.Tensor, sampling: tuple[float, int] | None, generator: torch.Generator | None) -> torch.Tensor:
@@ -339,9 +406,24 @@ def _pick(logits: torch.Tensor, sampling: tuple[float, int] | None, generator: t
     return torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=generator)[:, 0]
 
 
-def _as_list(prompt_ids: torch.Tensor | np.ndarray | list[int] | None) -> list[int] | None:
+def _prompts_per_row(prompt_ids: Any, batch: int) -> list[list[int] | None]:
+    """One prompt (a token list or ``None``) per row, from a shared prompt or a per-row list."""
     if prompt_ids is None:
-        return None
+        return [None] * batch
+    if isinstance(prompt_ids, list | tuple) and prompt_ids and not isinstance(prompt_ids[0], int | np.integer):
+        if len(prompt_ids) != batch:
+            raise ValueError(f"got {len(prompt_ids)} prompts for a batch of {batch}")
+        return [None if p is None else _as_list(p) for p in prompt_ids]
+    return [_as_list(prompt_ids)] * batch
+
+
+def _as_list(prompt_ids: torch.Tensor | np.ndarray | list[int]) -> list[int]:
     if isinstance(prompt_ids, torch.Tensor):
         return prompt_ids.reshape(-1).tolist()
     return [int(t) for t in np.asarray(prompt_ids).reshape(-1)]
+
+
+def _left_pad(rows: list[list[int]], pad: int) -> tuple[list[list[int]], list[int]]:
+    """Left-pad token rows to one length; also return how much padding each row got."""
+    width = max(len(row) for row in rows)
+    return [[pad] * (width - len(row)) + row for row in rows], [width - len(row) for row in rows]

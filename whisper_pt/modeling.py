@@ -145,6 +145,10 @@ def decoder_attention_mask(
     mask = (torch.arange(kv_len, device=device)[None, :] <= query_pos)[None, None]  # [1, 1, q_len, kv_len]
     if padding_mask is not None:
         mask = mask & padding_mask[:, None, None, :kv_len].to(device=device, dtype=torch.bool)
+        # A query that sees nothing (a left-padding token) is let see itself: a fully masked row gives
+        # NaN, and NaN keys/values would leak into real rows in the next layer (0 * NaN).
+        itself = (torch.arange(kv_len, device=device)[None, :] == query_pos)[None, None]
+        mask = mask | (itself & ~mask.any(dim=-1, keepdim=True))
     return mask
 
 

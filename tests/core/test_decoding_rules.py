@@ -132,3 +132,16 @@ def test_prompt_is_cut_like_openai():
     assert prompt_tokens(ids, None, 448) == []
     with pytest.raises(ValueError, match="startofprev"):
         prompt_tokens(ids, [1000, 1001], 448)
+
+
+def test_split_segments():
+    from whisper_core.decoding import Segment, split_segments
+
+    begin, eos = TIMESTAMP_BEGIN, EOS
+    tokens = [begin, 10, 11, begin + 50, begin + 50, 12, begin + 75, eos, 13]
+    assert split_segments(tokens, begin, eos) == [Segment(0.0, 1.0, (10, 11)), Segment(1.0, 1.5, (12,))]
+    assert split_segments([10, begin + 5, 11], begin, eos, offset=30.0) == [
+        Segment(30.0, 30.1, (10,)),
+        Segment(30.1, None, (11,)),
+    ]
+    assert split_segments([eos], begin, eos) == []

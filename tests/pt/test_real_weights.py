@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -88,7 +91,7 @@ def test_timestamps_match_transformers(pair):
     assert generated(mine, 1 if name == "tiny.en" else 3, eos) == reference_rows(theirs, eos)
     marked = processor.decode(mine[0], decode_with_timestamps=True, skip_special_tokens=True)
     assert marked.startswith("<|0.00|>") and marked.rstrip().endswith("|>")
-    times = [float(t) for t in __import__("re").findall(r"<\|(\d+\.\d+)\|>", marked)]
+    times = [float(t) for t in re.findall(r"<\|(\d+\.\d+)\|>", marked)]
     assert times == sorted(times) and times[-1] <= 11.0 + 0.02
 
 
@@ -158,3 +161,42 @@ def test_strict_loading_names_the_problem(tiny_en_dir, tmp_path):
         WhisperForConditionalGeneration.from_pretrained(broken)
     with pytest.raises(ValueError, match="torch_dtype"):
         WhisperForConditionalGeneration.from_pretrained(tiny_en_dir, torch_dtype="int8")
+
+
+@pytest.mark.parametrize("num_beams", [1, 3])
+def test_rows_with_different_prompts_decode_as_alone(base_dir, jfk_audio, synthesized_speech, num_beams):
+    """Left-padded prompts of different lengths: each row gives exactly what it gives on its own."""
+    processor = WhisperProcessor.from_pretrained(base_dir)
+    model = WhisperForConditionalGeneration.from_pretrained(base_dir)
+    clips = [jfk_audio, load_audio(synthesized_speech["en"])]
+    features = processor(clips, sampling_rate=16000, return_tensors="pt").input_features
+    prompts = [processor.get_prompt_ids("Kennedy speech, nineteen sixty one.", return_tensors="pt"), None]
+    batch = model.generate(
+        features, language="en", prompt_ids=prompts, num_beams=num_beams, return_dict_in_generate=True
+    )
+    eos = model.generation_config.eos_token_id
+    for row, (clip_features, prompt) in enumerate(zip(features, prompts, strict=True)):
+        alone = model.generate(
+            clip_features[None], language="en", prompt_ids=prompt, num_beams=num_beams, return_dict_in_generate=True
+        )
+        mine = batch.sequences[row].tolist()
+        start = mine.index(model.generation_config.decoder_start_token_id)
+        expected = alone.sequences[0].tolist()
+        expected_start = expected.index(model.generation_config.decoder_start_token_id)
+        cut = lambda ids: ids[: ids.index(eos) + 1] if eos in ids else ids  # noqa: E731
+        assert cut(mine[start:]) == cut(expected[expected_start:]), row
+        assert abs(float(batch.no_speech_probs[row]) - float(alone.no_speech_probs[0])) < 1e-4
+
+
+def test_segments_on_request(base_dir, jfk_audio):
+    processor = WhisperProcessor.from_pretrained(base_dir)
+    model = WhisperForConditionalGeneration.from_pretrained(base_dir)
+    features = processor(jfk_audio, sampling_rate=16000, return_tensors="pt").input_features
+    result = model.generate(features, language="en", return_timestamps=True, return_segments=True)
+    segments = result.segments[0]
+    assert segments and segments[0].start == 0.0 and segments[-1].end is not None and segments[-1].end <= 11.02
+    assert all(a.end <= b.start for a, b in itertools.pairwise(segments))
+    text = "".join(processor.decode(list(segment.tokens)) for segment in segments).strip()
+    assert text == JFK_TEXT
+    with pytest.raises(ValueError, match="return_timestamps"):
+        model.generate(features, language="en", return_segments=True)

@@ -4,14 +4,17 @@ from . import beam
 from .ops import ArrayOps, NumpyOps
 from .prefix import PrefixIds, decoder_prefix, languages_per_row, prompt_tokens
 from .rules import LogitRules
+from .segments import Segment, split_segments
 
 __all__ = [
     "ArrayOps",
     "LogitRules",
     "NumpyOps",
     "PrefixIds",
+    "Segment",
     "beam",
     "decoder_prefix",
     "languages_per_row",
     "prompt_tokens",
+    "split_segments",
 ]
