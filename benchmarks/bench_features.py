@@ -9,25 +9,14 @@ offset per clip), plus a single-clip row. Prints best-of-N wall times and the ra
 from __future__ import annotations
 
 import argparse
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from timing import best_time
 
 from whisper_core import WhisperFeatureExtractor, load_audio
 
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "jfk.flac"
-
-
-def best_time(function: Callable[[], object], repeats: int) -> float:
-    function()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def make_batch(batch: int) -> list[np.ndarray]:

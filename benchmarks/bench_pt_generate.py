@@ -14,20 +14,11 @@ import json
 import resource
 import subprocess
 import sys
-import time
 from pathlib import Path
 
+from timing import best_time
+
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "jfk.flac"
-
-
-def best_of(function, repeats: int) -> float:
-    function()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def worker(implementation: str, model_name: str, repeats: int, device: str) -> dict:
@@ -60,8 +51,8 @@ def worker(implementation: str, model_name: str, repeats: int, device: str) -> d
 
     tokens = generate()
     generated = tokens.shape[-1] - (4 if language else 2) if implementation == "ours" else tokens.shape[-1]
-    encoder_time = best_of(encode, repeats)
-    generate_time = best_of(generate, repeats)
+    encoder_time = best_time(encode, repeats)
+    generate_time = best_time(generate, repeats)
     return {
         "encoder_s": encoder_time,
         "generate_s": generate_time,

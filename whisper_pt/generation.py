@@ -256,6 +256,19 @@ class WhisperGenerationMixin:
         language_ids = torch.tensor(list(ids.lang_to_id.values()), device=logits.device)
         return torch.softmax(logits.float()[:, language_ids], dim=-1)
 
+    def _decoder_step(
+        self, encoder_states: torch.Tensor, step_input: torch.Tensor, cache: Any, positions: _LeftPadding, length: int
+    ) -> Any:
+        """One cached decoder pass over ``step_input [rows, new]``, the last of which sits at ``length - 1``."""
+        start = length - step_input.shape[1]
+        return self(
+            encoder_outputs=(encoder_states,),
+            decoder_input_ids=step_input,
+            past_key_values=cache,
+            use_cache=True,
+            **positions.step(start, step_input.shape[1]),
+        )
+
     def _greedy_or_sample(
         self,
         encoder_states: torch.Tensor,
@@ -281,13 +294,7 @@ class WhisperGenerationMixin:
         length = begin
         positions = _LeftPadding(padding, begin + max_new_tokens)
         for _ in range(max_new_tokens):
-            out = self(
-                encoder_outputs=(encoder_states,),
-                decoder_input_ids=step_input,
-                past_key_values=cache,
-                use_cache=True,
-                **positions.step(length - step_input.shape[1], step_input.shape[1]),
-            )
+            out = self._decoder_step(encoder_states, step_input, cache, positions, length)
             cache = out.past_key_values
             if length == begin:
                 no_speech.record(out.logits)
@@ -327,13 +334,7 @@ class WhisperGenerationMixin:
         cache, step_input, length = None, prefix.repeat_interleave(num_beams, dim=0), begin
         positions = _LeftPadding(padding.repeat_interleave(num_beams, dim=0), capacity)
         while True:
-            out = self(
-                encoder_outputs=(states,),
-                decoder_input_ids=step_input,
-                past_key_values=cache,
-                use_cache=True,
-                **positions.step(length - step_input.shape[1], step_input.shape[1]),
-            )
+            out = self._decoder_step(states, step_input, cache, positions, length)
             if length == begin:
                 no_speech.record(out.logits[::num_beams])
             flat_running = state.running.reshape(batch * num_beams, capacity)
