@@ -4,6 +4,7 @@ Framework-neutral: NumPy and safetensors only (torch is imported lazily to read 
 """
 
 from .canonical import load_checkpoint, load_weights, save_checkpoint, save_weights
+from .conversion import convert_checkpoint, read_checkpoint
 from .convert import canonical_shapes, check_canonical, from_canonical, to_canonical
 from .fetching import cache_home, fetch
 
@@ -11,10 +12,12 @@ __all__ = [
     "cache_home",
     "canonical_shapes",
     "check_canonical",
+    "convert_checkpoint",
     "fetch",
     "from_canonical",
     "load_checkpoint",
     "load_weights",
+    "read_checkpoint",
     "save_checkpoint",
     "save_weights",
     "to_canonical",

@@ -4,17 +4,72 @@ Strict means: every source tensor is used exactly once, every expected tensor is
 every shape is checked against the config before anything is returned; errors name the file
 (``source``) and the tensor. Values are only sliced, concatenated and permuted, never cast, so a
 conversion between formats of the same dtype is bit-identical.
+
+The views (:func:`canonical_view`, :func:`foreign_view`) do the same work one tensor at a time, on
+access, over :class:`LazyTensors` that load from a file when asked: a converter that reads, converts
+and writes through them holds about one tensor at a time instead of whole checkpoints. Names are
+checked when a view is made; shapes when each tensor is loaded.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from .rules import FORMATS, FUSED_LAYOUTS, LAYOUTS, RULES_BY_CANONICAL, Part, Rule, concrete, expand, resolve_shape
+
+
+class LazyTensors(Mapping[str, np.ndarray]):
+    """Named tensors produced on access (read from a file or computed), never cached.
+
+    ``shapes``, when the source knows them without loading (file headers), lets strict checks run
+    without reading the data. Each access loads afresh, so a caller that keeps an array owns it.
+    """
+
+    def __init__(
+        self, loaders: Mapping[str, Callable[[], np.ndarray]], shapes: Mapping[str, tuple[int, ...]] | None = None
+    ) -> None:
+        self._loaders = dict(loaders)
+        self._shapes = dict(shapes) if shapes is not None else None
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self._loaders[name]()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._loaders)
+
+    def __len__(self) -> int:
+        return len(self._loaders)
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        """The shape of ``name``, from the header when known, else by loading it."""
+        if self._shapes is not None and name in self._shapes:
+            return self._shapes[name]
+        return tuple(self[name].shape)
+
+    def without(self, names: set[str]) -> LazyTensors:
+        keep = {name: loader for name, loader in self._loaders.items() if name not in names}
+        return LazyTensors(keep, self._shapes)
+
+    def map(self, function: Callable[[np.ndarray], np.ndarray]) -> LazyTensors:
+        """A view applying ``function`` (e.g. a dtype cast) to each tensor as it is loaded."""
+        loaders = {name: (lambda load=load: function(load())) for name, load in self._loaders.items()}
+        return LazyTensors(loaders, self._shapes)
+
+
+def shape_of(tensors: Mapping[str, np.ndarray], name: str) -> tuple[int, ...]:
+    """The shape of ``tensors[name]``, without loading it when ``tensors`` is lazy and knows its shapes."""
+    return tensors.shape(name) if isinstance(tensors, LazyTensors) else tuple(tensors[name].shape)
+
+
+def lazy(tensors: Mapping[str, np.ndarray]) -> LazyTensors:
+    """``tensors`` as :class:`LazyTensors` (in-memory arrays are returned by their loaders as they are)."""
+    if isinstance(tensors, LazyTensors):
+        return tensors
+    return LazyTensors({name: (lambda array=array: array) for name, array in tensors.items()})
 
 
 @dataclass(frozen=True)
@@ -116,12 +171,10 @@ def _check_names(present: set[str], expected: set[str], source: str, what: str) 
         raise ValueError(f"{source}: {what} does not match the config; {'; '.join(problems)}")
 
 
-def _check_shape(array: np.ndarray, expected: tuple[int, ...], source: str, name: str, canonical: str) -> None:
-    if tuple(array.shape) != expected:
+def _check_shape(shape: tuple[int, ...], expected: tuple[int, ...], source: str, name: str, canonical: str) -> None:
+    if tuple(shape) != expected:
         detail = "" if name == canonical else f" (canonical {canonical})"
-        raise ValueError(
-            f"{source}: tensor {name} has shape {tuple(array.shape)}, the config expects {expected}{detail}"
-        )
+        raise ValueError(f"{source}: tensor {name} has shape {tuple(shape)}, the config expects {expected}{detail}")
 
 
 def _permutation(fmt: str, kind: str) -> tuple[int, ...] | None:
@@ -133,80 +186,133 @@ def check_canonical(tensors: Mapping[str, np.ndarray], config: Any, *, source: s
     shapes = canonical_shapes(config)
     _check_names(set(tensors), set(shapes), source, "the canonical weights")
     for name, shape in shapes.items():
-        _check_shape(tensors[name], shape, source, name, name)
+        _check_shape(shape_of(tensors, name), shape, source, name, name)
 
 
 def drop_tied(tensors: Mapping[str, np.ndarray], config: Any, *, source: str = "weights") -> dict[str, np.ndarray]:
     """Remove tied tensors (``proj_out.weight``) after checking they equal their target bit for bit.
 
     State dicts saved with ``torch.save`` hold both names; the canonical set stores the target only.
+    Lazy tensors stay lazy (only a tied pair is loaded, to compare it).
     """
-    tensors = dict(tensors)
+    dropped = set()
     for tied, target in tied_names(config).items():
         if tied in tensors:
-            array = tensors.pop(tied)
-            if target in tensors and not _bit_equal(array, tensors[target]):
+            dropped.add(tied)
+            if target in tensors and not _bit_equal(tensors[tied], tensors[target]):
                 raise ValueError(
                     f"{source}: {tied} differs from {target}, but Whisper ties them; untied heads are not supported"
                 )
-    return tensors
+    if isinstance(tensors, LazyTensors):
+        return tensors.without(dropped)
+    return {name: array for name, array in tensors.items() if name not in dropped}
 
 
 def _bit_equal(a: np.ndarray, b: np.ndarray) -> bool:
     return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
 
 
+def canonical_view(foreign: Mapping[str, np.ndarray], fmt: str, config: Any, *, source: str = "weights") -> LazyTensors:
+    """Foreign tensors of format ``fmt`` -> a lazy view of the stored canonical tensors, in table order.
+
+    Names are checked now; each tensor's shape (and a fused tensor's zero slices) when it is loaded.
+    """
+    plan = _plan(config, fmt)
+    _check_names(set(foreign), plan.foreign_names, source, f"the {fmt} weights")
+    loaders: dict[str, Callable[[], np.ndarray]] = {}
+    shapes: dict[str, tuple[int, ...]] = {}
+    for name, entry in plan.plain.items():
+        loaders[entry.canonical] = lambda name=name, entry=entry: _load_plain(foreign, fmt, name, entry, source)
+        shapes[entry.canonical] = entry.shape
+    for name, entries in plan.fused.items():
+        for entry in entries:
+            loaders[entry.canonical] = lambda name=name, entries=entries, entry=entry: _load_slice(
+                foreign, name, entries, entry.foreign.index, source
+            )
+            shapes[entry.canonical] = entry.shape
+    order = list(canonical_shapes(config))
+    return LazyTensors({name: loaders[name] for name in order}, shapes)
+
+
+def _load_plain(foreign: Mapping[str, np.ndarray], fmt: str, name: str, entry: _Entry, source: str) -> np.ndarray:
+    array = foreign[name]
+    permutation = _permutation(fmt, entry.kind)
+    if permutation is not None:
+        _check_shape(array.shape, tuple(entry.shape[i] for i in permutation), source, name, entry.canonical)
+        array = np.ascontiguousarray(np.transpose(array, np.argsort(permutation)))
+    _check_shape(array.shape, entry.shape, source, name, entry.canonical)
+    return array
+
+
+def _load_slice(
+    foreign: Mapping[str, np.ndarray], name: str, entries: list[_Entry], index: int, source: str
+) -> np.ndarray:
+    """Slice ``index`` of the fused tensor ``name``, after checking that unclaimed slices are zero."""
+    array = foreign[name]
+    count = FUSED_LAYOUTS[entries[0].foreign.layout]
+    slot = entries[0].shape  # every slice has the canonical shape of its tensor
+    _check_shape(array.shape, (count * slot[0], *slot[1:]), source, name, entries[0].canonical)
+    slices = np.split(array, count, axis=0)  # count x [rows, ...]
+    claimed = {entry.foreign.index for entry in entries}
+    for unclaimed in set(range(count)) - claimed:
+        if np.any(slices[unclaimed] != 0):
+            raise ValueError(
+                f"{source}: slice {unclaimed} of {name} ({entries[0].foreign.layout}) must be zero: "
+                "Whisper's k projections have no bias, so a non-zero value would be lost"
+            )
+    return np.ascontiguousarray(slices[index])
+
+
 def to_canonical(
     foreign: Mapping[str, np.ndarray], fmt: str, config: Any, *, source: str = "weights"
 ) -> dict[str, np.ndarray]:
     """Foreign tensors of format ``fmt`` -> stored canonical tensors (HF PyTorch names and layouts)."""
+    return dict(canonical_view(foreign, fmt, config, source=source))
+
+
+def foreign_view(tensors: Mapping[str, np.ndarray], fmt: str, config: Any, *, source: str = "weights") -> LazyTensors:
+    """Stored canonical tensors -> a lazy view of format ``fmt``'s tensors, in table order.
+
+    The canonical set is checked (names and, from headers where known, shapes) before the view is made.
+    """
+    tensors = drop_tied(tensors, config, source=source)
+    check_canonical(tensors, config, source=source)
     plan = _plan(config, fmt)
-    _check_names(set(foreign), plan.foreign_names, source, f"the {fmt} weights")
-    canonical: dict[str, np.ndarray] = {}
-    for name, entry in plan.plain.items():
-        array = foreign[name]
-        permutation = _permutation(fmt, entry.kind)
-        if permutation is not None:
-            array = np.ascontiguousarray(np.transpose(array, np.argsort(permutation)))
-        _check_shape(array, entry.shape, source, name, entry.canonical)
-        canonical[entry.canonical] = array
-    for name, entries in plan.fused.items():
-        array = foreign[name]
-        count = FUSED_LAYOUTS[entries[0].foreign.layout]
-        slot = entries[0].shape  # every slice has the canonical shape of its tensor
-        _check_shape(array, (count * slot[0], *slot[1:]), source, name, entries[0].canonical)
-        slices = np.split(array, count, axis=0)  # count x [rows, ...]
-        claimed = {entry.foreign.index: entry for entry in entries}
-        for index, piece in enumerate(slices):
-            if index in claimed:
-                canonical[claimed[index].canonical] = np.ascontiguousarray(piece)
-            elif np.any(piece != 0):
-                raise ValueError(
-                    f"{source}: slice {index} of {name} ({entries[0].foreign.layout}) must be zero: "
-                    "Whisper's k projections have no bias, so a non-zero value would be lost"
-                )
-    return canonical
+    loaders: dict[str, Callable[[], np.ndarray]] = {}
+    shapes: dict[str, tuple[int, ...]] = {}
+    for entry in _entries(config, fmt):
+        if isinstance(entry.foreign, Part):
+            name = entry.foreign.name
+            if name not in loaders:
+                entries = plan.fused[name]
+                loaders[name] = lambda name=name, entries=entries: _fuse(tensors, name, entries, source)
+                shapes[name] = (FUSED_LAYOUTS[entry.foreign.layout] * entry.shape[0], *entry.shape[1:])
+        else:
+            permutation = _permutation(fmt, entry.kind)
+            loaders[entry.foreign] = lambda entry=entry, permutation=permutation: _permute(
+                tensors[entry.canonical], permutation
+            )
+            shapes[entry.foreign] = entry.shape if permutation is None else tuple(entry.shape[i] for i in permutation)
+    return LazyTensors(loaders, shapes)
+
+
+def _permute(array: np.ndarray, permutation: tuple[int, ...] | None) -> np.ndarray:
+    return array if permutation is None else np.ascontiguousarray(np.transpose(array, permutation))
+
+
+def _fuse(tensors: Mapping[str, np.ndarray], name: str, entries: list[_Entry], source: str) -> np.ndarray:
+    claimed = {entry.foreign.index: tensors[entry.canonical] for entry in entries}
+    dtypes = {array.dtype for array in claimed.values()}
+    if len(dtypes) != 1:
+        raise ValueError(f"{source}: the parts of {name} have different dtypes {sorted(map(str, dtypes))}")
+    template = next(iter(claimed.values()))
+    count = FUSED_LAYOUTS[entries[0].foreign.layout]
+    pieces = [claimed.get(index, np.zeros_like(template)) for index in range(count)]
+    return np.concatenate(pieces, axis=0)  # [count * rows, ...]
 
 
 def from_canonical(
     tensors: Mapping[str, np.ndarray], fmt: str, config: Any, *, source: str = "weights"
 ) -> dict[str, np.ndarray]:
     """Stored canonical tensors -> format ``fmt``'s tensors, in table order."""
-    tensors = drop_tied(tensors, config, source=source)
-    check_canonical(tensors, config, source=source)
-    plan = _plan(config, fmt)
-    foreign: dict[str, np.ndarray] = {}
-    for name, entry in plan.plain.items():
-        array = tensors[entry.canonical]
-        permutation = _permutation(fmt, entry.kind)
-        foreign[name] = array if permutation is None else np.ascontiguousarray(np.transpose(array, permutation))
-    for name, entries in plan.fused.items():
-        claimed = {entry.foreign.index: tensors[entry.canonical] for entry in entries}
-        dtypes = {array.dtype for array in claimed.values()}
-        if len(dtypes) != 1:
-            raise ValueError(f"{source}: the parts of {name} have different dtypes {sorted(map(str, dtypes))}")
-        template = next(iter(claimed.values()))
-        count = FUSED_LAYOUTS[entries[0].foreign.layout]
-        pieces = [claimed.get(index, np.zeros_like(template)) for index in range(count)]
-        foreign[name] = np.concatenate(pieces, axis=0)  # [count * rows, ...]
-    return foreign
+    return dict(foreign_view(tensors, fmt, config, source=source))

@@ -22,8 +22,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-# Formats with a column in the table.
-FORMATS: tuple[str, ...] = ("ct2", "openai")
+# Formats with a column in the table: CTranslate2, openai-whisper's ``.pt``, and HF's TensorFlow
+# (``tf_model.h5``) and Flax (``flax_model.msgpack``) files.
+FORMATS: tuple[str, ...] = ("ct2", "openai", "hf_tf", "hf_flax")
 
 KINDS: tuple[str, ...] = ("linear", "bias", "conv1d", "norm_weight", "norm_bias", "embedding", "positions", "tied")
 
@@ -31,12 +32,26 @@ KINDS: tuple[str, ...] = ("linear", "bias", "conv1d", "norm_weight", "norm_bias"
 FUSED_LAYOUTS: dict[str, int] = {"fused_qkv": 3, "fused_kv": 2}
 
 # Per format, the axis permutation taking a canonical tensor of each kind to the foreign layout;
-# kinds not listed are stored as they are. (A TF/Keras column would add
-# ``{"linear": (1, 0), "conv1d": (2, 1, 0)}``: Dense kernels are [in, out], Conv1D [k, in, out].)
+# kinds not listed are stored as they are.
+_KERAS_AND_FLAX_LAYOUT = {
+    "linear": (1, 0),  # PyTorch [out, in] -> Dense kernel [in, out]
+    "conv1d": (2, 1, 0),  # PyTorch [out, in, k] -> Conv1D / Conv kernel [k, in, out]
+}
 LAYOUTS: dict[str, dict[str, tuple[int, ...]]] = {
     "ct2": {},  # CTranslate2 keeps PyTorch's [out, in] and [out, in, k]
     "openai": {},  # openai-whisper is PyTorch
+    "hf_tf": _KERAS_AND_FLAX_LAYOUT,
+    "hf_flax": _KERAS_AND_FLAX_LAYOUT,
 }
+
+# HF's TF and Flax models mirror the PyTorch module tree, so their names come from one module path
+# per format plus the tensor's role inside its module. Role -> leaf name, per format (PyTorch first):
+LEAVES: dict[str, dict[str, str]] = {
+    "hf": {"kernel": "weight", "bias": "bias", "gamma": "weight", "beta": "bias", "tokens": "weight", "positions": "weight"},
+    # Keras variables carry a ":0" suffix; TFWhisperPositionalEmbedding names its table "weight".
+    "hf_tf": {"kernel": "kernel:0", "bias": "bias:0", "gamma": "gamma:0", "beta": "beta:0", "tokens": "embeddings:0", "positions": "weight:0"},
+    "hf_flax": {"kernel": "kernel", "bias": "bias", "gamma": "scale", "beta": "bias", "tokens": "embedding", "positions": "embedding"},
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -73,12 +88,56 @@ class Rule:
             raise ValueError(f"{self.canonical}: unknown formats {sorted(unknown)}")
 
 
-def _rule(canonical: str, kind: str, shape: tuple[str | int, ...], stack: str | None = None, **names: Any) -> Rule:
-    return Rule(canonical, kind, shape, names, stack)
+@dataclass(frozen=True)
+class Module:
+    """One module's path in the formats that follow HF's module tree: PyTorch, TF (Keras) and Flax.
+
+    TF names are relative to the Keras model (transformers drops the model's own name, the first
+    path component, when it loads an h5 file); TF numbers layers ``layers.{i}``, Flax ``layers/{i}``.
+    """
+
+    hf: str  # model.encoder.layers.{i}.self_attn
+    tf: str  # model/encoder/layers.{i}/self_attn
+    flax: str  # model/encoder/layers/{i}/self_attn
+
+    def child(self, name: str) -> Module:
+        return Module(f"{self.hf}.{name}", f"{self.tf}/{name}", f"{self.flax}/{name}")
+
+    def layers(self) -> Module:
+        return Module(f"{self.hf}.layers.{{i}}", f"{self.tf}/layers.{{i}}", f"{self.flax}/layers/{{i}}")
 
 
-def _attention(stack: str, hf: str, ct2: str, openai: str, cross: bool) -> list[Rule]:
-    """q, k, v, out projections and the pre-norm of one attention block.
+ROOT = Module("model", "model", "model")
+
+
+def _rule(
+    module: Module,
+    role: str,
+    kind: str,
+    shape: tuple[str | int, ...],
+    stack: str | None = None,
+    **names: Any,
+) -> Rule:
+    """The rule for tensor ``role`` of ``module``: HF PyTorch, TF and Flax names follow from the module path."""
+    tree_names = {
+        "hf_tf": f"{module.tf}/{LEAVES['hf_tf'][role]}",
+        "hf_flax": f"{module.flax}/{LEAVES['hf_flax'][role]}",
+    }
+    return Rule(f"{module.hf}.{LEAVES['hf'][role]}", kind, shape, {**names, **tree_names}, stack)
+
+
+def _projection(
+    module: Module, stack: str, shape: tuple[str, str], weight: str | Part, bias: str | Part | None, openai: str
+) -> list[Rule]:
+    """A linear layer [out, in] and its bias [out] (``bias=None``: no bias, as in Whisper's k projections)."""
+    rules = [_rule(module, "kernel", "linear", shape, stack, ct2=weight, openai=f"{openai}.weight")]
+    if bias is not None:
+        rules.append(_rule(module, "bias", "bias", shape[:1], stack, ct2=bias, openai=f"{openai}.bias"))
+    return rules
+
+
+def _attention(stack: str, module: Module, ct2: str, openai: str, cross: bool) -> list[Rule]:
+    """q, k, v and out projections of one attention block.
 
     CTranslate2 fuses self-attention q,k,v into ``linear_0`` ([3·d, d]; the k bias slice is zero)
     with the output in ``linear_1``; cross-attention keeps q in ``linear_0``, fuses k,v into
@@ -98,95 +157,77 @@ def _attention(stack: str, hf: str, ct2: str, openai: str, cross: bool) -> list[
             return Part(f"{qkv_name}/{suffix}", "fused_qkv", index)
 
         q_weight, q_bias = fused("weight", 0), fused("bias", 0)
+    d = ("d", "d")
     return [
-        _rule(f"{hf}.q_proj.weight", "linear", ("d", "d"), stack, ct2=q_weight, openai=f"{openai}.query.weight"),
-        _rule(f"{hf}.q_proj.bias", "bias", ("d",), stack, ct2=q_bias, openai=f"{openai}.query.bias"),
-        _rule(
-            f"{hf}.k_proj.weight", "linear", ("d", "d"), stack, ct2=fused("weight", 1), openai=f"{openai}.key.weight"
-        ),
-        _rule(
-            f"{hf}.v_proj.weight", "linear", ("d", "d"), stack, ct2=fused("weight", 2), openai=f"{openai}.value.weight"
-        ),
-        _rule(f"{hf}.v_proj.bias", "bias", ("d",), stack, ct2=fused("bias", 2), openai=f"{openai}.value.bias"),
-        _rule(
-            f"{hf}.out_proj.weight",
-            "linear",
-            ("d", "d"),
-            stack,
-            ct2=f"{out_name}/weight",
-            openai=f"{openai}.out.weight",
-        ),
-        _rule(f"{hf}.out_proj.bias", "bias", ("d",), stack, ct2=f"{out_name}/bias", openai=f"{openai}.out.bias"),
+        *_projection(module.child("q_proj"), stack, d, q_weight, q_bias, f"{openai}.query"),
+        *_projection(module.child("k_proj"), stack, d, fused("weight", 1), None, f"{openai}.key"),
+        *_projection(module.child("v_proj"), stack, d, fused("weight", 2), fused("bias", 2), f"{openai}.value"),
+        *_projection(module.child("out_proj"), stack, d, f"{out_name}/weight", f"{out_name}/bias", f"{openai}.out"),
     ]
 
 
-def _norm(hf: str, ct2: str, openai: str, stack: str | None = None) -> list[Rule]:
+def _norm(module: Module, ct2: str, openai: str, stack: str | None = None) -> list[Rule]:
     return [
-        _rule(f"{hf}.weight", "norm_weight", ("d",), stack, ct2=f"{ct2}/gamma", openai=f"{openai}.weight"),
-        _rule(f"{hf}.bias", "norm_bias", ("d",), stack, ct2=f"{ct2}/beta", openai=f"{openai}.bias"),
+        _rule(module, "gamma", "norm_weight", ("d",), stack, ct2=f"{ct2}/gamma", openai=f"{openai}.weight"),
+        _rule(module, "beta", "norm_bias", ("d",), stack, ct2=f"{ct2}/beta", openai=f"{openai}.bias"),
     ]
 
 
 def _layer(stack: str) -> list[Rule]:
     """One pre-norm transformer layer of ``stack``; the decoder adds cross-attention."""
-    hf, ct2, openai = f"model.{stack}.layers.{{i}}", f"{stack}/layer_{{i}}", f"{stack}.blocks.{{i}}"
+    hf, ct2, openai = ROOT.child(stack).layers(), f"{stack}/layer_{{i}}", f"{stack}.blocks.{{i}}"
     rules = [
-        *_attention(stack, f"{hf}.self_attn", f"{ct2}/self_attention", f"{openai}.attn", cross=False),
-        *_norm(f"{hf}.self_attn_layer_norm", f"{ct2}/self_attention/layer_norm", f"{openai}.attn_ln", stack),
+        *_attention(stack, hf.child("self_attn"), f"{ct2}/self_attention", f"{openai}.attn", cross=False),
+        *_norm(hf.child("self_attn_layer_norm"), f"{ct2}/self_attention/layer_norm", f"{openai}.attn_ln", stack),
     ]
     if stack == "decoder":
         rules += [
-            *_attention(stack, f"{hf}.encoder_attn", f"{ct2}/attention", f"{openai}.cross_attn", cross=True),
-            *_norm(f"{hf}.encoder_attn_layer_norm", f"{ct2}/attention/layer_norm", f"{openai}.cross_attn_ln", stack),
+            *_attention(stack, hf.child("encoder_attn"), f"{ct2}/attention", f"{openai}.cross_attn", cross=True),
+            *_norm(
+                hf.child("encoder_attn_layer_norm"), f"{ct2}/attention/layer_norm", f"{openai}.cross_attn_ln", stack
+            ),
         ]
     rules += [
-        _rule(
-            f"{hf}.fc1.weight",
-            "linear",
-            ("ffn", "d"),
-            stack,
-            ct2=f"{ct2}/ffn/linear_0/weight",
-            openai=f"{openai}.mlp.0.weight",
-        ),
-        _rule(f"{hf}.fc1.bias", "bias", ("ffn",), stack, ct2=f"{ct2}/ffn/linear_0/bias", openai=f"{openai}.mlp.0.bias"),
-        _rule(
-            f"{hf}.fc2.weight",
-            "linear",
-            ("d", "ffn"),
-            stack,
-            ct2=f"{ct2}/ffn/linear_1/weight",
-            openai=f"{openai}.mlp.2.weight",
-        ),
-        _rule(f"{hf}.fc2.bias", "bias", ("d",), stack, ct2=f"{ct2}/ffn/linear_1/bias", openai=f"{openai}.mlp.2.bias"),
-        *_norm(f"{hf}.final_layer_norm", f"{ct2}/ffn/layer_norm", f"{openai}.mlp_ln", stack),
-    ]
+        *_projection(hf.child("fc1"), stack, ("ffn", "d"), f"{ct2}/ffn/linear_0/weight", f"{ct2}/ffn/linear_0/bias", f"{openai}.mlp.0"),
+        *_projection(hf.child("fc2"), stack, ("d", "ffn"), f"{ct2}/ffn/linear_1/weight", f"{ct2}/ffn/linear_1/bias", f"{openai}.mlp.2"),
+        *_norm(hf.child("final_layer_norm"), f"{ct2}/ffn/layer_norm", f"{openai}.mlp_ln", stack),
+    ]  # fmt: skip
     return rules
 
+
+_ENCODER, _DECODER = ROOT.child("encoder"), ROOT.child("decoder")
 
 # fmt: off
 RULES: tuple[Rule, ...] = (
     # Encoder stem: two convolutions over the log-mel frames, then learned (CT2) / sinusoidal positions.
-    _rule("model.encoder.conv1.weight", "conv1d", ("d", "mels", 3), ct2="encoder/conv1/weight", openai="encoder.conv1.weight"),
-    _rule("model.encoder.conv1.bias", "bias", ("d",), ct2="encoder/conv1/bias", openai="encoder.conv1.bias"),
-    _rule("model.encoder.conv2.weight", "conv1d", ("d", "d", 3), ct2="encoder/conv2/weight", openai="encoder.conv2.weight"),
-    _rule("model.encoder.conv2.bias", "bias", ("d",), ct2="encoder/conv2/bias", openai="encoder.conv2.bias"),
-    _rule("model.encoder.embed_positions.weight", "positions", ("source", "d"),
+    _rule(_ENCODER.child("conv1"), "kernel", "conv1d", ("d", "mels", 3), ct2="encoder/conv1/weight", openai="encoder.conv1.weight"),
+    _rule(_ENCODER.child("conv1"), "bias", "bias", ("d",), ct2="encoder/conv1/bias", openai="encoder.conv1.bias"),
+    _rule(_ENCODER.child("conv2"), "kernel", "conv1d", ("d", "d", 3), ct2="encoder/conv2/weight", openai="encoder.conv2.weight"),
+    _rule(_ENCODER.child("conv2"), "bias", "bias", ("d",), ct2="encoder/conv2/bias", openai="encoder.conv2.bias"),
+    _rule(_ENCODER.child("embed_positions"), "positions", "positions", ("source", "d"),
           ct2="encoder/position_encodings/encodings", openai="encoder.positional_embedding"),
     *_layer("encoder"),
-    *_norm("model.encoder.layer_norm", "encoder/layer_norm", "encoder.ln_post"),
+    *_norm(_ENCODER.child("layer_norm"), "encoder/layer_norm", "encoder.ln_post"),
     # Decoder.
-    _rule("model.decoder.embed_tokens.weight", "embedding", ("vocab", "d"),
+    _rule(_DECODER.child("embed_tokens"), "tokens", "embedding", ("vocab", "d"),
           ct2="decoder/embeddings/weight", openai="decoder.token_embedding.weight"),
-    _rule("model.decoder.embed_positions.weight", "positions", ("target", "d"),
+    _rule(_DECODER.child("embed_positions"), "positions", "positions", ("target", "d"),
           ct2="decoder/position_encodings/encodings", openai="decoder.positional_embedding"),
     *_layer("decoder"),
-    *_norm("model.decoder.layer_norm", "decoder/layer_norm", "decoder.ln"),
+    *_norm(_DECODER.child("layer_norm"), "decoder/layer_norm", "decoder.ln"),
     # The output projection is the token embedding: CT2 records an alias, openai-whisper multiplies
-    # by token_embedding directly, HF's save_pretrained stores only embed_tokens.
-    Rule("proj_out.weight", "tied", ("vocab", "d"), {"ct2": "decoder/projection/weight", "openai": None},
+    # by token_embedding directly, HF's save_pretrained stores only embed_tokens (in every framework:
+    # TF and Flax multiply by the embedding matrix and have no proj_out variable).
+    Rule("proj_out.weight", "tied", ("vocab", "d"),
+         {"ct2": "decoder/projection/weight", "openai": None, "hf_tf": None, "hf_flax": None},
          tied_to="model.decoder.embed_tokens.weight"),
 )
 # fmt: on
+
+# transformers' TFWhisperForConditionalGeneration, as Keras saves it: one top-level layer ("model",
+# the TFWhisperMainLayer) whose variable names start with the Keras model's name.
+TF_MODEL_NAME = "tf_whisper_for_conditional_generation"
+TF_LAYER_NAME = "model"
 
 # CTranslate2 stores some of the spec's settings as rank-0 integer variables beside the weights:
 # name -> (NumPy dtype, value for a Whisper config). The reader checks every one of them and the

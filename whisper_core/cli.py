@@ -116,6 +116,37 @@ def _model_directory(model: str) -> str:
     return model
 
 
+def _convert(args: argparse.Namespace) -> int:
+    """Convert a checkpoint between formats; with --verify, read it back and compare PyTorch logits."""
+    from weights_bridge.conversion import convert_checkpoint
+
+    if args.verify and not args.audio:
+        raise ValueError("--verify needs --audio FILE (real speech; its first 2 s are used)")
+    start = time.perf_counter()
+    destination = convert_checkpoint(_model_directory(args.src), args.dst, to=args.to, dtype=args.dtype)
+    report: dict = {"written": str(destination), "to": args.to, "seconds": round(time.perf_counter() - start, 3)}
+    if args.verify:
+        from weights_bridge.verify import verify_conversion
+
+        report["verify"] = verify_conversion(_model_directory(args.src), destination, args.to, args.audio)
+        if args.dtype is None and report["verify"]["differing"]:
+            print(json.dumps(report), file=sys.stderr)
+            return 1
+    print(json.dumps(report))
+    return 0
+
+
+def _add_convert(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("convert", help="convert a checkpoint between formats (HF PT/TF/Flax, openai, CT2)")
+    parser.add_argument("src", help="tiny.en, base, a checkpoint directory, an openai .pt file or a CTranslate2 dir")
+    parser.add_argument("dst", help="the new directory (or .pt file for --to openai)")
+    parser.add_argument("--to", required=True, choices=("canonical", "pt", "tf", "flax", "openai", "ct2"))
+    parser.add_argument("--dtype", choices=("float32", "float16"), help="cast the weights (default: keep)")
+    parser.add_argument("--verify", action="store_true", help="read back and compare weights and PyTorch logits")
+    parser.add_argument("--audio", help="real speech for --verify (its first 2 s are used)")
+    parser.set_defaults(handler=_convert)
+
+
 def _add_fetch(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "fetch", help="write the canonical checkpoint of tiny.en / base into $WHISPER_MB_HOME"
@@ -159,6 +190,7 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_tokenize,
     _add_fetch,
     _add_transcribe,
+    _add_convert,
 ]
 
 

@@ -1,0 +1,271 @@
+"""Convert a Whisper checkpoint from any supported format to any other: ``convert_checkpoint(src, dst, to=...)``.
+
+Sources: a canonical/HF directory (``model.safetensors`` or shards, ``pytorch_model.bin``,
+``tf_model.h5``, ``flax_model.msgpack``), an openai-whisper ``.pt`` file, or a CTranslate2 directory
+(``model.bin`` + its ``config.json`` + ``tokenizer.json``). Targets:
+
+| ``to`` | writes |
+| --- | --- |
+| ``canonical`` / ``pt`` | the canonical directory (DESIGN.md §1) |
+| ``tf`` / ``flax`` | the canonical directory plus ``tf_model.h5`` / ``flax_model.msgpack`` |
+| ``openai`` | one ``.pt`` file |
+| ``ct2`` | a CTranslate2 directory as faster-whisper loads it: ``model.bin``, ``config.json``, ``tokenizer.json``, ``vocabulary.txt`` |
+
+Config, generation config and feature-extractor settings the source lacks are derived (from CT2's
+config and tokenizer, from openai's ``dims``, or from the model config); tokenizer files are copied.
+Weights flow through lazy views (:class:`weights_bridge.convert.LazyTensors`): safetensors, h5 and
+msgpack sources are read one tensor at a time and h5, msgpack and CT2 targets written one tensor at a
+time; only safetensors and ``.pt`` targets hold every tensor at once, because their writers take a
+whole dict. The output is built in a temporary sibling and renamed into place, so a failed
+conversion leaves nothing at ``dst``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from safetensors import SafetensorError, safe_open
+
+from whisper_core.config import CONFIG_NAME, WhisperConfig
+from whisper_core.feature_extraction import PREPROCESSOR_CONFIG_NAME, WhisperFeatureExtractor
+from whisper_core.fileio import read_json
+from whisper_core.generation_config import GENERATION_CONFIG_NAME, GenerationConfig
+from whisper_core.tokenizer import (
+    NO_TIMESTAMPS,
+    START_OF_PREV,
+    TIME_PRECISION,
+    TOKENIZER_FILE,
+    TRANSCRIBE,
+    TRANSLATE,
+    WhisperTokenizer,
+)
+
+from . import canonical, convert, ctranslate2, fetching, flax_msgpack, openai_pt, tf_h5
+
+TARGETS: tuple[str, ...] = ("canonical", "pt", "tf", "flax", "openai", "ct2")
+DTYPES: tuple[str, ...] = ("float32", "float16")
+# Tokenizer files of an HF checkpoint, copied as they are when the source has them.
+TOKENIZER_FILES: tuple[str, ...] = (
+    TOKENIZER_FILE,
+    "tokenizer_config.json",
+    "vocab.json",
+    "merges.txt",
+    "added_tokens.json",
+    "special_tokens_map.json",
+    "normalizer.json",
+)
+CT2_VOCABULARY = "vocabulary.txt"  # one token per line, in id order, as CTranslate2's converter writes it
+
+
+@dataclass
+class Checkpoint:
+    """A source read into canonical form: tensors may be lazy (loaded from the file on access)."""
+
+    path: Path
+    format: str  # "safetensors", "pytorch_model.bin", "tf_model.h5", "flax_model.msgpack", "openai", "ct2"
+    config: WhisperConfig
+    tensors: Mapping[str, np.ndarray]
+    generation_config: GenerationConfig
+    feature_extractor: WhisperFeatureExtractor
+    tokenizer_dir: Path | None  # where the tokenizer files are, if the source has any
+
+
+def _lazy_safetensors(directory: Path, config: WhisperConfig) -> convert.LazyTensors:
+    """The canonical tensors of a single or sharded safetensors checkpoint, read one at a time."""
+    if (directory / canonical.SAFE_WEIGHTS_NAME).is_file():
+        files = [directory / canonical.SAFE_WEIGHTS_NAME]
+    else:
+        files = [directory / shard for shard in canonical._read_index(directory, canonical.SAFE_WEIGHTS_INDEX_NAME)]
+    where: dict[str, Path] = {}
+    shapes: dict[str, tuple[int, ...]] = {}
+    for path in files:
+        try:
+            with safe_open(str(path), framework="np") as file:
+                for name in file.keys():  # noqa: SIM118 (safe_open has no __iter__)
+                    where[name], shapes[name] = path, tuple(file.get_slice(name).get_shape())
+        except (SafetensorError, OSError) as error:
+            raise ValueError(f"{path}: not a readable safetensors file: {error}") from error
+
+    def load(name: str) -> np.ndarray:
+        try:
+            with safe_open(str(where[name]), framework="np") as file:
+                return file.get_tensor(name)
+        except (SafetensorError, OSError) as error:
+            raise ValueError(f"{where[name]}: cannot read tensor {name}: {error}") from error
+
+    tensors = convert.LazyTensors({name: (lambda name=name: load(name)) for name in where}, shapes)
+    source = str(files[0] if len(files) == 1 else directory / canonical.SAFE_WEIGHTS_INDEX_NAME)
+    tensors = convert.drop_tied(tensors, config, source=source)
+    convert.check_canonical(tensors, config, source=source)
+    return tensors
+
+
+def _hf_weights(directory: Path, config: WhisperConfig) -> tuple[str, Mapping[str, np.ndarray]]:
+    """The weights of an HF-layout directory, in the order transformers prefers them."""
+    if (directory / canonical.SAFE_WEIGHTS_NAME).is_file() or (directory / canonical.SAFE_WEIGHTS_INDEX_NAME).is_file():
+        return "safetensors", _lazy_safetensors(directory, config)
+    if (directory / canonical.PT_WEIGHTS_NAME).is_file() or (directory / canonical.PT_WEIGHTS_INDEX_NAME).is_file():
+        return canonical.PT_WEIGHTS_NAME, canonical.load_weights(directory, config)
+    if (directory / tf_h5.TF_WEIGHTS_NAME).is_file():
+        return tf_h5.TF_WEIGHTS_NAME, tf_h5.to_canonical(directory / tf_h5.TF_WEIGHTS_NAME, config)
+    if (directory / flax_msgpack.FLAX_WEIGHTS_NAME).is_file():
+        return flax_msgpack.FLAX_WEIGHTS_NAME, flax_msgpack.to_canonical(
+            directory / flax_msgpack.FLAX_WEIGHTS_NAME, config
+        )
+    raise FileNotFoundError(
+        f"{directory} holds no weights: expected {canonical.SAFE_WEIGHTS_NAME}, {canonical.PT_WEIGHTS_NAME}, "
+        f"{tf_h5.TF_WEIGHTS_NAME} or {flax_msgpack.FLAX_WEIGHTS_NAME}"
+    )
+
+
+def _is_ct2(directory: Path) -> bool:
+    """CTranslate2 directories have model.bin and a config.json that is not an HF model config."""
+    if not (directory / ctranslate2.MODEL_FILE).is_file():
+        return False
+    return not (directory / CONFIG_NAME).is_file() or "model_type" not in read_json(directory / CONFIG_NAME)
+
+
+def derive_generation_config(config: WhisperConfig, tokenizer: WhisperTokenizer | None) -> GenerationConfig:
+    """A generation config from the model config, plus the special-token ids a tokenizer can name."""
+    values = GenerationConfig.from_model_config(config).to_dict()
+    multilingual = config.vocab_size >= fetching.MULTILINGUAL_VOCAB_SIZE
+    values.update(is_multilingual=multilingual, max_initial_timestamp_index=fetching.MAX_INITIAL_TIMESTAMP_INDEX)
+    if tokenizer is not None:
+        ids = tokenizer.convert_tokens_to_ids
+        values.update(no_timestamps_token_id=ids(NO_TIMESTAMPS), prev_sot_token_id=ids(START_OF_PREV))
+        if multilingual:
+            languages = tokenizer.language_token_ids()
+            values["lang_to_id"] = {f"<|{code}|>": token_id for code, token_id in languages.items()}
+            values["task_to_id"] = {"transcribe": ids(TRANSCRIBE), "translate": ids(TRANSLATE)}
+    return GenerationConfig(**values)
+
+
+def read_checkpoint(src: str | os.PathLike) -> Checkpoint:
+    """Read any supported checkpoint into canonical form (weights lazily where the format allows)."""
+    path = Path(src)
+    if path.is_file():
+        config, tensors = openai_pt.read(path)
+        return Checkpoint(
+            path, "openai", config, tensors, derive_generation_config(config, None), _extractor(config), None
+        )
+    if not path.is_dir():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    tokenizer_dir = path if (path / TOKENIZER_FILE).is_file() else None
+    if _is_ct2(path):
+        if tokenizer_dir is None:
+            raise FileNotFoundError(f"{path}: a CTranslate2 directory needs {TOKENIZER_FILE} to derive the config")
+        model = ctranslate2.read_model(path / ctranslate2.MODEL_FILE)
+        ct2_config = ctranslate2.read_config(path)
+        tokenizer = WhisperTokenizer.from_pretrained(path)
+        source = str(path / ctranslate2.MODEL_FILE)
+        config = fetching.derive_config(model, ct2_config, tokenizer, source=source)
+        tensors = ctranslate2.to_canonical(model, config, source=source)
+        generation_config = fetching.derive_generation_config(ct2_config, tokenizer, config)
+        return Checkpoint(path, "ct2", config, tensors, generation_config, _extractor(config), tokenizer_dir)
+    config = WhisperConfig.from_pretrained(path)
+    weights_format, tensors = _hf_weights(path, config)
+    if (path / GENERATION_CONFIG_NAME).is_file():
+        generation_config = GenerationConfig.from_pretrained(path)
+    else:
+        tokenizer = WhisperTokenizer.from_pretrained(path) if tokenizer_dir is not None else None
+        generation_config = derive_generation_config(config, tokenizer)
+    if (path / PREPROCESSOR_CONFIG_NAME).is_file():
+        extractor = WhisperFeatureExtractor.from_pretrained(path)
+    else:
+        extractor = _extractor(config)
+    return Checkpoint(path, weights_format, config, tensors, generation_config, extractor, tokenizer_dir)
+
+
+def _extractor(config: WhisperConfig) -> WhisperFeatureExtractor:
+    return WhisperFeatureExtractor(feature_size=config.num_mel_bins)
+
+
+def _cast(checkpoint: Checkpoint, dtype: str | None) -> tuple[WhisperConfig, Mapping[str, np.ndarray]]:
+    """The config and tensors to write: cast tensor by tensor (and the config's dtype noted) when asked."""
+    if dtype is None:
+        return checkpoint.config, checkpoint.tensors
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    config = WhisperConfig.from_dict({**checkpoint.config.to_dict(), "torch_dtype": dtype})
+    tensors = convert.lazy(checkpoint.tensors).map(lambda array: array.astype(dtype, copy=False))
+    return config, tensors
+
+
+def _write_canonical(directory: Path, checkpoint: Checkpoint, config: WhisperConfig, tensors: Mapping) -> None:
+    canonical.save_checkpoint(
+        directory,
+        tensors,
+        config,
+        generation_config=checkpoint.generation_config,
+        feature_extractor=checkpoint.feature_extractor,
+    )
+    if checkpoint.tokenizer_dir is not None:
+        for name in TOKENIZER_FILES:
+            if (checkpoint.tokenizer_dir / name).is_file():
+                shutil.copyfile(checkpoint.tokenizer_dir / name, directory / name)
+
+
+def _write_ct2(directory: Path, checkpoint: Checkpoint, config: WhisperConfig, tensors: Mapping) -> None:
+    if checkpoint.tokenizer_dir is None:
+        raise ValueError(f"{checkpoint.path} has no {TOKENIZER_FILE}, which a CTranslate2 model needs")
+    view = convert.foreign_view(tensors, "ct2", config, source=str(checkpoint.path))
+    settings = {name: np.array(value(config), dtype=dtype) for name, (dtype, value) in ctranslate2.CT2_SCALARS.items()}
+    variables = convert.LazyTensors(
+        {name: (lambda name=name: view[name]) for name in sorted(view)}
+        | {name: (lambda array=array: array) for name, array in settings.items()}
+    )
+    ordered = convert.LazyTensors({name: (lambda name=name: variables[name]) for name in sorted(variables)})
+    ctranslate2.write_model(
+        directory / ctranslate2.MODEL_FILE, ctranslate2.Ct2Model(ordered, convert.tied_names(config, "ct2"))
+    )
+    ctranslate2.write_config(directory, ctranslate2.config_from_generation(checkpoint.generation_config))
+    shutil.copyfile(checkpoint.tokenizer_dir / TOKENIZER_FILE, directory / TOKENIZER_FILE)
+    tokenizer = WhisperTokenizer.from_pretrained(checkpoint.tokenizer_dir)
+    tokens = tokenizer.convert_ids_to_tokens(range(min(len(tokenizer), config.vocab_size)))
+    # Like CTranslate2's converter, name the ids the tokenizer file lacks (the timestamp tokens
+    # of older HF tokenizers) so the vocabulary covers the model's embedding.
+    tokens += [f"<|{(i - len(tokens)) * TIME_PRECISION:.2f}|>" for i in range(len(tokens), config.vocab_size)]
+    (directory / CT2_VOCABULARY).write_text("".join(f"{token}\n" for token in tokens), encoding="utf-8")
+
+
+def convert_checkpoint(
+    src: str | os.PathLike, dst: str | os.PathLike, *, to: str = "canonical", dtype: str | None = None
+) -> Path:
+    """Convert the checkpoint at ``src`` into format ``to`` at ``dst`` (which must not exist yet).
+
+    ``dtype`` ("float32" or "float16") casts every weight; by default weights keep their dtype and
+    the conversion is bit-identical.
+    """
+    if to not in TARGETS:
+        raise ValueError(f"unknown target format {to!r}; choose one of {TARGETS}")
+    destination = Path(dst)
+    if destination.exists() and not (destination.is_dir() and not any(destination.iterdir())):
+        raise FileExistsError(f"{destination} already exists; convert into a new path")
+    checkpoint = read_checkpoint(src)
+    config, tensors = _cast(checkpoint, dtype)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    if to == "openai":
+        return openai_pt.write(destination, tensors, config)
+    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", suffix=".tmp", dir=destination.parent))
+    try:
+        if to == "ct2":
+            _write_ct2(staging, checkpoint, config, tensors)
+        else:
+            _write_canonical(staging, checkpoint, config, tensors)
+            if to == "tf":
+                tf_h5.from_canonical(staging / tf_h5.TF_WEIGHTS_NAME, tensors, config)
+            elif to == "flax":
+                flax_msgpack.from_canonical(staging / flax_msgpack.FLAX_WEIGHTS_NAME, tensors, config)
+        staging.chmod(0o755)  # mkdtemp's 0700 is not what a checkpoint directory should have
+        if destination.is_dir():
+            destination.rmdir()
+        staging.rename(destination)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return destination
