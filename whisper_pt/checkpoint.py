@@ -109,13 +109,48 @@ class CheckpointMixin:
             directory, stored_config, strict=cls.__name__ != "WhisperForAudioClassification"
         )
         config = config or WhisperConfig.from_dict(stored_config.to_dict(), **config_overrides)
-        dtype = _resolve_dtype(torch_dtype, stored_config)
+        generation_config = None
+        if (directory / GENERATION_CONFIG_NAME).is_file():
+            generation_config = GenerationConfig.from_pretrained(directory)
+        model = cls.from_canonical(
+            config,
+            tensors,
+            generation_config,
+            torch_dtype=_resolve_dtype(torch_dtype, stored_config),
+            source=str(directory),
+        )
+        return model.to(device=device) if device is not None else model
+
+    @classmethod
+    def from_canonical(
+        cls,
+        config: WhisperConfig,
+        tensors: dict[str, np.ndarray],
+        generation_config: GenerationConfig | None = None,
+        *,
+        torch_dtype: torch.dtype = torch.float32,
+        source: str = "the canonical tensors",
+    ) -> Any:
+        """A model in eval mode from canonical (HF PyTorch-named) arrays: what every backend exchanges."""
         model = cls(config)
-        load_state(model, tensors, str(directory))
-        model.to(dtype=dtype, device=device).eval()
-        if hasattr(model, "generation_config") and (directory / GENERATION_CONFIG_NAME).is_file():
-            model.generation_config = GenerationConfig.from_pretrained(directory)
+        load_state(model, tensors, source)
+        model.to(dtype=torch_dtype).eval()
+        if generation_config is not None and hasattr(model, "generation_config"):
+            model.generation_config = generation_config
         return model
+
+    def canonical_tensors(self) -> dict[str, np.ndarray]:
+        """The weights under canonical names as NumPy arrays (tied ``proj_out`` left out).
+
+        bfloat16 has no NumPy dtype, so bfloat16 weights come out as float32 (exactly representable).
+        """
+        state = {name: _to_numpy(tensor) for name, tensor in self.state_dict().items()}
+        if not any(name.startswith(CANONICAL_PREFIX) for name in state) and "proj_out.weight" not in state:
+            state = {
+                CANONICAL_PREFIX + name if name.startswith(("encoder.", "decoder.")) else name: a
+                for name, a in state.items()
+            }
+        return _drop_tied(state, self.config)
 
     def save_pretrained(self, save_directory: str | os.PathLike, *, max_shard_size: int | None = None) -> Path:
         """Write config.json, generation_config.json (when the model has one) and model.safetensors
@@ -124,20 +159,19 @@ class CheckpointMixin:
             raise ValueError(
                 "bfloat16 weights cannot be written through NumPy safetensors yet: save model.float() or model.half()"
             )
-        state = {name: tensor.detach().cpu().numpy() for name, tensor in self.state_dict().items()}
-        if not any(name.startswith(CANONICAL_PREFIX) for name in state) and "proj_out.weight" not in state:
-            state = {
-                CANONICAL_PREFIX + name if name.startswith(("encoder.", "decoder.")) else name: a
-                for name, a in state.items()
-            }
+        state = self.canonical_tensors()
         directory = Path(save_directory)
         directory.mkdir(parents=True, exist_ok=True)
-        state = _drop_tied(state, self.config)
         canonical.save_weights(directory, state, max_shard_bytes=max_shard_size)
         self.config.save_pretrained(directory)
         if hasattr(self, "generation_config"):
             self.generation_config.save_pretrained(directory)
         return directory
+
+
+def _to_numpy(tensor: torch.Tensor) -> np.ndarray:
+    tensor = tensor.detach().cpu()
+    return (tensor.float() if tensor.dtype == torch.bfloat16 else tensor).numpy()
 
 
 def _drop_tied(state: dict[str, np.ndarray], config: WhisperConfig) -> dict[str, np.ndarray]:
