@@ -7,11 +7,13 @@ from .canonical import load_checkpoint, load_weights, save_checkpoint, save_weig
 from .conversion import convert_checkpoint, read_checkpoint
 from .convert import canonical_shapes, check_canonical, from_canonical, to_canonical
 from .fetching import cache_home, fetch
+from .live import convert, to_flax, to_pt
 
 __all__ = [
     "cache_home",
     "canonical_shapes",
     "check_canonical",
+    "convert",
     "convert_checkpoint",
     "fetch",
     "from_canonical",
@@ -21,4 +23,6 @@ __all__ = [
     "save_checkpoint",
     "save_weights",
     "to_canonical",
+    "to_flax",
+    "to_pt",
 ]

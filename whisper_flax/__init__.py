@@ -1,0 +1,24 @@
+"""Flax backend: Whisper models with transformers 4.57's Flax names, parameter paths and numerics."""
+
+from .generation import JaxOps, WhisperGenerateOutput
+from .modeling import (
+    FlaxWhisperDecoder,
+    FlaxWhisperEncoder,
+    FlaxWhisperForAudioClassification,
+    FlaxWhisperForConditionalGeneration,
+    FlaxWhisperModel,
+    FlaxWhisperPreTrainedModel,
+)
+from .outputs import KVCache
+
+__all__ = [
+    "FlaxWhisperDecoder",
+    "FlaxWhisperEncoder",
+    "FlaxWhisperForAudioClassification",
+    "FlaxWhisperForConditionalGeneration",
+    "FlaxWhisperModel",
+    "FlaxWhisperPreTrainedModel",
+    "JaxOps",
+    "KVCache",
+    "WhisperGenerateOutput",
+]

@@ -1,0 +1,958 @@
+"""Flax (linen) Whisper with the transformers 4.57 Flax API and parameter paths.
+
+Module names are transformers' (``model/encoder/layers/0/self_attn/q_proj/kernel``,
+``model/decoder/embed_tokens/embedding``, ``.../layer_norm/scale``; the LM head is the transposed
+token embedding and has no parameter), so an HF ``flax_model.msgpack`` tree drops into ``params``
+and outputs match transformers to float32 rounding. Unlike transformers' mutable ``cache``
+collection, the KV cache is an explicit fixed-size :class:`~whisper_flax.outputs.KVCache` with a
+write index, passed in and returned, so the whole decoding loop compiles (``generation.py``).
+
+Numerics: q is scaled by ``head_dim**-0.5`` before ``q @ k^T`` (as transformers and openai/whisper);
+LayerNorm and softmax run in float32 whatever ``dtype`` (compute) and ``param_dtype`` (storage) are.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from whisper_core.config import WhisperConfig
+from whisper_core.generation_config import GenerationConfig
+
+from .checkpoint import CheckpointMixin
+from .generation import FlaxWhisperGenerationMixin
+from .outputs import (
+    BaseModelOutput,
+    BaseModelOutputWithPastAndCrossAttentions,
+    CausalLMOutputWithCrossAttentions,
+    KVCache,
+    Seq2SeqLMOutput,
+    Seq2SeqModelOutput,
+    SequenceClassifierOutput,
+)
+
+Params = dict[str, Any]
+
+
+def _gelu_new(x: jax.Array) -> jax.Array:
+    return 0.5 * x * (1.0 + jnp.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * jnp.power(x, 3.0))))
+
+
+def _gelu_fast(x: jax.Array) -> jax.Array:
+    return 0.5 * x * (1.0 + jnp.tanh(x * 0.7978845608 * (1.0 + 0.044715 * x * x)))
+
+
+# The formulas transformers' ACT2FN uses for each ``config.activation_function`` name.
+ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "gelu": lambda x: jax.nn.gelu(x, approximate=False),
+    "gelu_new": _gelu_new,
+    "gelu_fast": _gelu_fast,
+    "gelu_pytorch_tanh": lambda x: jax.nn.gelu(x, approximate=True),
+    "quick_gelu": lambda x: x * jax.nn.sigmoid(1.702 * x),
+    "relu": jax.nn.relu,
+    "silu": jax.nn.silu,
+    "swish": jax.nn.silu,
+    "tanh": jnp.tanh,
+}
+
+
+def sinusoids(length: int, channels: int, max_timescale: float = 10000.0) -> jax.Array:
+    """The encoder's fixed position table ``[length, channels]``: sines then cosines (openai/whisper)."""
+    if channels % 2:
+        raise ValueError(f"sinusoidal positions need an even number of channels, got {channels}")
+    log_increment = math.log(max_timescale) / (channels // 2 - 1)
+    inv_timescales = jnp.exp(-log_increment * jnp.arange(channels // 2, dtype=jnp.float32))
+    scaled_time = jnp.arange(length, dtype=jnp.float32)[:, None] * inv_timescales[None, :]  # [length, channels // 2]
+    return jnp.concatenate([jnp.sin(scaled_time), jnp.cos(scaled_time)], axis=1)
+
+
+def shift_tokens_right(input_ids: jax.Array, pad_token_id: int, decoder_start_token_id: int) -> jax.Array:
+    """Teacher-forcing decoder inputs from labels ``[batch, seq]``: prepend the start token, drop the last
+    token, and turn the loss-ignore value -100 into ``pad_token_id`` (it is not a valid token id)."""
+    if pad_token_id is None:
+        raise ValueError("config.pad_token_id must be set to build decoder inputs from labels")
+    start = jnp.full((input_ids.shape[0], 1), decoder_start_token_id, dtype=input_ids.dtype)
+    shifted = jnp.concatenate([start, input_ids[:, :-1]], axis=1)
+    return jnp.where(shifted == -100, pad_token_id, shifted)
+
+
+class LayerNorm(nn.LayerNorm):
+    """LayerNorm computed in float32 and cast back, so fp16/bf16 models keep precise statistics.
+
+    Subclassed (not wrapped) so the parameters stay at ``<name>/scale`` and ``<name>/bias``; the
+    two-pass variance is torch's, closer than flax's default ``E[x²] - E[x]²``.
+    """
+
+    epsilon: float = 1e-5
+    dtype: Any = jnp.float32
+    use_fast_variance: bool = False
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return super().__call__(x.astype(jnp.float32)).astype(x.dtype)
+
+
+def decoder_attention_mask(q_len: int, kv_len: int, offset: Any, padding_mask: jax.Array | None) -> jax.Array:
+    """Bool mask ``[batch or 1, 1, q_len, kv_len]``, True where a query may attend.
+
+    Query ``i`` sits at absolute position ``offset + i`` (``offset`` is the cache index, possibly
+    traced) and sees keys up to it (causal); that also hides cache slots not yet written. Keys whose
+    ``padding_mask [batch, kv_len]`` is 0 are hidden too.
+    """
+    query_pos = offset + jnp.arange(q_len)[:, None]  # [q_len, 1]
+    mask = (jnp.arange(kv_len)[None, :] <= query_pos)[None, None]  # [1, 1, q_len, kv_len]
+    if padding_mask is not None:
+        mask = mask & (padding_mask[:, None, None, :kv_len] > 0)
+    return mask
+
+
+def attend(
+    q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None, dropout: nn.Dropout, deterministic: bool
+) -> tuple[jax.Array, jax.Array]:
+    """softmax(q k^T) v with ``q [b, h, T, hd]`` already scaled, ``k, v [b, h, S, hd]``, bool ``mask``.
+
+    Masked scores become the dtype's minimum rather than -inf (as transformers' Flax bias does), so a
+    query that sees nothing (a left-padding token) gets finite weights instead of NaN, which would
+    otherwise leak into real rows through the next layer. Returns ``(out [b, h, T, hd], weights)``.
+    """
+    scores = jnp.einsum("bhqd,bhkd->bhqk", q, k)  # [b, h, T, S]
+    if mask is not None:
+        scores = jnp.where(mask, scores, jnp.finfo(scores.dtype).min)
+    weights = jax.nn.softmax(scores.astype(jnp.float32), axis=-1).astype(q.dtype)
+    out = jnp.einsum("bhqk,bhkd->bhqd", dropout(weights, deterministic=deterministic), v)
+    return out, weights
+
+
+class FlaxWhisperAttention(nn.Module):
+    """Multi-head attention; self-attention when ``key_value_states`` is None, else cross-attention."""
+
+    embed_dim: int
+    num_heads: int
+    dropout: float = 0.0
+    init_std: float = 0.02
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+
+    def setup(self) -> None:
+        if self.embed_dim % self.num_heads:
+            raise ValueError(f"embed_dim ({self.embed_dim}) must be divisible by num_heads ({self.num_heads})")
+        self.head_dim = self.embed_dim // self.num_heads
+        self.scaling = self.head_dim**-0.5
+
+        def dense(use_bias: bool = True) -> nn.Dense:
+            init = jax.nn.initializers.normal(self.init_std)
+            return nn.Dense(
+                self.embed_dim, use_bias=use_bias, dtype=self.dtype, param_dtype=self.param_dtype, kernel_init=init
+            )
+
+        self.k_proj = dense(use_bias=False)  # Whisper's key projection has no bias
+        self.v_proj = dense()
+        self.q_proj = dense()
+        self.out_proj = dense()
+        self.dropout_layer = nn.Dropout(self.dropout)
+
+    def _split_heads(self, x: jax.Array) -> jax.Array:
+        batch, seq, _ = x.shape
+        return x.reshape(batch, seq, self.num_heads, self.head_dim).transpose(0, 2, 1, 3)  # [b, s, d] -> [b, h, s, hd]
+
+    def project_key_value(self, states: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """``states [b, S, d]`` -> ``(k, v)`` each ``[b, h, S, hd]`` (cross-attention caches these once)."""
+        return self._split_heads(self.k_proj(states)), self._split_heads(self.v_proj(states))
+
+    def __call__(
+        self,
+        hidden_states: jax.Array,
+        key_value_states: jax.Array | None = None,
+        past_key_value: tuple[jax.Array, jax.Array] | None = None,
+        cache_index: Any = None,
+        attention_mask: jax.Array | None = None,
+        deterministic: bool = True,
+    ) -> tuple[jax.Array, jax.Array, tuple[jax.Array, jax.Array]]:
+        """``hidden_states [b, T, d]`` -> ``(out [b, T, d], weights [b, h, T, S], (k, v) [b, h, S, hd])``.
+
+        Self-attention writes this step's k/v into the fixed-size ``past_key_value`` at ``cache_index``.
+        Cross-attention is a call with ``key_value_states [b, S, d]`` or with a ``past_key_value`` but no
+        ``cache_index``: it reuses the cached k/v when given (the encoder output does not change while
+        decoding), else projects ``key_value_states``. The returned (k, v) is the cache for next time.
+        """
+        batch, q_len, _ = hidden_states.shape
+        q = self._split_heads(self.q_proj(hidden_states) * self.scaling)
+        if past_key_value is not None and cache_index is None:  # cross-attention over the cached encoder k/v
+            k, v = past_key_value
+        elif key_value_states is not None:
+            k, v = self.project_key_value(key_value_states)
+        else:
+            k, v = self.project_key_value(hidden_states)
+            if past_key_value is not None:
+                start = (0, 0, cache_index, 0)
+                k = jax.lax.dynamic_update_slice(past_key_value[0], k.astype(past_key_value[0].dtype), start)
+                v = jax.lax.dynamic_update_slice(past_key_value[1], v.astype(past_key_value[1].dtype), start)
+        out, weights = attend(q, k, v, attention_mask, self.dropout_layer, deterministic)
+        out = out.transpose(0, 2, 1, 3).reshape(batch, q_len, self.embed_dim)  # [b, h, T, hd] -> [b, T, d]
+        return self.out_proj(out), weights, (k, v)
+
+
+class FlaxWhisperEncoderLayer(nn.Module):
+    """Pre-norm block: x + SelfAttn(LN(x)), then x + MLP(LN(x))."""
+
+    config: WhisperConfig
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+
+    def setup(self) -> None:
+        config, d = self.config, self.config.d_model
+        self.self_attn = FlaxWhisperAttention(
+            d, config.encoder_attention_heads, config.attention_dropout, config.init_std, self.dtype, self.param_dtype
+        )
+        self.self_attn_layer_norm = LayerNorm(param_dtype=self.param_dtype)
+        self.dropout_layer = nn.Dropout(config.dropout)
+        self.activation_fn = ACTIVATIONS[config.activation_function]
+        self.activation_dropout_layer = nn.Dropout(config.activation_dropout)
+        self.fc1 = _dense(config.encoder_ffn_dim, config, self.dtype, self.param_dtype)
+        self.fc2 = _dense(d, config, self.dtype, self.param_dtype)
+        self.final_layer_norm = LayerNorm(param_dtype=self.param_dtype)
+
+    def __call__(self, x: jax.Array, deterministic: bool = True) -> tuple[jax.Array, jax.Array]:
+        h, weights, _ = self.self_attn(self.self_attn_layer_norm(x), deterministic=deterministic)
+        x = x + self.dropout_layer(h, deterministic=deterministic)
+        x = x + self._mlp(self.final_layer_norm(x), deterministic)
+        if x.dtype == jnp.float16:  # as transformers' PyTorch model: keep fp16 activations finite
+            limit = float(jnp.finfo(x.dtype).max) - 1000
+            x = jnp.clip(x, -limit, limit)
+        return x, weights
+
+    def _mlp(self, x: jax.Array, deterministic: bool) -> jax.Array:
+        x = self.activation_dropout_layer(self.activation_fn(self.fc1(x)), deterministic=deterministic)
+        return self.dropout_layer(self.fc2(x), deterministic=deterministic)
+
+
+class FlaxWhisperDecoderLayer(nn.Module):
+    """Pre-norm block: causal self-attention, cross-attention to the encoder, MLP."""
+
+    config: WhisperConfig
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+
+    def setup(self) -> None:
+        config, d = self.config, self.config.d_model
+        heads, dtypes = config.decoder_attention_heads, (self.dtype, self.param_dtype)
+        self.self_attn = FlaxWhisperAttention(d, heads, config.attention_dropout, config.init_std, *dtypes)
+        self.dropout_layer = nn.Dropout(config.dropout)
+        self.activation_fn = ACTIVATIONS[config.activation_function]
+        self.activation_dropout_layer = nn.Dropout(config.activation_dropout)
+        self.self_attn_layer_norm = LayerNorm(param_dtype=self.param_dtype)
+        self.encoder_attn = FlaxWhisperAttention(d, heads, config.attention_dropout, config.init_std, *dtypes)
+        self.encoder_attn_layer_norm = LayerNorm(param_dtype=self.param_dtype)
+        self.fc1 = _dense(config.decoder_ffn_dim, config, *dtypes)
+        self.fc2 = _dense(d, config, *dtypes)
+        self.final_layer_norm = LayerNorm(param_dtype=self.param_dtype)
+
+    def __call__(
+        self,
+        x: jax.Array,
+        attention_mask: jax.Array | None = None,
+        encoder_hidden_states: jax.Array | None = None,
+        past_key_value: tuple[jax.Array, ...] | None = None,
+        cache_index: Any = None,
+        deterministic: bool = True,
+    ) -> tuple[jax.Array, jax.Array, jax.Array | None, tuple[jax.Array, ...]]:
+        """``x [b, T, d]`` -> ``(x, self weights, cross weights, (self_k, self_v, cross_k, cross_v))``."""
+        self_past = past_key_value[:2] if past_key_value is not None else None
+        cross_past = past_key_value[2:] if past_key_value is not None else None
+        h, self_weights, self_kv = self.self_attn(
+            self.self_attn_layer_norm(x),
+            past_key_value=self_past,
+            cache_index=cache_index,
+            attention_mask=attention_mask,
+            deterministic=deterministic,
+        )
+        x = x + self.dropout_layer(h, deterministic=deterministic)
+        cross_weights, cross_kv = None, (None, None)
+        if encoder_hidden_states is not None or cross_past is not None:
+            h, cross_weights, cross_kv = self.encoder_attn(
+                self.encoder_attn_layer_norm(x),
+                key_value_states=encoder_hidden_states,
+                past_key_value=cross_past,
+                deterministic=deterministic,
+            )
+            x = x + self.dropout_layer(h, deterministic=deterministic)
+        h = self.final_layer_norm(x)
+        h = self.activation_dropout_layer(self.activation_fn(self.fc1(h)), deterministic=deterministic)
+        x = x + self.dropout_layer(self.fc2(h), deterministic=deterministic)
+        return x, self_weights, cross_weights, (*self_kv, *cross_kv)
+
+
+def _dense(features: int, config: WhisperConfig, dtype: Any, param_dtype: Any, use_bias: bool = True) -> nn.Dense:
+    init = jax.nn.initializers.normal(config.init_std)
+    return nn.Dense(features, use_bias=use_bias, dtype=dtype, param_dtype=param_dtype, kernel_init=init)
+
+
+class FlaxWhisperLayerCollection(nn.Module):
+    """The layers as children ``0, 1, ...`` of a module named ``layers``: transformers' Flax param paths
+    (``encoder/layers/0/...``). The owner loops over ``.layers`` itself."""
+
+    config: WhisperConfig
+    layer_class: type[nn.Module]
+    num_layers: int
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+
+    def setup(self) -> None:
+        self.layers = [
+            self.layer_class(self.config, self.dtype, self.param_dtype, name=str(i)) for i in range(self.num_layers)
+        ]
+
+
+class FlaxWhisperPreTrainedModel(CheckpointMixin):
+    """What every Whisper model shares: ``config``, the linen ``module``, the ``params`` pytree, and
+    transformers' Flax entry points (``init_weights``, ``init_cache``, ``encode``, ``decode``).
+
+    ``dtype`` is the compute dtype, ``param_dtype`` the storage dtype of new parameters. Checkpoint I/O
+    (``from_pretrained``/``save_pretrained`` through ``weights_bridge``) comes from ``CheckpointMixin``.
+    """
+
+    config_class = WhisperConfig
+    base_model_prefix = "model"
+    main_input_name = "input_features"
+    module_class: type[nn.Module]
+
+    def __init__(
+        self,
+        config: WhisperConfig,
+        input_shape: tuple[int, ...] | None = None,
+        seed: int = 0,
+        dtype: Any = jnp.float32,
+        param_dtype: Any = jnp.float32,
+        _do_init: bool = True,
+    ) -> None:
+        self.config = config
+        self.dtype = dtype
+        self.param_dtype = param_dtype
+        self.module = self.module_class(config, dtype=dtype, param_dtype=param_dtype)
+        self.input_shape = input_shape or (1, config.num_mel_bins, 2 * config.max_source_positions)
+        self.params: Params | None = self.init_weights(jax.random.PRNGKey(seed), self.input_shape) if _do_init else None
+        self._jitted: dict[Any, Callable] = {}
+
+    def init_weights(self, rng: jax.Array, input_shape: tuple[int, ...]) -> Params:
+        """transformers' init: normal(0, init_std) for dense/conv/embedding kernels, zero biases, unit
+        LayerNorms, sinusoids for the encoder positions."""
+        params_rng, dropout_rng = jax.random.split(rng)
+        return self.module.init({"params": params_rng, "dropout": dropout_rng}, **self._dummy_inputs(input_shape))[
+            "params"
+        ]
+
+    def _dummy_inputs(self, input_shape: tuple[int, ...]) -> dict[str, jax.Array]:
+        decoder_input_ids = jnp.zeros((input_shape[0], 1), dtype=jnp.int32)
+        return {"input_features": jnp.zeros(input_shape, jnp.float32), "decoder_input_ids": decoder_input_ids}
+
+    def _params(self, params: Params | None) -> dict[str, Params]:
+        params = params if params is not None else self.params
+        if params is None:
+            raise ValueError("the model has no params: pass params= or load them (from_pretrained)")
+        return {"params": params}
+
+    def _compiled(self, key: Any, make: Callable[[], Callable]) -> Callable:
+        """One jitted function per ``key`` for this model (jit then caches one executable per input shape)."""
+        if key not in self._jitted:
+            self._jitted[key] = make()
+        return self._jitted[key]
+
+    def _get_feat_extract_output_lengths(self, input_lengths: jax.Array) -> jax.Array:
+        """Encoder output frames for ``input_lengths`` mel frames (conv2 has stride 2)."""
+        return (input_lengths - 1) // 2 + 1
+
+    def init_cache(
+        self, batch_size: int, max_length: int, encoder_outputs: Any, params: Params | None = None
+    ) -> KVCache:
+        """An empty cache of ``max_length`` self-attention slots, with the cross-attention keys/values of
+        ``encoder_outputs`` (``[batch_size, frames, d]`` first) projected once."""
+        encoder_states = _as_encoder_output(encoder_outputs).last_hidden_state
+        if encoder_states.shape[0] != batch_size:
+            raise ValueError(f"encoder_outputs have batch {encoder_states.shape[0]}, the cache {batch_size}")
+        if max_length > self.config.max_target_positions:
+            raise ValueError(f"max_length {max_length} exceeds max_target_positions {self.config.max_target_positions}")
+        return self.module.apply(self._params(params), encoder_states, max_length, method="init_cache")
+
+    def encode(
+        self,
+        input_features: Any,
+        attention_mask: Any = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        train: bool = False,
+        params: Params | None = None,
+        dropout_rng: jax.Array | None = None,
+    ) -> BaseModelOutput | tuple:
+        """``input_features [b, num_mel_bins, 2 * max_source_positions]`` -> encoder states ``[b, S, d]``.
+
+        ``attention_mask`` is accepted for API compatibility and unused (Whisper always sees 30 s).
+        """
+        out = self.module.apply(
+            self._params(params),
+            jnp.asarray(input_features, jnp.float32),
+            output_attentions=_flag(output_attentions, self.config, "output_attentions", False),
+            output_hidden_states=_flag(output_hidden_states, self.config, "output_hidden_states", False),
+            deterministic=not train,
+            rngs=_rngs(dropout_rng),
+            method="encode",
+        )
+        return out if _flag(return_dict, self.config, "return_dict", True) else out.to_tuple()
+
+    def decode(
+        self,
+        decoder_input_ids: Any,
+        encoder_outputs: Any,
+        encoder_attention_mask: Any = None,
+        decoder_attention_mask: Any = None,
+        decoder_position_ids: Any = None,
+        past_key_values: KVCache | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        train: bool = False,
+        params: Params | None = None,
+        dropout_rng: jax.Array | None = None,
+    ) -> Any:
+        """Decoder over ``decoder_input_ids [b, T]`` (only the new tokens when ``past_key_values`` is given).
+
+        With a cache (from :meth:`init_cache`), cross-attention uses its keys/values, this step's keys and
+        values are written at its index, positions continue from it, and ``decoder_attention_mask`` (if
+        any) spans all ``max_length`` cache slots; the returned ``past_key_values`` is the advanced cache.
+        Without one, positions follow transformers' Flax rule (``cumsum(mask) - 1``, else ``0..T-1``).
+        ``encoder_attention_mask`` is accepted for API compatibility and unused.
+        """
+        ids = jnp.asarray(decoder_input_ids, jnp.int32)
+        if past_key_values is None:
+            decoder_position_ids = _default_positions(ids, decoder_attention_mask, decoder_position_ids)
+        out = self.module.apply(
+            self._params(params),
+            ids,
+            _as_encoder_output(encoder_outputs).last_hidden_state,
+            attention_mask=None if decoder_attention_mask is None else jnp.asarray(decoder_attention_mask),
+            position_ids=None if decoder_position_ids is None else jnp.asarray(decoder_position_ids, jnp.int32),
+            past_key_values=past_key_values,
+            output_attentions=_flag(output_attentions, self.config, "output_attentions", False),
+            output_hidden_states=_flag(output_hidden_states, self.config, "output_hidden_states", False),
+            deterministic=not train,
+            rngs=_rngs(dropout_rng),
+            method="decode",
+        )
+        return out if _flag(return_dict, self.config, "return_dict", True) else out.to_tuple()
+
+
+def _flag(value: bool | None, config: WhisperConfig, name: str, default: bool) -> bool:
+    """An explicit argument, else the config's value (transformers' output_* / use_return_dict)."""
+    return value if value is not None else getattr(config, name, default)
+
+
+def _rngs(dropout_rng: jax.Array | None) -> dict[str, jax.Array]:
+    return {"dropout": dropout_rng} if dropout_rng is not None else {}
+
+
+def _default_positions(ids: jax.Array, attention_mask: Any, position_ids: Any) -> Any:
+    """transformers' Flax default decoder positions: ``cumsum(mask) * mask - 1``, else ``0..T-1``."""
+    if position_ids is not None:
+        return position_ids
+    if attention_mask is not None:
+        mask = jnp.asarray(attention_mask, jnp.int32)
+        return mask.cumsum(-1) * mask - 1
+    return jnp.broadcast_to(jnp.arange(ids.shape[1])[None, :], ids.shape)
+
+
+def _layer_drop(module: nn.Module, layerdrop: float, deterministic: bool) -> jax.Array | None:
+    """LayerDrop in training: a traced coin per layer (``None`` when off), so the layer is skipped by
+    ``where`` rather than by Python control flow and the step stays compilable."""
+    if deterministic or layerdrop <= 0.0:
+        return None
+    return jax.random.uniform(module.make_rng("dropout")) < layerdrop
+
+
+class FlaxWhisperEncoder(nn.Module):
+    """Two GELU convolutions (the second halves time), fixed sinusoidal positions, pre-norm layers."""
+
+    config: WhisperConfig
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+
+    def setup(self) -> None:
+        config, d = self.config, self.config.d_model
+        init = jax.nn.initializers.normal(config.init_std)
+        conv = {"dtype": self.dtype, "param_dtype": self.param_dtype, "kernel_init": init}
+        self.conv1 = nn.Conv(d, kernel_size=(3,), padding=((1, 1),), **conv)
+        self.conv2 = nn.Conv(d, kernel_size=(3,), strides=(2,), padding=((1, 1),), **conv)
+        self.embed_positions = nn.Embed(
+            config.max_source_positions,
+            d,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            embedding_init=lambda key, shape, dtype: sinusoids(*shape).astype(dtype),
+        )
+        self.dropout_layer = nn.Dropout(config.dropout)
+        self.layers = FlaxWhisperLayerCollection(
+            config, FlaxWhisperEncoderLayer, config.encoder_layers, self.dtype, self.param_dtype
+        )
+        self.layer_norm = LayerNorm(param_dtype=self.param_dtype)
+
+    def __call__(
+        self,
+        input_features: jax.Array,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+        deterministic: bool = True,
+    ) -> BaseModelOutput:
+        """``input_features [b, num_mel_bins, 2 * max_source_positions]`` -> states ``[b, max_source_positions, d]``.
+
+        The frame count must be exact: Whisper always sees 30 s of (padded) audio.
+        """
+        expected_frames = 2 * self.config.max_source_positions
+        if input_features.ndim != 3 or input_features.shape[1] != self.config.num_mel_bins:
+            raise ValueError(
+                f"Whisper expects input_features of shape (batch, {self.config.num_mel_bins}, {expected_frames}), "
+                f"got {tuple(input_features.shape)}"
+            )
+        if input_features.shape[-1] != expected_frames:
+            raise ValueError(
+                f"Whisper expects the mel input features to be of length {expected_frames}, but found "
+                f"{input_features.shape[-1]}. Make sure to pad the input mel features to {expected_frames}."
+            )
+        x = input_features.astype(self.dtype).transpose(0, 2, 1)  # [b, frames, mels]
+        x = jax.nn.gelu(self.conv1(x), approximate=False)  # [b, frames, d]
+        x = jax.nn.gelu(self.conv2(x), approximate=False)  # [b, frames / 2, d]
+        positions = jax.lax.stop_gradient(self.embed_positions(jnp.arange(self.config.max_source_positions)))
+        x = self.dropout_layer(x + positions, deterministic=deterministic)  # sinusoids, not trained
+
+        hidden_states, attentions = [], []
+        for layer in self.layers.layers:
+            if output_hidden_states:
+                hidden_states.append(x)
+            y, weights = layer(x, deterministic)
+            dropped = _layer_drop(self, self.config.encoder_layerdrop, deterministic)
+            x = y if dropped is None else jnp.where(dropped, x, y)
+            attentions.append(weights)
+        x = self.layer_norm(x)
+        hidden_states.append(x)
+        return BaseModelOutput(
+            last_hidden_state=x,
+            hidden_states=tuple(hidden_states) if output_hidden_states else None,
+            attentions=tuple(attentions) if output_attentions else None,
+        )
+
+
+class FlaxWhisperDecoder(nn.Module):
+    """Token + learned position embeddings, pre-norm layers with causal self- and cross-attention."""
+
+    config: WhisperConfig
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+
+    def setup(self) -> None:
+        config, d = self.config, self.config.d_model
+        init = jax.nn.initializers.normal(config.init_std)
+        embed = {"dtype": self.dtype, "param_dtype": self.param_dtype, "embedding_init": init}
+        self.embed_tokens = nn.Embed(config.vocab_size, d, **embed)
+        self.embed_positions = nn.Embed(config.max_target_positions, d, **embed)
+        self.dropout_layer = nn.Dropout(config.dropout)
+        self.layers = FlaxWhisperLayerCollection(
+            config, FlaxWhisperDecoderLayer, config.decoder_layers, self.dtype, self.param_dtype
+        )
+        self.layer_norm = LayerNorm(param_dtype=self.param_dtype)
+
+    def init_cache(self, encoder_hidden_states: jax.Array, max_length: int) -> KVCache:
+        """Empty self-attention slots ``[b, h, max_length, hd]`` plus each layer's cross-attention k/v."""
+        batch, heads = encoder_hidden_states.shape[0], self.config.decoder_attention_heads
+        empty = jnp.zeros((batch, heads, max_length, self.config.d_model // heads), self.dtype)
+        layers = tuple(
+            (empty, empty, *layer.encoder_attn.project_key_value(encoder_hidden_states.astype(self.dtype)))
+            for layer in self.layers.layers
+        )
+        return KVCache(layers, jnp.zeros((), jnp.int32))
+
+    def __call__(
+        self,
+        input_ids: jax.Array,
+        attention_mask: jax.Array | None = None,
+        position_ids: jax.Array | None = None,
+        encoder_hidden_states: jax.Array | None = None,
+        past_key_values: KVCache | None = None,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+        deterministic: bool = True,
+    ) -> BaseModelOutputWithPastAndCrossAttentions:
+        """``input_ids [b, T]`` (only the new tokens when ``past_key_values`` is given) -> ``[b, T, d]``.
+
+        Positions continue from the cache index unless ``position_ids [b, T]`` are given.
+        ``attention_mask [b, kv]`` (``kv`` = T, or the cache length) marks real (1) and padding (0)
+        tokens on top of causality.
+        """
+        if past_key_values is not None and len(past_key_values.layers) != self.config.decoder_layers:
+            raise ValueError(
+                f"past_key_values has {len(past_key_values.layers)} layers, the decoder {self.config.decoder_layers}"
+            )
+        q_len = input_ids.shape[1]
+        offset = past_key_values.index if past_key_values is not None else 0
+        kv_len = past_key_values.layers[0][0].shape[2] if past_key_values is not None else q_len
+        if position_ids is None:
+            position_ids = (offset + jnp.arange(q_len))[None, :]  # [1, T]
+        x = self.embed_tokens(input_ids) + self.embed_positions(position_ids)  # [b, T, d]
+        x = self.dropout_layer(x, deterministic=deterministic)
+        mask = decoder_attention_mask(q_len, kv_len, offset, attention_mask)
+
+        hidden_states, self_attentions, cross_attentions, cache = [], [], [], []
+        for idx, layer in enumerate(self.layers.layers):
+            if output_hidden_states:
+                hidden_states.append(x)
+            layer_past = past_key_values.layers[idx] if past_key_values is not None else None
+            y, self_weights, cross_weights, present = layer(
+                x, mask, encoder_hidden_states, layer_past, offset, deterministic
+            )
+            dropped = _layer_drop(self, self.config.decoder_layerdrop, deterministic)
+            if dropped is not None:  # LayerDrop: the state and the cache entry stay as they were
+                y = jnp.where(dropped, x, y)
+                if layer_past is not None:
+                    present = tuple(jnp.where(dropped, old, new) for old, new in zip(layer_past, present, strict=True))
+            x = y
+            self_attentions.append(self_weights)
+            cross_attentions.append(cross_weights)
+            cache.append(present)
+        x = self.layer_norm(x)
+        hidden_states.append(x)
+
+        with_cross = output_attentions and (encoder_hidden_states is not None or past_key_values is not None)
+        return BaseModelOutputWithPastAndCrossAttentions(
+            last_hidden_state=x,
+            past_key_values=KVCache(tuple(cache), offset + q_len) if past_key_values is not None else None,
+            hidden_states=tuple(hidden_states) if output_hidden_states else None,
+            attentions=tuple(self_attentions) if output_attentions else None,
+            cross_attentions=tuple(cross_attentions) if with_cross else None,
+        )
+
+
+def _as_encoder_output(encoder_outputs: Any) -> BaseModelOutput:
+    if isinstance(encoder_outputs, BaseModelOutput):
+        return encoder_outputs
+    if isinstance(encoder_outputs, tuple | list):
+        return BaseModelOutput(*encoder_outputs[:3])
+    return BaseModelOutput(last_hidden_state=encoder_outputs)  # a bare [b, S, d] array
+
+
+class FlaxWhisperModule(nn.Module):
+    """Encoder + decoder, returning the decoder's last hidden state (no LM head)."""
+
+    config: WhisperConfig
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+
+    def setup(self) -> None:
+        self.encoder = FlaxWhisperEncoder(self.config, self.dtype, self.param_dtype)
+        self.decoder = FlaxWhisperDecoder(self.config, self.dtype, self.param_dtype)
+
+    def encode(self, input_features: jax.Array, **kwargs: Any) -> BaseModelOutput:
+        return self.encoder(input_features, **kwargs)
+
+    def decode(
+        self, decoder_input_ids: jax.Array, encoder_hidden_states: jax.Array | None, **kwargs: Any
+    ) -> BaseModelOutputWithPastAndCrossAttentions:
+        return self.decoder(decoder_input_ids, encoder_hidden_states=encoder_hidden_states, **kwargs)
+
+    def init_cache(self, encoder_hidden_states: jax.Array, max_length: int) -> KVCache:
+        return self.decoder.init_cache(encoder_hidden_states, max_length)
+
+    def __call__(
+        self,
+        input_features: jax.Array,
+        decoder_input_ids: jax.Array,
+        decoder_attention_mask: jax.Array | None = None,
+        decoder_position_ids: jax.Array | None = None,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+        deterministic: bool = True,
+    ) -> Seq2SeqModelOutput:
+        """Run the encoder and the decoder on its last state."""
+        encoder_outputs = self.encoder(input_features, output_attentions, output_hidden_states, deterministic)
+        decoder_outputs = self.decoder(
+            decoder_input_ids,
+            attention_mask=decoder_attention_mask,
+            position_ids=decoder_position_ids,
+            encoder_hidden_states=encoder_outputs.last_hidden_state,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            deterministic=deterministic,
+        )
+        return Seq2SeqModelOutput(
+            last_hidden_state=decoder_outputs.last_hidden_state,
+            decoder_hidden_states=decoder_outputs.hidden_states,
+            decoder_attentions=decoder_outputs.attentions,
+            cross_attentions=decoder_outputs.cross_attentions,
+            encoder_last_hidden_state=encoder_outputs.last_hidden_state,
+            encoder_hidden_states=encoder_outputs.hidden_states,
+            encoder_attentions=encoder_outputs.attentions,
+        )
+
+
+class FlaxWhisperModel(FlaxWhisperPreTrainedModel):
+    """Encoder + decoder (params ``encoder/...``, ``decoder/...``), returning the decoder's last state."""
+
+    module_class = FlaxWhisperModule
+
+    def __call__(
+        self,
+        input_features: Any,
+        decoder_input_ids: Any,
+        attention_mask: Any = None,
+        decoder_attention_mask: Any = None,
+        position_ids: Any = None,
+        decoder_position_ids: Any = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        train: bool = False,
+        params: Params | None = None,
+        dropout_rng: jax.Array | None = None,
+    ) -> Seq2SeqModelOutput | tuple:
+        """transformers' Flax signature; ``attention_mask`` and ``position_ids`` (encoder) are unused."""
+        ids = jnp.asarray(decoder_input_ids, jnp.int32)
+        out = self.module.apply(
+            self._params(params),
+            jnp.asarray(input_features, jnp.float32),
+            ids,
+            None if decoder_attention_mask is None else jnp.asarray(decoder_attention_mask),
+            _default_positions(ids, decoder_attention_mask, decoder_position_ids),
+            _flag(output_attentions, self.config, "output_attentions", False),
+            _flag(output_hidden_states, self.config, "output_hidden_states", False),
+            deterministic=not train,
+            rngs=_rngs(dropout_rng),
+        )
+        return out if _flag(return_dict, self.config, "return_dict", True) else out.to_tuple()
+
+
+def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """Mean cross-entropy (float32) over the ``labels [...]`` that are not -100 (PyTorch's ignore_index)."""
+    log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+    valid = labels != -100
+    picked = jnp.take_along_axis(log_probs, jnp.where(valid, labels, 0)[..., None], axis=-1)[..., 0]
+    return -jnp.sum(jnp.where(valid, picked, 0.0)) / jnp.sum(valid)
+
+
+class FlaxWhisperForConditionalGenerationModule(nn.Module):
+    """``FlaxWhisperModule`` with the LM head: the transposed token embedding (``lm_head`` only when untied)."""
+
+    config: WhisperConfig
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+
+    def setup(self) -> None:
+        self.model = FlaxWhisperModule(self.config, self.dtype, self.param_dtype)
+        if not self.config.tie_word_embeddings:
+            self.lm_head = _dense(self.config.vocab_size, self.config, self.dtype, self.param_dtype, use_bias=False)
+
+    def logits(self, hidden_states: jax.Array) -> jax.Array:
+        """``[b, T, d]`` -> ``[b, T, vocab]``."""
+        if not self.config.tie_word_embeddings:
+            return self.lm_head(hidden_states)
+        embedding = self.model.decoder.embed_tokens.variables["params"]["embedding"].astype(self.dtype)
+        return hidden_states.astype(self.dtype) @ embedding.T
+
+    def encode(self, input_features: jax.Array, **kwargs: Any) -> BaseModelOutput:
+        return self.model.encoder(input_features, **kwargs)
+
+    def decode(
+        self, decoder_input_ids: jax.Array, encoder_hidden_states: jax.Array | None, **kwargs: Any
+    ) -> CausalLMOutputWithCrossAttentions:
+        out = self.model.decoder(decoder_input_ids, encoder_hidden_states=encoder_hidden_states, **kwargs)
+        return CausalLMOutputWithCrossAttentions(
+            logits=self.logits(out.last_hidden_state),
+            past_key_values=out.past_key_values,
+            hidden_states=out.hidden_states,
+            attentions=out.attentions,
+            cross_attentions=out.cross_attentions,
+        )
+
+    def init_cache(self, encoder_hidden_states: jax.Array, max_length: int) -> KVCache:
+        return self.model.decoder.init_cache(encoder_hidden_states, max_length)
+
+    def __call__(
+        self,
+        input_features: jax.Array,
+        decoder_input_ids: jax.Array,
+        decoder_attention_mask: jax.Array | None = None,
+        decoder_position_ids: jax.Array | None = None,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+        deterministic: bool = True,
+        labels: jax.Array | None = None,
+    ) -> Seq2SeqLMOutput:
+        """Logits ``[b, T, vocab]``; with ``labels [b, T]`` also the mean cross-entropy over labels != -100."""
+        outputs = self.model(
+            input_features,
+            decoder_input_ids,
+            decoder_attention_mask,
+            decoder_position_ids,
+            output_attentions,
+            output_hidden_states,
+            deterministic,
+        )
+        logits = self.logits(outputs.last_hidden_state)
+        return Seq2SeqLMOutput(
+            loss=cross_entropy(logits, labels) if labels is not None else None,
+            logits=logits,
+            decoder_hidden_states=outputs.decoder_hidden_states,
+            decoder_attentions=outputs.decoder_attentions,
+            cross_attentions=outputs.cross_attentions,
+            encoder_last_hidden_state=outputs.encoder_last_hidden_state,
+            encoder_hidden_states=outputs.encoder_hidden_states,
+            encoder_attentions=outputs.encoder_attentions,
+        )
+
+
+class FlaxWhisperForConditionalGeneration(FlaxWhisperGenerationMixin, FlaxWhisperPreTrainedModel):
+    """Whisper with the LM head and loss; ``generate`` compiles the whole greedy loop (``generation.py``)."""
+
+    module_class = FlaxWhisperForConditionalGenerationModule
+
+    def __init__(self, config: WhisperConfig, *args: Any, **kwargs: Any) -> None:
+        super().__init__(config, *args, **kwargs)
+        self.max_target_positions = config.max_target_positions
+        # Replaced by the checkpoint's generation_config.json when loaded from one.
+        self.generation_config = GenerationConfig.from_model_config(config)
+
+    def __call__(
+        self,
+        input_features: Any,
+        decoder_input_ids: Any = None,
+        attention_mask: Any = None,
+        decoder_attention_mask: Any = None,
+        position_ids: Any = None,
+        decoder_position_ids: Any = None,
+        labels: Any = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        train: bool = False,
+        params: Params | None = None,
+        dropout_rng: jax.Array | None = None,
+    ) -> Seq2SeqLMOutput | tuple:
+        """Logits ``[b, T, vocab]``; with ``labels [b, T]`` also the loss (labels != -100).
+
+        Without decoder inputs, the labels shifted right (start token first) are the decoder inputs.
+        ``attention_mask`` and ``position_ids`` (encoder) are accepted for API compatibility and unused.
+        """
+        if labels is not None:
+            labels = jnp.asarray(labels, jnp.int32)
+            if labels.shape[1] > self.max_target_positions:
+                raise ValueError(
+                    f"Labels' sequence length {labels.shape[1]} cannot exceed the maximum allowed length of "
+                    f"{self.max_target_positions} tokens (config.max_target_positions)."
+                )
+            if decoder_input_ids is None:
+                decoder_input_ids = shift_tokens_right(
+                    labels, self.config.pad_token_id, self.config.decoder_start_token_id
+                )
+        if decoder_input_ids is None:
+            raise ValueError("pass decoder_input_ids or labels")
+        ids = jnp.asarray(decoder_input_ids, jnp.int32)
+        out = self.module.apply(
+            self._params(params),
+            jnp.asarray(input_features, jnp.float32),
+            ids,
+            None if decoder_attention_mask is None else jnp.asarray(decoder_attention_mask),
+            _default_positions(ids, decoder_attention_mask, decoder_position_ids),
+            _flag(output_attentions, self.config, "output_attentions", False),
+            _flag(output_hidden_states, self.config, "output_hidden_states", False),
+            deterministic=not train,
+            labels=labels,
+            rngs=_rngs(dropout_rng),
+        )
+        return out if _flag(return_dict, self.config, "return_dict", True) else out.to_tuple()
+
+
+class FlaxWhisperForAudioClassificationModule(nn.Module):
+    """Encoder, optional softmax-weighted sum of all its hidden states, projection, mean over time, classifier.
+
+    ``layer_weights`` is a trained parameter (as in PyTorch); transformers' Flax model keeps it a
+    constant and cannot run ``use_weighted_layer_sum`` at all (it stacks the output object).
+    """
+
+    config: WhisperConfig
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+
+    def setup(self) -> None:
+        config = self.config
+        self.encoder = FlaxWhisperEncoder(config, self.dtype, self.param_dtype)
+        num_layers = config.num_hidden_layers + 1  # the layers' outputs plus the embeddings
+        if config.use_weighted_layer_sum:
+            self.layer_weights = self.param(
+                "layer_weights", lambda key, shape: jnp.full(shape, 1.0 / num_layers, self.param_dtype), (num_layers,)
+            )
+        self.projector = _dense(config.classifier_proj_size, config, self.dtype, self.param_dtype)
+        self.classifier = _dense(config.num_labels, config, self.dtype, self.param_dtype)
+
+    def __call__(
+        self,
+        input_features: jax.Array | None,
+        encoder_outputs: BaseModelOutput | None = None,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+        deterministic: bool = True,
+        labels: jax.Array | None = None,
+    ) -> SequenceClassifierOutput:
+        """Logits ``[b, num_labels]``; with ``labels [b]`` the cross-entropy loss (for every ``num_labels``,
+        as transformers' PyTorch code does)."""
+        if self.config.use_weighted_layer_sum:
+            output_hidden_states = True
+        if encoder_outputs is None:
+            encoder_outputs = self.encoder(input_features, output_attentions, output_hidden_states, deterministic)
+        if self.config.use_weighted_layer_sum:
+            stacked = jnp.stack(encoder_outputs.hidden_states, axis=1)  # [b, layers + 1, S, d]
+            weights = jax.nn.softmax(self.layer_weights, axis=-1).reshape(-1, 1, 1)  # [layers + 1, 1, 1]
+            hidden = (stacked * weights).sum(axis=1)  # [b, S, d]
+        else:
+            hidden = encoder_outputs.last_hidden_state
+        pooled = self.projector(hidden).mean(axis=1)  # [b, classifier_proj_size]
+        logits = self.classifier(pooled)
+        return SequenceClassifierOutput(
+            loss=cross_entropy(logits, labels) if labels is not None else None,
+            logits=logits,
+            hidden_states=encoder_outputs.hidden_states,
+            attentions=encoder_outputs.attentions,
+        )
+
+
+class FlaxWhisperForAudioClassification(FlaxWhisperPreTrainedModel):
+    """Audio classification head over the encoder (params ``encoder/...``, ``projector``, ``classifier``)."""
+
+    module_class = FlaxWhisperForAudioClassificationModule
+
+    def _dummy_inputs(self, input_shape: tuple[int, ...]) -> dict[str, jax.Array]:
+        return {"input_features": jnp.zeros(input_shape, jnp.float32)}
+
+    def __call__(
+        self,
+        input_features: Any,
+        attention_mask: Any = None,
+        encoder_outputs: Any = None,
+        labels: Any = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        train: bool = False,
+        params: Params | None = None,
+        dropout_rng: jax.Array | None = None,
+    ) -> SequenceClassifierOutput | tuple:
+        """Logits ``[b, num_labels]``; with ``labels [b]`` the loss. ``attention_mask`` is unused."""
+        out = self.module.apply(
+            self._params(params),
+            None if input_features is None else jnp.asarray(input_features, jnp.float32),
+            None if encoder_outputs is None else _as_encoder_output(encoder_outputs),
+            _flag(output_attentions, self.config, "output_attentions", False),
+            _flag(output_hidden_states, self.config, "output_hidden_states", False),
+            deterministic=not train,
+            labels=None if labels is None else jnp.asarray(labels, jnp.int32),
+            rngs=_rngs(dropout_rng),
+        )
+        return out if _flag(return_dict, self.config, "return_dict", True) else out.to_tuple()
