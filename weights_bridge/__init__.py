@@ -5,7 +5,7 @@ Framework-neutral: NumPy and safetensors only (torch is imported lazily to read 
 
 from .canonical import load_checkpoint, load_weights, save_checkpoint, save_weights
 from .conversion import convert_checkpoint, read_checkpoint
-from .convert import canonical_shapes, check_canonical, from_canonical, to_canonical
+from .engine import canonical_shapes, check_canonical, from_canonical, to_canonical
 from .fetching import cache_home, fetch
 from .live import convert, to_flax, to_pt
 

@@ -24,7 +24,7 @@ from whisper_core.fileio import atomic_path, read_json, write_json
 from whisper_core.generation_config import GenerationConfig
 from whisper_core.tokenizer import WhisperTokenizer
 
-from . import convert
+from . import engine
 
 SAFE_WEIGHTS_NAME = "model.safetensors"
 SAFE_WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
@@ -123,8 +123,8 @@ def load_weights(
         config = WhisperConfig.from_pretrained(directory)
     if not strict:
         return tensors
-    tensors = convert.drop_tied(tensors, config, source=str(source))
-    convert.check_canonical(tensors, config, source=str(source))
+    tensors = engine.drop_tied(tensors, config, source=str(source))
+    engine.check_canonical(tensors, config, source=str(source))
     return tensors
 
 
@@ -185,8 +185,8 @@ def save_checkpoint(
     max_shard_bytes: int | None = None,
 ) -> Path:
     """Write a canonical checkpoint directory (weights checked against ``config`` before anything is written)."""
-    tensors = convert.drop_tied(tensors, config, source="the weights to save")
-    convert.check_canonical(tensors, config, source="the weights to save")
+    tensors = engine.drop_tied(tensors, config, source="the weights to save")
+    engine.check_canonical(tensors, config, source="the weights to save")
     directory = Path(directory)
     save_weights(directory, tensors, max_shard_bytes=max_shard_bytes)
     config.save_pretrained(directory)

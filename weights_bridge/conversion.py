@@ -13,7 +13,7 @@ Sources: a canonical/HF directory (``model.safetensors`` or shards, ``pytorch_mo
 
 Config, generation config and feature-extractor settings the source lacks are derived (from CT2's
 config and tokenizer, from openai's ``dims``, or from the model config); tokenizer files are copied.
-Weights flow through lazy views (:class:`weights_bridge.convert.LazyTensors`): safetensors, h5 and
+Weights flow through lazy views (:class:`weights_bridge.engine.LazyTensors`): safetensors, h5 and
 msgpack sources are read one tensor at a time and h5, msgpack and CT2 targets written one tensor at a
 time; only safetensors and ``.pt`` targets hold every tensor at once, because their writers take a
 whole dict. The output is built in a temporary sibling and renamed into place, so a failed
@@ -46,7 +46,7 @@ from whisper_core.tokenizer import (
     WhisperTokenizer,
 )
 
-from . import canonical, convert, ctranslate2, fetching, flax_msgpack, openai_pt, tf_h5
+from . import canonical, ctranslate2, engine, fetching, flax_msgpack, openai_pt, tf_h5
 
 TARGETS: tuple[str, ...] = ("canonical", "pt", "tf", "flax", "openai", "ct2")
 DTYPES: tuple[str, ...] = ("float32", "float16")
@@ -76,7 +76,7 @@ class Checkpoint:
     tokenizer_dir: Path | None  # where the tokenizer files are, if the source has any
 
 
-def _lazy_safetensors(directory: Path, config: WhisperConfig) -> convert.LazyTensors:
+def _lazy_safetensors(directory: Path, config: WhisperConfig) -> engine.LazyTensors:
     """The canonical tensors of a single or sharded safetensors checkpoint, read one at a time."""
     if (directory / canonical.SAFE_WEIGHTS_NAME).is_file():
         files = [directory / canonical.SAFE_WEIGHTS_NAME]
@@ -99,10 +99,10 @@ def _lazy_safetensors(directory: Path, config: WhisperConfig) -> convert.LazyTen
         except (SafetensorError, OSError) as error:
             raise ValueError(f"{where[name]}: cannot read tensor {name}: {error}") from error
 
-    tensors = convert.LazyTensors({name: (lambda name=name: load(name)) for name in where}, shapes)
+    tensors = engine.LazyTensors({name: (lambda name=name: load(name)) for name in where}, shapes)
     source = str(files[0] if len(files) == 1 else directory / canonical.SAFE_WEIGHTS_INDEX_NAME)
-    tensors = convert.drop_tied(tensors, config, source=source)
-    convert.check_canonical(tensors, config, source=source)
+    tensors = engine.drop_tied(tensors, config, source=source)
+    engine.check_canonical(tensors, config, source=source)
     return tensors
 
 
@@ -193,7 +193,7 @@ def _cast(checkpoint: Checkpoint, dtype: str | None) -> tuple[WhisperConfig, Map
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
     config = WhisperConfig.from_dict({**checkpoint.config.to_dict(), "torch_dtype": dtype})
-    tensors = convert.lazy(checkpoint.tensors).map(lambda array: array.astype(dtype, copy=False))
+    tensors = engine.lazy(checkpoint.tensors).map(lambda array: array.astype(dtype, copy=False))
     return config, tensors
 
 
@@ -214,15 +214,15 @@ def _write_canonical(directory: Path, checkpoint: Checkpoint, config: WhisperCon
 def _write_ct2(directory: Path, checkpoint: Checkpoint, config: WhisperConfig, tensors: Mapping) -> None:
     if checkpoint.tokenizer_dir is None:
         raise ValueError(f"{checkpoint.path} has no {TOKENIZER_FILE}, which a CTranslate2 model needs")
-    view = convert.foreign_view(tensors, "ct2", config, source=str(checkpoint.path))
+    view = engine.foreign_view(tensors, "ct2", config, source=str(checkpoint.path))
     settings = {name: np.array(value(config), dtype=dtype) for name, (dtype, value) in ctranslate2.CT2_SCALARS.items()}
-    variables = convert.LazyTensors(
+    variables = engine.LazyTensors(
         {name: (lambda name=name: view[name]) for name in sorted(view)}
         | {name: (lambda array=array: array) for name, array in settings.items()}
     )
-    ordered = convert.LazyTensors({name: (lambda name=name: variables[name]) for name in sorted(variables)})
+    ordered = engine.LazyTensors({name: (lambda name=name: variables[name]) for name in sorted(variables)})
     ctranslate2.write_model(
-        directory / ctranslate2.MODEL_FILE, ctranslate2.Ct2Model(ordered, convert.tied_names(config, "ct2"))
+        directory / ctranslate2.MODEL_FILE, ctranslate2.Ct2Model(ordered, engine.tied_names(config, "ct2"))
     )
     ctranslate2.write_config(directory, ctranslate2.config_from_generation(checkpoint.generation_config))
     shutil.copyfile(checkpoint.tokenizer_dir / TOKENIZER_FILE, directory / TOKENIZER_FILE)

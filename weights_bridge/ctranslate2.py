@@ -25,7 +25,7 @@ import numpy as np
 
 from whisper_core.fileio import atomic_path, read_json, write_json
 
-from . import convert
+from . import engine
 from .rules import CT2_SCALARS
 
 MODEL_FILE = "model.bin"
@@ -214,18 +214,18 @@ def to_canonical(model: Ct2Model, config: Any, *, source: str = MODEL_FILE) -> d
                 f"{source}: setting {name} is {array.dtype} {array.tolist()}, expected {dtype} {value(config)} "
                 "(this spec is not one this converter understands)"
             )
-    expected_aliases = convert.tied_names(config, "ct2")
+    expected_aliases = engine.tied_names(config, "ct2")
     if model.aliases != expected_aliases:
         raise ValueError(f"{source}: aliases {model.aliases} differ from the expected {expected_aliases}")
-    return convert.to_canonical(weights, "ct2", config, source=source)
+    return engine.to_canonical(weights, "ct2", config, source=source)
 
 
 def from_canonical(tensors: Mapping[str, np.ndarray], config: Any, *, source: str = "weights") -> Ct2Model:
     """Stored canonical tensors -> a CTranslate2 Whisper model, variables sorted by name as CT2 writes them."""
-    variables = convert.from_canonical(tensors, "ct2", config, source=source)
+    variables = engine.from_canonical(tensors, "ct2", config, source=source)
     for name, (dtype, value) in CT2_SCALARS.items():
         variables[name] = np.array(value(config), dtype=dtype)
-    return Ct2Model(dict(sorted(variables.items())), convert.tied_names(config, "ct2"))
+    return Ct2Model(dict(sorted(variables.items())), engine.tied_names(config, "ct2"))
 
 
 # -- config.json -------------------------------------------------------------------------------

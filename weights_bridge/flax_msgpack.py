@@ -26,7 +26,7 @@ import numpy as np
 
 from whisper_core.fileio import atomic_path
 
-from . import convert
+from . import engine
 
 FLAX_WEIGHTS_NAME = "flax_model.msgpack"
 FORMAT = "hf_flax"
@@ -151,7 +151,7 @@ def _leaf_header(cursor: _Cursor, name: str) -> tuple[tuple[int, ...], np.dtype,
     return shape, dtype, nbytes
 
 
-def read_weights(path: str | os.PathLike) -> convert.LazyTensors:
+def read_weights(path: str | os.PathLike) -> engine.LazyTensors:
     """The parameters of a ``flax_model.msgpack`` under ``/``-joined paths, loaded lazily (shapes from headers)."""
     path = Path(path)
     if not path.is_file():
@@ -180,12 +180,12 @@ def read_weights(path: str | os.PathLike) -> convert.LazyTensors:
                 raise ValueError(f"{path}: truncated file: the data of tensor {name} ends early")
             return array
 
-    return convert.LazyTensors({name: (lambda name=name: load(name)) for name in leaves}, shapes)
+    return engine.LazyTensors({name: (lambda name=name: load(name)) for name in leaves}, shapes)
 
 
-def to_canonical(path: str | os.PathLike, config: Any) -> convert.LazyTensors:
+def to_canonical(path: str | os.PathLike, config: Any) -> engine.LazyTensors:
     """A lazy canonical view of a ``flax_model.msgpack`` (names checked now, each shape when loaded)."""
-    return convert.canonical_view(read_weights(path), FORMAT, config, source=str(path))
+    return engine.canonical_view(read_weights(path), FORMAT, config, source=str(path))
 
 
 def _tree(names: list[str]) -> dict[str, Any]:
@@ -252,4 +252,4 @@ def write_weights(path: str | os.PathLike, tensors: Mapping[str, np.ndarray]) ->
 
 def from_canonical(path: str | os.PathLike, tensors: Mapping[str, np.ndarray], config: Any) -> Path:
     """Write stored canonical tensors (lazy or not) as ``flax_model.msgpack``; checked against ``config`` first."""
-    return write_weights(path, convert.foreign_view(tensors, FORMAT, config, source="the weights to save"))
+    return write_weights(path, engine.foreign_view(tensors, FORMAT, config, source="the weights to save"))

@@ -22,7 +22,7 @@ import numpy as np
 from whisper_core.config import WhisperConfig
 from whisper_core.fileio import atomic_path
 
-from . import convert
+from . import engine
 
 FORMAT = "openai"
 # ModelDimensions field -> the WhisperConfig attribute it equals.
@@ -128,7 +128,7 @@ def read(path: str | os.PathLike) -> tuple[WhisperConfig, dict[str, np.ndarray]]
         foreign[name] = tensor.numpy()
     if foreign:
         config = WhisperConfig.from_dict({**config.to_dict(), "torch_dtype": str(next(iter(foreign.values())).dtype)})
-    return config, convert.to_canonical(foreign, FORMAT, config, source=str(path))
+    return config, engine.to_canonical(foreign, FORMAT, config, source=str(path))
 
 
 def write(path: str | os.PathLike, tensors: Mapping[str, np.ndarray], config: WhisperConfig) -> Path:
@@ -136,7 +136,7 @@ def write(path: str | os.PathLike, tensors: Mapping[str, np.ndarray], config: Wh
     torch = _torch()
     path = Path(path)
     dims = dims_from_config(config)
-    foreign = convert.foreign_view(tensors, FORMAT, config, source="the weights to save")
+    foreign = engine.foreign_view(tensors, FORMAT, config, source="the weights to save")
     state = {}
     for name, array in foreign.items():
         array = np.ascontiguousarray(array)

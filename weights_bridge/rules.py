@@ -3,7 +3,7 @@
 Each :class:`Rule` is one canonical tensor, e.g. ``model.encoder.layers.{i}.self_attn.q_proj.weight``,
 with its layout kind, its shape in terms of the config, and its name in each foreign format (one
 column per format). Adding a format is adding a column (a keyword in the rows below) and, if its
-layouts differ from PyTorch's, an entry in :data:`LAYOUTS`; the engine in :mod:`weights_bridge.convert`
+layouts differ from PyTorch's, an entry in :data:`LAYOUTS`; the engine in :mod:`weights_bridge.engine`
 does the rest and checks coverage. A foreign name is either
 
 - a plain string: the tensor is stored on its own (after the format's permutation for the kind);

@@ -25,7 +25,7 @@ import numpy as np
 
 from whisper_core.fileio import atomic_path
 
-from . import convert
+from . import engine
 from .rules import TF_LAYER_NAME, TF_MODEL_NAME
 
 TF_WEIGHTS_NAME = "tf_model.h5"
@@ -69,7 +69,7 @@ def _open(path: Path) -> h5py.File:
         raise ValueError(f"{path}: not a readable HDF5 file: {error}") from error
 
 
-def read_weights(path: str | os.PathLike) -> convert.LazyTensors:
+def read_weights(path: str | os.PathLike) -> engine.LazyTensors:
     """The variables of a ``tf_model.h5`` under their ``hf_tf`` names, loaded lazily (shapes from the header)."""
     path = Path(path)
     if not path.is_file():
@@ -98,12 +98,12 @@ def read_weights(path: str | os.PathLike) -> convert.LazyTensors:
             except (OSError, KeyError) as error:
                 raise ValueError(f"{path}: cannot read tensor {weight}: {error} (truncated or corrupt file)") from error
 
-    return convert.LazyTensors({name: (lambda name=name: load(name)) for name in locations}, shapes)
+    return engine.LazyTensors({name: (lambda name=name: load(name)) for name in locations}, shapes)
 
 
-def to_canonical(path: str | os.PathLike, config: Any) -> convert.LazyTensors:
+def to_canonical(path: str | os.PathLike, config: Any) -> engine.LazyTensors:
     """A lazy canonical view of a ``tf_model.h5`` (names checked now, each shape when loaded)."""
-    return convert.canonical_view(read_weights(path), FORMAT, config, source=str(path))
+    return engine.canonical_view(read_weights(path), FORMAT, config, source=str(path))
 
 
 def write_weights(path: str | os.PathLike, tensors: Mapping[str, np.ndarray]) -> Path:
@@ -127,4 +127,4 @@ def write_weights(path: str | os.PathLike, tensors: Mapping[str, np.ndarray]) ->
 
 def from_canonical(path: str | os.PathLike, tensors: Mapping[str, np.ndarray], config: Any) -> Path:
     """Write stored canonical tensors (lazy or not) as ``tf_model.h5``; checked against ``config`` first."""
-    return write_weights(path, convert.foreign_view(tensors, FORMAT, config, source="the weights to save"))
+    return write_weights(path, engine.foreign_view(tensors, FORMAT, config, source="the weights to save"))

@@ -81,7 +81,7 @@ def load_state(model: torch.nn.Module, tensors: dict[str, np.ndarray], source: s
                 raise ValueError(
                     f"{source}: {name} has shape {tuple(array.shape)}, the model expects {tuple(state[name].shape)}"
                 )
-            state[name].copy_(torch.from_numpy(np.ascontiguousarray(array)))
+            state[name].copy_(torch.from_numpy(np.require(array, requirements=("C", "W"))))
 
 
 class CheckpointMixin:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from weights_bridge.convert import canonical_shapes
+from weights_bridge.engine import canonical_shapes
 from whisper_core import WhisperConfig
 
 

@@ -12,7 +12,7 @@ import h5py
 import numpy as np
 import pytest
 
-from weights_bridge import canonical, convert, flax_msgpack, openai_pt, tf_h5
+from weights_bridge import canonical, engine, flax_msgpack, openai_pt, tf_h5
 
 from .helpers import assert_bit_identical, random_weights, small_config
 
@@ -147,10 +147,10 @@ def test_our_files_load_in_transformers(transformers_files, tmp_path):
     flax_msgpack.from_canonical(tmp_path / "flax_model.msgpack", expected, config)
     tf_model = transformers.TFWhisperForConditionalGeneration.from_pretrained(tmp_path)
     tf_weights = {v.name.split("/", 1)[1]: v.numpy() for v in tf_model.weights}  # drop the Keras model name
-    assert_bit_identical(dict(convert.canonical_view(tf_weights, "hf_tf", config)), expected)
+    assert_bit_identical(dict(engine.canonical_view(tf_weights, "hf_tf", config)), expected)
     flax_model = transformers.FlaxWhisperForConditionalGeneration.from_pretrained(tmp_path)
     flax_weights = {k: np.asarray(v) for k, v in flatten_dict(flax_model.params, sep="/").items()}
-    assert_bit_identical(convert.to_canonical(flax_weights, "hf_flax", config), expected)
+    assert_bit_identical(engine.to_canonical(flax_weights, "hf_flax", config), expected)
 
 
 # -- broken files ----------------------------------------------------------------------------------
@@ -195,7 +195,7 @@ def test_missing_and_misshapen_tensors_are_named(written):
     ):
         tf_h5.to_canonical(path, config)
     weights = random_weights(config)
-    foreign = dict(convert.from_canonical(weights, "hf_flax", config))
+    foreign = dict(engine.from_canonical(weights, "hf_flax", config))
     del foreign["model/encoder/layer_norm/scale"]
     foreign["model/encoder/conv1/kernel"] = np.zeros((3, 5, 8), "float16")
     flax_msgpack.write_weights(directory / "bad.msgpack", foreign)
@@ -215,8 +215,8 @@ def test_failed_writes_leave_no_file(tmp_path):
     def broken() -> np.ndarray:
         raise OSError("disk full")
 
-    lazy = convert.lazy(weights)
-    failing = convert.LazyTensors(
+    lazy = engine.lazy(weights)
+    failing = engine.LazyTensors(
         {name: (broken if name == "model.decoder.layer_norm.bias" else (lambda name=name: lazy[name])) for name in lazy}
     )
     for writer, name in ((tf_h5.from_canonical, "tf_model.h5"), (flax_msgpack.from_canonical, "flax_model.msgpack")):
