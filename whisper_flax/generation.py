@@ -1,17 +1,18 @@
 """JAX ``generate`` and ``detect_language`` for Whisper, driven by the shared decoding rules.
 
-The rules (suppression, timestamp rules, prefixes, language tokens) come from
-:mod:`whisper_core.decoding`; this module supplies the jnp array ops and the loop. Unlike the
-PyTorch loop, the whole greedy (or sampling) loop is one ``jax.jit`` function around a
-``lax.while_loop`` over a preallocated token buffer and :class:`~whisper_flax.outputs.KVCache`:
-the prefix is decoded once, then one token per iteration, with the sequence length a traced
-scalar that the rules read. It compiles once per (batch, prefix length, ``max_new_tokens``,
-rules) and is reused for every later call of the same shapes.
+The rules (suppression, timestamp rules, prefixes, language tokens, beam bookkeeping) and the
+resolution of the options come from :mod:`whisper_core.decoding`; this module supplies the jnp array
+ops and the loops. Unlike the PyTorch loops, each search (greedy/sampling, beam) is one ``jax.jit``
+function around a ``lax.while_loop`` over a preallocated token buffer and
+:class:`~whisper_flax.outputs.KVCache`: the prefix is decoded once, then one token per iteration,
+with the sequence length a traced scalar that the rules read. It compiles once per (batch, prefix
+length, ``max_new_tokens``, rules, search) and is reused by every later call of the same shapes.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from functools import partial
 from typing import Any
 
@@ -19,19 +20,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from whisper_core.decoding import (
-    LogitRules,
-    PrefixIds,
-    Segment,
-    decoder_prefix,
-    languages_per_row,
-    prompt_tokens,
-    split_segments,
-)
+from whisper_core.decoding import GenerationPlan, LogitRules, NumpyOps, PrefixIds, Segment, beam, plan_generation
+
+from .outputs import KVCache
+
+# The beam state is the carry of the compiled beam loop, so it has to be a pytree.
+jax.tree_util.register_dataclass(beam.BeamState, data_fields=[f.name for f in fields(beam.BeamState)], meta_fields=[])
 
 
 class JaxOps:
-    """:class:`whisper_core.decoding.ArrayOps` over jnp arrays (traceable: usable inside ``jax.jit``)."""
+    """:class:`whisper_core.decoding.beam.BeamOps` over jnp arrays (traceable: usable inside ``jax.jit``)."""
 
     def constant(self, values: np.ndarray, like: Any) -> jax.Array:
         return jnp.asarray(values)
@@ -54,13 +52,41 @@ class JaxOps:
     def neg_inf(self, like: jax.Array) -> jax.Array:
         return jnp.array(-jnp.inf, dtype=like.dtype)
 
+    # -- beam search -----------------------------------------------------------------------
+    def top_k(self, x: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
+        return jax.lax.top_k(x, k)
+
+    def gather_beams(self, x: jax.Array, indices: jax.Array) -> jax.Array:
+        return x[jnp.arange(x.shape[0])[:, None], indices]
+
+    def concat(self, tensors: list[jax.Array], axis: int) -> jax.Array:
+        return jnp.concatenate(tensors, axis=axis)
+
+    def set_column(self, x: jax.Array, column: jax.Array, index: Any) -> jax.Array:
+        return x.at[:, :, index].set(column.astype(x.dtype))
+
+    def to_float(self, x: jax.Array) -> jax.Array:
+        return x.astype(jnp.float32)
+
+    def reshape(self, x: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+        return jnp.reshape(x, shape)
+
+    def min(self, x: jax.Array) -> jax.Array:
+        return x.min(axis=-1, keepdims=True)
+
+    def any(self, x: jax.Array) -> jax.Array:
+        return x.any(axis=-1, keepdims=True)
+
+    def all_true(self, x: jax.Array) -> bool:
+        return bool(jnp.all(x))
+
 
 @dataclass
 class WhisperGenerateOutput:
     """``generate(..., return_dict_in_generate=True)``: ids with their prefix, and what was asked for."""
 
     sequences: jax.Array  # [batch, prefix + generated]
-    scores: tuple[jax.Array, ...] | None = None  # per step, processed logits [batch, vocab]
+    scores: tuple[jax.Array, ...] | jax.Array | None = None  # per step [batch, vocab]; beams: [batch] sequence scores
     no_speech_probs: jax.Array | None = None  # [batch]
     languages: list[str] | None = None  # the language of each row (given or detected)
     segments: list[list[Segment]] | None = None  # per row, with return_timestamps and return_segments
@@ -80,6 +106,22 @@ class _LoopSpec:
     no_speech_token: int
     sampling: tuple[float, int] | None  # (temperature, top_k) or None for greedy
     want_scores: bool
+    num_beams: int
+    length_penalty: float
+
+    @classmethod
+    def of(cls, plan: GenerationPlan) -> _LoopSpec:
+        return cls(
+            rules=plan.rules,
+            max_new_tokens=plan.max_new_tokens,
+            eos=plan.eos,
+            pad=plan.pad,
+            no_speech_token=plan.ids.no_speech_token_id,
+            sampling=plan.sampling,
+            want_scores=plan.output_scores,
+            num_beams=plan.num_beams,
+            length_penalty=plan.length_penalty,
+        )
 
 
 class FlaxWhisperGenerationMixin:
@@ -110,6 +152,7 @@ class FlaxWhisperGenerationMixin:
         temperature: float | None = None,
         top_k: int | None = None,
         num_beams: int | None = None,
+        length_penalty: float | None = None,
         output_scores: bool | None = None,
         return_dict_in_generate: bool | None = None,
         return_segments: bool = False,
@@ -123,94 +166,64 @@ class FlaxWhisperGenerationMixin:
         (multilingual models). ``task``: "transcribe" (default) or "translate". ``prompt_ids``: one
         ``<|startofprev|>`` prompt for every row, or a list with one (or ``None``) per row; rows are
         then left-padded and their positions counted from their first real token. ``do_sample`` draws
-        with ``prng_key`` (default ``PRNGKey(0)``). Beam search is not implemented in this backend.
+        with ``prng_key`` (default ``PRNGKey(0)``). ``num_beams > 1``: beam search with transformers'
+        semantics; ``output_scores`` then gives the sequence scores ``[batch]``.
         """
         config = generation_config or self.generation_config
-        if kwargs:
-            raise TypeError(f"generate() got unsupported arguments: {sorted(kwargs)}")
-        num_beams = num_beams if num_beams is not None else config.num_beams
-        if num_beams > 1:
-            raise ValueError("the Flax backend decodes greedily or by sampling only: use num_beams=1")
-        do_sample = config.do_sample if do_sample is None else do_sample
-        temperature = config.temperature if temperature is None else temperature
-        top_k = config.top_k if top_k is None else top_k
-        return_timestamps = bool(config.return_timestamps if return_timestamps is None else return_timestamps)
-        output_scores = bool(config.output_scores if output_scores is None else output_scores)
-        return_dict = config.return_dict_in_generate if return_dict_in_generate is None else return_dict_in_generate
-        return_dict = return_dict or return_segments
-        ids = PrefixIds.from_generation_config(config)
-
         encoder_states = self._encoder_states(input_features, encoder_outputs, params)
-        batch = encoder_states.shape[0]
-        rows = languages_per_row(language if language is not None else config.language, batch)
-        language_tokens = [None if row is None else ids.language_token(row) for row in rows]
-        if ids.is_multilingual and None in language_tokens:
-            detected = np.asarray(self._language_probabilities(ids, encoder_states, params)).argmax(axis=-1)
-            lang_ids = list(ids.lang_to_id.values())
-            language_tokens = [
-                tok if tok is not None else lang_ids[int(d)] for tok, d in zip(language_tokens, detected, strict=True)
-            ]
-        prompts = [prompt_tokens(ids, p, self.config.max_target_positions) for p in _prompts_per_row(prompt_ids, batch)]
-        task = task if task is not None else config.task
-        rows = [
-            prompt + decoder_prefix(ids, token, task, return_timestamps)
-            for prompt, token in zip(prompts, language_tokens, strict=True)
-        ]
-        pad = config.pad_token_id if config.pad_token_id is not None else config.eos_token_id
-        prefixes, padding = _left_pad(rows, pad)
-        begin = len(prefixes[0])
-        limit = self.config.max_target_positions - begin
-        if max_new_tokens is None:
-            max_new_tokens = min(config.max_new_tokens or config.max_length - begin, limit)
-        elif max_new_tokens > limit:
-            raise ValueError(
-                f"max_new_tokens ({max_new_tokens}) + the prompt and prefix ({begin}) exceed max_target_positions "
-                f"({self.config.max_target_positions})"
-            )
-        rules = LogitRules(
-            vocab_size=self.config.vocab_size,
-            eos_token_id=config.eos_token_id,
-            no_timestamps_token_id=ids.no_timestamps_token_id,
-            suppress_tokens=tuple(config.suppress_tokens or ()),
-            begin_suppress_tokens=tuple(config.begin_suppress_tokens or ()),
+        ids = PrefixIds.from_generation_config(config)
+        plan = plan_generation(
+            config,
+            self.config,
+            encoder_states.shape[0],
+            lambda: np.asarray(self._language_probabilities(ids, encoder_states, params)).argmax(axis=-1),
+            language=language,
+            task=task,
             return_timestamps=return_timestamps,
-            max_initial_timestamp_index=config.max_initial_timestamp_index,
-        )
-        spec = _LoopSpec(
-            rules=rules,
+            prompt_ids=prompt_ids,
             max_new_tokens=max_new_tokens,
-            eos=config.eos_token_id,
-            pad=pad,
-            no_speech_token=ids.no_speech_token_id,
-            sampling=(float(temperature), int(top_k or 0)) if do_sample and temperature > 0 else None,
-            want_scores=output_scores,
+            do_sample=do_sample,
+            temperature=temperature,
+            top_k=top_k,
+            num_beams=num_beams,
+            length_penalty=length_penalty,
+            output_scores=output_scores,
+            return_dict_in_generate=return_dict_in_generate,
+            return_segments=return_segments,
+            **kwargs,
         )
-        loop = self._compiled(spec, lambda: jax.jit(partial(self._decode_loop, spec)))
-        padding = np.asarray(padding, np.int32)
-        sot_positions = padding + np.asarray([len(p) for p in prompts], np.int32)
-        tokens, length, no_speech, scores = loop(
+        spec = _LoopSpec.of(plan)
+        inputs = (
             self._params(params)["params"],
             encoder_states,
-            jnp.asarray(prefixes, jnp.int32),
-            jnp.asarray(padding),
-            jnp.asarray(sot_positions),
-            prng_key if prng_key is not None else jax.random.PRNGKey(0),
+            jnp.asarray(plan.prefixes, jnp.int32),
+            jnp.asarray(plan.padding, jnp.int32),
+            jnp.asarray(plan.sot_positions, jnp.int32),
         )
-        length = int(length)
-        sequences = tokens[:, :length]
-        if not return_dict:
+        if plan.num_beams > 1:
+            loop = self._compiled(spec, lambda: jax.jit(partial(self._beam_loop, spec)))
+            start = beam.initial_state(
+                NumpyOps(), np.asarray(plan.prefixes), plan.num_beams, plan.capacity, plan.pad, None
+            )
+            state, no_speech = loop(*inputs, start)
+            sequences, scores, longest = beam.best_sequences(JaxOps(), state)
+            sequences = sequences[:, :longest].astype(jnp.int32)
+        else:
+            loop = self._compiled(spec, lambda: jax.jit(partial(self._greedy_loop, spec)))
+            key = prng_key if prng_key is not None else jax.random.PRNGKey(0)
+            tokens, length, no_speech, step_scores = loop(*inputs, key)
+            length = int(length)
+            sequences = tokens[:, :length]
+            scores = tuple(step_scores[:, step] for step in range(length - plan.begin)) if plan.output_scores else None
+        if not plan.return_dict:
             return sequences
-        languages = [ids.language_of_token(t) for t in language_tokens] if ids.is_multilingual else None
-        segments = None
-        if return_segments:
-            if not return_timestamps:
-                raise ValueError("return_segments needs return_timestamps=True")
-            segments = [
-                split_segments(row, rules.timestamp_begin, config.eos_token_id)
-                for row in np.asarray(sequences[:, begin:]).tolist()
-            ]
-        steps = tuple(scores[:, step] for step in range(length - begin)) if output_scores else None
-        return WhisperGenerateOutput(sequences, steps, no_speech, languages, segments)
+        return WhisperGenerateOutput(
+            sequences,
+            scores if plan.output_scores else None,
+            no_speech,
+            plan.languages(),
+            plan.segments(np.asarray(sequences)),
+        )
 
     # -- pieces ----------------------------------------------------------------------------
     def _encoder_states(self, input_features: Any, encoder_outputs: Any, params: Any = None) -> jax.Array:
@@ -236,7 +249,37 @@ class FlaxWhisperGenerationMixin:
         detect = self._compiled(key, lambda: jax.jit(probabilities))
         return detect(self._params(params), encoder_states)
 
-    def _decode_loop(
+    def _cached_decoder(self, params: Any, padding: jax.Array, capacity: int) -> Callable[..., Any]:
+        """``decode(step_input [rows, n], cache, start)``: one cached decoder pass over tokens at positions
+        ``start .. start + n`` of rows left-padded by ``padding [rows]``."""
+        columns = jnp.arange(capacity)[None, :]
+        attention_mask = (columns >= padding[:, None]).astype(jnp.int32)  # [rows, capacity]: 1 on real tokens
+        positions = jnp.maximum(columns - padding[:, None], 0)  # each row counts from its first real token
+
+        def decode(step_input: jax.Array, cache: KVCache, start: Any) -> Any:
+            step_positions = jax.lax.dynamic_slice(positions, (0, start), step_input.shape)
+            return self.module.apply(
+                {"params": params},
+                step_input,
+                None,
+                attention_mask=attention_mask,
+                position_ids=step_positions,
+                past_key_values=cache,
+                method="decode",
+            )
+
+        return decode
+
+    def _decode_prefix(
+        self, spec: _LoopSpec, params: Any, encoder_states: jax.Array, prefix: jax.Array, padding: jax.Array
+    ) -> tuple[Callable[..., Any], Any]:
+        """Fill a fresh cache with the prefix rows; return the step decoder and the prefix pass."""
+        capacity = prefix.shape[1] + spec.max_new_tokens
+        decode = self._cached_decoder(params, padding, capacity)
+        cache = self.module.apply({"params": params}, encoder_states, capacity, method="init_cache")
+        return decode, decode(prefix, cache, 0)
+
+    def _greedy_loop(
         self,
         spec: _LoopSpec,
         params: Any,
@@ -246,36 +289,16 @@ class FlaxWhisperGenerationMixin:
         sot_positions: jax.Array,
         key: jax.Array,
     ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
-        """The traced loop: ``prefix [b, begin]`` (left-padded by ``padding [b]``) -> ``(tokens [b, capacity],
+        """Greedy or sampling: ``prefix [b, begin]`` (left-padded by ``padding [b]``) -> ``(tokens [b, capacity],
         length, no_speech_probs [b], scores [b, max_new_tokens or 0, vocab])``; ``tokens[:, :length]`` is
-        the result. Runs once per compilation (``_loop_traces`` counts it)."""
+        the result. Traced once per compilation (``_loop_traces`` counts it)."""
         self._loop_traces = getattr(self, "_loop_traces", 0) + 1
         ops, rules = JaxOps(), spec.rules
         masks = rules.masks(ops, encoder_states)
         batch, begin = prefix.shape
         capacity = begin + spec.max_new_tokens
-        variables = {"params": params}
-        columns = jnp.arange(capacity)[None, :]
-        attention_mask = (columns >= padding[:, None]).astype(jnp.int32)  # [b, capacity]: 1 on real tokens
-        positions = jnp.maximum(columns - padding[:, None], 0)  # each row counts from its first real token
-
-        def decode(step_input: jax.Array, cache: Any, start: Any) -> Any:
-            """One cached pass over ``step_input [b, n]`` sitting at positions ``start .. start + n``."""
-            step_positions = jax.lax.dynamic_slice(positions, (0, start), step_input.shape)
-            return self.module.apply(
-                variables,
-                step_input,
-                None,
-                attention_mask=attention_mask,
-                position_ids=step_positions,
-                past_key_values=cache,
-                method="decode",
-            )
-
-        cache = self.module.apply(variables, encoder_states, capacity, method="init_cache")
-        out = decode(prefix, cache, 0)
-        first = jax.nn.softmax(out.logits[jnp.arange(batch), sot_positions].astype(jnp.float32), axis=-1)
-        no_speech = first[:, spec.no_speech_token]
+        decode, out = self._decode_prefix(spec, params, encoder_states, prefix, padding)
+        no_speech = _no_speech_probs(out.logits, sot_positions, spec.no_speech_token)
         tokens = jnp.full((batch, capacity), spec.pad, jnp.int32).at[:, :begin].set(prefix)
         scores = jnp.zeros((batch, spec.max_new_tokens if spec.want_scores else 0, self.config.vocab_size))
 
@@ -307,6 +330,79 @@ class FlaxWhisperGenerationMixin:
         tokens, length, _, _, _, scores, _ = jax.lax.while_loop(running, step, start)
         return tokens, length, no_speech, scores
 
+    def _beam_loop(
+        self,
+        spec: _LoopSpec,
+        params: Any,
+        encoder_states: jax.Array,
+        prefix: jax.Array,
+        padding: jax.Array,
+        sot_positions: jax.Array,
+        state: beam.BeamState,
+    ) -> tuple[beam.BeamState, jax.Array]:
+        """Beam search from ``state`` (:func:`whisper_core.decoding.beam.initial_state`) until no beam can
+        improve: ``(final state, no_speech_probs [b])``. Every beam is a row of the model batch
+        (``[b * beams]``); after each step the self-attention cache follows the beams that survived."""
+        self._loop_traces = getattr(self, "_loop_traces", 0) + 1
+        ops, rules, beams = JaxOps(), spec.rules, spec.num_beams
+        masks = rules.masks(ops, encoder_states)
+        batch, begin = prefix.shape
+        capacity = begin + spec.max_new_tokens
+        rows = batch * beams
+        decode, out = self._decode_prefix(
+            spec,
+            params,
+            jnp.repeat(encoder_states, beams, axis=0),
+            jnp.repeat(prefix, beams, axis=0),
+            jnp.repeat(padding, beams),
+        )
+        no_speech = _no_speech_probs(out.logits[::beams], sot_positions, spec.no_speech_token)
+        offsets = jnp.arange(batch)[:, None] * beams
+
+        def advance(state: beam.BeamState, logits: jax.Array, length: jax.Array) -> beam.BeamState:
+            log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+            log_probs = rules.apply(ops, log_probs, state.running.reshape(rows, capacity), length, begin, masks)
+            return beam.step(
+                ops,
+                state,
+                log_probs.reshape(batch, beams, -1),
+                length=length,
+                begin=begin,
+                capacity=capacity,
+                eos=spec.eos,
+                length_penalty=spec.length_penalty,
+            )
+
+        def step(carry: tuple) -> tuple:
+            state, length, cache = carry
+            order = (state.source_beam + offsets).reshape(-1)  # [b * beams] rows of the old cache
+            cache = _reorder_self_attention(cache, order)
+            step_input = jax.lax.dynamic_slice_in_dim(state.running.reshape(rows, capacity), length - 1, 1, axis=1)
+            out = decode(step_input, cache, length - 1)
+            return advance(state, out.logits[:, -1], length), length + 1, out.past_key_values
+
+        def running(carry: tuple) -> jax.Array:
+            state, length, _ = carry
+            return beam.continuing(ops, state)[0, 0] & (length < capacity)
+
+        length = jnp.asarray(begin, jnp.int32)
+        state = advance(jax.tree_util.tree_map(jnp.asarray, state), out.logits[:, -1], length)
+        state, _, _ = jax.lax.while_loop(running, step, (state, length + 1, out.past_key_values))
+        return state, no_speech
+
+
+def _no_speech_probs(prefix_logits: jax.Array, sot_positions: jax.Array, token: int) -> jax.Array:
+    """``[batch]`` probability of ``<|nospeech|>`` right after each row's ``<|startoftranscript|>``."""
+    rows = jnp.arange(prefix_logits.shape[0])
+    return jax.nn.softmax(prefix_logits[rows, sot_positions].astype(jnp.float32), axis=-1)[:, token]
+
+
+def _reorder_self_attention(cache: KVCache, order: jax.Array) -> KVCache:
+    """The cache with its self-attention rows in ``order``; cross-attention rows are left alone (every
+    beam of an item attends to the same audio)."""
+    layers = tuple((k[order], v[order], *cross) for k, v, *cross in cache.layers)
+    return KVCache(layers, cache.index)
+
 
 def _pick(logits: jax.Array, sampling: tuple[float, int] | None, key: jax.Array) -> jax.Array:
     """Greedy argmax, or a sample at ``temperature`` from the ``top_k`` most likely tokens."""
@@ -318,24 +414,3 @@ def _pick(logits: jax.Array, sampling: tuple[float, int] | None, key: jax.Array)
         kth = jax.lax.top_k(logits, min(top_k, logits.shape[-1]))[0][:, -1:]
         logits = jnp.where(logits < kth, -jnp.inf, logits)
     return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
-
-
-def _prompts_per_row(prompt_ids: Any, batch: int) -> list[list[int] | None]:
-    """One prompt (a token list or ``None``) per row, from a shared prompt or a per-row list."""
-    if prompt_ids is None:
-        return [None] * batch
-    if isinstance(prompt_ids, list | tuple) and prompt_ids and not isinstance(prompt_ids[0], int | np.integer):
-        if len(prompt_ids) != batch:
-            raise ValueError(f"got {len(prompt_ids)} prompts for a batch of {batch}")
-        return [None if p is None else _as_list(p) for p in prompt_ids]
-    return [_as_list(prompt_ids)] * batch
-
-
-def _as_list(prompt_ids: Any) -> list[int]:
-    return [int(t) for t in np.asarray(prompt_ids).reshape(-1)]
-
-
-def _left_pad(rows: list[list[int]], pad: int) -> tuple[list[list[int]], list[int]]:
-    """Left-pad token rows to one length; also return how much padding each row got."""
-    width = max(len(row) for row in rows)
-    return [[pad] * (width - len(row)) + row for row in rows], [width - len(row) for row in rows]

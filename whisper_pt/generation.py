@@ -14,16 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from whisper_core.decoding import (
-    LogitRules,
-    PrefixIds,
-    Segment,
-    beam,
-    decoder_prefix,
-    languages_per_row,
-    prompt_tokens,
-    split_segments,
-)
+from whisper_core.decoding import GenerationPlan, PrefixIds, Segment, beam, plan_generation
 
 
 class TorchOps:
@@ -143,99 +134,44 @@ class WhisperGenerationMixin:
         then left-padded and their positions counted from their first real token.
         """
         config = generation_config or self.generation_config
-        if kwargs:
-            raise TypeError(f"generate() got unsupported arguments: {sorted(kwargs)}")
-        num_beams = num_beams if num_beams is not None else config.num_beams
-        length_penalty = config.length_penalty if length_penalty is None else length_penalty
-        do_sample = config.do_sample if do_sample is None else do_sample
-        temperature = config.temperature if temperature is None else temperature
-        top_k = config.top_k if top_k is None else top_k
-        return_timestamps = bool(config.return_timestamps if return_timestamps is None else return_timestamps)
-        output_scores = config.output_scores if output_scores is None else output_scores
-        return_dict = config.return_dict_in_generate if return_dict_in_generate is None else return_dict_in_generate
-        return_dict = return_dict or return_segments
-        ids = PrefixIds.from_generation_config(config)
-
         encoder_states = self._encoder_states(input_features, encoder_outputs)
-        batch = encoder_states.shape[0]
-        rows = languages_per_row(language if language is not None else config.language, batch)
-        language_tokens = [None if row is None else ids.language_token(row) for row in rows]
-        if ids.is_multilingual and None in language_tokens:
-            detected = self._language_probabilities(ids, encoder_states).argmax(dim=-1)
-            lang_ids = list(ids.lang_to_id.values())
-            language_tokens = [
-                tok if tok is not None else lang_ids[int(d)] for tok, d in zip(language_tokens, detected, strict=True)
-            ]
-        prompts = [prompt_tokens(ids, p, self.config.max_target_positions) for p in _prompts_per_row(prompt_ids, batch)]
-        task = task if task is not None else config.task
-        rows = [
-            prompt + decoder_prefix(ids, token, task, return_timestamps)
-            for prompt, token in zip(prompts, language_tokens, strict=True)
-        ]
-        pad = config.pad_token_id if config.pad_token_id is not None else config.eos_token_id
-        prefixes, padding = _left_pad(rows, pad)
-        begin = len(prefixes[0])
-        limit = self.config.max_target_positions - begin
-        if max_new_tokens is None:
-            max_new_tokens = min(config.max_new_tokens or config.max_length - begin, limit)
-        elif max_new_tokens > limit:
-            raise ValueError(
-                f"max_new_tokens ({max_new_tokens}) + the prompt and prefix ({begin}) exceed max_target_positions "
-                f"({self.config.max_target_positions})"
-            )
-        rules = LogitRules(
-            vocab_size=self.config.vocab_size,
-            eos_token_id=config.eos_token_id,
-            no_timestamps_token_id=ids.no_timestamps_token_id,
-            suppress_tokens=tuple(config.suppress_tokens or ()),
-            begin_suppress_tokens=tuple(config.begin_suppress_tokens or ()),
+        ids = PrefixIds.from_generation_config(config)
+        plan = plan_generation(
+            config,
+            self.config,
+            encoder_states.shape[0],
+            lambda: self._language_probabilities(ids, encoder_states).argmax(dim=-1).cpu().numpy(),
+            language=language,
+            task=task,
             return_timestamps=return_timestamps,
-            max_initial_timestamp_index=config.max_initial_timestamp_index,
+            prompt_ids=prompt_ids,
+            max_new_tokens=max_new_tokens,
+            do_sample=do_sample,
+            temperature=temperature,
+            top_k=top_k,
+            num_beams=num_beams,
+            length_penalty=length_penalty,
+            output_scores=output_scores,
+            return_dict_in_generate=return_dict_in_generate,
+            return_segments=return_segments,
+            **kwargs,
         )
-        prefix = torch.tensor(prefixes, device=encoder_states.device)
-        padding = torch.tensor(padding, device=encoder_states.device)
-        no_speech = _NoSpeech(
-            padding + torch.tensor([len(p) for p in prompts], device=padding.device), ids.no_speech_token_id
-        )
-        if num_beams > 1:
-            sequences, scores = self._beam_search(
-                encoder_states,
-                prefix,
-                padding,
-                rules,
-                max_new_tokens,
-                num_beams,
-                length_penalty,
-                config.eos_token_id,
-                pad,
-                no_speech,
-            )
+        device = encoder_states.device
+        prefix = torch.tensor(plan.prefixes, device=device)
+        padding = torch.tensor(plan.padding, device=device)
+        no_speech = _NoSpeech(torch.tensor(plan.sot_positions, device=device), plan.ids.no_speech_token_id)
+        if plan.num_beams > 1:
+            sequences, scores = self._beam_search(encoder_states, prefix, padding, plan, no_speech)
         else:
-            sequences, scores = self._greedy_or_sample(
-                encoder_states,
-                prefix,
-                padding,
-                rules,
-                max_new_tokens,
-                eos=config.eos_token_id,
-                pad=pad,
-                sampling=(temperature, top_k) if do_sample else None,
-                want_scores=output_scores,
-                generator=generator,
-                no_speech=no_speech,
-            )
-        if not return_dict:
+            sequences, scores = self._greedy_or_sample(encoder_states, prefix, padding, plan, generator, no_speech)
+        if not plan.return_dict:
             return sequences
-        languages = [ids.language_of_token(t) for t in language_tokens] if ids.is_multilingual else None
-        segments = None
-        if return_segments:
-            if not return_timestamps:
-                raise ValueError("return_segments needs return_timestamps=True")
-            segments = [
-                split_segments(row, rules.timestamp_begin, config.eos_token_id) for row in sequences[:, begin:].tolist()
-            ]
         return WhisperGenerateOutput(
-            sequences, scores if output_scores else None, no_speech.probabilities, languages, segments
+            sequences,
+            scores if plan.output_scores else None,
+            no_speech.probabilities,
+            plan.languages(),
+            plan.segments(sequences.cpu().numpy()),
         )
 
     # -- pieces ----------------------------------------------------------------------------
@@ -274,17 +210,11 @@ class WhisperGenerationMixin:
         encoder_states: torch.Tensor,
         prefix: torch.Tensor,
         padding: torch.Tensor,
-        rules: LogitRules,
-        max_new_tokens: int,
-        *,
-        eos: int,
-        pad: int,
-        sampling: tuple[float, int] | None,
-        want_scores: bool,
+        plan: GenerationPlan,
         generator: torch.Generator | None,
         no_speech: _NoSpeech,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
-        ops = TorchOps()
+        ops, rules, max_new_tokens, pad, eos = TorchOps(), plan.rules, plan.max_new_tokens, plan.pad, plan.eos
         masks = rules.masks(ops, encoder_states)
         batch, begin = prefix.shape
         tokens = torch.full((batch, begin + max_new_tokens), pad, dtype=torch.long, device=prefix.device)
@@ -299,9 +229,9 @@ class WhisperGenerationMixin:
             if length == begin:
                 no_speech.record(out.logits)
             logits = rules.apply(ops, out.logits[:, -1].float(), tokens, length, begin, masks)
-            if want_scores:
+            if plan.output_scores:
                 scores.append(logits)
-            next_tokens = torch.where(finished, pad, _pick(logits, sampling, generator))
+            next_tokens = torch.where(finished, pad, _pick(logits, plan.sampling, generator))
             tokens[:, length] = next_tokens
             length += 1
             finished |= next_tokens == eos
@@ -315,21 +245,16 @@ class WhisperGenerationMixin:
         encoder_states: torch.Tensor,
         prefix: torch.Tensor,
         padding: torch.Tensor,
-        rules: LogitRules,
-        max_new_tokens: int,
-        num_beams: int,
-        length_penalty: float,
-        eos: int,
-        pad: int,
+        plan: GenerationPlan,
         no_speech: _NoSpeech,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Beam search with transformers' semantics (the bookkeeping lives in whisper_core.decoding.beam)."""
-        ops = TorchOps()
+        ops, rules, num_beams = TorchOps(), plan.rules, plan.num_beams
         masks = rules.masks(ops, encoder_states)
         batch, begin = prefix.shape
-        capacity = begin + max_new_tokens
+        capacity = plan.capacity
         states = encoder_states.repeat_interleave(num_beams, dim=0)  # [batch * beams, frames, d]
-        state = beam.initial_state(ops, prefix.cpu().numpy(), num_beams, capacity, pad, encoder_states)
+        state = beam.initial_state(ops, np.asarray(plan.prefixes), num_beams, capacity, plan.pad, encoder_states)
         offsets = torch.arange(batch, device=prefix.device)[:, None] * num_beams
         cache, step_input, length = None, prefix.repeat_interleave(num_beams, dim=0), begin
         positions = _LeftPadding(padding.repeat_interleave(num_beams, dim=0), capacity)
@@ -347,8 +272,8 @@ class WhisperGenerationMixin:
                 length=length,
                 begin=begin,
                 capacity=capacity,
-                eos=eos,
-                length_penalty=length_penalty,
+                eos=plan.eos,
+                length_penalty=plan.length_penalty,
             )
             length += 1
             if not beam.should_continue(ops, state):
@@ -398,33 +323,8 @@ def _pick(logits: torch.Tensor, sampling: tuple[float, int] | None, generator: t
     if sampling is None:
         return logits.argmax(dim=-1)
     temperature, top_k = sampling
-    if temperature <= 0:
-        return logits.argmax(dim=-1)
     logits = logits / temperature
     if top_k:
         kth = torch.topk(logits, min(top_k, logits.shape[-1]), dim=-1).values[:, -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
     return torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=generator)[:, 0]
-
-
-def _prompts_per_row(prompt_ids: Any, batch: int) -> list[list[int] | None]:
-    """One prompt (a token list or ``None``) per row, from a shared prompt or a per-row list."""
-    if prompt_ids is None:
-        return [None] * batch
-    if isinstance(prompt_ids, list | tuple) and prompt_ids and not isinstance(prompt_ids[0], int | np.integer):
-        if len(prompt_ids) != batch:
-            raise ValueError(f"got {len(prompt_ids)} prompts for a batch of {batch}")
-        return [None if p is None else _as_list(p) for p in prompt_ids]
-    return [_as_list(prompt_ids)] * batch
-
-
-def _as_list(prompt_ids: torch.Tensor | np.ndarray | list[int]) -> list[int]:
-    if isinstance(prompt_ids, torch.Tensor):
-        return prompt_ids.reshape(-1).tolist()
-    return [int(t) for t in np.asarray(prompt_ids).reshape(-1)]
-
-
-def _left_pad(rows: list[list[int]], pad: int) -> tuple[list[list[int]], list[int]]:
-    """Left-pad token rows to one length; also return how much padding each row got."""
-    width = max(len(row) for row in rows)
-    return [[pad] * (width - len(row)) + row for row in rows], [width - len(row) for row in rows]

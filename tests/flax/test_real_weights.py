@@ -48,3 +48,13 @@ def test_greedy_generate_matches_whisper_pt_and_compiles_once(tiny):
     traces = ours._loop_traces
     np.testing.assert_array_equal(np.asarray(ours.generate(features, max_new_tokens=40)), mine)
     assert ours._loop_traces == traces
+
+
+@pytest.mark.parametrize("kwargs", [{"num_beams": 5}, {"return_timestamps": True}])
+def test_beam_and_timestamps_match_whisper_pt(tiny, kwargs):
+    processor, features, pt, ours = tiny
+    mine = np.asarray(ours.generate(features, max_new_tokens=40, **kwargs))
+    theirs = pt.generate(torch.from_numpy(features), max_new_tokens=40, **kwargs).numpy()
+    np.testing.assert_array_equal(mine, theirs)
+    text = processor.batch_decode(mine, skip_special_tokens=True)[0].strip()
+    assert processor.tokenizer.normalize(text) == processor.tokenizer.normalize(JFK_TEXT)

@@ -2,12 +2,14 @@
 
 from . import beam
 from .ops import ArrayOps, NumpyOps
+from .plan import GenerationPlan, left_pad, plan_generation, prompts_per_row
 from .prefix import PrefixIds, decoder_prefix, languages_per_row, prompt_tokens
 from .rules import LogitRules
 from .segments import Segment, split_segments
 
 __all__ = [
     "ArrayOps",
+    "GenerationPlan",
     "LogitRules",
     "NumpyOps",
     "PrefixIds",
@@ -15,6 +17,9 @@ __all__ = [
     "beam",
     "decoder_prefix",
     "languages_per_row",
+    "left_pad",
+    "plan_generation",
     "prompt_tokens",
+    "prompts_per_row",
     "split_segments",
 ]

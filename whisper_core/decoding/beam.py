@@ -96,7 +96,8 @@ def step(
     length_penalty: float,
 ) -> BeamState:
     """Advance by one token. ``log_probs [batch, beams, vocab]`` are processed log-probabilities of
-    the next token; ``length`` is the current sequence length (the new token goes at ``length``)."""
+    the next token; ``length`` is the current sequence length (the new token goes at ``length``), a
+    Python int in eager loops or a scalar tensor inside compiled ones."""
     batch, num_beams, vocab = log_probs.shape
     keep = 2 * num_beams
     accumulated = ops.reshape(log_probs + state.running_scores[:, :, None], (batch, num_beams * vocab))
@@ -116,7 +117,8 @@ def step(
     # Stopped candidates among the top ``beams`` join the finished set if they beat its members.
     in_top = ops.constant(np.arange(keep) < num_beams, top_scores)[None, :]
     just_finished = stops & in_top
-    normalised = top_scores / float((length + 1 - begin) ** length_penalty)
+    length_norm = (length + 1 - begin) ** length_penalty  # a float, or a traced scalar
+    normalised = top_scores / length_norm
     normalised = normalised + ops.to_float(~state.improvable) * UNREACHABLE
     normalised = normalised + ops.to_float(~just_finished) * UNREACHABLE
     merged_scores = ops.concat([state.finished_scores, normalised], axis=1)
@@ -128,7 +130,7 @@ def step(
     is_finished = ops.gather_beams(ops.concat([state.is_finished, just_finished], axis=1), best)
 
     # early_stopping=False: can the best running beam, scored at the current length, still win?
-    best_running = running_scores[:, :1] / float((length + 1 - begin) ** length_penalty)
+    best_running = running_scores[:, :1] / length_norm
     worst_finished = ops.where(is_finished, ops.min(finished_scores), UNREACHABLE)
     improvable = state.improvable & ops.any(best_running > worst_finished)
     return replace(
@@ -145,10 +147,18 @@ def step(
     )
 
 
+def continuing(ops: BeamOps, state: BeamState) -> Any:
+    """transformers' loop condition with ``early_stopping=False``, as a ``[1, 1]`` bool tensor (so a
+    compiled loop can test it): some item can still improve, and some candidate of the last step
+    did not stop."""
+    improvable = ops.any(ops.reshape(state.improvable, (1, -1)))
+    still_running = ops.any(ops.reshape(~state.all_stopped, (1, -1)))
+    return improvable & still_running
+
+
 def should_continue(ops: BeamOps, state: BeamState) -> bool:
-    """transformers' loop condition with ``early_stopping=False``: some item can still improve,
-    and not every candidate of the last step stopped."""
-    return not ops.all_true(~state.improvable) and not ops.all_true(state.all_stopped)
+    """:func:`continuing` as a Python bool, for eager loops."""
+    return ops.all_true(continuing(ops, state))
 
 
 def best_sequences(ops: BeamOps, state: BeamState, num_return_sequences: int = 1) -> tuple[Any, Any, int]:

@@ -1,0 +1,186 @@
+"""Everything a ``generate`` call decides before the first decoder step, written once for every backend.
+
+Resolving the options against the generation config, picking (or detecting) each row's language,
+building prompt + prefix rows, left-padding them, bounding ``max_new_tokens`` and building the
+logit rules are the same in PyTorch, TensorFlow and JAX; only the decoding loop differs. A backend
+calls :func:`plan_generation` with a callback that detects languages when some row needs it, then
+runs its loop on the plan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .prefix import PrefixIds, decoder_prefix, languages_per_row, prompt_tokens
+from .rules import LogitRules
+from .segments import Segment, split_segments
+
+
+@dataclass(frozen=True)
+class GenerationPlan:
+    """The resolved decoding of one batch: rows, rules and search settings."""
+
+    ids: PrefixIds
+    rules: LogitRules
+    prefixes: list[list[int]]  # [batch, begin]: prompt + prefix per row, left-padded with ``pad``
+    padding: list[int]  # pad tokens in front of each row
+    sot_positions: list[int]  # where <|startoftranscript|> sits in each row (its logits give no-speech)
+    language_tokens: list[int | None]  # each row's language token (None on English-only models)
+    max_new_tokens: int
+    eos: int
+    pad: int
+    num_beams: int
+    length_penalty: float
+    sampling: tuple[float, int] | None  # (temperature, top_k), or None for argmax
+    output_scores: bool
+    return_dict: bool
+    return_segments: bool
+
+    @property
+    def begin(self) -> int:
+        """Position of the first generated token (the width of the left-padded prefix rows)."""
+        return len(self.prefixes[0])
+
+    @property
+    def capacity(self) -> int:
+        """Length of the token buffer: prefix plus every token that may be generated."""
+        return self.begin + self.max_new_tokens
+
+    def languages(self) -> list[str] | None:
+        """Each row's language code, or ``None`` for English-only models."""
+        if not self.ids.is_multilingual:
+            return None
+        return [self.ids.language_of_token(token) for token in self.language_tokens]
+
+    def segments(self, sequences: np.ndarray) -> list[list[Segment]] | None:
+        """Timestamp segments of ``sequences [batch, length]`` (prefix included) when they were asked for."""
+        if not self.return_segments:
+            return None
+        return [
+            split_segments(row, self.rules.timestamp_begin, self.eos) for row in sequences[:, self.begin :].tolist()
+        ]
+
+
+def plan_generation(
+    config: Any,
+    model_config: Any,
+    batch: int,
+    detect_languages: Callable[[], np.ndarray],
+    *,
+    language: str | Sequence[str | None] | None = None,
+    task: str | None = None,
+    return_timestamps: bool | None = None,
+    prompt_ids: Any = None,
+    max_new_tokens: int | None = None,
+    do_sample: bool | None = None,
+    temperature: float | None = None,
+    top_k: int | None = None,
+    num_beams: int | None = None,
+    length_penalty: float | None = None,
+    output_scores: bool | None = None,
+    return_dict_in_generate: bool | None = None,
+    return_segments: bool = False,
+    **unsupported: Any,
+) -> GenerationPlan:
+    """Resolve one ``generate`` call. Explicit arguments win over ``config`` (a GenerationConfig);
+    ``detect_languages()`` returns ``[batch]`` indices into ``lang_to_id`` and is called only when a
+    row of a multilingual model has no language given."""
+    if unsupported:
+        raise TypeError(f"generate() got unsupported arguments: {sorted(unsupported)}")
+    num_beams = config.num_beams if num_beams is None else num_beams
+    length_penalty = config.length_penalty if length_penalty is None else length_penalty
+    do_sample = config.do_sample if do_sample is None else do_sample
+    temperature = config.temperature if temperature is None else temperature
+    top_k = config.top_k if top_k is None else top_k
+    return_timestamps = bool(config.return_timestamps if return_timestamps is None else return_timestamps)
+    output_scores = bool(config.output_scores if output_scores is None else output_scores)
+    return_dict = config.return_dict_in_generate if return_dict_in_generate is None else return_dict_in_generate
+    if return_segments and not return_timestamps:
+        raise ValueError("return_segments needs return_timestamps=True")
+    if num_beams > 1 and do_sample:
+        raise ValueError("beam search with sampling is not supported: pass do_sample=False or num_beams=1")
+    ids = PrefixIds.from_generation_config(config)
+
+    rows = languages_per_row(language if language is not None else config.language, batch)
+    language_tokens = [None if row is None else ids.language_token(row) for row in rows]
+    if ids.is_multilingual and None in language_tokens:
+        lang_ids = list(ids.lang_to_id.values())
+        detected = np.asarray(detect_languages()).reshape(-1)
+        language_tokens = [
+            token if token is not None else lang_ids[int(found)]
+            for token, found in zip(language_tokens, detected, strict=True)
+        ]
+    prompts = [prompt_tokens(ids, p, model_config.max_target_positions) for p in prompts_per_row(prompt_ids, batch)]
+    task = task if task is not None else config.task
+    rows = [
+        prompt + decoder_prefix(ids, token, task, return_timestamps)
+        for prompt, token in zip(prompts, language_tokens, strict=True)
+    ]
+    pad = config.pad_token_id if config.pad_token_id is not None else config.eos_token_id
+    prefixes, padding = left_pad(rows, pad)
+    begin = len(prefixes[0])
+    limit = model_config.max_target_positions - begin
+    if max_new_tokens is None:
+        max_new_tokens = min(config.max_new_tokens or config.max_length - begin, limit)
+    elif max_new_tokens > limit:
+        raise ValueError(
+            f"max_new_tokens ({max_new_tokens}) + the prompt and prefix ({begin}) exceed max_target_positions "
+            f"({model_config.max_target_positions})"
+        )
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+    rules = LogitRules(
+        vocab_size=model_config.vocab_size,
+        eos_token_id=config.eos_token_id,
+        no_timestamps_token_id=ids.no_timestamps_token_id,
+        suppress_tokens=tuple(config.suppress_tokens or ()),
+        begin_suppress_tokens=tuple(config.begin_suppress_tokens or ()),
+        return_timestamps=return_timestamps,
+        max_initial_timestamp_index=config.max_initial_timestamp_index,
+    )
+    return GenerationPlan(
+        ids=ids,
+        rules=rules,
+        prefixes=prefixes,
+        padding=padding,
+        sot_positions=[pad_count + len(prompt) for pad_count, prompt in zip(padding, prompts, strict=True)],
+        language_tokens=language_tokens,
+        max_new_tokens=max_new_tokens,
+        eos=config.eos_token_id,
+        pad=pad,
+        num_beams=num_beams,
+        length_penalty=float(length_penalty),
+        sampling=(float(temperature), int(top_k or 0)) if do_sample and temperature > 0 else None,
+        output_scores=output_scores,
+        return_dict=bool(return_dict or return_segments),
+        return_segments=return_segments,
+    )
+
+
+def prompts_per_row(prompt_ids: Any, batch: int) -> list[list[int] | None]:
+    """One prompt (a token list or ``None``) per row, from a shared prompt or a per-row list.
+
+    A prompt is anything array-like (list, NumPy, or a framework tensor on the host)."""
+    if prompt_ids is None:
+        return [None] * batch
+    if isinstance(prompt_ids, list | tuple) and prompt_ids and not isinstance(prompt_ids[0], int | np.integer):
+        if len(prompt_ids) != batch:
+            raise ValueError(f"got {len(prompt_ids)} prompts for a batch of {batch}")
+        return [None if p is None else _token_list(p) for p in prompt_ids]
+    return [_token_list(prompt_ids)] * batch
+
+
+def _token_list(prompt_ids: Any) -> list[int]:
+    if hasattr(prompt_ids, "detach"):  # a torch tensor, possibly on an accelerator
+        prompt_ids = prompt_ids.detach().cpu()
+    return [int(t) for t in np.asarray(prompt_ids).reshape(-1)]
+
+
+def left_pad(rows: list[list[int]], pad: int) -> tuple[list[list[int]], list[int]]:
+    """Left-pad token rows to one length; also return how much padding each row got."""
+    width = max(len(row) for row in rows)
+    return [[pad] * (width - len(row)) + row for row in rows], [width - len(row) for row in rows]
