@@ -12,7 +12,11 @@ import importlib
 from typing import Any
 
 # backend name -> (package, class-name prefix)
-BACKENDS: dict[str, tuple[str, str]] = {"pt": ("whisper_pt", ""), "flax": ("whisper_flax", "Flax")}
+BACKENDS: dict[str, tuple[str, str]] = {
+    "pt": ("whisper_pt", ""),
+    "flax": ("whisper_flax", "Flax"),
+    "tf": ("whisper_tf", "TF"),
+}
 KINDS = ("WhisperModel", "WhisperForConditionalGeneration", "WhisperForAudioClassification")
 
 

@@ -1,0 +1,106 @@
+"""whisper_tf checkpoints: canonical round trip, HF ``tf_model.h5`` in both directions, strict errors, and
+live moves between backends (weights_bridge.live), all bit-exact."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import torch
+
+from weights_bridge import canonical, convert, tf_h5, to_pt
+from weights_bridge.live import backend_of
+from whisper_core import GenerationConfig, WhisperConfig
+from whisper_tf import TFWhisperForAudioClassification, TFWhisperForConditionalGeneration, TFWhisperModel
+
+SMALL = dict(
+    vocab_size=96, d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
+    decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, max_source_positions=30,
+    max_target_positions=20, decoder_start_token_id=1, pad_token_id=0, bos_token_id=0, eos_token_id=0,
+)  # fmt: skip
+KINDS = ["WhisperModel", "WhisperForConditionalGeneration", "WhisperForAudioClassification"]
+
+
+def assert_same_weights(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> None:
+    assert sorted(a) == sorted(b)
+    for name in a:
+        assert a[name].dtype == b[name].dtype and np.array_equal(a[name], b[name]), name
+
+
+@pytest.fixture(scope="module")
+def pt_model():
+    import whisper_pt
+
+    torch.manual_seed(0)
+    model = whisper_pt.WhisperForConditionalGeneration(WhisperConfig(**SMALL)).eval()
+    model.generation_config = GenerationConfig(decoder_start_token_id=1, no_timestamps_token_id=90, eos_token_id=0)
+    return model
+
+
+def test_save_and_load_round_trip_is_bit_identical(pt_model, tmp_path):
+    directory = pt_model.save_pretrained(tmp_path / "pt")
+    ours = TFWhisperForConditionalGeneration.from_pretrained(directory)
+    assert ours.generation_config == pt_model.generation_config
+    ours.save_pretrained(tmp_path / "tf", max_shard_size=40_000)
+    assert (tmp_path / "tf" / "model.safetensors.index.json").is_file()
+    assert_same_weights(canonical.load_weights(tmp_path / "tf"), canonical.load_weights(directory))
+    assert WhisperConfig.from_pretrained(tmp_path / "tf") == pt_model.config
+    base = TFWhisperModel.from_pretrained(directory)
+    np.testing.assert_array_equal(base.get_encoder().conv1.kernel.numpy(), ours.get_encoder().conv1.kernel.numpy())
+    half = TFWhisperForConditionalGeneration.from_pretrained(directory, dtype="float16")
+    assert {v.dtype for v in half.weights} == {"float16"}
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        TFWhisperForConditionalGeneration.from_pretrained(directory, dtype="int8")
+
+
+def test_hf_tf_h5_both_ways(pt_model, tmp_path):
+    transformers = pytest.importorskip("transformers")
+    native = tmp_path / "native"  # HF's tf_model.h5 alone (written by the bridge) loads into the same variables
+    native.mkdir()
+    tf_h5.from_canonical(native / tf_h5.TF_WEIGHTS_NAME, pt_model.canonical_tensors(), pt_model.config)
+    pt_model.config.save_pretrained(native)
+    ours = TFWhisperForConditionalGeneration.from_pretrained(native)
+    assert_same_weights(ours.canonical_tensors(), pt_model.canonical_tensors())
+
+    reference = transformers.TFWhisperForConditionalGeneration.from_pretrained(native)
+    reference.save_pretrained(tmp_path / "hf")  # transformers' own h5 writer (tf-keras)
+    again = TFWhisperForConditionalGeneration.from_pretrained(tmp_path / "hf")
+    assert_same_weights(again.canonical_tensors(), pt_model.canonical_tensors())
+
+
+def test_strict_loading_names_the_problem(pt_model):
+    tensors = pt_model.canonical_tensors()
+    bad = {**tensors, "model.encoder.conv1.weight": np.zeros((3, 3, 3), np.float32)}
+    with pytest.raises(ValueError, match=r"model\.encoder\.conv1\.weight .*shape"):
+        TFWhisperForConditionalGeneration.from_canonical(pt_model.config, bad)
+    missing = {k: v for k, v in tensors.items() if k != "model.decoder.layer_norm.bias"}
+    with pytest.raises(ValueError, match=r"lacks 1 tensors.*model/decoder/layer_norm/beta"):
+        TFWhisperForConditionalGeneration.from_canonical(pt_model.config, missing)
+    with pytest.raises(ValueError, match=r"does not know.*wibble"):
+        TFWhisperForConditionalGeneration.from_canonical(pt_model.config, {**tensors, "wibble": np.zeros(1)})
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_live_moves_between_backends_are_exact(kind):
+    import whisper_pt
+
+    torch.manual_seed(0)
+    model = getattr(whisper_pt, kind)(WhisperConfig(**SMALL, num_labels=2)).eval()
+    tf_model = convert(model, "tf")
+    assert type(tf_model).__name__ == "TF" + kind and backend_of(tf_model) == "tf"
+    assert_same_weights(tf_model.canonical_tensors(), model.canonical_tensors())
+    back = to_pt(tf_model)
+    for (name, a), b in zip(model.state_dict().items(), back.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    flax_model = convert(tf_model, "flax")
+    assert_same_weights(convert(flax_model, "tf").canonical_tensors(), model.canonical_tensors())
+
+
+def test_new_classification_heads_are_initialised(pt_model, tmp_path):
+    directory = pt_model.save_pretrained(tmp_path)
+    classifier = TFWhisperForAudioClassification.from_pretrained(directory)
+    assert classifier.classifier.kernel.shape == (classifier.config.classifier_proj_size, 2)
+    np.testing.assert_array_equal(
+        classifier.encoder.conv1.kernel.numpy(), np.transpose(pt_model.model.encoder.conv1.weight.detach(), (2, 1, 0))
+    )
+    assert classifier(tf.random.normal((1, 80, 60))).logits.shape == (1, 2)

@@ -1,0 +1,441 @@
+"""TensorFlow ``generate`` and ``detect_language`` for Whisper, driven by the shared decoding rules.
+
+The rules (suppression, timestamp rules, prefixes, language tokens, beam bookkeeping) and the
+resolution of the options come from :mod:`whisper_core.decoding`; this module supplies the TF array
+ops and the loops. As in the Flax backend, each search (greedy/sampling, beam) is one
+``tf.function(jit_compile=True)`` around a ``tf.while_loop`` over a preallocated token buffer and
+:class:`~whisper_tf.outputs.KVCache`: the prefix is decoded once, then one token per iteration, with
+the sequence length a traced scalar that the rules read. XLA compiles it once per (batch, prefix
+length, ``max_new_tokens``, rules, search) and reuses it for every later call of the same shapes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from functools import partial
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.compiler.tf2xla.python import xla
+
+from whisper_core.decoding import GenerationPlan, LogitRules, NumpyOps, PrefixIds, Segment, beam, plan_generation
+
+from .outputs import KVCache
+
+
+class TfOps:
+    """:class:`whisper_core.decoding.beam.BeamOps` over TF tensors (traceable: usable under XLA).
+
+    Integer constants become int32, the dtype of the token buffer and of the traced length, because
+    TensorFlow does not promote between integer widths.
+    """
+
+    def constant(self, values: np.ndarray, like: Any) -> tf.Tensor:
+        values = np.asarray(values)
+        return tf.constant(values.astype(np.int32) if values.dtype.kind in "iu" else values)
+
+    def where(self, condition: Any, x: Any, y: Any) -> tf.Tensor:
+        return tf.where(condition, x, y)
+
+    def sum(self, x: tf.Tensor) -> tf.Tensor:
+        return tf.reduce_sum(x, axis=-1, keepdims=True)
+
+    def max(self, x: tf.Tensor) -> tf.Tensor:
+        return tf.reduce_max(x, axis=-1, keepdims=True)
+
+    def logsumexp(self, x: tf.Tensor) -> tf.Tensor:
+        return tf.reduce_logsumexp(x, axis=-1, keepdims=True)
+
+    def log_softmax(self, x: tf.Tensor) -> tf.Tensor:
+        return tf.nn.log_softmax(x, axis=-1)
+
+    def neg_inf(self, like: tf.Tensor) -> tf.Tensor:
+        return tf.constant(-np.inf, like.dtype)
+
+    # -- beam search -----------------------------------------------------------------------
+    def top_k(self, x: tf.Tensor, k: int) -> tuple[tf.Tensor, tf.Tensor]:
+        return tf.math.top_k(x, k)
+
+    def gather_beams(self, x: tf.Tensor, indices: tf.Tensor) -> tf.Tensor:
+        return tf.gather(x, indices, batch_dims=1)
+
+    def concat(self, tensors: list[tf.Tensor], axis: int) -> tf.Tensor:
+        return tf.concat(tensors, axis=axis)
+
+    def set_column(self, x: tf.Tensor, column: tf.Tensor, index: Any) -> tf.Tensor:
+        at_index = tf.range(x.shape[-1]) == tf.cast(index, tf.int32)  # [length]
+        return tf.where(at_index, tf.cast(column, x.dtype)[:, :, None], x)
+
+    def to_float(self, x: tf.Tensor) -> tf.Tensor:
+        return tf.cast(x, tf.float32)
+
+    def reshape(self, x: tf.Tensor, shape: tuple[int, ...]) -> tf.Tensor:
+        return tf.reshape(x, shape)
+
+    def min(self, x: tf.Tensor) -> tf.Tensor:
+        return tf.reduce_min(x, axis=-1, keepdims=True)
+
+    def any(self, x: tf.Tensor) -> tf.Tensor:
+        return tf.reduce_any(x, axis=-1, keepdims=True)
+
+    def all_true(self, x: tf.Tensor) -> bool:
+        return bool(tf.reduce_all(x))
+
+
+class _TracedLength:
+    """The traced int32 sequence length as :func:`whisper_core.decoding.beam.step` uses it.
+
+    ``beam.step`` raises the length to the float ``length_penalty``; TensorFlow has no int ** float, so
+    the power is taken in float32 while sums, comparisons and use as a tensor stay int32.
+    """
+
+    def __init__(self, value: tf.Tensor) -> None:
+        self.value = value
+
+    def __add__(self, other: Any) -> _TracedLength:
+        return _TracedLength(self.value + other)
+
+    def __sub__(self, other: Any) -> _TracedLength:
+        return _TracedLength(self.value - other)
+
+    def __ge__(self, other: Any) -> tf.Tensor:
+        return self.value >= other
+
+    def __pow__(self, exponent: float) -> tf.Tensor:
+        return tf.cast(self.value, tf.float32) ** exponent
+
+
+tf.register_tensor_conversion_function(_TracedLength, lambda length, dtype=None, name=None, as_ref=False: length.value)
+
+
+@dataclass
+class WhisperGenerateOutput:
+    """``generate(..., return_dict_in_generate=True)``: ids with their prefix, and what was asked for."""
+
+    sequences: tf.Tensor  # [batch, prefix + generated]
+    scores: tuple[tf.Tensor, ...] | tf.Tensor | None = None  # per step [batch, vocab]; beams: [batch] sequence scores
+    no_speech_probs: tf.Tensor | None = None  # [batch]
+    languages: list[str] | None = None  # the language of each row (given or detected)
+    segments: list[list[Segment]] | None = None  # per row, with return_timestamps and return_segments
+
+    def __getitem__(self, key: str) -> Any:
+        return getattr(self, key)
+
+
+@dataclass(frozen=True)
+class _LoopSpec:
+    """Everything static about one compiled loop (the cache key of its ``tf.function``)."""
+
+    rules: LogitRules
+    max_new_tokens: int
+    eos: int
+    pad: int
+    no_speech_token: int
+    sampling: tuple[float, int] | None  # (temperature, top_k) or None for greedy
+    want_scores: bool
+    num_beams: int
+    length_penalty: float
+
+    @classmethod
+    def of(cls, plan: GenerationPlan) -> _LoopSpec:
+        return cls(
+            rules=plan.rules,
+            max_new_tokens=plan.max_new_tokens,
+            eos=plan.eos,
+            pad=plan.pad,
+            no_speech_token=plan.ids.no_speech_token_id,
+            sampling=plan.sampling,
+            want_scores=plan.output_scores,
+            num_beams=plan.num_beams,
+            length_penalty=plan.length_penalty,
+        )
+
+
+class TFWhisperGenerationMixin:
+    """``generate`` and ``detect_language`` for :class:`~whisper_tf.modeling.TFWhisperForConditionalGeneration`."""
+
+    def detect_language(self, input_features: Any = None, encoder_outputs: Any = None) -> list[dict[str, float]]:
+        """Per input, the probability of each language the model knows (``{"en": 0.97, ...}``)."""
+        ids = PrefixIds.from_generation_config(self.generation_config)
+        if not ids.is_multilingual:
+            raise ValueError("this is an English-only model: it has no language tokens to detect")
+        encoder_states = self._encoder_states(input_features, encoder_outputs)
+        probabilities = self._language_probabilities(ids, encoder_states).numpy()
+        codes = [token[2:-2] for token in ids.lang_to_id]
+        return [dict(zip(codes, row.tolist(), strict=True)) for row in probabilities]
+
+    def generate(
+        self,
+        input_features: Any = None,
+        generation_config: Any = None,
+        *,
+        encoder_outputs: Any = None,
+        language: str | list[str | None] | None = None,
+        task: str | None = None,
+        return_timestamps: bool | None = None,
+        prompt_ids: Any = None,
+        max_new_tokens: int | None = None,
+        do_sample: bool | None = None,
+        temperature: float | None = None,
+        top_k: int | None = None,
+        num_beams: int | None = None,
+        length_penalty: float | None = None,
+        output_scores: bool | None = None,
+        return_dict_in_generate: bool | None = None,
+        return_segments: bool = False,
+        seed: int = 0,
+        **kwargs: Any,
+    ) -> tf.Tensor | WhisperGenerateOutput:
+        """Token ids ``[batch, prefix + generated]`` (greedy by default), padded with ``<|endoftext|>``.
+
+        ``language``: a code, name or ``<|xx|>`` token, one per row, or ``None`` to detect it
+        (multilingual models). ``task``: "transcribe" (default) or "translate". ``prompt_ids``: one
+        ``<|startofprev|>`` prompt for every row, or a list with one (or ``None``) per row; rows are
+        then left-padded and their positions counted from their first real token. ``do_sample`` draws
+        with stateless random ops from ``seed``. ``num_beams > 1``: beam search with transformers'
+        semantics; ``output_scores`` then gives the sequence scores ``[batch]``.
+        """
+        config = generation_config or self.generation_config
+        encoder_states = self._encoder_states(input_features, encoder_outputs)
+        ids = PrefixIds.from_generation_config(config)
+        plan = plan_generation(
+            config,
+            self.config,
+            encoder_states.shape[0],
+            lambda: self._language_probabilities(ids, encoder_states).numpy().argmax(axis=-1),
+            language=language,
+            task=task,
+            return_timestamps=return_timestamps,
+            prompt_ids=prompt_ids,
+            max_new_tokens=max_new_tokens,
+            do_sample=do_sample,
+            temperature=temperature,
+            top_k=top_k,
+            num_beams=num_beams,
+            length_penalty=length_penalty,
+            output_scores=output_scores,
+            return_dict_in_generate=return_dict_in_generate,
+            return_segments=return_segments,
+            **kwargs,
+        )
+        spec = _LoopSpec.of(plan)
+        inputs = (
+            encoder_states,
+            tf.constant(plan.prefixes, tf.int32),
+            tf.constant(plan.padding, tf.int32),
+            tf.constant(plan.sot_positions, tf.int32),
+        )
+        if plan.num_beams > 1:
+            loop = self._compiled(spec, lambda: tf.function(partial(self._beam_loop, spec), jit_compile=True))
+            start = beam.initial_state(
+                NumpyOps(), np.asarray(plan.prefixes), plan.num_beams, plan.capacity, plan.pad, None
+            )
+            state, no_speech = loop(*inputs, _state_tensors(start))
+            sequences, scores, longest = beam.best_sequences(TfOps(), beam.BeamState(*state))
+            sequences = sequences[:, :longest]
+        else:
+            loop = self._compiled(spec, lambda: tf.function(partial(self._greedy_loop, spec), jit_compile=True))
+            tokens, length, no_speech, step_scores = loop(*inputs, tf.constant(seed, tf.int32))
+            length = int(length)
+            sequences = tokens[:, :length]
+            scores = tuple(step_scores[:, step] for step in range(length - plan.begin)) if plan.output_scores else None
+        if not plan.return_dict:
+            return sequences
+        return WhisperGenerateOutput(
+            sequences,
+            scores if plan.output_scores else None,
+            no_speech,
+            plan.languages(),
+            plan.segments(sequences.numpy()),
+        )
+
+    # -- pieces ----------------------------------------------------------------------------
+    def _compiled(self, key: Any, make: Callable[[], Callable]) -> Callable:
+        """One compiled function per ``key`` for this model (``tf.function`` then keeps one trace per shape)."""
+        compiled = self.__dict__.setdefault("_compiled_functions", {})
+        if key not in compiled:
+            compiled[key] = make()
+        return compiled[key]
+
+    def _encoder_states(self, input_features: Any, encoder_outputs: Any) -> tf.Tensor:
+        if encoder_outputs is not None:
+            return tf.convert_to_tensor(
+                encoder_outputs[0] if isinstance(encoder_outputs, tuple | list) else encoder_outputs.last_hidden_state
+            )
+        if input_features is None:
+            raise ValueError("give input_features (or encoder_outputs)")
+        # A graph, not XLA: on CPU, TensorFlow's oneDNN convolutions and matmuls beat XLA's here (~20%).
+        encode = self._compiled("encode", lambda: tf.function(lambda x: self.get_encoder()(x).last_hidden_state))
+        return encode(tf.convert_to_tensor(input_features, tf.float32))
+
+    def _language_probabilities(self, ids: PrefixIds, encoder_states: tf.Tensor) -> tf.Tensor:
+        """``[batch, languages]`` softmax over the language tokens after ``<|startoftranscript|>``."""
+
+        def probabilities(states: tf.Tensor) -> tf.Tensor:
+            start = tf.fill((tf.shape(states)[0], 1), ids.decoder_start_token_id)
+            hidden = self.get_decoder()(input_ids=start, encoder_hidden_states=states).last_hidden_state
+            logits = tf.cast(self.lm_logits(hidden)[:, -1], tf.float32)
+            return tf.nn.softmax(tf.gather(logits, list(ids.lang_to_id.values()), axis=-1), axis=-1)
+
+        key = ("detect", ids.decoder_start_token_id, tuple(ids.lang_to_id.values()))
+        return self._compiled(key, lambda: tf.function(probabilities, jit_compile=True))(encoder_states)
+
+    def _cached_decoder(self, padding: tf.Tensor, capacity: int) -> Callable[..., Any]:
+        """``decode(step_input [rows, n], cache, start) -> (logits [rows, n, vocab], cache)``: one cached
+        decoder pass over tokens at positions ``start .. start + n`` of rows left-padded by ``padding [rows]``."""
+        columns = tf.range(capacity)[None, :]
+        attention_mask = tf.cast(columns >= padding[:, None], tf.int32)  # [rows, capacity]: 1 on real tokens
+        positions = tf.maximum(columns - padding[:, None], 0)  # each row counts from its first real token
+
+        def decode(step_input: tf.Tensor, cache: KVCache, start: Any) -> tuple[tf.Tensor, KVCache]:
+            step_positions = tf.slice(positions, tf.stack([0, start]), [-1, step_input.shape[1]])
+            out = self.get_decoder()(
+                input_ids=step_input, attention_mask=attention_mask, position_ids=step_positions, past_key_values=cache
+            )
+            return tf.cast(self.lm_logits(out.last_hidden_state), tf.float32), out.past_key_values
+
+        return decode
+
+    def _decode_prefix(
+        self, spec: _LoopSpec, encoder_states: tf.Tensor, prefix: tf.Tensor, padding: tf.Tensor
+    ) -> tuple[Callable[..., Any], tf.Tensor, KVCache]:
+        """Fill a fresh cache with the prefix rows; return the step decoder, the prefix logits and the cache."""
+        capacity = prefix.shape[1] + spec.max_new_tokens
+        decode = self._cached_decoder(padding, capacity)
+        logits, cache = decode(prefix, self.get_decoder().init_cache(encoder_states, capacity), 0)
+        return decode, logits, cache
+
+    def _greedy_loop(
+        self,
+        spec: _LoopSpec,
+        encoder_states: tf.Tensor,
+        prefix: tf.Tensor,
+        padding: tf.Tensor,
+        sot_positions: tf.Tensor,
+        seed: tf.Tensor,
+    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+        """Greedy or sampling: ``prefix [b, begin]`` (left-padded by ``padding [b]``) -> ``(tokens [b, capacity],
+        length, no_speech_probs [b], scores [b, max_new_tokens or 0, vocab])``; ``tokens[:, :length]`` is
+        the result. Traced once per compilation (``_loop_traces`` counts it)."""
+        self.__dict__["_loop_traces"] = self.__dict__.get("_loop_traces", 0) + 1
+        ops, rules = TfOps(), spec.rules
+        masks = rules.masks(ops, encoder_states)
+        batch, begin = tf.shape(prefix)[0], prefix.shape[1]  # the batch may be unknown (an exported signature)
+        capacity = begin + spec.max_new_tokens
+        decode, logits, cache = self._decode_prefix(spec, encoder_states, prefix, padding)
+        no_speech = _no_speech_probs(logits, sot_positions, spec.no_speech_token)
+        tokens = tf.concat([prefix, tf.fill((batch, spec.max_new_tokens), spec.pad)], axis=1)
+        scores = tf.zeros(tf.stack([batch, spec.max_new_tokens if spec.want_scores else 0, self.config.vocab_size]))
+        columns = tf.range(capacity)
+
+        def step(tokens, length, cache, logits, finished, scores):  # the loop carry, unpacked
+            logits = rules.apply(ops, logits, tokens, length, begin, masks)
+            picked = _pick(logits, spec.sampling, tf.stack([seed, length]))
+            next_tokens = tf.where(finished, spec.pad, picked)
+            tokens = tf.where(columns[None, :] == length, next_tokens[:, None], tokens)
+            if spec.want_scores:
+                scores = xla.dynamic_update_slice(scores, logits[:, None], tf.stack([0, length - begin, 0]))
+            logits, cache = decode(next_tokens[:, None], cache, length)
+            finished = finished | (next_tokens == spec.eos)
+            return tokens, length + 1, cache, logits[:, -1], finished, scores
+
+        def running(tokens, length, cache, logits, finished, scores):
+            return (length < capacity) & ~tf.reduce_all(finished)
+
+        start = (tokens, tf.constant(begin), cache, logits[:, -1], tf.zeros(batch, tf.bool), scores)
+        tokens, length, _, _, _, scores = tf.while_loop(running, step, start)
+        return tokens, length, no_speech, scores
+
+    def _beam_loop(
+        self,
+        spec: _LoopSpec,
+        encoder_states: tf.Tensor,
+        prefix: tf.Tensor,
+        padding: tf.Tensor,
+        sot_positions: tf.Tensor,
+        state: tuple[tf.Tensor, ...],
+    ) -> tuple[tuple[tf.Tensor, ...], tf.Tensor]:
+        """Beam search from ``state`` (:func:`whisper_core.decoding.beam.initial_state`, as a tuple of its
+        fields) until no beam can improve: ``(final state fields, no_speech_probs [b])``. Every beam is a
+        row of the model batch (``[b * beams]``); after each step the self-attention cache follows the
+        beams that survived."""
+        self.__dict__["_loop_traces"] = self.__dict__.get("_loop_traces", 0) + 1
+        ops, rules, beams = TfOps(), spec.rules, spec.num_beams
+        masks = rules.masks(ops, encoder_states)
+        batch, begin = prefix.shape
+        capacity = begin + spec.max_new_tokens
+        rows = batch * beams
+        decode, logits, cache = self._decode_prefix(
+            spec,
+            tf.repeat(encoder_states, beams, axis=0),
+            tf.repeat(prefix, beams, axis=0),
+            tf.repeat(padding, beams),
+        )
+        no_speech = _no_speech_probs(logits[::beams], sot_positions, spec.no_speech_token)
+        offsets = tf.range(batch)[:, None] * beams
+
+        def advance(state: beam.BeamState, logits: tf.Tensor, length: tf.Tensor) -> beam.BeamState:
+            log_probs = tf.nn.log_softmax(logits, axis=-1)
+            log_probs = rules.apply(ops, log_probs, tf.reshape(state.running, (rows, capacity)), length, begin, masks)
+            return beam.step(
+                ops,
+                state,
+                tf.reshape(log_probs, (batch, beams, -1)),
+                length=_TracedLength(length),
+                begin=begin,
+                capacity=capacity,
+                eos=spec.eos,
+                length_penalty=spec.length_penalty,
+            )
+
+        def step(fields, length, cache):  # the loop carry, unpacked
+            state = beam.BeamState(*fields)
+            order = tf.reshape(state.source_beam + offsets, (-1,))  # [b * beams] rows of the old cache
+            step_input = tf.slice(tf.reshape(state.running, (rows, capacity)), tf.stack([0, length - 1]), [rows, 1])
+            logits, cache = decode(step_input, _reorder_self_attention(cache, order), length - 1)
+            return _state_tensors(advance(state, logits[:, -1], length)), length + 1, cache
+
+        def running(fields, length, cache):
+            return beam.continuing(ops, beam.BeamState(*fields))[0, 0] & (length < capacity)
+
+        length = tf.constant(begin)
+        state = advance(beam.BeamState(*state), logits[:, -1], length)
+        fields, _, _ = tf.while_loop(running, step, (_state_tensors(state), length + 1, cache))
+        return fields, no_speech
+
+
+def _state_tensors(state: beam.BeamState) -> tuple[tf.Tensor, ...]:
+    """The beam state as a tuple of tensors (integers as int32): a ``tf.while_loop`` carry."""
+    ops = TfOps()
+    return tuple(
+        ops.constant(value, None) if isinstance(value, np.ndarray) else value
+        for value in (getattr(state, field.name) for field in fields(state))
+    )
+
+
+def _no_speech_probs(prefix_logits: tf.Tensor, sot_positions: tf.Tensor, token: int) -> tf.Tensor:
+    """``[batch]`` probability of ``<|nospeech|>`` right after each row's ``<|startoftranscript|>``."""
+    at_sot = tf.gather(prefix_logits, sot_positions, batch_dims=1)  # [batch, vocab]
+    return tf.nn.softmax(at_sot, axis=-1)[:, token]
+
+
+def _reorder_self_attention(cache: KVCache, order: tf.Tensor) -> KVCache:
+    """The cache with its self-attention rows in ``order``; cross-attention rows are left alone (every
+    beam of an item attends to the same audio)."""
+    layers = tuple((tf.gather(k, order), tf.gather(v, order), *cross) for k, v, *cross in cache.layers)
+    return KVCache(layers, cache.index)
+
+
+def _pick(logits: tf.Tensor, sampling: tuple[float, int] | None, seed: tf.Tensor) -> tf.Tensor:
+    """Greedy argmax, or a sample at ``temperature`` from the ``top_k`` most likely tokens (stateless,
+    from ``seed [2]``)."""
+    if sampling is None:
+        return tf.argmax(logits, axis=-1, output_type=tf.int32)
+    temperature, top_k = sampling
+    logits = logits / temperature
+    if top_k:
+        kth = tf.math.top_k(logits, min(top_k, logits.shape[-1])).values[:, -1:]
+        logits = tf.where(logits < kth, -np.inf, logits)
+    return tf.cast(tf.random.stateless_categorical(logits, 1, seed)[:, 0], tf.int32)
