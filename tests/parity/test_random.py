@@ -1,0 +1,119 @@
+"""Every model class on every pair of backends, on small random weights (DESIGN.md §3: 1e-5; loss rel 1e-5;
+first-step gradients rel 1e-4), with hidden states and attentions, plus the fp16/bf16 paths."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from whisper_core import GenerationConfig, WhisperConfig
+from whisper_pt import WhisperForAudioClassification, WhisperForConditionalGeneration
+
+from .runners import KINDS, RUNNERS, assert_close, pairs, trainable_gradients
+
+TOL = 1e-5
+GRAD_TOL = 1e-4
+# Half-precision paths, compared with the float32 model of the same backend and between backends;
+# relative to the largest logit (bf16 keeps 8 mantissa bits, fp16 11).
+HALF_TOL = {"float16": 1e-2, "bfloat16": 5e-2}
+MODEL = dict(
+    vocab_size=100, d_model=64, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
+    decoder_attention_heads=4, encoder_ffn_dim=128, decoder_ffn_dim=128, max_source_positions=30,
+    max_target_positions=40, decoder_start_token_id=51, eos_token_id=50, pad_token_id=50, bos_token_id=50,
+    num_labels=3, classifier_proj_size=16, use_weighted_layer_sum=True,
+)  # fmt: skip
+IDS = np.array([[51, 52, 57, 61, 10, 20, 30]] * 2)
+
+
+def scaled(model: torch.nn.Module) -> torch.nn.Module:
+    """Random weights large enough that every output depends on the input."""
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.dim() >= 2:
+                parameter.normal_(0.0, 1.0 / parameter.shape[-1] ** 0.5)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    """One canonical checkpoint with a decoder and one with a classification head, same config."""
+    config = WhisperConfig(**MODEL)
+    generation = scaled(WhisperForConditionalGeneration(config))
+    generation.generation_config = GenerationConfig(decoder_start_token_id=51, eos_token_id=50, pad_token_id=50)
+    classification = scaled(WhisperForAudioClassification(config))
+    root = tmp_path_factory.mktemp("parity")
+    return {
+        "generation": generation.save_pretrained(root / "generation"),
+        "classification": classification.save_pretrained(root / "classification"),
+    }
+
+
+@pytest.fixture(scope="module")
+def features():
+    return np.random.default_rng(1).standard_normal((2, 80, 60)).astype(np.float32)
+
+
+def inputs_for(kind: str, features: np.ndarray, **extra) -> dict:
+    if kind == "WhisperForAudioClassification":
+        return {"input_features": features, **extra}
+    return {"input_features": features, "decoder_input_ids": IDS, **extra}
+
+
+def directory_for(kind: str, checkpoints: dict):
+    return checkpoints["classification" if kind == "WhisperForAudioClassification" else "generation"]
+
+
+@pytest.mark.parametrize("pair", pairs())
+@pytest.mark.parametrize("kind", KINDS)
+def test_outputs_hidden_states_and_attentions_agree(pair, kind, checkpoints, features):
+    results = []
+    for name in pair:
+        runner = RUNNERS[name]
+        model = runner.load(kind, directory_for(kind, checkpoints))
+        results.append(
+            runner.forward(model, **inputs_for(kind, features, output_hidden_states=True, output_attentions=True))
+        )
+    first, second = results
+    assert sorted(first) == sorted(second)
+    for key in first:
+        assert_close(key, first[key], second[key], TOL, relative=key.endswith("hidden_states") or "state" in key)
+
+
+@pytest.mark.parametrize("pair", pairs())
+@pytest.mark.parametrize("kind", ["WhisperForConditionalGeneration", "WhisperForAudioClassification"])
+def test_loss_and_first_step_gradients_agree(pair, kind, checkpoints, features):
+    labels = IDS if kind == "WhisperForConditionalGeneration" else np.array([0, 2])
+    losses, gradients = [], []
+    for name in pair:
+        runner = RUNNERS[name]
+        model = runner.load(kind, directory_for(kind, checkpoints))
+        inputs = {"input_features": features, "labels": labels}
+        losses.append(float(runner.forward(model, **inputs)["loss"]))
+        gradients.append(trainable_gradients(runner.gradients(model, **inputs)))
+    assert abs(losses[0] - losses[1]) <= TOL * abs(losses[1])
+    first, second = gradients
+    assert sorted(first) == sorted(second)
+    for name in first:
+        scale = float(np.abs(second[name]).max())
+        difference = float(np.abs(first[name].astype(np.float64) - second[name]).max())
+        assert difference <= GRAD_TOL * scale + 1e-9, f"{name}: {difference:.3g} vs scale {scale:.3g}"
+
+
+@pytest.mark.parametrize("pair", pairs())
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_half_precision_paths(pair, dtype, checkpoints, features):
+    """Each backend's half-precision logits stay near its float32 logits, and near the other backend's."""
+    inputs = inputs_for("WhisperForConditionalGeneration", features)
+    directory = checkpoints["generation"]
+    half = []
+    for name in pair:
+        runner = RUNNERS[name]
+        full = runner.forward(runner.load("WhisperForConditionalGeneration", directory), **inputs)["logits"]
+        reduced = runner.forward(runner.load("WhisperForConditionalGeneration", directory, dtype), **inputs)["logits"]
+        scale = float(np.abs(full).max())
+        assert np.isfinite(reduced).all()
+        assert_close(f"{name} {dtype} vs float32", reduced / scale, full / scale, HALF_TOL[dtype])
+        half.append(reduced / scale)
+    assert_close(f"{dtype} between backends", half[0], half[1], HALF_TOL[dtype])
