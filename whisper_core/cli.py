@@ -11,10 +11,8 @@ from collections.abc import Callable, Sequence
 from . import data_packages
 from .audio import load_audio
 from .feature_extraction import WhisperFeatureExtractor
+from .parity import add_parity
 from .tokenizer import WhisperTokenizer
-
-# Backend name -> package; each is imported only when asked for, so the CLI starts without frameworks.
-BACKENDS = {"pt": "whisper_pt"}
 
 
 def _features(args: argparse.Namespace) -> int:
@@ -69,41 +67,63 @@ def _fetch(args: argparse.Namespace) -> int:
 
 
 def _transcribe(args: argparse.Namespace) -> int:
-    """Short-form (up to 30 s) transcription of each file; long-form decoding is still to come."""
-    import importlib
+    """Transcribe files of any length; an unreadable file is reported and the others still run."""
+    from .transcribe import TranscribeOptions, Transcriber, load_backend, transcribe_chunked, write_result
 
-    from .processor import WhisperProcessor
-
-    backend = importlib.import_module(BACKENDS[args.backend])
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
     directory = _model_directory(args.model)
-    processor = WhisperProcessor.from_pretrained(directory)
-    model = backend.WhisperForConditionalGeneration.from_pretrained(directory)
+    transcriber = Transcriber.from_pretrained(load_backend(args.backend, directory), directory)
+    options = TranscribeOptions(
+        language=args.language,
+        task=args.task,
+        temperature=tuple(args.temperature),
+        best_of=args.best_of,
+        condition_on_prev_tokens=args.condition_on_previous_text,
+        initial_prompt=args.initial_prompt,
+        word_timestamps=args.word_timestamps,
+        clip_timestamps=tuple(float(t) for t in args.clip_timestamps.split(",") if t.strip()),
+        hallucination_silence_threshold=args.hallucination_silence_threshold,
+    )
     failures = 0
+    loaded = []
     for path in args.audio:
         try:
-            audio = load_audio(path)
+            loaded.append((path, load_audio(path)))
         except (OSError, ValueError) as error:
             print(f"whisper-mb transcribe: {path}: {error}", file=sys.stderr)
             failures += 1
-            continue
-        if len(audio) > processor.feature_extractor.n_samples:
-            print(
-                f"whisper-mb transcribe: {path}: longer than 30 s; only the first 30 s are transcribed", file=sys.stderr
-            )
+    if args.chunked:  # one file at a time, --batch-size of its windows side by side
+        groups = [[item] for item in loaded]
+    else:  # sequential windows, --batch-size files side by side
+        groups = [loaded[i : i + args.batch_size] for i in range(0, len(loaded), args.batch_size)]
+    for group in groups:
         start = time.perf_counter()
-        features = processor(
-            audio, sampling_rate=processor.feature_extractor.sampling_rate, return_tensors=args.backend
-        )
-        ids = model.generate(
-            features["input_features"], language=args.language, task=args.task, return_timestamps=args.timestamps
-        )
-        text = processor.decode(ids[0], skip_special_tokens=True, decode_with_timestamps=args.timestamps)
-        print(
-            json.dumps(
-                {"file": path, "text": text.strip(), "seconds": round(time.perf_counter() - start, 3)},
-                ensure_ascii=False,
-            )
-        )
+        try:
+            if args.chunked:
+                results = [transcribe_chunked(transcriber, group[0][1], options, batch_size=args.batch_size)]
+            else:
+                results = transcriber.transcribe([audio for _, audio in group], options, progress=not args.quiet)
+        except (OSError, ValueError) as error:
+            for path, _ in group:
+                print(f"whisper-mb transcribe: {path}: {error}", file=sys.stderr)
+            failures += len(group)
+            continue
+        seconds = (time.perf_counter() - start) / len(group)
+        for (path, audio), result in zip(group, results, strict=True):
+            written = []
+            if args.output_dir is not None or args.output_format is not None:
+                written = write_result(result, path, args.output_dir or ".", args.output_format or "all")
+            summary = {
+                "file": path,
+                "text": result.text.strip(),
+                "language": result.language,
+                "segments": len(result.segments),
+                "audio_seconds": round(len(audio) / transcriber.features.sampling_rate, 3),
+                "seconds": round(seconds, 3),
+                "written": [str(w) for w in written],
+            }
+            print(json.dumps(summary, ensure_ascii=False), flush=True)
     return 1 if failures else 0
 
 
@@ -156,13 +176,37 @@ def _add_fetch(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _add_transcribe(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("transcribe", help="transcribe audio files (short-form, up to 30 s each)")
+    from .transcribe import BACKENDS, WRITERS
+
+    parser = subparsers.add_parser("transcribe", help="transcribe audio files of any length (long-form)")
     parser.add_argument("audio", nargs="+", help="audio or video files (anything FFmpeg decodes)")
     parser.add_argument("--backend", choices=sorted(BACKENDS), default="pt")
     parser.add_argument("--model", default="tiny.en", help="tiny.en, base, a checkpoint directory or a hub id")
-    parser.add_argument("--language")
+    parser.add_argument("--language", help="spoken language (default: detected on the first 30 s)")
     parser.add_argument("--task", choices=("transcribe", "translate"))
-    parser.add_argument("--timestamps", action="store_true", help="mark segment times in the text")
+    parser.add_argument("--word-timestamps", action="store_true", help="time every word (cross-attention + DTW)")
+    parser.add_argument(
+        "--output-format", choices=(*WRITERS, "all"), help="write files (default with --output-dir: all)"
+    )
+    parser.add_argument("--output-dir", help="where to write the files (default with --output-format: .)")
+    parser.add_argument(
+        "--temperature", type=float, nargs="+", default=[0.0, 0.2, 0.4, 0.6, 0.8, 1.0], help="fallback temperatures"
+    )
+    parser.add_argument("--best-of", type=int, default=5, help="samples per window at temperature > 0")
+    parser.add_argument(
+        "--no-condition-on-previous-text",
+        dest="condition_on_previous_text",
+        action="store_false",
+        help="do not prompt each window with the text before it",
+    )
+    parser.add_argument("--initial-prompt", help="text that conditions the first window (names, spellings)")
+    parser.add_argument("--clip-timestamps", default="", help="start,end,start,end,... seconds to transcribe")
+    parser.add_argument(
+        "--hallucination-silence-threshold", type=float, help="with --word-timestamps: skip silences this long (s)"
+    )
+    parser.add_argument("--chunked", action="store_true", help="decode overlapping 30 s windows in parallel batches")
+    parser.add_argument("--batch-size", type=int, default=1, help="files (or, with --chunked, windows) per batch")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(handler=_transcribe)
 
 
@@ -191,6 +235,7 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_fetch,
     _add_transcribe,
     _add_convert,
+    add_parity,
 ]
 
 

@@ -1,0 +1,130 @@
+"""Long-form transcription speed: our pt and flax backends against openai-whisper (and faster-whisper).
+
+Same weights everywhere (openai-whisper reads the bridge's OpenAI ``.pt``, faster-whisper its
+CTranslate2 ``model.bin``), float32 on CPU, greedy with temperature fallback, previous text as
+prompt. Each implementation runs once, in its own process, on the same audio (by default about 2
+minutes of real and synthesized speech built as the tests build it). Prints the real-time factor
+(processing time / audio duration; lower is faster), the word error rate, and speed relative to
+openai-whisper. Flax's time includes its compilations (one per new prompt length).
+
+    .venv/bin/python benchmarks/bench_longform.py [--model tiny.en] [--audio FILE] [--word-timestamps]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+# Implementation -> the module it needs (ours need none beyond the project).
+IMPLEMENTATIONS = {"ours-pt": None, "ours-flax": None, "openai-whisper": "whisper", "faster-whisper": "faster_whisper"}
+
+
+def worker(implementation: str, model_name: str, audio_path: str, word_timestamps: bool, scratch: str) -> dict:
+    from weights_bridge import fetch
+
+    directory = fetch(model_name)
+    audio = np.load(audio_path)
+    language = "en"
+    if implementation.startswith("ours-"):
+        from whisper_core.transcribe import TranscribeOptions, Transcriber, load_backend
+
+        transcriber = Transcriber.from_pretrained(load_backend(implementation[5:], str(directory)), str(directory))
+        options = TranscribeOptions(
+            language=None if model_name.endswith(".en") else language, word_timestamps=word_timestamps
+        )
+        start = time.perf_counter()
+        text = transcriber.transcribe([audio], options)[0].text
+    elif implementation == "openai-whisper":
+        import whisper
+
+        from weights_bridge.conversion import convert_checkpoint
+
+        model = whisper.load_model(
+            str(convert_checkpoint(directory, Path(scratch) / "model.pt", to="openai")), device="cpu"
+        )
+        start = time.perf_counter()
+        text = whisper.transcribe(model, audio, fp16=False, language=language, word_timestamps=word_timestamps)["text"]
+    else:
+        from faster_whisper import WhisperModel
+
+        from weights_bridge.conversion import convert_checkpoint
+
+        ct2 = convert_checkpoint(directory, Path(scratch) / "ct2", to="ct2", dtype="float32")
+        model = WhisperModel(str(ct2), device="cpu", compute_type="float32")
+        start = time.perf_counter()
+        segments, _ = model.transcribe(audio, language=language, beam_size=1, word_timestamps=word_timestamps)
+        text = "".join(segment.text for segment in segments)  # the generator decodes as it is read
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "text": text}
+
+
+def long_audio(scratch: Path) -> tuple[np.ndarray, str]:
+    """The tests' two minutes of jfk and espeak-ng sentences, and its reference text."""
+    sys.path.insert(0, str(ROOT))
+    from tests.core.longform_audio import build_long_audio
+
+    built = build_long_audio(scratch, ROOT.parent / "shared" / "data" / "jfk.flac")
+    return built.audio, built.text
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="tiny.en")
+    parser.add_argument("--audio", help="an audio file (default: the tests' 2 minutes of speech, with a WER column)")
+    parser.add_argument("--word-timestamps", action="store_true")
+    parser.add_argument("--worker", nargs=3, metavar=("IMPLEMENTATION", "AUDIO_NPY", "SCRATCH"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args.worker[0], args.model, args.worker[1], args.word_timestamps, args.worker[2])))
+        return
+
+    from weights_bridge import fetch
+    from whisper_core import SAMPLE_RATE, WhisperTokenizer, load_audio
+
+    with tempfile.TemporaryDirectory() as scratch:
+        if args.audio:
+            audio, reference = load_audio(args.audio), None
+        else:
+            audio, reference = long_audio(Path(scratch))
+        audio_path = Path(scratch) / "audio.npy"
+        np.save(audio_path, audio)
+        duration = len(audio) / SAMPLE_RATE
+        available = [
+            name for name, module in IMPLEMENTATIONS.items() if module is None or importlib.util.find_spec(module)
+        ]
+        results = {}
+        for name in available:
+            work = Path(scratch) / name
+            work.mkdir()
+            command = [sys.executable, __file__, "--model", args.model, "--worker", name, str(audio_path), str(work)]
+            command += ["--word-timestamps"] if args.word_timestamps else []
+            output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+            results[name] = json.loads(output.strip().splitlines()[-1])
+
+    tokenizer = WhisperTokenizer.from_pretrained(fetch(args.model))
+    words = "word timestamps" if args.word_timestamps else "segment timestamps"
+    print(f"{args.model}, {duration:.1f} s of audio, {words}, float32 CPU, one run each")
+    print("| implementation | seconds | real-time factor | WER | speed vs openai-whisper |")
+    print("| --- | --- | --- | --- | --- |")
+    baseline = results.get("openai-whisper", {}).get("seconds")
+    for name, result in results.items():
+        wer = "-"
+        if reference is not None:
+            import jiwer
+
+            wer = f"{jiwer.wer(tokenizer.normalize(reference), tokenizer.normalize(result['text'])):.3f}"
+        ratio = f"{baseline / result['seconds']:.2f}x" if baseline else "-"
+        print(f"| {name} | {result['seconds']:.1f} | {result['seconds'] / duration:.3f} | {wer} | {ratio} |")
+
+
+if __name__ == "__main__":
+    main()

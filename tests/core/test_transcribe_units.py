@@ -1,0 +1,259 @@
+"""Long-form transcription without a model: seek maths, fallback decisions, DTW, writers, the loop itself."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from whisper_core import SAMPLE_RATE, WhisperFeatureExtractor, WhisperTokenizer
+from whisper_core.transcribe import (
+    FallbackOptions,
+    Generated,
+    TranscribeOptions,
+    Transcriber,
+    Transcription,
+    TranscriptSegment,
+    WindowDecoder,
+    WindowResult,
+    compression_ratio,
+    needs_fallback,
+    split_window,
+)
+from whisper_core.transcribe.chunked import owned_span, window_starts
+from whisper_core.transcribe.fallback import is_silent, max_new_tokens
+from whisper_core.transcribe.longform import clip_ranges
+from whisper_core.transcribe.word_timing import WordTiming, dtw, median_filter, merge_punctuations
+from whisper_core.transcribe.writers import format_timestamp, write_srt, write_tsv, write_txt, write_vtt
+
+T0 = 50363  # <|0.00|> in the English-only vocabulary
+
+
+def ts(seconds: float) -> int:
+    return T0 + round(seconds / 0.02)
+
+
+# -- seek maths ------------------------------------------------------------------------------
+def test_consecutive_timestamps_cut_segments_and_seek_to_the_last_closed_one():
+    tokens = [ts(0), 11, 12, ts(2.5), ts(2.5), 13, ts(7.0), ts(8.0), 14]  # the last segment is unfinished
+    split = split_window(tokens, T0, time_offset=40.0, segment_frames=3000)
+    assert [(s, e) for s, e, _ in split.segments] == [(40.0, 42.5), (42.5, 47.0)]
+    assert split.segments[1][2] == [ts(2.5), 13, ts(7.0)]
+    assert split.advance == 700 and not split.single_timestamp_ending  # 7.0 s = 700 mel frames
+
+
+def test_a_lone_timestamp_at_the_end_means_seek_to_the_window_end():
+    tokens = [ts(0), 11, ts(3.0), ts(3.0), 12, ts(6.0)]
+    split = split_window(tokens, T0, time_offset=0.0, segment_frames=2400)
+    assert split.single_timestamp_ending and split.advance == 2400
+    assert [(s, e) for s, e, _ in split.segments] == [(0.0, 3.0), (3.0, 6.0)]
+
+
+def test_without_consecutive_timestamps_the_window_is_one_segment():
+    split = split_window([ts(0), 11, 12, ts(4.2)], T0, time_offset=30.0, segment_frames=1500)
+    assert split.segments == [(30.0, 34.2, [ts(0), 11, 12, ts(4.2)])] and split.advance == 1500
+    split = split_window([11, 12], T0, time_offset=30.0, segment_frames=1500)
+    assert split.segments[0][:2] == (30.0, 45.0)  # no timestamp: the window's own length
+
+
+def test_clip_timestamps_become_frame_ranges():
+    assert clip_ranges([], 5000) == [(0, 5000)]
+    assert clip_ranges([1.5, 3.0, 10.0], 5000) == [(150, 300), (1000, 5000)]
+
+
+# -- fallback decisions ----------------------------------------------------------------------
+def _result(avg_logprob: float, no_speech: float = 0.0, ratio: float = 1.5, temperature: float = 0.0) -> WindowResult:
+    tokens = (1, 2, 3)
+    return WindowResult(Generated(tokens, avg_logprob * (len(tokens) + 1), no_speech), "text", temperature, ratio)
+
+
+def test_fallback_rules():
+    options = FallbackOptions()
+    assert not needs_fallback(_result(-0.5), options)
+    assert needs_fallback(_result(-1.5), options)  # too unsure
+    assert needs_fallback(_result(-0.5, ratio=2.6), options)  # too repetitive
+    assert not needs_fallback(_result(-1.5, no_speech=0.9), options)  # silence: accepted, then skipped
+    assert is_silent(_result(-1.5, no_speech=0.9), options)
+    assert not is_silent(_result(-0.5, no_speech=0.9), options)  # confident text despite the no-speech token
+    assert not needs_fallback(_result(-1.5), FallbackOptions(logprob_threshold=None))
+
+
+def test_compression_ratio_flags_loops():
+    assert compression_ratio("the cat sat on the mat") < 1.5
+    assert compression_ratio("over and over " * 30) > 2.4
+    assert compression_ratio("") == 0.0
+
+
+class ScriptedBackend:
+    """Returns, per temperature, a fixed average log-probability; records every call."""
+
+    def __init__(self, logprob_by_temperature: dict[float, list[float]]) -> None:
+        self.script = logprob_by_temperature
+        self.calls: list[tuple[float, int]] = []
+        self.config = SimpleNamespace(max_target_positions=448, max_source_positions=1500)
+        self.generation_config = SimpleNamespace(
+            is_multilingual=False,
+            no_timestamps_token_id=T0 - 1,
+            decoder_start_token_id=50257,
+            prev_sot_token_id=50360,
+            lang_to_id={},
+            task_to_id={},
+        )
+
+    def generate(self, features, prompts, *, temperature, max_new_tokens, language, task, seed):
+        self.calls.append((temperature, len(prompts)))
+        rows = [int(row[0, 0]) for row in features]
+        return [Generated((10 + row,), 2 * self.script[temperature][row], 0.0) for row in rows]
+
+
+def _decoder(backend: ScriptedBackend, tokenizer_dir) -> WindowDecoder:
+    return WindowDecoder(
+        backend, WhisperTokenizer.from_pretrained(tokenizer_dir), FallbackOptions(temperatures=(0.0, 0.5, 1.0))
+    )
+
+
+def test_only_failing_rows_are_decoded_again(tiny_en_tokenizer_dir):
+    backend = ScriptedBackend({0.0: [-0.2, -2.0, -3.0], 0.5: [None, -0.3, -2.5], 1.0: [None, None, -2.8]})
+    features = np.arange(3, dtype=np.float32)[:, None, None] * np.ones((3, 2, 2), np.float32)
+    results = _decoder(backend, tiny_en_tokenizer_dir).decode(features, [None] * 3, [None] * 3)
+    assert backend.calls == [(0.0, 3), (0.5, 2), (1.0, 1)]
+    assert [r.temperature for r in results] == [0.0, 0.5, 0.5]  # row 2 failed everywhere: best average kept
+    assert results[2].avg_logprob == pytest.approx(-2.5)
+
+
+def test_sample_length_leaves_room_for_the_prompt():
+    backend = ScriptedBackend({})
+    assert max_new_tokens(backend, [None]) == 224
+    assert max_new_tokens(backend, [list(range(224)), None]) == 448 - 225
+
+
+# -- the seek loop, driven by a scripted model -------------------------------------------------
+class SeekBackend(ScriptedBackend):
+    """Every window: two 4 s segments, then an unfinished one; so seek moves 8 s per window."""
+
+    def __init__(self) -> None:
+        super().__init__({})
+        self.prompts: list[list[int] | None] = []
+
+    def generate(self, features, prompts, *, temperature, max_new_tokens, language, task, seed):
+        self.prompts.extend(prompts)
+        tokens = (ts(0), 262, ts(4), ts(4), 262, ts(8), ts(8), 262)
+        return [Generated(tokens, -0.1 * (len(tokens) + 1), 0.0) for _ in prompts]
+
+
+def test_the_loop_keeps_counting_past_30_s_and_prompts_with_the_previous_text(tiny_en_tokenizer_dir):
+    backend = SeekBackend()
+    transcriber = Transcriber(
+        backend, WhisperTokenizer.from_pretrained(tiny_en_tokenizer_dir), WhisperFeatureExtractor()
+    )
+    noise = np.random.default_rng(0).standard_normal(50 * SAMPLE_RATE).astype(np.float32) * 0.1
+    (result,) = transcriber.transcribe([noise], TranscribeOptions(temperature=(0.0,)))
+    starts = [segment.start for segment in result.segments]
+    assert starts == pytest.approx([4.0 * k for k in range(14)])  # windows at 0, 8, ..., 48 s
+    assert all(s.seek == round(s.start // 8 * 800) for s in result.segments)
+    assert backend.prompts[0] == []
+    assert backend.prompts[1][0] == 50360 and backend.prompts[1][1:] == [ts(0), 262, ts(4), ts(4), 262, ts(8)]
+
+
+# -- chunked windows -------------------------------------------------------------------------
+def test_chunk_windows_overlap_and_own_their_middles():
+    starts = window_starts(65.0, 30.0, 5.0)
+    assert starts == [0.0, 20.0, 40.0]
+    assert owned_span(0, starts, 30.0, 5.0) == (-np.inf, 25.0)
+    assert owned_span(1, starts, 30.0, 5.0) == (25.0, 45.0)
+    assert owned_span(2, starts, 30.0, 5.0) == (45.0, np.inf)
+    with pytest.raises(ValueError, match="half"):
+        window_starts(65.0, 30.0, 15.0)
+
+
+# -- word timing pieces ----------------------------------------------------------------------
+def _brute_force_dtw_cost(cost: np.ndarray) -> float:
+    rows, cols = cost.shape
+    total = np.full((rows + 1, cols + 1), np.inf)
+    total[0, 0] = 0
+    for i in range(1, rows + 1):
+        for j in range(1, cols + 1):
+            total[i, j] = cost[i - 1, j - 1] + min(total[i - 1, j - 1], total[i - 1, j], total[i, j - 1])
+    return total[rows, cols]
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 10), (7, 7), (12, 40)])
+def test_dtw_finds_the_cheapest_monotonic_path(shape):
+    cost = np.random.default_rng(sum(shape)).random(shape)
+    rows, cols = dtw(cost)
+    assert rows[0] == 0 and cols[0] == 0 and rows[-1] == shape[0] - 1 and cols[-1] == shape[1] - 1
+    steps = np.stack([np.diff(rows), np.diff(cols)], axis=1)
+    assert {tuple(step) for step in steps} <= {(0, 1), (1, 0), (1, 1)}
+    assert cost[rows, cols].sum() == pytest.approx(_brute_force_dtw_cost(cost))
+
+
+def test_dtw_follows_a_diagonal_band():
+    cost = np.ones((5, 20))
+    for token in range(5):
+        cost[token, 4 * token : 4 * token + 4] = 0.0  # token k is "spoken" in frames 4k .. 4k + 3
+    rows, cols = dtw(cost)
+    first_frame = [int(cols[rows == token][0]) for token in range(5)]
+    assert first_frame == [0, 4, 8, 12, 16]
+
+
+def test_median_filter_matches_a_direct_median():
+    x = np.random.default_rng(1).random((2, 3, 11))
+    filtered = median_filter(x, 5)
+    padded = np.pad(x, ((0, 0), (0, 0), (2, 2)), mode="reflect")
+    assert np.array_equal(filtered[1, 2, 4], np.median(padded[1, 2, 4:9]))
+    assert filtered.shape == x.shape
+    with pytest.raises(ValueError, match="odd"):
+        median_filter(x, 4)
+
+
+def test_punctuation_joins_its_neighbours():
+    words = [WordTiming(w, [i], i, i + 1, 1.0) for i, w in enumerate([' "', "Hello", ",", " world", ".", '"'])]
+    merge_punctuations(words, "\"'“¿([{-", "\"'.。,，!！?？:：”)]}、")
+    assert [w.word for w in words if w.word] == [' "Hello,', ' world."']
+    assert [w.tokens for w in words if w.word] == [[0, 1, 2], [3, 4, 5]]
+
+
+# -- writers ---------------------------------------------------------------------------------
+def test_timestamp_formats():
+    assert format_timestamp(3725.5, always_include_hours=True, decimal_marker=",") == "01:02:05,500"
+    assert format_timestamp(65.0004) == "01:05.000"
+    assert format_timestamp(59.9996) == "01:00.000"  # rounding carries into the minutes
+    with pytest.raises(ValueError):
+        format_timestamp(-1.0)
+
+
+def _transcription() -> Transcription:
+    def segment(index: int, start: float, end: float, text: str) -> TranscriptSegment:
+        return TranscriptSegment(index, 0, start, end, text, [1], [1], 0.0, -0.2, 1.1, 0.01)
+
+    return Transcription(
+        " Hi there. Bye.",
+        [segment(0, 0.0, 1.5, " Hi there."), segment(1, 61.25, 3700.0, " Bye."), segment(2, 5, 5, "")],
+        "en",
+    )
+
+
+def _written(writer) -> str:
+    buffer = io.StringIO()
+    writer(_transcription(), buffer)
+    return buffer.getvalue()
+
+
+def test_subtitle_writers():
+    assert (
+        _written(write_srt)
+        == "1\n00:00:00,000 --> 00:00:01,500\nHi there.\n\n2\n00:01:01,250 --> 01:01:40,000\nBye.\n\n"
+    )
+    assert _written(write_vtt) == "WEBVTT\n\n00:00.000 --> 00:01.500\nHi there.\n\n01:01.250 --> 01:01:40.000\nBye.\n\n"
+    assert _written(write_tsv) == "start\tend\ttext\n0\t1500\tHi there.\n61250\t3700000\tBye.\n"
+    assert _written(write_txt) == "Hi there.\nBye.\n"
+
+
+def test_importing_the_transcription_package_imports_no_framework():
+    code = "import sys, whisper_core.transcribe, whisper_core.cli; print([m for m in ('torch', 'tensorflow', 'jax') if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

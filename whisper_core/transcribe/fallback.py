@@ -1,0 +1,159 @@
+"""Decode a batch of 30 s windows with openai-whisper's temperature fallback.
+
+Each window is decoded greedily first; a result that looks like a failure (too repetitive: the
+zlib compression ratio of its text is above a threshold; or too unsure: its average log-probability
+is below one) is decoded again at the next temperature, by sampling. A window that the model
+thinks is silent (high no-speech probability and low log-probability) is accepted as it is, since
+the caller skips it. When every temperature fails, the result with the best average
+log-probability is kept. Only the rows that still fail are decoded again, so a batch shrinks.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .backends import Generated, ModelBackend
+
+DEFAULT_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+SAMPLE_LENGTH_DIVISOR = 2  # openai-whisper decodes at most n_text_ctx // 2 tokens per window
+
+
+@dataclass(frozen=True)
+class FallbackOptions:
+    """The thresholds of openai-whisper's ``transcribe`` (None switches a check off)."""
+
+    temperatures: tuple[float, ...] = DEFAULT_TEMPERATURES
+    compression_ratio_threshold: float | None = 2.4
+    logprob_threshold: float | None = -1.0
+    no_speech_threshold: float | None = 0.6
+    best_of: int = 1  # samples drawn per window at temperature > 0; the most likely one is kept
+
+
+@dataclass(frozen=True)
+class WindowResult:
+    """A window's accepted decoding and the figures the fallback judged it by."""
+
+    generated: Generated
+    text: str
+    temperature: float
+    compression_ratio: float
+
+    @property
+    def tokens(self) -> tuple[int, ...]:
+        return self.generated.tokens
+
+    @property
+    def avg_logprob(self) -> float:
+        return self.generated.avg_logprob
+
+    @property
+    def no_speech_prob(self) -> float:
+        return self.generated.no_speech_prob
+
+
+def compression_ratio(text: str) -> float:
+    """UTF-8 bytes over zlib-compressed bytes: repetitive (looping) text compresses well."""
+    data = text.encode("utf-8")
+    return len(data) / len(zlib.compress(data))
+
+
+def needs_fallback(result: WindowResult, options: FallbackOptions) -> bool:
+    """openai-whisper's rule: too repetitive or too unsure, unless the window looks silent."""
+    too_repetitive = (
+        options.compression_ratio_threshold is not None
+        and result.compression_ratio > options.compression_ratio_threshold
+    )
+    too_unsure = options.logprob_threshold is not None and result.avg_logprob < options.logprob_threshold
+    silent = (
+        options.no_speech_threshold is not None and result.no_speech_prob > options.no_speech_threshold and too_unsure
+    )
+    return (too_repetitive or too_unsure) and not silent
+
+
+def is_silent(result: WindowResult, options: FallbackOptions) -> bool:
+    """openai-whisper's no-speech skip: the window is likely silence, and not confident enough to keep anyway."""
+    if options.no_speech_threshold is None or result.no_speech_prob <= options.no_speech_threshold:
+        return False
+    return options.logprob_threshold is None or result.avg_logprob <= options.logprob_threshold
+
+
+def max_new_tokens(backend: ModelBackend, prompts: Sequence[Sequence[int] | None]) -> int:
+    """openai-whisper's sample length (half the text context), within the room the longest prefix leaves."""
+    context = backend.config.max_target_positions
+    multilingual = bool(backend.generation_config.is_multilingual)
+    start_sequence = 3 if multilingual else 1  # <|startoftranscript|> [<|lang|> <|task|>]
+    longest = max(len(prompt or ()) for prompt in prompts) + start_sequence
+    return min(context // SAMPLE_LENGTH_DIVISOR, context - longest)
+
+
+class WindowDecoder:
+    """Decodes batches of windows with fallback; keeps a sampling seed that advances with every draw."""
+
+    def __init__(
+        self,
+        backend: ModelBackend,
+        tokenizer: Any,
+        options: FallbackOptions,
+        *,
+        task: str | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.backend, self.tokenizer, self.options = backend, tokenizer, options
+        self.task, self.seed = task, seed
+
+    def decode(
+        self, features: np.ndarray, prompts: Sequence[Sequence[int] | None], languages: Sequence[str | None]
+    ) -> list[WindowResult]:
+        """``features [b, mels, 3000]``, one ``<|startofprev|>`` prompt (or None) and one language (None on
+        English-only models) per row -> one result per row."""
+        accepted: list[WindowResult | None] = [None] * len(prompts)
+        tried: list[list[WindowResult]] = [[] for _ in prompts]
+        pending = list(range(len(prompts)))
+        for temperature in self.options.temperatures:
+            rows = (features[pending], [prompts[row] for row in pending], [languages[row] for row in pending])
+            results = self._decode_at(*rows, temperature)
+            for row, result in zip(pending, results, strict=True):
+                tried[row].append(result)
+                if not needs_fallback(result, self.options):
+                    accepted[row] = result
+            pending = [row for row in pending if accepted[row] is None]
+            if not pending:
+                break
+        for row in pending:  # every temperature failed
+            accepted[row] = max(tried[row], key=lambda result: result.avg_logprob)
+        return accepted  # type: ignore[return-value]  # every row is filled above
+
+    def _decode_at(
+        self,
+        features: np.ndarray,
+        prompts: list[Sequence[int] | None],
+        languages: list[str | None],
+        temperature: float,
+    ) -> list[WindowResult]:
+        draws = self.options.best_of if temperature > 0 else 1
+        self.seed += temperature > 0
+        generated = self.backend.generate(
+            np.repeat(features, draws, axis=0),
+            [prompt for prompt in prompts for _ in range(draws)],
+            temperature=temperature,
+            max_new_tokens=max_new_tokens(self.backend, prompts),
+            language=[language for language in languages for _ in range(draws)],
+            task=self.task,
+            seed=self.seed,
+        )
+        best = [max(generated[row * draws : (row + 1) * draws], key=_likelihood) for row in range(len(prompts))]
+        return [self._result(candidate, temperature) for candidate in best]
+
+    def _result(self, generated: Generated, temperature: float) -> WindowResult:
+        text = self.tokenizer.decode(list(generated.tokens), skip_special_tokens=True)
+        return WindowResult(generated, text, temperature, compression_ratio(text.strip()))
+
+
+def _likelihood(generated: Generated) -> float:
+    """openai-whisper's ranking of samples (no length penalty): log-probability per token."""
+    return generated.sum_logprob / max(len(generated.tokens), 1)

@@ -1,0 +1,448 @@
+"""Long-form transcription: openai-whisper's sequential 30 s windows, written once for every backend.
+
+Audio of any length becomes one log-mel spectrogram (normalised over the whole file, as
+openai-whisper does). A window of 30 s starts at ``seek``; it is decoded with timestamps (and the
+previous text as prompt), cut into segments at each pair of consecutive timestamps, and ``seek``
+moves to the last complete segment's end (or to the window's end when the model closed the window
+with a lone timestamp, or when it heard no speech). Several files are decoded together: each
+batch holds the current window of every unfinished file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from tqdm import tqdm
+
+from ..decoding.prefix import PrefixIds, decoder_prefix
+from ..feature_extraction import WhisperFeatureExtractor
+from ..languages import language_code
+from ..tokenizer import WhisperTokenizer
+from .backends import ModelBackend
+from .fallback import DEFAULT_TEMPERATURES, FallbackOptions, WindowDecoder, WindowResult, is_silent
+from .word_timing import (
+    APPEND_PUNCTUATIONS,
+    PREPEND_PUNCTUATIONS,
+    WordTiming,
+    assign_words,
+    clip_long_words,
+    find_alignment,
+    merge_punctuations,
+)
+
+PUNCTUATION = PREPEND_PUNCTUATIONS + APPEND_PUNCTUATIONS
+
+
+@dataclass
+class TranscriptSegment:
+    """One timestamped piece of a transcript (openai-whisper's segment dict, as attributes)."""
+
+    id: int
+    seek: int  # mel frame where the window that produced it starts
+    start: float
+    end: float
+    text: str
+    tokens: list[int]  # text and timestamp ids
+    text_tokens: list[int]  # ``tokens`` without the timestamps
+    temperature: float
+    avg_logprob: float
+    compression_ratio: float
+    no_speech_prob: float
+    words: list[WordTiming] = field(default_factory=list)
+    token_timestamps: list[float] | None = None  # start of each text token, with return_token_timestamps
+
+
+@dataclass
+class Transcription:
+    """The transcript of one file."""
+
+    text: str
+    segments: list[TranscriptSegment]
+    language: str | None
+
+
+@dataclass(frozen=True)
+class TranscribeOptions:
+    """openai-whisper's ``transcribe`` options (``condition_on_prev_tokens`` is its ``condition_on_previous_text``)."""
+
+    language: str | None = None
+    task: str | None = None
+    temperature: tuple[float, ...] = DEFAULT_TEMPERATURES
+    compression_ratio_threshold: float | None = 2.4
+    logprob_threshold: float | None = -1.0
+    no_speech_threshold: float | None = 0.6
+    best_of: int = 1
+    condition_on_prev_tokens: bool = True
+    initial_prompt: str | None = None
+    word_timestamps: bool = False
+    return_token_timestamps: bool = False
+    prepend_punctuations: str = PREPEND_PUNCTUATIONS
+    append_punctuations: str = APPEND_PUNCTUATIONS
+    clip_timestamps: tuple[float, ...] = ()  # start, end, start, end, ... in seconds; the last end defaults to the end
+    hallucination_silence_threshold: float | None = None  # seconds; needs word_timestamps
+    seed: int = 0
+
+    def fallback(self) -> FallbackOptions:
+        return FallbackOptions(
+            self.temperature,
+            self.compression_ratio_threshold,
+            self.logprob_threshold,
+            self.no_speech_threshold,
+            self.best_of,
+        )
+
+
+@dataclass(frozen=True)
+class WindowSplit:
+    """How the tokens of one window become segments, and how far ``seek`` moves."""
+
+    segments: list[tuple[float, float, list[int]]]  # (start, end, tokens) in seconds from the file start
+    advance: int  # mel frames
+    single_timestamp_ending: bool
+
+
+def split_window(
+    tokens: Sequence[int],
+    timestamp_begin: int,
+    time_offset: float,
+    segment_frames: int,
+    input_stride: int = 2,
+    time_precision: float = 0.02,
+) -> WindowSplit:
+    """openai-whisper's segmentation of a window's generated ids (no ``<|endoftext|>``).
+
+    Consecutive timestamps close one segment and open the next. A window ending on a lone
+    timestamp has no speech after it: ``seek`` jumps to the window's end; otherwise the unfinished
+    last segment is dropped and ``seek`` goes to the last closing timestamp. Without consecutive
+    timestamps the whole window is one segment, ending at its last timestamp when there is one.
+    """
+    tokens = list(tokens)
+    is_time = [token >= timestamp_begin for token in tokens]
+    single_ending = is_time[-2:] == [False, True]
+    cuts = [index + 1 for index in range(len(tokens) - 1) if is_time[index] and is_time[index + 1]]
+    if not cuts:
+        times = [token for token in tokens if token >= timestamp_begin]
+        duration = segment_frames * time_precision / input_stride
+        if times and times[-1] != timestamp_begin:
+            duration = (times[-1] - timestamp_begin) * time_precision
+        return WindowSplit([(time_offset, time_offset + duration, tokens)], segment_frames, single_ending)
+    if single_ending:
+        cuts.append(len(tokens))
+    segments = []
+    previous = 0
+    for cut in cuts:
+        piece = tokens[previous:cut]
+        start = time_offset + (piece[0] - timestamp_begin) * time_precision
+        end = time_offset + (piece[-1] - timestamp_begin) * time_precision
+        segments.append((start, end, piece))
+        previous = cut
+    advance = segment_frames if single_ending else (tokens[previous - 1] - timestamp_begin) * input_stride
+    return WindowSplit(segments, advance, single_ending)
+
+
+def clip_ranges(
+    clip_timestamps: Sequence[float], content_frames: int, frames_per_second: int = 100
+) -> list[tuple[int, int]]:
+    """``start, end, start, end, ...`` seconds -> mel frame ranges; an open last clip runs to the end."""
+    points = [round(seconds * frames_per_second) for seconds in clip_timestamps] or [0]
+    if len(points) % 2:
+        points.append(content_frames)
+    return list(zip(points[::2], points[1::2], strict=True))
+
+
+class Transcriber:
+    """Long-form transcription with any backend: ``Transcriber.from_pretrained(backend, directory).transcribe(audios)``."""
+
+    def __init__(
+        self,
+        backend: ModelBackend,
+        tokenizer: WhisperTokenizer,
+        feature_extractor: WhisperFeatureExtractor,
+    ) -> None:
+        self.backend = backend
+        self.tokenizer = tokenizer
+        self.features = feature_extractor
+        self.ids = PrefixIds.from_generation_config(backend.generation_config)
+        self.timestamp_begin = self.ids.no_timestamps_token_id + 1
+        self.eot = tokenizer.eos_token_id
+        self.window_frames = feature_extractor.nb_max_frames
+        self.input_stride = self.window_frames // backend.config.max_source_positions  # mel frames per token: 2
+        self.frames_per_second = feature_extractor.sampling_rate // feature_extractor.hop_length
+        self.time_precision = self.input_stride / self.frames_per_second
+
+    @classmethod
+    def from_pretrained(cls, backend: ModelBackend, directory: str) -> Transcriber:
+        return cls(
+            backend, WhisperTokenizer.from_pretrained(directory), WhisperFeatureExtractor.from_pretrained(directory)
+        )
+
+    def log_mel(self, audio: np.ndarray) -> np.ndarray:
+        """``[mels, frames + 3000]``: the whole file followed by 30 s of silence, normalised as one."""
+        padded = np.concatenate([np.asarray(audio, np.float32), np.zeros(self.features.n_samples, np.float32)])
+        return self.features.log_mel(padded[None])[0]
+
+    def transcribe(
+        self,
+        audios: Sequence[np.ndarray],
+        options: TranscribeOptions = TranscribeOptions(),  # frozen: shared safely
+        *,
+        progress: bool = False,
+    ) -> list[Transcription]:
+        """Transcribe 16 kHz mono clips of any length, one window per clip per batch."""
+        if options.hallucination_silence_threshold is not None and not options.word_timestamps:
+            raise ValueError("hallucination_silence_threshold needs word_timestamps=True")
+        mels = [self.log_mel(audio) for audio in audios]
+        languages = self.languages(mels, options.language)
+        prompt = (
+            self.tokenizer.encode(" " + options.initial_prompt.strip(), add_special_tokens=False)
+            if options.initial_prompt
+            else []
+        )
+        streams = [_Stream(self, mel, language, options, prompt) for mel, language in zip(mels, languages, strict=True)]
+        decoder = WindowDecoder(self.backend, self.tokenizer, options.fallback(), task=options.task, seed=options.seed)
+        total = sum(stream.content_frames for stream in streams)
+        with tqdm(total=total, unit="frames", disable=not progress) as bar:
+            while active := [(stream, window) for stream in streams if (window := stream.next_window()) is not None]:
+                features = np.stack([window for _, window in active])
+                prompts = [stream.prompt() for stream, _ in active]
+                multilingual = self.ids.is_multilingual
+                results = decoder.decode(features, prompts, [s.language if multilingual else None for s, _ in active])
+                for (stream, window), result in zip(active, results, strict=True):
+                    before = stream.seek
+                    stream.accept(result, window)
+                    bar.update(min(stream.content_frames, stream.seek) - before)
+        return [stream.finish() for stream in streams]
+
+    def languages(self, mels: list[np.ndarray], language: str | None) -> list[str | None]:
+        """The given language, or the one detected on each file's first 30 s (English for English-only models)."""
+        if not self.ids.is_multilingual:
+            return ["en"] * len(mels)
+        if language is not None:
+            return [language_code(language)] * len(mels)
+        first = np.stack([mel[:, : self.window_frames] for mel in mels])
+        return [max(probabilities, key=probabilities.get) for probabilities in self.backend.detect_language(first)]
+
+    def align(
+        self,
+        segments: list[TranscriptSegment],
+        window: np.ndarray,
+        num_frames: int,
+        language: str | None,
+        options: TranscribeOptions,
+        last_speech: float,
+        time_offset: float,
+    ) -> None:
+        """Word (and token) timestamps for one window's segments, in place."""
+        text_tokens = [token for segment in segments for token in segment.text_tokens]
+        if not text_tokens:
+            return
+        language_token = self.ids.language_token(language) if self.ids.is_multilingual and language else None
+        prefix = decoder_prefix(self.ids, language_token, options.task, return_timestamps=False)
+        tokens = np.asarray([[*prefix, *text_tokens, self.eot]], dtype=np.int64)
+        heads = self.backend.generation_config.alignment_heads
+        if not heads:
+            raise ValueError("word timestamps need generation_config.alignment_heads, which this checkpoint lacks")
+        logits, weights = self.backend.forward_attentions(window[None], tokens, heads)
+        alignment = find_alignment(self.tokenizer, text_tokens, weights, logits, num_frames, len(prefix) - 1, language)
+        if options.return_token_timestamps:
+            starts = iter(alignment.token_starts)
+            for segment in segments:
+                segment.token_timestamps = [round(time_offset + next(starts), 2) for _ in segment.text_tokens]
+        if options.word_timestamps:
+            median = clip_long_words(alignment.words)
+            merge_punctuations(alignment.words, options.prepend_punctuations, options.append_punctuations)
+            assign_words(segments, alignment.words, time_offset, median, last_speech)
+
+
+class _Stream:
+    """The seek state of one file: which window comes next, the prompt, and the segments so far."""
+
+    def __init__(
+        self,
+        owner: Transcriber,
+        mel: np.ndarray,
+        language: str | None,
+        options: TranscribeOptions,
+        initial_prompt: list[int],
+    ) -> None:
+        self.owner, self.mel, self.language, self.options = owner, mel, language, options
+        self.content_frames = mel.shape[-1] - owner.window_frames
+        self.clips = clip_ranges(options.clip_timestamps, self.content_frames, owner.frames_per_second)
+        self.clip_index = 0
+        self.seek = self.clips[0][0]
+        self.initial_prompt = initial_prompt
+        self.all_tokens: list[int] = list(initial_prompt)
+        self.prompt_reset_since = 0
+        self.segments: list[TranscriptSegment] = []
+        self.last_speech = 0.0
+        self.segment_frames = 0
+
+    def next_window(self) -> np.ndarray | None:
+        """The next window's features ``[mels, 3000]`` (zero-padded), or None when the file is done."""
+        while self.clip_index < len(self.clips):
+            start, end = self.clips[self.clip_index]
+            self.seek = max(self.seek, start)
+            if self.seek < end:
+                self.segment_frames = min(self.owner.window_frames, self.content_frames - self.seek, end - self.seek)
+                window = np.zeros((self.mel.shape[0], self.owner.window_frames), np.float32)
+                window[:, : self.segment_frames] = self.mel[:, self.seek : self.seek + self.segment_frames]
+                return window
+            self.clip_index += 1
+            if self.clip_index < len(self.clips):
+                self.seek = self.clips[self.clip_index][0]
+        return None
+
+    def prompt(self) -> list[int]:
+        """``<|startofprev|>`` and the latest tokens of the text so far (none right after a reset)."""
+        previous = self.all_tokens[self.prompt_reset_since :]
+        if not previous:
+            return []
+        keep = self.owner.backend.config.max_target_positions // 2 - 1
+        return [self.owner.ids.prev_sot_token_id, *previous[-keep:]]
+
+    def accept(self, result: WindowResult, window: np.ndarray) -> None:
+        """Turn the window's decoding into segments and move ``seek``."""
+        owner, options = self.owner, self.options
+        frames_per_second = owner.frames_per_second
+        time_offset = self.seek / frames_per_second
+        window_end = (self.seek + owner.window_frames) / frames_per_second
+        segment_frames = self.segment_frames
+        if is_silent(result, options.fallback()):  # skip the whole window
+            self.seek += segment_frames
+            return
+        previous_seek = self.seek
+        split = split_window(
+            result.tokens, owner.timestamp_begin, time_offset, segment_frames, owner.input_stride, owner.time_precision
+        )
+        segments = [self._segment(start, end, tokens, result, previous_seek) for start, end, tokens in split.segments]
+        self.seek += split.advance
+        if options.word_timestamps or options.return_token_timestamps:
+            owner.align(segments, window, segment_frames, self.language, options, self.last_speech, time_offset)
+        if options.word_timestamps:
+            if not split.single_timestamp_ending:
+                last_word_end = _last_end(segments)
+                if last_word_end is not None and last_word_end > time_offset:
+                    self.seek = round(last_word_end * frames_per_second)
+            if options.hallucination_silence_threshold is not None:
+                skipped = self._skip_hallucinations(segments, split, time_offset, window_end, previous_seek)
+                if skipped:
+                    return
+            last_word_end = _last_end(segments)
+            if last_word_end is not None:
+                self.last_speech = last_word_end
+        for segment in segments:  # an instantaneous or empty segment keeps its times and nothing else
+            if segment.start == segment.end or not segment.text.strip():
+                segment.text, segment.tokens, segment.text_tokens, segment.words = "", [], [], []
+        for segment in segments:
+            segment.id = len(self.segments)
+            self.segments.append(segment)
+            self.all_tokens.extend(segment.tokens)
+        if not options.condition_on_prev_tokens or result.temperature > 0.5:
+            self.prompt_reset_since = len(self.all_tokens)  # a high-temperature text is no good prompt
+
+    def _skip_hallucinations(
+        self,
+        segments: list[TranscriptSegment],
+        split: WindowSplit,
+        time_offset: float,
+        window_end: float,
+        previous_seek: int,
+    ) -> bool:
+        """openai-whisper's ``hallucination_silence_threshold``: skip silence before a likely hallucination.
+        Returns True when the window is dropped entirely (decoding resumes after the leading silence)."""
+        threshold = self.options.hallucination_silence_threshold
+        frames_per_second = self.owner.frames_per_second
+        if not split.single_timestamp_ending:
+            last_word_end = _last_end(segments)
+            if last_word_end is not None and last_word_end > time_offset:
+                remaining = window_end - last_word_end
+                self.seek = (
+                    round(last_word_end * frames_per_second)
+                    if remaining > threshold
+                    else previous_seek + self.segment_frames
+                )
+        first = next((segment for segment in segments if segment.words), None)
+        if first is not None and _is_anomaly(first):
+            gap = first.start - time_offset
+            if gap > threshold:
+                self.seek = previous_seek + round(gap * frames_per_second)
+                return True
+        content_duration = self.content_frames / frames_per_second
+        last_end = self.last_speech
+        for index, segment in enumerate(segments):
+            if not segment.words:
+                continue
+            if _is_anomaly(segment):
+                following = next((s for s in segments[index + 1 :] if s.words), None)
+                next_start = (
+                    following.words[0].start
+                    if following is not None
+                    else time_offset + self.segment_frames / frames_per_second
+                )
+                silence_before = (
+                    segment.start - last_end > threshold
+                    or segment.start < threshold
+                    or segment.start - time_offset < 2.0
+                )
+                silence_after = (
+                    next_start - segment.end > threshold or _is_anomaly(following) or window_end - segment.end < 2.0
+                )
+                if silence_before and silence_after:
+                    self.seek = round(max(time_offset + 1, segment.start) * frames_per_second)
+                    if content_duration - segment.end < threshold:
+                        self.seek = self.content_frames
+                    del segments[index:]
+                    break
+            last_end = segment.end
+        return False
+
+    def _segment(
+        self, start: float, end: float, tokens: list[int], result: WindowResult, seek: int
+    ) -> TranscriptSegment:
+        text_tokens = [token for token in tokens if token < self.owner.eot]
+        return TranscriptSegment(
+            id=0,
+            seek=seek,
+            start=start,
+            end=end,
+            text=self.owner.tokenizer.decode(text_tokens),
+            tokens=list(tokens),
+            text_tokens=text_tokens,
+            temperature=result.temperature,
+            avg_logprob=result.avg_logprob,
+            compression_ratio=result.compression_ratio,
+            no_speech_prob=result.no_speech_prob,
+        )
+
+    def finish(self) -> Transcription:
+        text = self.owner.tokenizer.decode(self.all_tokens[len(self.initial_prompt) :], skip_special_tokens=True)
+        return Transcription(text, self.segments, self.language)
+
+
+def _last_end(segments: list[TranscriptSegment]) -> float | None:
+    """End of the last word, else of the last segment (openai-whisper's ``get_end``)."""
+    for segment in reversed(segments):
+        if segment.words:
+            return segment.words[-1].end
+    return segments[-1].end if segments else None
+
+
+def _word_anomaly(word: WordTiming) -> float:
+    """How implausible a word is: improbable, very short or very long."""
+    duration = word.end - word.start
+    score = 1.0 if word.probability < 0.15 else 0.0
+    if duration < 0.133:
+        score += (0.133 - duration) * 15
+    if duration > 2.0:
+        score += duration - 2.0
+    return score
+
+
+def _is_anomaly(segment: TranscriptSegment | None) -> bool:
+    if segment is None or not segment.words:
+        return False
+    words = [word for word in segment.words if word.word not in PUNCTUATION][:8]
+    score = sum(_word_anomaly(word) for word in words)
+    return score >= 3 or score + 0.01 >= len(words)
