@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SAMPLE ?= ../shared/data/jfk.flac
-SYSTEM_PACKAGES := espeak-ng sox bc
+SYSTEM_PACKAGES := espeak-ng sox
 PYTEST_ARGS ?=
 DEMO_DIR ?= /tmp/whisper-mb-demo
 
@@ -41,10 +41,8 @@ demo: install
 	rm -rf $(DEMO_DIR) && mkdir -p $(DEMO_DIR)
 	$(BIN)/whisper-mb convert tiny.en $(DEMO_DIR)/tiny.en-flax --to flax --verify --audio $(SAMPLE)
 	@for backend in pt tf flax; do \
-		echo "== transcription with $$backend"; \
-		start=$$(date +%s.%N); \
+		echo "== transcription with $$backend (\"seconds\": decoding time, compilation included)"; \
 		$(BIN)/whisper-mb transcribe $(SAMPLE) --backend $$backend --model tiny.en || exit 1; \
-		echo "   ($$backend: $$(echo "$$(date +%s.%N) - $$start" | bc) s, including start-up and compilation)"; \
 	done
 	@echo "== parity of the three backends on the sample"
 	$(BIN)/whisper-mb parity tiny.en --backends pt,tf,flax --audio $(SAMPLE)

@@ -12,7 +12,7 @@ length, ``max_new_tokens``, rules, search) and is reused by every later call of 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from functools import partial
 from typing import Any
 
@@ -20,7 +20,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from whisper_core.decoding import GenerationPlan, LogitRules, NumpyOps, PrefixIds, Segment, beam, plan_generation
+from whisper_core.decoding import (
+    LoopSpec,
+    NumpyOps,
+    PrefixIds,
+    WhisperGenerateOutput,
+    beam,
+    plan_generation,
+)
 
 from .outputs import KVCache
 
@@ -79,49 +86,6 @@ class JaxOps:
 
     def all_true(self, x: jax.Array) -> bool:
         return bool(jnp.all(x))
-
-
-@dataclass
-class WhisperGenerateOutput:
-    """``generate(..., return_dict_in_generate=True)``: ids with their prefix, and what was asked for."""
-
-    sequences: jax.Array  # [batch, prefix + generated]
-    scores: tuple[jax.Array, ...] | jax.Array | None = None  # per step [batch, vocab]; beams: [batch] sequence scores
-    no_speech_probs: jax.Array | None = None  # [batch]
-    languages: list[str] | None = None  # the language of each row (given or detected)
-    segments: list[list[Segment]] | None = None  # per row, with return_timestamps and return_segments
-
-    def __getitem__(self, key: str) -> Any:
-        return getattr(self, key)
-
-
-@dataclass(frozen=True)
-class _LoopSpec:
-    """Everything static about one compiled loop (the jit cache key beside the input shapes)."""
-
-    rules: LogitRules
-    max_new_tokens: int
-    eos: int
-    pad: int
-    no_speech_token: int
-    sampling: tuple[float, int] | None  # (temperature, top_k) or None for greedy
-    want_scores: bool
-    num_beams: int
-    length_penalty: float
-
-    @classmethod
-    def of(cls, plan: GenerationPlan) -> _LoopSpec:
-        return cls(
-            rules=plan.rules,
-            max_new_tokens=plan.max_new_tokens,
-            eos=plan.eos,
-            pad=plan.pad,
-            no_speech_token=plan.ids.no_speech_token_id,
-            sampling=plan.sampling,
-            want_scores=plan.output_scores,
-            num_beams=plan.num_beams,
-            length_penalty=plan.length_penalty,
-        )
 
 
 class FlaxWhisperGenerationMixin:
@@ -192,7 +156,7 @@ class FlaxWhisperGenerationMixin:
             return_segments=return_segments,
             **kwargs,
         )
-        spec = _LoopSpec.of(plan)
+        spec = plan.loop_spec()
         inputs = (
             self._params(params)["params"],
             encoder_states,
@@ -271,7 +235,7 @@ class FlaxWhisperGenerationMixin:
         return decode
 
     def _decode_prefix(
-        self, spec: _LoopSpec, params: Any, encoder_states: jax.Array, prefix: jax.Array, padding: jax.Array
+        self, spec: LoopSpec, params: Any, encoder_states: jax.Array, prefix: jax.Array, padding: jax.Array
     ) -> tuple[Callable[..., Any], Any]:
         """Fill a fresh cache with the prefix rows; return the step decoder and the prefix pass."""
         capacity = prefix.shape[1] + spec.max_new_tokens
@@ -281,7 +245,7 @@ class FlaxWhisperGenerationMixin:
 
     def _greedy_loop(
         self,
-        spec: _LoopSpec,
+        spec: LoopSpec,
         params: Any,
         encoder_states: jax.Array,
         prefix: jax.Array,
@@ -332,7 +296,7 @@ class FlaxWhisperGenerationMixin:
 
     def _beam_loop(
         self,
-        spec: _LoopSpec,
+        spec: LoopSpec,
         params: Any,
         encoder_states: jax.Array,
         prefix: jax.Array,

@@ -81,6 +81,34 @@ def shift_tokens_right(input_ids: jax.Array, pad_token_id: int, decoder_start_to
     return jnp.where(shifted == -100, pad_token_id, shifted)
 
 
+def _compute_mask_indices(
+    rng: jax.Array, shape: tuple[int, int], mask_prob: float, mask_length: int, min_masks: int = 0
+) -> jax.Array:
+    """SpecAugment spans: a bool mask ``[batch, length]`` of ``mask_length``-long spans (they may overlap).
+
+    whisper_pt's rule with JAX's RNG, traced so a train step compiles: every row gets
+    ``int(mask_prob * length / mask_length + u)`` spans (one ``u ~ U[0, 1)`` per call), at least
+    ``min_masks``, at most what fits; starts are drawn without replacement (the top scores of uniform
+    noise), so the span count is traced while the shapes stay static.
+    """
+    batch_size, length = shape
+    if mask_length < 1:
+        raise ValueError("mask_length must be at least 1")
+    if mask_length > length:
+        raise ValueError(f"mask_length ({mask_length}) must not exceed the masked axis length ({length})")
+    epsilon_rng, start_rng = jax.random.split(rng)
+    epsilon = jax.random.uniform(epsilon_rng)
+    max_spans = length // mask_length
+    num_spans = jnp.maximum((mask_prob * length / mask_length + epsilon).astype(jnp.int32), min_masks)
+    num_spans = jnp.minimum(num_spans, max_spans)
+    scores = jax.random.uniform(start_rng, (batch_size, length - mask_length + 1))
+    _, starts = jax.lax.top_k(scores, max_spans)  # [batch, max_spans], distinct
+    used = jnp.arange(max_spans) < num_spans  # [max_spans]
+    frames = jnp.arange(length)  # [length]
+    offset = frames[None, None, :] - starts[:, :, None]  # [batch, max_spans, length]
+    return jnp.any(used[None, :, None] & (offset >= 0) & (offset < mask_length), axis=1)
+
+
 class LayerNorm(nn.LayerNorm):
     """LayerNorm computed in float32 and cast back, so fp16/bf16 models keep precise statistics.
 
@@ -662,6 +690,32 @@ class FlaxWhisperModule(nn.Module):
     def init_cache(self, encoder_hidden_states: jax.Array, max_length: int) -> KVCache:
         return self.decoder.init_cache(encoder_hidden_states, max_length)
 
+    def _mask_input_features(self, input_features: jax.Array) -> jax.Array:
+        """SpecAugment (called in training when ``config.apply_spec_augment``): zero random spans of frames
+        (``mask_time_*``) and of mel bins (``mask_feature_*``) of ``input_features [b, bins, frames]``,
+        drawn from the ``dropout`` RNG stream."""
+        config = self.config
+        batch, bins, frames = input_features.shape
+        if config.mask_time_prob > 0:
+            time_mask = _compute_mask_indices(
+                self.make_rng("dropout"),
+                (batch, frames),
+                config.mask_time_prob,
+                config.mask_time_length,
+                config.mask_time_min_masks,
+            )
+            input_features = jnp.where(time_mask[:, None, :], 0.0, input_features)  # [b, 1, frames]
+        if config.mask_feature_prob > 0:
+            bin_mask = _compute_mask_indices(
+                self.make_rng("dropout"),
+                (batch, bins),
+                config.mask_feature_prob,
+                config.mask_feature_length,
+                config.mask_feature_min_masks,
+            )
+            input_features = jnp.where(bin_mask[:, :, None], 0.0, input_features)  # [b, bins, 1]
+        return input_features
+
     def __call__(
         self,
         input_features: jax.Array,
@@ -672,7 +726,10 @@ class FlaxWhisperModule(nn.Module):
         output_hidden_states: bool = False,
         deterministic: bool = True,
     ) -> Seq2SeqModelOutput:
-        """Run the encoder and the decoder on its last state."""
+        """Run the encoder (on SpecAugmented features when training with ``apply_spec_augment``) and the
+        decoder on its last state."""
+        if self.config.apply_spec_augment and not deterministic:
+            input_features = self._mask_input_features(input_features)
         encoder_outputs = self.encoder(input_features, output_attentions, output_hidden_states, deterministic)
         decoder_outputs = self.decoder(
             decoder_input_ids,
@@ -730,12 +787,19 @@ class FlaxWhisperModel(FlaxWhisperPreTrainedModel):
         return out if _flag(return_dict, self.config, "return_dict", True) else out.to_tuple()
 
 
-def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
-    """Mean cross-entropy (float32) over the ``labels [...]`` that are not -100 (PyTorch's ignore_index)."""
+def summed_cross_entropy(logits: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(sum of the float32 cross-entropies, count) over the ``labels [...]`` that are not -100; training
+    sums over micro-batches and divides once by the whole batch's count."""
     log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
     valid = labels != -100
     picked = jnp.take_along_axis(log_probs, jnp.where(valid, labels, 0)[..., None], axis=-1)[..., 0]
-    return -jnp.sum(jnp.where(valid, picked, 0.0)) / jnp.sum(valid)
+    return -jnp.sum(jnp.where(valid, picked, 0.0)), jnp.sum(valid)
+
+
+def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """Mean cross-entropy (float32) over the ``labels [...]`` that are not -100 (PyTorch's ignore_index)."""
+    total, count = summed_cross_entropy(logits, labels)
+    return total / count
 
 
 class FlaxWhisperForConditionalGenerationModule(nn.Module):

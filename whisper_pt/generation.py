@@ -8,13 +8,12 @@ encode once, feed the prefix, then one token per step through the self-attention
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from whisper_core.decoding import GenerationPlan, PrefixIds, Segment, beam, plan_generation
+from whisper_core.decoding import GenerationPlan, PrefixIds, WhisperGenerateOutput, beam, plan_generation
 
 
 class TorchOps:
@@ -71,20 +70,6 @@ class TorchOps:
 
     def all_true(self, x: torch.Tensor) -> bool:
         return bool(x.all())
-
-
-@dataclass
-class WhisperGenerateOutput:
-    """``generate(..., return_dict_in_generate=True)``: ids with their prefix, and what was asked for."""
-
-    sequences: torch.Tensor  # [batch, prefix + generated]
-    scores: tuple[torch.Tensor, ...] | None = None  # per step, processed logits [batch, vocab]
-    no_speech_probs: torch.Tensor | None = None  # [batch]
-    languages: list[str] | None = None  # the language of each row (given or detected)
-    segments: list[list[Segment]] | None = None  # per row, with return_timestamps and return_segments
-
-    def __getitem__(self, key: str) -> Any:
-        return getattr(self, key)
 
 
 class WhisperGenerationMixin:

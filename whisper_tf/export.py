@@ -23,8 +23,6 @@ import tensorflow as tf
 
 from whisper_core.decoding import plan_generation
 
-from .generation import _LoopSpec
-
 SIGNATURE = "serving_default"
 
 
@@ -61,7 +59,7 @@ def export_saved_model(
         return_timestamps=return_timestamps,
         max_new_tokens=max_new_tokens,
     )
-    spec = _LoopSpec.of(plan)
+    spec = plan.loop_spec()
     loop = model._compiled(spec, lambda: tf.function(partial(model._greedy_loop, spec), jit_compile=True))
     prefix_row = tf.constant(plan.prefixes[0], tf.int32)  # [begin]
     frames = 2 * model.config.max_source_positions

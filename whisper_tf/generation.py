@@ -12,7 +12,7 @@ length, ``max_new_tokens``, rules, search) and reuses it for every later call of
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from functools import partial
 from typing import Any
 
@@ -20,7 +20,14 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.compiler.tf2xla.python import xla
 
-from whisper_core.decoding import GenerationPlan, LogitRules, NumpyOps, PrefixIds, Segment, beam, plan_generation
+from whisper_core.decoding import (
+    LoopSpec,
+    NumpyOps,
+    PrefixIds,
+    WhisperGenerateOutput,
+    beam,
+    plan_generation,
+)
 
 from .outputs import KVCache
 
@@ -110,49 +117,6 @@ class _TracedLength:
 tf.register_tensor_conversion_function(_TracedLength, lambda length, dtype=None, name=None, as_ref=False: length.value)
 
 
-@dataclass
-class WhisperGenerateOutput:
-    """``generate(..., return_dict_in_generate=True)``: ids with their prefix, and what was asked for."""
-
-    sequences: tf.Tensor  # [batch, prefix + generated]
-    scores: tuple[tf.Tensor, ...] | tf.Tensor | None = None  # per step [batch, vocab]; beams: [batch] sequence scores
-    no_speech_probs: tf.Tensor | None = None  # [batch]
-    languages: list[str] | None = None  # the language of each row (given or detected)
-    segments: list[list[Segment]] | None = None  # per row, with return_timestamps and return_segments
-
-    def __getitem__(self, key: str) -> Any:
-        return getattr(self, key)
-
-
-@dataclass(frozen=True)
-class _LoopSpec:
-    """Everything static about one compiled loop (the cache key of its ``tf.function``)."""
-
-    rules: LogitRules
-    max_new_tokens: int
-    eos: int
-    pad: int
-    no_speech_token: int
-    sampling: tuple[float, int] | None  # (temperature, top_k) or None for greedy
-    want_scores: bool
-    num_beams: int
-    length_penalty: float
-
-    @classmethod
-    def of(cls, plan: GenerationPlan) -> _LoopSpec:
-        return cls(
-            rules=plan.rules,
-            max_new_tokens=plan.max_new_tokens,
-            eos=plan.eos,
-            pad=plan.pad,
-            no_speech_token=plan.ids.no_speech_token_id,
-            sampling=plan.sampling,
-            want_scores=plan.output_scores,
-            num_beams=plan.num_beams,
-            length_penalty=plan.length_penalty,
-        )
-
-
 class TFWhisperGenerationMixin:
     """``generate`` and ``detect_language`` for :class:`~whisper_tf.modeling.TFWhisperForConditionalGeneration`."""
 
@@ -220,7 +184,7 @@ class TFWhisperGenerationMixin:
             return_segments=return_segments,
             **kwargs,
         )
-        spec = _LoopSpec.of(plan)
+        spec = plan.loop_spec()
         inputs = (
             encoder_states,
             tf.constant(plan.prefixes, tf.int32),
@@ -299,7 +263,7 @@ class TFWhisperGenerationMixin:
         return decode
 
     def _decode_prefix(
-        self, spec: _LoopSpec, encoder_states: tf.Tensor, prefix: tf.Tensor, padding: tf.Tensor
+        self, spec: LoopSpec, encoder_states: tf.Tensor, prefix: tf.Tensor, padding: tf.Tensor
     ) -> tuple[Callable[..., Any], tf.Tensor, KVCache]:
         """Fill a fresh cache with the prefix rows; return the step decoder, the prefix logits and the cache."""
         capacity = prefix.shape[1] + spec.max_new_tokens
@@ -309,7 +273,7 @@ class TFWhisperGenerationMixin:
 
     def _greedy_loop(
         self,
-        spec: _LoopSpec,
+        spec: LoopSpec,
         encoder_states: tf.Tensor,
         prefix: tf.Tensor,
         padding: tf.Tensor,
@@ -350,7 +314,7 @@ class TFWhisperGenerationMixin:
 
     def _beam_loop(
         self,
-        spec: _LoopSpec,
+        spec: LoopSpec,
         encoder_states: tf.Tensor,
         prefix: tf.Tensor,
         padding: tf.Tensor,

@@ -2,7 +2,7 @@
 
 from . import beam
 from .ops import ArrayOps, NumpyOps
-from .plan import GenerationPlan, left_pad, plan_generation, prompts_per_row
+from .plan import GenerationPlan, LoopSpec, WhisperGenerateOutput, left_pad, plan_generation, prompts_per_row
 from .prefix import PrefixIds, decoder_prefix, languages_per_row, prompt_tokens
 from .rules import LogitRules
 from .segments import Segment, split_segments
@@ -11,9 +11,11 @@ __all__ = [
     "ArrayOps",
     "GenerationPlan",
     "LogitRules",
+    "LoopSpec",
     "NumpyOps",
     "PrefixIds",
     "Segment",
+    "WhisperGenerateOutput",
     "beam",
     "decoder_prefix",
     "languages_per_row",

@@ -20,6 +20,37 @@ from .rules import LogitRules
 from .segments import Segment, split_segments
 
 
+@dataclass
+class WhisperGenerateOutput:
+    """``generate(..., return_dict_in_generate=True)`` in every backend: ids with their prefix, and what was
+    asked for (tensors of the backend's framework)."""
+
+    sequences: Any  # [batch, prefix + generated]
+    scores: Any = None  # per step, processed logits [batch, vocab]; beam search: sequence scores [batch]
+    no_speech_probs: Any = None  # [batch]
+    languages: list[str] | None = None  # the language of each row (given or detected)
+    segments: list[list[Segment]] | None = None  # per row, with return_timestamps and return_segments
+
+    def __getitem__(self, key: str) -> Any:
+        return getattr(self, key)
+
+
+@dataclass(frozen=True)
+class LoopSpec:
+    """Everything static about one compiled decoding loop: hashable, so it keys the cache of compiled
+    loops (``jax.jit`` / ``tf.function``) beside the input shapes."""
+
+    rules: LogitRules
+    max_new_tokens: int
+    eos: int
+    pad: int
+    no_speech_token: int
+    sampling: tuple[float, int] | None  # (temperature, top_k) or None for greedy
+    want_scores: bool
+    num_beams: int
+    length_penalty: float
+
+
 @dataclass(frozen=True)
 class GenerationPlan:
     """The resolved decoding of one batch: rows, rules and search settings."""
@@ -49,6 +80,20 @@ class GenerationPlan:
     def capacity(self) -> int:
         """Length of the token buffer: prefix plus every token that may be generated."""
         return self.begin + self.max_new_tokens
+
+    def loop_spec(self) -> LoopSpec:
+        """The static part of this plan, for compiled loops."""
+        return LoopSpec(
+            rules=self.rules,
+            max_new_tokens=self.max_new_tokens,
+            eos=self.eos,
+            pad=self.pad,
+            no_speech_token=self.ids.no_speech_token_id,
+            sampling=self.sampling,
+            want_scores=self.output_scores,
+            num_beams=self.num_beams,
+            length_penalty=self.length_penalty,
+        )
 
     def languages(self) -> list[str] | None:
         """Each row's language code, or ``None`` for English-only models."""
