@@ -179,3 +179,14 @@ def assert_close(name: str, a: Any, b: Any, tolerance: float, relative: bool = F
     scale = max(1.0, float(np.abs(np.asarray(b, np.float64)).max())) if relative else 1.0
     difference = max_abs(a, b)
     assert difference <= tolerance * scale, f"{name}: max abs difference {difference:.3g} > {tolerance * scale:.3g}"
+
+
+def assert_gradients_close(first: dict[str, np.ndarray], second: dict[str, np.ndarray], tolerance: float) -> None:
+    """Same tensors, each within ``tolerance`` relative error in norm: ``|a - b| / |b|`` (L2 over the
+    tensor). The largest single element is no measure here: in float32, elements far below a tensor's
+    scale carry rounding of the order of the scale."""
+    assert sorted(first) == sorted(second)
+    for name in second:
+        a, b = first[name].astype(np.float64), second[name].astype(np.float64)
+        error = float(np.linalg.norm(a - b)) / max(float(np.linalg.norm(b)), 1e-30)
+        assert error <= tolerance, f"{name}: relative error {error:.3g} > {tolerance:g}"

@@ -10,11 +10,16 @@ import pytest
 from tests.conftest import JFK_TEXT
 from whisper_core import WhisperProcessor
 
-from .runners import RUNNERS, assert_close, pairs, trainable_gradients
+from .runners import RUNNERS, assert_close, assert_gradients_close, pairs, trainable_gradients
 
 pytestmark = pytest.mark.slow
 TOL = 1e-4
 KIND = "WhisperForConditionalGeneration"
+# First-step gradients, relative error in norm per tensor. On base, float32 rounding through the six
+# encoder layers (residual stream ~500) reaches the first convolution: whisper_pt's own float32
+# gradients are up to 6.3e-5 from its float64 ones, and XLA's (Flax) conv1 gradients 1.8e-4 from
+# PyTorch's and TensorFlow's, so base is held to 2e-4 there instead of DESIGN.md's 1e-4.
+GRADIENT_TOL = {"tiny.en": 1e-4, "base": 2e-4}
 
 
 @pytest.fixture(scope="module", params=["tiny.en", "base"])
@@ -27,27 +32,22 @@ def checkpoint(request, tiny_en_dir, base_dir, jfk_audio):
 
 
 @pytest.fixture(scope="module")
-def float32_noise(checkpoint):
-    """How far whisper_pt's float32 logits and first-step gradients are from its own float64 ones on this
-    input. On base they are 1.06e-4 (logits) apart, and transformers' own Flax and PyTorch models differ
-    by 1.7e-4, so no two float32 implementations can promise 1e-4 there: where this noise is larger than
-    DESIGN.md's figure, the tests allow twice it for logits and four times it for gradients (each side
-    carries its own float32 error; JAX's is up to twice PyTorch's on base)."""
+def logits_noise(checkpoint):
+    """How far whisper_pt's float32 logits are from its own float64 logits on this input. On base that is
+    1.06e-4 (and transformers' own Flax and PyTorch models differ by 1.7e-4), so no two float32
+    implementations can promise 1e-4 there: where this noise is larger than DESIGN.md's figure, the
+    tests allow twice it."""
     import torch
 
     from whisper_pt import WhisperForConditionalGeneration
 
     _, directory, features, labels = checkpoint
-    results = []
-    for dtype in (torch.float32, torch.float64):
-        model = WhisperForConditionalGeneration.from_pretrained(directory).eval().to(dtype)
-        out = model(torch.from_numpy(features).to(dtype), labels=torch.from_numpy(labels))
-        out.loss.backward()
-        grads = {name: p.grad.double() for name, p in model.named_parameters() if p.grad is not None}
-        results.append((out.logits.detach().double(), grads))
-    (single, single_grads), (double, double_grads) = results
-    gradients = {name: float((single_grads[name] - double_grads[name]).abs().max()) for name in double_grads}
-    return float((single - double).abs().max()), gradients
+    model = WhisperForConditionalGeneration.from_pretrained(directory).eval()
+    inputs = {"input_features": torch.from_numpy(features), "labels": torch.from_numpy(labels)}
+    with torch.no_grad():
+        single = model(**inputs).logits.double()
+        double = model.double()(**{**inputs, "input_features": inputs["input_features"].double()}).logits
+    return float((single - double).abs().max())
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +64,8 @@ def loaded():
 
 
 @pytest.mark.parametrize("pair", pairs())
-def test_states_logits_loss_and_gradients(pair, checkpoint, loaded, float32_noise):
-    _, directory, features, labels = checkpoint
+def test_states_logits_loss_and_gradients(pair, checkpoint, loaded, logits_noise):
+    model_name, directory, features, labels = checkpoint
     results, gradients = [], []
     for name in pair:
         model = loaded(name, directory)
@@ -76,14 +76,9 @@ def test_states_logits_loss_and_gradients(pair, checkpoint, loaded, float32_nois
     # vs float64: 5.9e-4 on its final states), so encoder states are held to 1e-4 of their largest magnitude.
     states = first["encoder_last_hidden_state"], second["encoder_last_hidden_state"]
     assert_close("encoder states", *states, TOL, relative=True)
-    logits_noise, gradient_noise = float32_noise
     assert_close("logits", first["logits"], second["logits"], max(TOL, 2 * logits_noise))
     assert abs(float(first["loss"]) - float(second["loss"])) <= 1e-5 * float(second["loss"])
-    assert sorted(gradients[0]) == sorted(gradients[1])
-    for name in gradients[1]:
-        a, b = gradients[0][name].astype(np.float64), gradients[1][name]
-        allowed = max(1e-4 * float(np.abs(b).max()), 4 * gradient_noise.get(name, 0.0)) + 1e-9
-        assert float(np.abs(a - b).max()) <= allowed, name
+    assert_gradients_close(*gradients, GRADIENT_TOL[model_name])
 
 
 GENERATE = {
