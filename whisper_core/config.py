@@ -192,6 +192,10 @@ class WhisperConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], **overrides: Any) -> WhisperConfig:
+        """A config from ``config.json`` contents; ``overrides`` win. Overriding ``num_labels`` alone
+        drops the stored label maps (a new classification head gets default labels), as transformers does."""
+        if "num_labels" in overrides and "id2label" not in overrides:
+            data = {k: v for k, v in data.items() if k not in ("id2label", "label2id")}
         data = {**data, **overrides}
         model_type = data.get("model_type", cls.model_type)
         if model_type != cls.model_type:

@@ -127,3 +127,11 @@ def test_missing_config_is_a_clear_error(tmp_path):
     (tmp_path / "config.json").write_text("{not json")
     with pytest.raises(ValueError, match="not valid JSON"):
         WhisperConfig.from_pretrained(tmp_path)
+
+
+def test_num_labels_override_replaces_stored_labels(tmp_path):
+    WhisperConfig().save_pretrained(tmp_path)  # stores the default two labels
+    config = WhisperConfig.from_pretrained(tmp_path, num_labels=3)
+    assert config.num_labels == 3 and config.id2label == {0: "LABEL_0", 1: "LABEL_1", 2: "LABEL_2"}
+    with pytest.raises(ValueError, match="disagrees"):
+        WhisperConfig.from_pretrained(tmp_path, num_labels=3, id2label={0: "a"})
