@@ -34,7 +34,7 @@ def worker(implementation: str, model_name: str, repeats: int, batch: int) -> di
     directory = fetch(model_name)
     single = WhisperFeatureExtractor()(load_audio(SAMPLE), sampling_rate=16000, return_tensors="np").input_features
     inputs = {1: single.astype(np.float32), batch: np.repeat(single, batch, axis=0).astype(np.float32)}
-    language = {} if model_name.endswith(".en") else {"language": "en"}
+    language = {} if model_name.endswith(".en") else {"language": "<|en|>"}  # the form transformers' Flax takes
     if implementation == "ours":
         from whisper_flax import FlaxWhisperForConditionalGeneration
 
