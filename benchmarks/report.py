@@ -20,14 +20,22 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-# name -> (script, what it measures); order = order in the report
+SAMPLE = HERE.parents[1] / "shared" / "data" / "jfk.flac"
+# name -> (script and its arguments, what it measures); order = order in the report
 BENCHMARKS = {
-    "features": ("bench_features.py", "Log-mel feature extraction, batch 16 × 30 s (NumPy vs transformers)"),
-    "pt_generate": ("bench_pt_generate.py", "Short-form greedy generate, PyTorch (vs transformers PyTorch)"),
-    "flax_generate": ("bench_flax_generate.py", "Short-form greedy generate, JAX (vs transformers Flax under jax.jit)"),
-    "tf_generate": ("bench_tf_generate.py", "Short-form greedy generate, TensorFlow XLA (vs transformers TF + XLA)"),
-    "conversion": ("bench_conversion.py", "Checkpoint conversion time and peak memory (vs transformers)"),
-    "longform": ("bench_longform.py", "Long-form transcription (vs openai-whisper and faster-whisper)"),
+    "features": (["bench_features.py"], "Log-mel feature extraction, batch 16 × 30 s (NumPy vs transformers)"),
+    "pt_generate": (["bench_pt_generate.py"], "Short-form greedy generate, PyTorch (vs transformers PyTorch)"),
+    "flax_generate": (
+        ["bench_flax_generate.py"],
+        "Short-form greedy generate, JAX (vs transformers Flax under jax.jit)",
+    ),
+    "tf_generate": (["bench_tf_generate.py"], "Short-form greedy generate, TensorFlow XLA (vs transformers TF + XLA)"),
+    "shortform": (
+        ["bench_longform.py", "--audio", str(SAMPLE)],
+        "Short-form transcription of jfk, 11 s (vs openai-whisper and faster-whisper)",
+    ),
+    "conversion": (["bench_conversion.py"], "Checkpoint conversion time and peak memory (vs transformers)"),
+    "longform": (["bench_longform.py"], "Long-form transcription (vs openai-whisper and faster-whisper)"),
 }
 RATIO = re.compile(r"^([0-9]+(?:\.[0-9]+)?)x\b")
 PEERS = {"transformers", "openai-whisper", "faster-whisper"}
@@ -45,10 +53,11 @@ def machine() -> str:
     )
 
 
-def run(script: str) -> tuple[str, float]:
+def run(command: list[str]) -> tuple[str, float]:
     """The benchmark's printed output (tables) and how long it took."""
     start = time.perf_counter()
-    result = subprocess.run([sys.executable, str(HERE / script)], capture_output=True, text=True, cwd=HERE)
+    script, *arguments = command
+    result = subprocess.run([sys.executable, str(HERE / script), *arguments], capture_output=True, text=True, cwd=HERE)
     elapsed = time.perf_counter() - start
     if result.returncode != 0:
         return f"(failed with exit code {result.returncode}: {result.stderr.strip().splitlines()[-1:]})", elapsed
@@ -94,11 +103,12 @@ def main() -> None:
     sections = [f"# Benchmark results\n\nMachine: {machine()}. Date: {time.strftime('%Y-%m-%d')}. CPU, float32.\n"]
     bars: list[tuple[str, float]] = []
     for name in args.only or BENCHMARKS:
-        script, title = BENCHMARKS[name]
+        command, title = BENCHMARKS[name]
         print(f"== {title}", flush=True)
-        output, elapsed = run(script)
+        output, elapsed = run(command)
         print(output, flush=True)
-        sections.append(f"## {title}\n\n`benchmarks/{script}` ({elapsed:.0f} s)\n\n{output}\n")
+        shown = " ".join([f"benchmarks/{command[0]}", *command[1:]])
+        sections.append(f"## {title}\n\n`{shown}` ({elapsed:.0f} s)\n\n{output}\n")
         bars += speed_ups(name, output)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "RESULTS.md").write_text("\n".join(sections))
