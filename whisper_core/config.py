@@ -17,6 +17,12 @@ from .hub import resolve_file
 
 CONFIG_NAME = "config.json"
 
+# transformers' attribute_map: alias -> the attribute it stands for.
+ATTRIBUTE_ALIASES = {
+    "num_attention_heads": "encoder_attention_heads",
+    "hidden_size": "d_model",
+    "num_hidden_layers": "encoder_layers",
+}
 ACTIVATIONS = ("gelu", "gelu_new", "gelu_fast", "gelu_pytorch_tanh", "quick_gelu", "relu", "silu", "swish", "tanh")
 
 
@@ -71,9 +77,10 @@ class WhisperConfig:
         **kwargs: Any,
     ) -> None:
         # transformers' attribute_map aliases are accepted as keyword arguments too.
-        encoder_attention_heads = kwargs.pop("num_attention_heads", encoder_attention_heads)
-        d_model = kwargs.pop("hidden_size", d_model)
-        encoder_layers = kwargs.pop("num_hidden_layers", encoder_layers)
+        aliased = {name: kwargs.pop(alias) for alias, name in ATTRIBUTE_ALIASES.items() if alias in kwargs}
+        encoder_attention_heads = aliased.get("encoder_attention_heads", encoder_attention_heads)
+        d_model = aliased.get("d_model", d_model)
+        encoder_layers = aliased.get("encoder_layers", encoder_layers)
         self.vocab_size = vocab_size
         self.num_mel_bins = num_mel_bins
         self.encoder_layers = encoder_layers
@@ -196,6 +203,9 @@ class WhisperConfig:
         drops the stored label maps (a new classification head gets default labels), as transformers does."""
         if "num_labels" in overrides and "id2label" not in overrides:
             data = {k: v for k, v in data.items() if k not in ("id2label", "label2id")}
+        for alias, name in ATTRIBUTE_ALIASES.items():
+            if alias in overrides or name in overrides:  # a stored alias must not beat an override
+                data = {k: v for k, v in data.items() if k not in (alias, name)}
         data = {**data, **overrides}
         model_type = data.get("model_type", cls.model_type)
         if model_type != cls.model_type:

@@ -253,11 +253,15 @@ class WhisperTokenizer:
         self, language: str | None = None, task: str | None = None, predict_timestamps: bool | None = None
     ) -> None:
         """Change the language, task or timestamp mode of the prefix; ``None`` keeps the current one."""
-        if language is not None:
-            self.language = language_code(language)
-            self.convert_tokens_to_ids(f"<|{self.language}|>")  # fails early on an English-only vocabulary gap
-        if task is not None:
-            self.task = check_task(task)
+        # Everything is checked before anything changes, so a rejected call leaves the tokenizer as it was.
+        code = language_code(language) if language is not None else None
+        if code is not None and self._tokenizer.token_to_id(f"<|{code}|>") is None:
+            raise ValueError(f"language {language!r} (<|{code}|>) is not in this tokenizer's vocabulary")
+        checked_task = check_task(task) if task is not None else None
+        if code is not None:
+            self.language = code
+        if checked_task is not None:
+            self.task = checked_task
         if predict_timestamps is not None:
             self.predict_timestamps = predict_timestamps
 

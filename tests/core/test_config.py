@@ -135,3 +135,12 @@ def test_num_labels_override_replaces_stored_labels(tmp_path):
     assert config.num_labels == 3 and config.id2label == {0: "LABEL_0", 1: "LABEL_1", 2: "LABEL_2"}
     with pytest.raises(ValueError, match="disagrees"):
         WhisperConfig.from_pretrained(tmp_path, num_labels=3, id2label={0: "a"})
+
+
+def test_overrides_beat_aliases_stored_in_config_json(tmp_path):
+    # config.json written by us or by transformers stores num_hidden_layers beside encoder_layers.
+    WhisperConfig(encoder_layers=4, d_model=384, encoder_attention_heads=6).save_pretrained(tmp_path)
+    assert WhisperConfig.from_pretrained(tmp_path, encoder_layers=2).encoder_layers == 2
+    assert WhisperConfig.from_pretrained(tmp_path, num_hidden_layers=3).encoder_layers == 3
+    config = WhisperConfig.from_pretrained(tmp_path, d_model=768, encoder_attention_heads=12)
+    assert (config.d_model, config.hidden_size, config.num_attention_heads) == (768, 768, 12)

@@ -196,8 +196,13 @@ def test_bad_input_is_refused(tiny_en_tokenizer_dir, base_tokenizer_dir, tmp_pat
         WhisperTokenizer.from_pretrained(tmp_path / "missing.tiktoken")
     assert tokenizer.language is None  # the failed calls changed nothing
     assert "yue" not in WhisperTokenizer.from_pretrained(tiny_en_tokenizer_dir).language_token_ids()
-    with pytest.raises(KeyError, match=re.escape("<|yue|>")):
-        WhisperTokenizer.from_pretrained(tiny_en_tokenizer_dir).set_prefix_tokens(language="cantonese")
+    tokenizer = WhisperTokenizer.from_pretrained(tiny_en_tokenizer_dir)
+    before = tokenizer.prefix_tokens
+    with pytest.raises(ValueError, match=re.escape("<|yue|>")):
+        tokenizer.set_prefix_tokens(language="cantonese")
+    with pytest.raises(ValueError, match="task"):
+        tokenizer.set_prefix_tokens(language="english", task="summarize")
+    assert tokenizer.prefix_tokens == before  # a rejected call changes nothing
 
 
 def test_synthesized_transcripts_round_trip(base_tokenizer_dir):
