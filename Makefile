@@ -48,7 +48,7 @@ demo: install
 	$(BIN)/whisper-mb parity tiny.en --backends pt,tf,flax --audio $(SAMPLE)
 
 test: install
-	$(BIN)/pytest -q -n 2 $(PYTEST_ARGS)
+	WHISPER_MB_NO_SKIPS=1 $(BIN)/pytest -q -n 2 $(PYTEST_ARGS)
 
 test-quick: install
 	$(BIN)/pytest -q -n 2 -m "not slow" $(PYTEST_ARGS)

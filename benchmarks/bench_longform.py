@@ -1,11 +1,11 @@
-"""Long-form transcription speed: our pt and flax backends against openai-whisper (and faster-whisper).
+"""Long-form transcription speed: our three backends against openai-whisper (and faster-whisper).
 
 Same weights everywhere (openai-whisper reads the bridge's OpenAI ``.pt``, faster-whisper its
 CTranslate2 ``model.bin``), float32 on CPU, greedy with temperature fallback, previous text as
 prompt. Each implementation runs once, in its own process, on the same audio (by default about 2
 minutes of real and synthesized speech built as the tests build it). Prints the real-time factor
 (processing time / audio duration; lower is faster), the word error rate, and speed relative to
-openai-whisper. Flax's time includes its compilations (one per new prompt length).
+openai-whisper. TensorFlow's and Flax's times include their compilations (one per new prompt length).
 
     .venv/bin/python benchmarks/bench_longform.py [--model tiny.en] [--audio FILE] [--word-timestamps]
 """
@@ -25,7 +25,13 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 # Implementation -> the module it needs (ours need none beyond the project).
-IMPLEMENTATIONS = {"ours-pt": None, "ours-flax": None, "openai-whisper": "whisper", "faster-whisper": "faster_whisper"}
+IMPLEMENTATIONS = {
+    "ours-pt": None,
+    "ours-tf": None,
+    "ours-flax": None,
+    "openai-whisper": "whisper",
+    "faster-whisper": "faster_whisper",
+}
 
 
 def worker(implementation: str, model_name: str, audio_path: str, word_timestamps: bool, scratch: str) -> dict:

@@ -8,6 +8,7 @@ written back on save.
 from __future__ import annotations
 
 import copy
+import inspect
 import os
 from pathlib import Path
 from typing import Any
@@ -211,6 +212,20 @@ class WhisperConfig:
         if model_type != cls.model_type:
             raise ValueError(f"config has model_type {model_type!r}, expected {cls.model_type!r}")
         return cls(**data)
+
+    def with_overrides(self, **overrides: Any) -> WhisperConfig:
+        """A copy with ``overrides`` applied, as ``from_pretrained(..., dropout=0.1)`` passes them.
+
+        A key that is neither a config field (nor a transformers alias of one) nor already stored in
+        this config is refused: it is most likely a loading option this library does not have, and
+        keeping it silently would also write it into ``config.json``.
+        """
+        data = self.to_dict()
+        known = set(inspect.signature(type(self).__init__).parameters) | set(ATTRIBUTE_ALIASES) | set(data)
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise TypeError(f"unexpected keyword argument(s) {unknown}: not WhisperConfig fields")
+        return type(self).from_dict(data, **overrides) if overrides else self
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, **overrides: Any) -> WhisperConfig:

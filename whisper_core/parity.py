@@ -26,6 +26,10 @@ from .feature_extraction import WhisperFeatureExtractor
 from .transcribe.backends import ADAPTERS, load_backend
 
 DEFAULT_TOLERANCE = 1e-4  # DESIGN.md: encoder states and logits of real checkpoints, float32
+# float32 rounding grows with the magnitude being accumulated: base's encoder residual stream reaches
+# ~500, where float32 itself is ~6e-4 from float64, and its logits are ~1e-4 from float64. A difference
+# within this fraction of the reference's largest magnitude is float32 noise, not a disagreement.
+DEFAULT_RELATIVE_TOLERANCE = 1e-5
 PROBE_SECONDS = 4.0  # length of the built-in probe signal used when no audio is given
 MAX_NEW_TOKENS = 64  # enough to compare decoding without waiting on a hallucinating model
 
@@ -46,6 +50,7 @@ class Comparison:
 class ParityReport:
     backends: list[str]
     tolerance: float
+    relative_tolerance: float = DEFAULT_RELATIVE_TOLERANCE
     seconds: dict[str, float] = field(default_factory=dict)  # load + decode + forward time per backend
     comparisons: list[Comparison] = field(default_factory=list)
 
@@ -63,7 +68,9 @@ class ParityReport:
             verdict = ("yes" if c.within else "NO") + (f" ({c.detail})" if c.detail else "")
             lines.append(f"| {c.output} | {c.pair} | {c.max_abs:.2e} | {c.max_rel:.2e} | {verdict} |")
         timing = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in self.seconds.items())
-        lines.append(f"\ntolerance {self.tolerance:g}; time per backend: {timing}")
+        lines.append(
+            f"\nwithin: max abs <= {self.tolerance:g} or max rel <= {self.relative_tolerance:g}; time per backend: {timing}"
+        )
         return "\n".join(lines)
 
 
@@ -85,6 +92,7 @@ def run_parity(
     audio: str | None = None,
     tolerance: float = DEFAULT_TOLERANCE,
     language: str | None = None,
+    relative_tolerance: float = DEFAULT_RELATIVE_TOLERANCE,
 ) -> ParityReport:
     """Compare ``backends`` (at least two of "pt", "tf", "flax") on ``checkpoint``; see the module doc."""
     if len(backends) < 2:
@@ -97,7 +105,7 @@ def run_parity(
     features = extractor(samples, sampling_rate=extractor.sampling_rate, return_tensors="np").input_features
     features = features.astype(np.float32)
 
-    report = ParityReport(backends=list(backends), tolerance=tolerance)
+    report = ParityReport(backends=list(backends), tolerance=tolerance, relative_tolerance=relative_tolerance)
     outputs: dict[str, dict[str, np.ndarray]] = {}
     reference_ids: np.ndarray | None = None
     for name in backends:
@@ -121,18 +129,22 @@ def run_parity(
         pair = f"{first}~{second}"
         for output in ("encoder_states", "logits"):
             report.comparisons.append(
-                _compare_values(output, pair, outputs[first][output], outputs[second][output], tolerance)
+                _compare_values(output, pair, outputs[first][output], outputs[second][output], report)
             )
         report.comparisons.append(_compare_ids(pair, outputs[first]["greedy_ids"], outputs[second]["greedy_ids"]))
     return report
 
 
-def _compare_values(output: str, pair: str, reference: np.ndarray, other: np.ndarray, tolerance: float) -> Comparison:
+def _compare_values(
+    output: str, pair: str, reference: np.ndarray, other: np.ndarray, report: ParityReport
+) -> Comparison:
     if reference.shape != other.shape:
         return Comparison(output, pair, float("inf"), float("inf"), False, f"shapes {reference.shape} vs {other.shape}")
     difference = float(np.abs(reference.astype(np.float64) - other.astype(np.float64)).max())
     scale = float(np.abs(reference).max()) or 1.0
-    return Comparison(output, pair, difference, difference / scale, difference <= tolerance)
+    relative = difference / scale
+    within = difference <= report.tolerance or relative <= report.relative_tolerance
+    return Comparison(output, pair, difference, relative, within)
 
 
 def _compare_ids(pair: str, reference: np.ndarray, other: np.ndarray) -> Comparison:
@@ -153,7 +165,12 @@ def _numpy(x: Any) -> np.ndarray:
 def _parity(args: argparse.Namespace) -> int:
     """Run the parity check and print its table (or JSON); exit 1 when a difference is past tolerance."""
     report = run_parity(
-        resolve_model(args.checkpoint), args.backends.split(","), args.audio, args.tolerance, args.language
+        resolve_model(args.checkpoint),
+        args.backends.split(","),
+        args.audio,
+        args.tolerance,
+        args.language,
+        args.rel_tolerance,
     )
     print(report.to_json() if args.json else report.table())
     if not report.passed:
@@ -170,5 +187,11 @@ def add_parity(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--audio", help="audio file to feed (default: a built-in synthetic probe signal)")
     parser.add_argument("--language", help="force the language (multilingual checkpoints)")
     parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE, help="max abs difference allowed")
+    parser.add_argument(
+        "--rel-tolerance",
+        type=float,
+        default=DEFAULT_RELATIVE_TOLERANCE,
+        help="or max difference relative to the reference's largest magnitude (float32 noise on large states)",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.set_defaults(handler=_parity)

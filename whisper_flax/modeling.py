@@ -802,6 +802,14 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
     return total / count
 
 
+def classification_loss(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """Cross-entropy of ``logits [b, num_labels]`` against class ids ``labels [b]``; with one label, the
+    mean squared error against target values (regression), as in whisper_pt."""
+    if logits.shape[-1] == 1:
+        return jnp.mean((logits[:, 0].astype(jnp.float32) - labels.astype(jnp.float32)) ** 2)
+    return cross_entropy(logits, labels)
+
+
 class FlaxWhisperForConditionalGenerationModule(nn.Module):
     """``FlaxWhisperModule`` with the LM head: the transposed token embedding (``lm_head`` only when untied)."""
 
@@ -965,8 +973,7 @@ class FlaxWhisperForAudioClassificationModule(nn.Module):
         deterministic: bool = True,
         labels: jax.Array | None = None,
     ) -> SequenceClassifierOutput:
-        """Logits ``[b, num_labels]``; with ``labels [b]`` the cross-entropy loss (for every ``num_labels``,
-        as transformers' PyTorch code does)."""
+        """Logits ``[b, num_labels]``; with ``labels [b]`` the loss (see :func:`classification_loss`)."""
         if self.config.use_weighted_layer_sum:
             output_hidden_states = True
         if encoder_outputs is None:
@@ -980,7 +987,7 @@ class FlaxWhisperForAudioClassificationModule(nn.Module):
         pooled = self.projector(hidden).mean(axis=1)  # [b, classifier_proj_size]
         logits = self.classifier(pooled)
         return SequenceClassifierOutput(
-            loss=cross_entropy(logits, labels) if labels is not None else None,
+            loss=classification_loss(logits, labels) if labels is not None else None,
             logits=logits,
             hidden_states=encoder_outputs.hidden_states,
             attentions=encoder_outputs.attentions,
@@ -1016,7 +1023,7 @@ class FlaxWhisperForAudioClassification(FlaxWhisperPreTrainedModel):
             _flag(output_attentions, self.config, "output_attentions", False),
             _flag(output_hidden_states, self.config, "output_hidden_states", False),
             deterministic=not train,
-            labels=None if labels is None else jnp.asarray(labels, jnp.int32),
+            labels=None if labels is None else jnp.asarray(labels),  # class ids, or targets for one label
             rngs=_rngs(dropout_rng),
         )
         return out if _flag(return_dict, self.config, "return_dict", True) else out.to_tuple()

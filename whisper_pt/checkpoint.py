@@ -93,22 +93,27 @@ class CheckpointMixin:
         pretrained_model_name_or_path: str | os.PathLike,
         *,
         torch_dtype: str | torch.dtype | None = None,
+        dtype: str | torch.dtype | None = None,
         device: str | torch.device | None = None,
         config: WhisperConfig | None = None,
         **config_overrides: Any,
     ) -> Any:
         """Load a checkpoint directory (canonical safetensors, sharded, or HF ``pytorch_model.bin``) or hub id.
 
-        Weights are cast to ``torch_dtype`` (float32 by default, "auto" = as stored); ``config_overrides``
-        change config values (dropout, SpecAugment, ``num_labels``, ...).
+        Weights are cast to ``torch_dtype`` (or ``dtype``, its newer transformers name; float32 by default,
+        "auto" = as stored); ``config_overrides`` change config values (dropout, SpecAugment,
+        ``num_labels``, ...).
         """
+        if torch_dtype is not None and dtype is not None and torch_dtype != dtype:
+            raise ValueError(f"torch_dtype={torch_dtype!r} and dtype={dtype!r} disagree: give one")
+        torch_dtype = torch_dtype if torch_dtype is not None else dtype
         directory = _checkpoint_dir(pretrained_model_name_or_path)
         stored_config = WhisperConfig.from_pretrained(directory)
         # Models with heads of their own (audio classification) check names against themselves.
         tensors = canonical.load_weights(
             directory, stored_config, strict=cls.__name__ != "WhisperForAudioClassification"
         )
-        config = config or WhisperConfig.from_dict(stored_config.to_dict(), **config_overrides)
+        config = (config or stored_config).with_overrides(**config_overrides)
         generation_config = None
         if (directory / GENERATION_CONFIG_NAME).is_file():
             generation_config = GenerationConfig.from_pretrained(directory)

@@ -712,6 +712,15 @@ def token_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Ten
     return (torch.logsumexp(logits, dim=-1) - picked)[valid].mean()
 
 
+def classification_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of ``logits [b, num_labels]`` against class ids ``labels [b]``; with one label, the
+    mean squared error against target values (regression). transformers 4.57's docstring promises this,
+    its code uses cross-entropy for one label too, which is always 0 and trains nothing."""
+    if logits.shape[-1] == 1:
+        return F.mse_loss(logits[:, 0].float(), labels.float())
+    return F.cross_entropy(logits.float(), labels.view(-1))
+
+
 class WhisperForConditionalGeneration(WhisperGenerationMixin, WhisperPreTrainedModel):
     """``WhisperModel`` with the LM head ``proj_out`` (tied to the token embedding) and the LM loss."""
 
@@ -848,11 +857,7 @@ class WhisperForAudioClassification(WhisperPreTrainedModel):
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
     ) -> SequenceClassifierOutput | tuple:
-        """Logits ``[b, num_labels]``; with ``labels [b]`` the cross-entropy loss.
-
-        transformers 4.57 uses cross-entropy for every ``num_labels`` (its docstring promises MSE for
-        ``num_labels == 1``, its code does not); we follow the code, as we must match it numerically.
-        """
+        """Logits ``[b, num_labels]``; with ``labels [b]`` the loss (see :func:`classification_loss`)."""
         return_dict = _flag(return_dict, self.config, "return_dict", True)
         if self.config.use_weighted_layer_sum:
             output_hidden_states = True
@@ -875,7 +880,7 @@ class WhisperForAudioClassification(WhisperPreTrainedModel):
         logits = self.classifier(pooled)
         loss = None
         if labels is not None:
-            loss = F.cross_entropy(logits.view(-1, self.config.num_labels), labels.to(logits.device).view(-1))
+            loss = classification_loss(logits, labels.to(logits.device))
         out = SequenceClassifierOutput(
             loss=loss, logits=logits, hidden_states=encoder_outputs.hidden_states, attentions=encoder_outputs.attentions
         )

@@ -173,7 +173,7 @@ class CheckpointMixin:
         stored_config = WhisperConfig.from_pretrained(directory)
         # Models with heads of their own (audio classification) check names against themselves.
         tensors = _read_canonical(directory, stored_config, strict=cls.__name__ != "TFWhisperForAudioClassification")
-        config = config or WhisperConfig.from_dict(stored_config.to_dict(), **config_overrides)
+        config = (config or stored_config).with_overrides(**config_overrides)
         generation_config = None
         if (directory / GENERATION_CONFIG_NAME).is_file():
             generation_config = GenerationConfig.from_pretrained(directory)

@@ -736,6 +736,14 @@ def cross_entropy(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
     return tf.reduce_sum(tf.where(valid, losses, 0.0)) / tf.reduce_sum(tf.cast(valid, tf.float32))
 
 
+def classification_loss(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+    """Cross-entropy of ``logits [b, num_labels]`` against class ids ``labels [b]``; with one label, the
+    mean squared error against target values (regression), as in whisper_pt."""
+    if logits.shape[-1] == 1:
+        return tf.reduce_mean(tf.square(tf.cast(logits[:, 0], tf.float32) - tf.cast(labels, tf.float32)))
+    return cross_entropy(logits, labels)
+
+
 class TFWhisperForConditionalGeneration(TFWhisperGenerationMixin, TFWhisperTrainingMixin, TFWhisperPreTrainedModel):
     """``TFWhisperModel`` with the LM head (the transposed token embedding) and the LM loss."""
 
@@ -867,8 +875,7 @@ class TFWhisperForAudioClassification(TFWhisperPreTrainedModel):
         return_dict: bool | None = None,
         training: bool = False,
     ) -> SequenceClassifierOutput | tuple:
-        """Logits ``[b, num_labels]``; with ``labels [b]`` the cross-entropy loss (for every ``num_labels``,
-        as transformers' PyTorch code does)."""
+        """Logits ``[b, num_labels]``; with ``labels [b]`` the loss (see :func:`classification_loss`)."""
         if self.config.use_weighted_layer_sum:
             output_hidden_states = True
         if encoder_outputs is None:
@@ -889,7 +896,7 @@ class TFWhisperForAudioClassification(TFWhisperPreTrainedModel):
         pooled = tf.reduce_mean(self.projector(hidden), axis=1)  # [b, classifier_proj_size]
         logits = self.classifier(pooled)
         out = SequenceClassifierOutput(
-            loss=cross_entropy(logits, labels) if labels is not None else None,
+            loss=classification_loss(logits, labels) if labels is not None else None,
             logits=logits,
             hidden_states=encoder_outputs.hidden_states,
             attentions=encoder_outputs.attentions,

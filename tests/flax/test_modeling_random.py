@@ -175,6 +175,14 @@ def test_model_and_audio_classification_match_transformers(inputs):
     expected = -np.mean(np.asarray(jax.nn.log_softmax(theirs.logits))[np.arange(2), labels])
     assert abs(float(ours(features, labels=labels).loss) - expected) <= LOSS_RTOL * abs(expected)
 
+    # One label is a regression: the loss is the mean squared error against the targets.
+    reference, ours = make_pair(
+        transformers.FlaxWhisperForAudioClassification, FlaxWhisperForAudioClassification, num_labels=1
+    )
+    targets = np.array([0.5, -1.25], np.float32)
+    expected = np.mean((np.asarray(reference(features).logits)[:, 0] - targets) ** 2)
+    assert abs(float(ours(features, labels=targets).loss) - expected) <= LOSS_RTOL * abs(expected)
+
 
 def test_training_mode_is_random_and_differentiable(lm_pair, inputs):
     _, ours = lm_pair

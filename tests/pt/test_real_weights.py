@@ -164,6 +164,11 @@ def test_strict_loading_names_the_problem(tiny_en_dir, tmp_path):
         WhisperForConditionalGeneration.from_pretrained(broken)
     with pytest.raises(ValueError, match="torch_dtype"):
         WhisperForConditionalGeneration.from_pretrained(tiny_en_dir, torch_dtype="int8")
+    # transformers' newer spelling is honoured; a loading option we do not have is refused, not stored.
+    assert WhisperForConditionalGeneration.from_pretrained(tiny_en_dir, dtype=torch.bfloat16).dtype == torch.bfloat16
+    with pytest.raises(TypeError, match="device_map"):
+        WhisperForConditionalGeneration.from_pretrained(tiny_en_dir, device_map="auto")
+    assert WhisperForConditionalGeneration.from_pretrained(tiny_en_dir, dropout=0.25).config.dropout == 0.25
 
 
 @pytest.mark.parametrize("num_beams", [1, 3])

@@ -146,12 +146,12 @@ def test_static_cache_matches_full_forward(ours, inputs):
     assert max_abs(started.logits, full[:, :3]) <= TOL
 
 
-@pytest.mark.parametrize("weighted", [False, True])
-def test_model_and_audio_classification_match_whisper_pt(inputs, weighted):
+@pytest.mark.parametrize(("weighted", "num_labels"), [(False, 3), (True, 3), (False, 1)])
+def test_model_and_audio_classification_match_whisper_pt(inputs, weighted, num_labels):
     import whisper_pt
 
     features, ids = inputs
-    config = WhisperConfig(**SMALL, use_weighted_layer_sum=weighted, num_labels=3)
+    config = WhisperConfig(**SMALL, use_weighted_layer_sum=weighted, num_labels=num_labels)
     torch.manual_seed(0)
     pt = whisper_pt.WhisperForAudioClassification(config).eval()
     with torch.no_grad():
@@ -160,7 +160,7 @@ def test_model_and_audio_classification_match_whisper_pt(inputs, weighted):
     ours = TFWhisperForAudioClassification.from_canonical(config, pt.canonical_tensors())
     assert set(model_variables(ours)) >= {"encoder/conv1/kernel", "projector/kernel", "classifier/bias"}
     assert ("layer_weights" in model_variables(ours)) == weighted
-    labels = np.array([0, 2])
+    labels = np.array([0, 2]) if num_labels > 1 else np.array([0.5, -1.25], np.float32)  # one label: regression
     with torch.no_grad():
         theirs = pt(torch.from_numpy(features), labels=torch.from_numpy(labels))
     mine = ours(features, labels=labels)
