@@ -1,10 +1,10 @@
 """Short-form greedy generate in PyTorch: whisper_pt against transformers 4.57.6, same weights and audio.
 
 Each (implementation, model) pair runs in its own process so peak memory is its own. Prints the
-encoder time, the per-token decode time, the whole generate time (best of N after a warm-up),
-the peak resident memory, and the ratios.
+encoder time, the per-token decode time, the whole generate time (best of N after a warm-up) at
+batch 1 and at batch 16 (the sample repeated), the peak resident memory, and the ratios.
 
-    .venv/bin/python benchmarks/bench_pt_generate.py [--models tiny.en base] [--repeats 5] [--device cpu]
+    .venv/bin/python benchmarks/bench_pt_generate.py [--models tiny.en base] [--repeats 5] [--batch 16] [--device cpu]
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from timing import best_time
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "jfk.flac"
 
 
-def worker(implementation: str, model_name: str, repeats: int, device: str) -> dict:
+def worker(implementation: str, model_name: str, repeats: int, batch: int, device: str) -> dict:
     import torch
 
     from weights_bridge import fetch
@@ -43,9 +43,9 @@ def worker(implementation: str, model_name: str, repeats: int, device: str) -> d
             model.get_encoder()(features)
         synchronize()
 
-    def generate():
+    def generate(inputs=features):
         with torch.inference_mode():
-            result = model.generate(features, **language)
+            result = model.generate(inputs, **language)
         synchronize()
         return result
 
@@ -53,7 +53,9 @@ def worker(implementation: str, model_name: str, repeats: int, device: str) -> d
     generated = tokens.shape[-1] - (4 if language else 2) if implementation == "ours" else tokens.shape[-1]
     encoder_time = best_time(encode, repeats)
     generate_time = best_time(generate, repeats)
+    batch_time = best_time(lambda: generate(features.repeat(batch, 1, 1)), max(1, repeats // 2))
     return {
+        "batch_generate_s": batch_time,
         "encoder_s": encoder_time,
         "generate_s": generate_time,
         "per_token_ms": 1000 * (generate_time - encoder_time) / max(generated, 1),
@@ -66,16 +68,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["tiny.en", "base"])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--worker", nargs=2, metavar=("IMPLEMENTATION", "MODEL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(worker(*args.worker, args.repeats, args.device)))
+        print(json.dumps(worker(*args.worker, args.repeats, args.batch, args.device)))
         return
     print(
-        "| model | implementation | encoder (ms) | per token (ms) | generate (ms) | peak RSS (MB) | generate speed-up |"
+        f"| model | implementation | encoder (ms) | per token (ms) | generate (ms) | generate b={args.batch} (ms) "
+        "| peak RSS (MB) | generate speed-up | batch speed-up |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for model_name in args.models:
         results = {}
         for implementation in ("ours", "transformers"):
@@ -87,6 +91,8 @@ def main() -> None:
                 model_name,
                 "--repeats",
                 str(args.repeats),
+                "--batch",
+                str(args.batch),
                 "--device",
                 args.device,
             ]
@@ -94,9 +100,11 @@ def main() -> None:
             results[implementation] = json.loads(output.strip().splitlines()[-1])
         for implementation, result in results.items():
             ratio = results["transformers"]["generate_s"] / result["generate_s"]
+            batch_ratio = results["transformers"]["batch_generate_s"] / result["batch_generate_s"]
             print(
                 f"| {model_name} | {implementation} | {1000 * result['encoder_s']:.1f} | {result['per_token_ms']:.2f} | "
-                f"{1000 * result['generate_s']:.1f} | {result['peak_rss_mb']:.0f} | {ratio:.2f}x |"
+                f"{1000 * result['generate_s']:.1f} | {1000 * result['batch_generate_s']:.0f} | "
+                f"{result['peak_rss_mb']:.0f} | {ratio:.2f}x | {batch_ratio:.2f}x |"
             )
 
 

@@ -3,9 +3,10 @@
 Ours is ``model.generate`` (one ``tf.function(jit_compile=True)`` loop inside); transformers' is
 ``tf.function(model.generate, jit_compile=True)``, its documented XLA recipe. Each (implementation,
 model) pair runs in its own process. Prints the first call (trace + XLA compile), the best of N later
-calls, the per-token time and the ratios.
+calls at batch 1 and at batch 16 (the sample repeated; a new shape, so compiled again), the per-token
+time and the ratios.
 
-    .venv/bin/python benchmarks/bench_tf_generate.py [--models tiny.en] [--repeats 5]
+    .venv/bin/python benchmarks/bench_tf_generate.py [--models tiny.en base] [--repeats 5] [--batch 16]
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from timing import best_time
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "jfk.flac"
 
 
-def worker(implementation: str, model_name: str, repeats: int) -> dict:
+def worker(implementation: str, model_name: str, repeats: int, batch: int) -> dict:
     import numpy as np
     import tensorflow as tf
 
@@ -32,54 +33,64 @@ def worker(implementation: str, model_name: str, repeats: int) -> dict:
     directory = fetch(model_name)
     features = WhisperFeatureExtractor()(load_audio(SAMPLE), sampling_rate=16000, return_tensors="np").input_features
     features = tf.constant(np.asarray(features, np.float32))
+    batched = tf.repeat(features, batch, axis=0)
     language = {} if model_name.endswith(".en") else {"language": "en"}
     if implementation == "ours":
         from whisper_tf import TFWhisperForConditionalGeneration
 
         model = TFWhisperForConditionalGeneration.from_pretrained(directory)
-        generate = lambda: model.generate(features, **language)  # noqa: E731
+        generate = lambda inputs=features: model.generate(inputs, **language)  # noqa: E731
     else:
         from transformers import TFWhisperForConditionalGeneration
 
         model = TFWhisperForConditionalGeneration.from_pretrained(directory, from_pt=True)
         compiled = tf.function(model.generate, jit_compile=True)
-        generate = lambda: compiled(features, **language)  # noqa: E731
+        generate = lambda inputs=features: compiled(inputs, **language)  # noqa: E731
 
     start = time.perf_counter()
     tokens = generate()
     compile_time = time.perf_counter() - start
     generate_time = best_time(lambda: np.asarray(generate()), repeats)
+    batch_time = best_time(lambda: np.asarray(generate(batched)), max(1, repeats // 2))  # the warm-up compiles
     row = np.asarray(tokens)[0].tolist()  # transformers pads its XLA output to max_length: count up to <|endoftext|>
     eos = model.generation_config.eos_token_id
     return {
         "compile_s": compile_time,
         "generate_s": generate_time,
+        "batch_generate_s": batch_time,
         "tokens": row.index(eos) + 1 if eos in row else len(row),
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["tiny.en"])
+    parser.add_argument("--models", nargs="+", default=["tiny.en", "base"])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--worker", nargs=2, metavar=("IMPLEMENTATION", "MODEL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(worker(*args.worker, args.repeats)))
+        print(json.dumps(worker(*args.worker, args.repeats, args.batch)))
         return
-    print("| model | implementation | first call (s) | generate (ms) | tokens | per token (ms) | generate speed-up |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print(
+        f"| model | implementation | first call (s) | generate (ms) | generate b={args.batch} (ms) | tokens "
+        "| per token (ms) | generate speed-up | batch speed-up |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for model_name in args.models:
         results = {}
         for implementation in ("ours", "transformers"):
             command = [sys.executable, __file__, "--worker", implementation, model_name, "--repeats", str(args.repeats)]
+            command += ["--batch", str(args.batch)]
             output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
             results[implementation] = json.loads(output.strip().splitlines()[-1])
         for implementation, result in results.items():
             ratio = results["transformers"]["generate_s"] / result["generate_s"]
+            batch_ratio = results["transformers"]["batch_generate_s"] / result["batch_generate_s"]
             print(
                 f"| {model_name} | {implementation} | {result['compile_s']:.1f} | {1000 * result['generate_s']:.1f} | "
-                f"{result['tokens']} | {1000 * result['generate_s'] / result['tokens']:.2f} | {ratio:.2f}x |"
+                f"{1000 * result['batch_generate_s']:.0f} | {result['tokens']} | "
+                f"{1000 * result['generate_s'] / result['tokens']:.2f} | {ratio:.2f}x | {batch_ratio:.2f}x |"
             )
 
 

@@ -27,9 +27,10 @@ from .transcribe.backends import ADAPTERS, load_backend
 
 DEFAULT_TOLERANCE = 1e-4  # DESIGN.md: encoder states and logits of real checkpoints, float32
 # float32 rounding grows with the magnitude being accumulated: base's encoder residual stream reaches
-# ~500, where float32 itself is ~6e-4 from float64, and its logits are ~1e-4 from float64. A difference
-# within this fraction of the reference's largest magnitude is float32 noise, not a disagreement.
-DEFAULT_RELATIVE_TOLERANCE = 1e-5
+# ~500, where float32 itself is ~6e-4 from float64; PyTorch and XLA then differ by 1.4e-3 on final
+# states whose largest magnitude is ~24 (measured on jfk). A difference within this fraction of the
+# reference's largest magnitude is float32 noise, not a disagreement (the parity suite's criterion).
+DEFAULT_RELATIVE_TOLERANCE = 1e-4
 PROBE_SECONDS = 4.0  # length of the built-in probe signal used when no audio is given
 MAX_NEW_TOKENS = 64  # enough to compare decoding without waiting on a hallucinating model
 

@@ -24,8 +24,9 @@ def test_all_three_backends_agree_on_tiny_en(tiny_en_dir, jfk_path, capsys):
 def test_base_passes_within_float32_noise_and_a_strict_tolerance_fails(base_dir, jfk_path, capsys):
     report = run_parity(str(base_dir), ["pt", "flax"], str(jfk_path), language="en")
     states = next(c for c in report.comparisons if c.output == "encoder_states")
-    # base's encoder states reach ~500: they differ by more than 1e-4 in absolute terms, within float32 noise.
-    assert report.passed and states.max_rel <= 1e-5, report.table()
+    # base's encoder residual stream reaches ~500: final states differ by more than 1e-4 in absolute terms
+    # (1.4e-3 measured), within float32 noise relative to their scale.
+    assert report.passed and states.max_abs > 1e-4 and states.max_rel <= 1e-4, report.table()
     strict = ["parity", str(base_dir), "--backends", "pt,flax", "--audio", str(jfk_path), "--language", "en"]
     assert main([*strict, "--tolerance", "1e-9", "--rel-tolerance", "0"]) == 1
     assert "| encoder_states | pt~flax |" in capsys.readouterr().out
