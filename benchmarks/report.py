@@ -102,11 +102,14 @@ def main() -> None:
     args = parser.parse_args()
     sections = [f"# Benchmark results\n\nMachine: {machine()}. Date: {time.strftime('%Y-%m-%d')}. CPU, float32.\n"]
     bars: list[tuple[str, float]] = []
+    failed = []
     for name in args.only or BENCHMARKS:
         command, title = BENCHMARKS[name]
         print(f"== {title}", flush=True)
         output, elapsed = run(command)
         print(output, flush=True)
+        if output.startswith("(failed"):
+            failed.append(name)
         shown = " ".join([f"benchmarks/{command[0]}", *command[1:]])
         sections.append(f"## {title}\n\n`{shown}` ({elapsed:.0f} s)\n\n{output}\n")
         bars += speed_ups(name, output)
@@ -115,6 +118,8 @@ def main() -> None:
     if bars:
         chart(bars, args.out / "speedups.png")
     print(f"wrote {args.out / 'RESULTS.md'}" + (f" and {args.out / 'speedups.png'}" if bars else ""))
+    if failed:  # the report is written either way; make bench still says something broke
+        sys.exit(f"benchmarks that failed: {', '.join(failed)}")
 
 
 if __name__ == "__main__":

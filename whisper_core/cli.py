@@ -253,6 +253,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, ValueError) as error:
         print(f"whisper-mb {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except ImportError as error:  # a backend whose framework is not installed
+        print(f"whisper-mb {args.command}: error: {error} (install whisper-multibackend[all])", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -153,16 +153,16 @@ def attend(
 ) -> tuple[jax.Array, jax.Array | None]:
     """softmax(q k^T) v with ``q [b, h, T, hd]`` already scaled, ``k, v [b, h, S, hd]``, bool ``mask``.
 
-    Masked scores become the dtype's minimum rather than -inf (as transformers' Flax bias does), so a
-    query that sees nothing (a left-padding token) gets finite weights instead of NaN, which would
-    otherwise leak into real rows through the next layer. Returns ``(out [b, h, T, hd], weights)``;
-    weights are None when not needed and the queries went block by block.
+        Masked scores become the dtype's minimum rather than -inf (as transformers' Flax bias does), so a
+        query that sees nothing (a left-padding token) gets finite weights instead of NaN, which would
+        otherwise leak into real rows through the next layer. Returns ``(out [b, h, T, hd], weights)``;
+        weights are None when not needed and the queries went block by block.
 
-    The encoder's unmasked 1500 x 1500 attention is done ``QUERY_BLOCK`` queries at a time when the
-    weights are not wanted: XLA on CPU otherwise streams the whole ``[b, h, T, S]`` score tensor through
-    memory once per softmax pass, and a block's scores stay in cache (1.45x faster at batch 1, 1.8x at
-    batch 4 on the 2-core CPU). The arithmetic is the same; XLA may pick other matmul kernels for the
-smaller shapes, so results can differ in the last bit (within float32 rounding).
+        The encoder's unmasked 1500 x 1500 attention is done ``QUERY_BLOCK`` queries at a time when the
+        weights are not wanted: XLA on CPU otherwise streams the whole ``[b, h, T, S]`` score tensor through
+        memory once per softmax pass, and a block's scores stay in cache (1.45x faster at batch 1, 1.8x at
+        batch 4 on the 2-core CPU). The arithmetic is the same; XLA may pick other matmul kernels for the
+    smaller shapes, so results can differ in the last bit (within float32 rounding).
     """
     q_len = q.shape[2]
     unmasked = mask is None and (deterministic or dropout.rate == 0.0)

@@ -185,6 +185,8 @@ def test_chunked_mode_transcribes_as_well(pt_transcriber, long_audio, tiny_en_di
     wer = _wer(WhisperTokenizer.from_pretrained(tiny_en_dir), long_audio.text, result.text)
     print(f"WER chunked: {wer:.3f}")
     assert wer <= 0.15
+    with pytest.raises(ValueError, match="initial_prompt"):  # refused, not silently ignored
+        transcribe_chunked(pt_transcriber, long_audio.audio, TranscribeOptions(initial_prompt="Kennedy"))
 
 
 def test_command_line_writes_subtitles_and_reports_bad_files(jfk_path, tmp_path):

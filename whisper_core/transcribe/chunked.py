@@ -42,7 +42,20 @@ def transcribe_chunked(
     stride_length: float = 5.0,
     batch_size: int = 8,
 ) -> Transcription:
-    """Transcribe one clip of any length in batches of ``batch_size`` overlapping windows."""
+    """Transcribe one clip of any length in batches of ``batch_size`` overlapping windows.
+
+    Windows are decoded independently, so the options that tie a window to the text or the time before
+    it (``initial_prompt``, ``clip_timestamps``, ``hallucination_silence_threshold``) are refused rather
+    than ignored; previous-text conditioning does not apply either.
+    """
+    sequential_only = {
+        "initial_prompt": options.initial_prompt,
+        "clip_timestamps": options.clip_timestamps,
+        "hallucination_silence_threshold": options.hallucination_silence_threshold,
+    }
+    given = [name for name, value in sequential_only.items() if value]
+    if given:
+        raise ValueError(f"chunked transcription decodes windows independently: it does not take {given}")
     if chunk_length * transcriber.frames_per_second > transcriber.window_frames:
         raise ValueError(f"chunk_length must be at most {transcriber.window_frames / transcriber.frames_per_second} s")
     mel = transcriber.log_mel(audio)
