@@ -43,7 +43,11 @@ def worker(implementation: str, model_name: str, repeats: int, batch: int) -> di
     else:
         from transformers import TFWhisperForConditionalGeneration
 
+        from transformers import GenerationConfig
+
         model = TFWhisperForConditionalGeneration.from_pretrained(directory, from_pt=True)
+        # from_pt leaves the default generation config, which has no language table for base
+        model.generation_config = GenerationConfig.from_pretrained(directory)
         compiled = tf.function(model.generate, jit_compile=True)
         generate = lambda inputs=features: compiled(inputs, **language)  # noqa: E731
 
