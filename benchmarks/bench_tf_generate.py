@@ -41,9 +41,7 @@ def worker(implementation: str, model_name: str, repeats: int, batch: int) -> di
         model = TFWhisperForConditionalGeneration.from_pretrained(directory)
         generate = lambda inputs=features: model.generate(inputs, **language)  # noqa: E731
     else:
-        from transformers import TFWhisperForConditionalGeneration
-
-        from transformers import GenerationConfig
+        from transformers import GenerationConfig, TFWhisperForConditionalGeneration
 
         model = TFWhisperForConditionalGeneration.from_pretrained(directory, from_pt=True)
         # from_pt leaves the default generation config, which has no language table for base
