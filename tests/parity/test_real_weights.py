@@ -18,9 +18,10 @@ KIND = "WhisperForConditionalGeneration"
 # First-step gradients, relative error in norm per tensor. On base, float32 rounding through the six
 # encoder layers (residual stream ~500) reaches the first convolution: whisper_pt's own float32
 # gradients are up to 6.3e-5 from its float64 ones, and Flax's (XLA CPU) early-encoder gradients
-# 1.8e-4 to 2.2e-4 from PyTorch's and TensorFlow's (it varies with the thread count), so base is held
-# to 3e-4 there instead of DESIGN.md's 1e-4. PyTorch and TensorFlow agree within 1e-4.
-GRADIENT_TOL = {"tiny.en": 1e-4, "base": 3e-4}
+# 1.8e-4 to 2.2e-4 from PyTorch's and TensorFlow's (it varies with the thread count; 3.1e-4 to 3.4e-4
+# since Flax's encoder attention runs by query blocks, whose matmuls round differently), so base is
+# held to 4e-4 there instead of DESIGN.md's 1e-4. PyTorch and TensorFlow agree within 1e-4.
+GRADIENT_TOL = {"tiny.en": 1e-4, "base": 4e-4}
 
 
 @pytest.fixture(scope="module", params=["tiny.en", "base"])
