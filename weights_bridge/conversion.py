@@ -36,6 +36,8 @@ from whisper_core.config import CONFIG_NAME, WhisperConfig
 from whisper_core.feature_extraction import PREPROCESSOR_CONFIG_NAME, WhisperFeatureExtractor
 from whisper_core.fileio import read_json
 from whisper_core.generation_config import GENERATION_CONFIG_NAME, GenerationConfig
+from whisper_core.languages import LANGUAGES
+from whisper_core.tiktoken_conversion import special_token_ids
 from whisper_core.tokenizer import (
     NO_TIMESTAMPS,
     START_OF_PREV,
@@ -132,17 +134,25 @@ def _is_ct2(directory: Path) -> bool:
 
 
 def derive_generation_config(config: WhisperConfig, tokenizer: WhisperTokenizer | None) -> GenerationConfig:
-    """A generation config from the model config, plus the special-token ids a tokenizer can name."""
+    """A generation config from the model config, plus the special-token ids: named by the tokenizer, or
+    (an openai-whisper ``.pt`` comes without one) placed by openai-whisper's vocabulary layout."""
     values = GenerationConfig.from_model_config(config).to_dict()
     multilingual = config.vocab_size >= fetching.MULTILINGUAL_VOCAB_SIZE
     values.update(is_multilingual=multilingual, max_initial_timestamp_index=fetching.MAX_INITIAL_TIMESTAMP_INDEX)
     if tokenizer is not None:
         ids = tokenizer.convert_tokens_to_ids
-        values.update(no_timestamps_token_id=ids(NO_TIMESTAMPS), prev_sot_token_id=ids(START_OF_PREV))
-        if multilingual:
-            languages = tokenizer.language_token_ids()
-            values["lang_to_id"] = {f"<|{code}|>": token_id for code, token_id in languages.items()}
-            values["task_to_id"] = {"transcribe": ids(TRANSCRIBE), "translate": ids(TRANSLATE)}
+        languages = {f"<|{code}|>": token_id for code, token_id in tokenizer.language_token_ids().items()}
+    else:
+        try:
+            table = special_token_ids(config.vocab_size)
+        except ValueError:  # not a Whisper vocabulary (a small custom config): no ids to place
+            return GenerationConfig(**values)
+        ids = table.__getitem__
+        languages = {token: token_id for token, token_id in table.items() if token[2:-2] in LANGUAGES}
+    values.update(no_timestamps_token_id=ids(NO_TIMESTAMPS), prev_sot_token_id=ids(START_OF_PREV))
+    if multilingual:
+        values["lang_to_id"] = languages
+        values["task_to_id"] = {"transcribe": ids(TRANSCRIBE), "translate": ids(TRANSLATE)}
     return GenerationConfig(**values)
 
 

@@ -30,7 +30,7 @@ from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, 
 
 from .languages import LANGUAGES
 
-__all__ = ["load_tiktoken_ranks", "tokenizer_from_tiktoken"]
+__all__ = ["load_tiktoken_ranks", "special_token_ids", "tokenizer_from_tiktoken"]
 
 # large-v3 added Cantonese as the 100th language; HF converted it with its tiktoken converter,
 # which spells the no-speech token the way OpenAI does, while the older hub files say
@@ -40,6 +40,9 @@ _LARGE_V3_NUM_LANGUAGES = 100
 # Whisper's timestamps run from 0.00 to 30.00 seconds in steps of 0.02 s: 1501 tokens.
 _TIMESTAMP_STEP_CENTISECONDS = 2
 _TIMESTAMP_COUNT = 1501
+# BPE ranks before <|endoftext|>: GPT-2's for English-only models, one more in the multilingual file.
+_ENGLISH_RANKS, _MULTILINGUAL_RANKS = 50256, 50257
+_MULTILINGUAL_VOCAB_SIZE = 51865
 
 
 def _byte_to_unicode() -> dict[int, str]:
@@ -174,6 +177,16 @@ def _special_tokens(num_languages: int) -> list[str]:
         no_speech,
         "<|notimestamps|>",
     ]
+
+
+def special_token_ids(vocab_size: int) -> dict[str, int]:
+    """Id of every special token of a Whisper vocabulary of ``vocab_size``, from openai-whisper's layout
+    alone (BPE ranks, specials, 1501 timestamps), for checkpoints that come without tokenizer files."""
+    ranks = _MULTILINGUAL_RANKS if vocab_size >= _MULTILINGUAL_VOCAB_SIZE else _ENGLISH_RANKS
+    num_languages = vocab_size - ranks - len(_special_tokens(0)) - _TIMESTAMP_COUNT
+    if not 1 <= num_languages <= len(LANGUAGES):
+        raise ValueError(f"vocab_size {vocab_size} is not a Whisper vocabulary ({num_languages} languages)")
+    return {token: ranks + index for index, token in enumerate(_special_tokens(num_languages))}
 
 
 def tokenizer_from_tiktoken(

@@ -84,6 +84,23 @@ def test_tiny_en_every_format_and_back_to_ct2_bytes(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("name", ["tiny.en", "base"])
+def test_openai_file_gets_the_special_token_ids_of_the_real_checkpoint(name, tmp_path):
+    """An openai-whisper ``.pt`` holds no tokenizer: its token ids come from the vocabulary layout and
+    must equal those of the real checkpoint's generation config (HF's values)."""
+    source = fetch(name)
+    expected = read_checkpoint(source).generation_config
+    derived = read_checkpoint(convert_checkpoint(source, tmp_path / "model.pt", to="openai")).generation_config
+    keys = ["no_timestamps_token_id", "prev_sot_token_id", "decoder_start_token_id", "eos_token_id", "is_multilingual"]
+    if name == "base":
+        keys += ["lang_to_id", "task_to_id"]
+    else:
+        assert derived.lang_to_id in (None, {}) and expected.lang_to_id in (None, {})
+    for key in keys:
+        assert getattr(derived, key) == getattr(expected, key), key
+
+
+@pytest.mark.slow
 def test_cli_convert_with_verify(tmp_path, capsys, jfk_path):
     code = main(["convert", "tiny.en", str(tmp_path / "flax"), "--to", "flax", "--verify", "--audio", str(jfk_path)])
     report = json.loads(capsys.readouterr().out)

@@ -399,3 +399,13 @@ def test_token_bpe_cannot_build(tmp_path):
     path = write_ranks(tmp_path / "orphan.tiktoken", [*BYTES, b"abc"])
     with pytest.raises(ValueError, match=re.escape("orphan.tiktoken: token b'abc' (rank 256) cannot be built")):
         tokenizer_from_tiktoken(path)
+
+
+def test_special_token_ids_follow_the_vocabulary_layout():
+    from whisper_core.tiktoken_conversion import special_token_ids
+
+    large_v3 = special_token_ids(51866)  # 100 languages: Cantonese last, every later id one higher
+    assert (large_v3["<|yue|>"], large_v3["<|translate|>"], large_v3["<|notimestamps|>"]) == (50358, 50359, 50364)
+    assert "<|yue|>" not in special_token_ids(51865) and special_token_ids(51864)["<|endoftext|>"] == 50256
+    with pytest.raises(ValueError, match="not a Whisper vocabulary"):
+        special_token_ids(96)
