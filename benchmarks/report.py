@@ -110,7 +110,7 @@ def main() -> None:
         print(output, flush=True)
         if output.startswith("(failed"):
             failed.append(name)
-        shown = " ".join([f"benchmarks/{command[0]}", *command[1:]])
+        shown = " ".join([f"benchmarks/{command[0]}", *command[1:]]).replace(str(HERE.parents[1]), "..")
         sections.append(f"## {title}\n\n`{shown}` ({elapsed:.0f} s)\n\n{output}\n")
         bars += speed_ups(name, output)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -115,3 +115,28 @@ def test_language_detection_agrees(pair, checkpoint, loaded):
     assert max(abs(found[0][code] - found[1][code]) for code in found[0]) <= TOL
     ids = [RUNNERS[name].generate(loaded(name, directory), features, max_new_tokens=48) for name in pair]
     np.testing.assert_array_equal(ids[0], ids[1])  # language detected inside generate
+
+
+@pytest.mark.parametrize("pair", pairs())
+def test_base_model_hidden_states_and_attentions(pair, checkpoint):
+    """``WhisperModel`` (no LM head) on the real weights: decoder and encoder states layer by layer, and on
+    tiny.en every attention map (base's would be 0.4 GB per backend), on real speech and its transcript."""
+    model_name, directory, features, labels = checkpoint
+    attentions = model_name == "tiny.en"
+    results = [
+        RUNNERS[name].forward(
+            RUNNERS[name].load("WhisperModel", directory),
+            input_features=features,
+            decoder_input_ids=labels,
+            output_hidden_states=True,
+            output_attentions=attentions,
+        )
+        for name in pair
+    ]
+    first, second = results
+    assert_close("decoder states", first["last_hidden_state"], second["last_hidden_state"], TOL, relative=True)
+    for key in ("encoder_hidden_states", "decoder_hidden_states"):
+        assert_close(key, first[key], second[key], TOL, relative=True)
+    if attentions:
+        for key in ("encoder_attentions", "decoder_attentions", "cross_attentions"):
+            assert_close(key, first[key], second[key], TOL)
