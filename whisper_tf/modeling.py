@@ -145,18 +145,27 @@ def decoder_attention_mask(q_len: Any, kv_len: Any, offset: Any, padding_mask: t
 
 
 def attend(
-    q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, mask: tf.Tensor | None, dropout: keras.layers.Dropout, training: bool
+    q: tf.Tensor,
+    k: tf.Tensor,
+    v: tf.Tensor,
+    mask: tf.Tensor | None,
+    dropout: keras.layers.Dropout,
+    training: bool,
+    head_mask: tf.Tensor | None = None,
 ) -> tuple[tf.Tensor, tf.Tensor]:
     """softmax(q k^T) v with ``q [b, h, T, hd]`` already scaled, ``k, v [b, h, S, hd]``, bool ``mask``.
 
     Masked scores become the dtype's minimum rather than -inf (as transformers' additive mask does), so
     a query that sees nothing (a left-padding token) gets finite weights instead of NaN, which would
-    otherwise leak into real rows through the next layer. Returns ``(out [b, h, T, hd], weights)``.
+    otherwise leak into real rows through the next layer. ``head_mask [h]`` scales each head's weights
+    (0 silences a head). Returns ``(out [b, h, T, hd], weights)``.
     """
     scores = tf.matmul(q, k, transpose_b=True)  # [b, h, T, S]
     if mask is not None:
         scores = tf.where(mask, scores, scores.dtype.min)
     weights = tf.cast(tf.nn.softmax(tf.cast(scores, tf.float32), axis=-1), q.dtype)
+    if head_mask is not None:
+        weights = weights * tf.reshape(tf.cast(head_mask, weights.dtype), (1, -1, 1, 1))
     return tf.matmul(dropout(weights, training=training), v), weights
 
 
@@ -212,6 +221,7 @@ class TFWhisperAttention(_BuiltOnCall, keras.layers.Layer):
         past_key_value: tuple[tf.Tensor, tf.Tensor] | None = None,
         cache_index: Any = None,
         attention_mask: tf.Tensor | None = None,
+        layer_head_mask: tf.Tensor | None = None,
         training: bool = False,
     ) -> tuple[tf.Tensor, tf.Tensor, tuple[tf.Tensor, tf.Tensor]]:
         """``hidden_states [b, T, d]`` -> ``(out [b, T, d], weights [b, h, T, S], (k, v) [b, h, S, hd])``.
@@ -233,7 +243,7 @@ class TFWhisperAttention(_BuiltOnCall, keras.layers.Layer):
                 start = tf.stack([0, 0, tf.cast(cache_index, tf.int32), 0])
                 k = xla.dynamic_update_slice(past_key_value[0], tf.cast(k, past_key_value[0].dtype), start)
                 v = xla.dynamic_update_slice(past_key_value[1], tf.cast(v, past_key_value[1].dtype), start)
-        out, weights = attend(q, k, v, attention_mask, self.dropout, training)
+        out, weights = attend(q, k, v, attention_mask, self.dropout, training, layer_head_mask)
         out = tf.reshape(tf.transpose(out, (0, 2, 1, 3)), (shape[0], shape[1], self.embed_dim))  # -> [b, T, d]
         return self.out_proj(out), weights, (k, v)
 
@@ -255,8 +265,10 @@ class TFWhisperEncoderLayer(_BuiltOnCall, keras.layers.Layer):
         self.fc2 = _dense(d, config.init_std, dtype, "fc2")
         self.final_layer_norm = LayerNorm(dtype=dtype, name="final_layer_norm")
 
-    def call(self, x: tf.Tensor, training: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
-        h, weights, _ = self.self_attn(self.self_attn_layer_norm(x), training=training)
+    def call(
+        self, x: tf.Tensor, layer_head_mask: tf.Tensor | None = None, training: bool = False
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        h, weights, _ = self.self_attn(self.self_attn_layer_norm(x), layer_head_mask=layer_head_mask, training=training)
         x = x + self.dropout(h, training=training)
         h = self.activation_dropout(self.activation_fn(self.fc1(self.final_layer_norm(x))), training=training)
         x = x + self.dropout(self.fc2(h), training=training)
@@ -289,6 +301,8 @@ class TFWhisperDecoderLayer(_BuiltOnCall, keras.layers.Layer):
         x: tf.Tensor,
         attention_mask: tf.Tensor | None = None,
         encoder_hidden_states: tf.Tensor | None = None,
+        layer_head_mask: tf.Tensor | None = None,
+        cross_attn_layer_head_mask: tf.Tensor | None = None,
         past_key_value: tuple[tf.Tensor, ...] | None = None,
         cache_index: Any = None,
         training: bool = False,
@@ -301,6 +315,7 @@ class TFWhisperDecoderLayer(_BuiltOnCall, keras.layers.Layer):
             past_key_value=self_past,
             cache_index=cache_index,
             attention_mask=attention_mask,
+            layer_head_mask=layer_head_mask,
             training=training,
         )
         x = x + self.dropout(h, training=training)
@@ -310,6 +325,7 @@ class TFWhisperDecoderLayer(_BuiltOnCall, keras.layers.Layer):
                 self.encoder_attn_layer_norm(x),
                 key_value_states=encoder_hidden_states,
                 past_key_value=cross_past,
+                layer_head_mask=cross_attn_layer_head_mask,
                 training=training,
             )
             x = x + self.dropout(h, training=training)
@@ -422,6 +438,8 @@ class TFWhisperEncoder(_BuiltOnCall, keras.layers.Layer):
     def call(
         self,
         input_features: tf.Tensor,
+        attention_mask: tf.Tensor | None = None,
+        head_mask: tf.Tensor | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
@@ -429,8 +447,10 @@ class TFWhisperEncoder(_BuiltOnCall, keras.layers.Layer):
     ) -> BaseModelOutput | tuple:
         """``input_features [b, num_mel_bins, 2 * max_source_positions]`` -> states ``[b, max_source_positions, d]``.
 
-        The frame count must be exact: Whisper always sees 30 s of (padded) audio.
+        The frame count must be exact: Whisper always sees 30 s of (padded) audio, which is why
+        ``attention_mask`` is accepted for API compatibility and unused. ``head_mask [layers, heads]``.
         """
+        _check_head_masks(len(self.layers), head_mask=head_mask)
         output_attentions = _flag(output_attentions, self.config, "output_attentions", False)
         output_hidden_states = _flag(output_hidden_states, self.config, "output_hidden_states", False)
         return_dict = _flag(return_dict, self.config, "return_dict", True)
@@ -451,10 +471,10 @@ class TFWhisperEncoder(_BuiltOnCall, keras.layers.Layer):
         x = self.dropout(x + self.embed_positions(tf.range(self.config.max_source_positions)), training=training)
 
         hidden_states, attentions = [], []
-        for layer in self.layers:
+        for idx, layer in enumerate(self.layers):
             if output_hidden_states:
                 hidden_states.append(x)
-            y, weights = layer(x, training=training)
+            y, weights = layer(x, layer_head_mask=head_mask[idx] if head_mask is not None else None, training=training)
             dropped = _layer_drop(self.config.encoder_layerdrop, training)
             x = y if dropped is None else tf.where(dropped, x, y)
             attentions.append(weights)
@@ -502,6 +522,8 @@ class TFWhisperDecoder(_BuiltOnCall, keras.layers.Layer):
         attention_mask: tf.Tensor | None = None,
         position_ids: tf.Tensor | None = None,
         encoder_hidden_states: tf.Tensor | None = None,
+        head_mask: tf.Tensor | None = None,
+        cross_attn_head_mask: tf.Tensor | None = None,
         past_key_values: KVCache | None = None,
         inputs_embeds: tf.Tensor | None = None,
         use_cache: bool | None = None,
@@ -524,6 +546,7 @@ class TFWhisperDecoder(_BuiltOnCall, keras.layers.Layer):
             raise ValueError("pass exactly one of decoder_input_ids and decoder_inputs_embeds")
         if inputs_embeds is None:
             inputs_embeds = self.embed_tokens(input_ids)  # [b, T, d]
+        _check_head_masks(len(self.layers), head_mask=head_mask, cross_attn_head_mask=cross_attn_head_mask)
         if past_key_values is None and use_cache:
             if encoder_hidden_states is None:
                 raise ValueError("use_cache=True without past_key_values needs the encoder states")
@@ -553,6 +576,8 @@ class TFWhisperDecoder(_BuiltOnCall, keras.layers.Layer):
                 x,
                 attention_mask=mask,
                 encoder_hidden_states=encoder_hidden_states,
+                layer_head_mask=head_mask[idx] if head_mask is not None else None,
+                cross_attn_layer_head_mask=cross_attn_head_mask[idx] if cross_attn_head_mask is not None else None,
                 past_key_value=layer_past,
                 cache_index=offset if layer_past is not None else None,
                 training=training,
@@ -578,6 +603,13 @@ class TFWhisperDecoder(_BuiltOnCall, keras.layers.Layer):
             cross_attentions=tuple(cross_attentions) if with_cross else None,
         )
         return out if return_dict else out.to_tuple()
+
+
+def _check_head_masks(layers: int, **masks: tf.Tensor | None) -> None:
+    """Each head mask needs one row per layer."""
+    for name, mask in masks.items():
+        if mask is not None and mask.shape[0] != layers:
+            raise ValueError(f"{name} must have {layers} rows (one per layer), got {mask.shape[0]}")
 
 
 def _dim(x: tf.Tensor, axis: int) -> Any:
@@ -628,12 +660,16 @@ class TFWhisperMainLayer(_BuiltOnCall, keras.layers.Layer):
         decoder_input_ids: tf.Tensor | None = None,
         decoder_attention_mask: tf.Tensor | None = None,
         decoder_position_ids: tf.Tensor | None = None,
+        head_mask: tf.Tensor | None = None,
+        decoder_head_mask: tf.Tensor | None = None,
+        cross_attn_head_mask: tf.Tensor | None = None,
         encoder_outputs: Any = None,
         past_key_values: KVCache | None = None,
         decoder_inputs_embeds: tf.Tensor | None = None,
         use_cache: bool | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
+        attention_mask: tf.Tensor | None = None,
         training: bool = False,
     ) -> Seq2SeqModelOutput:
         """Run the encoder (unless ``encoder_outputs`` are given) and the decoder on its last state."""
@@ -642,6 +678,8 @@ class TFWhisperMainLayer(_BuiltOnCall, keras.layers.Layer):
                 raise ValueError("pass input_features or encoder_outputs")
             encoder_outputs = self.encoder(
                 self._mask_input_features(tf.convert_to_tensor(input_features), training),
+                attention_mask=attention_mask,
+                head_mask=head_mask,
                 output_attentions=output_attentions,
                 output_hidden_states=output_hidden_states,
                 return_dict=True,
@@ -653,6 +691,8 @@ class TFWhisperMainLayer(_BuiltOnCall, keras.layers.Layer):
             attention_mask=decoder_attention_mask,
             position_ids=decoder_position_ids,
             encoder_hidden_states=encoder_outputs.last_hidden_state,
+            head_mask=decoder_head_mask,
+            cross_attn_head_mask=cross_attn_head_mask,
             past_key_values=past_key_values,
             inputs_embeds=decoder_inputs_embeds,
             use_cache=use_cache,
@@ -700,6 +740,9 @@ class TFWhisperModel(TFWhisperPreTrainedModel):
         decoder_input_ids: Any = None,
         decoder_attention_mask: Any = None,
         decoder_position_ids: Any = None,
+        head_mask: Any = None,
+        decoder_head_mask: Any = None,
+        cross_attn_head_mask: Any = None,
         encoder_outputs: Any = None,
         past_key_values: KVCache | None = None,
         decoder_inputs_embeds: Any = None,
@@ -707,6 +750,7 @@ class TFWhisperModel(TFWhisperPreTrainedModel):
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        attention_mask: Any = None,
         training: bool = False,
     ) -> Seq2SeqModelOutput | tuple:
         """The decoder's last hidden state ``[b, T, d]`` (and what was asked for)."""
@@ -715,12 +759,16 @@ class TFWhisperModel(TFWhisperPreTrainedModel):
             decoder_input_ids=decoder_input_ids,
             decoder_attention_mask=decoder_attention_mask,
             decoder_position_ids=decoder_position_ids,
+            head_mask=head_mask,
+            decoder_head_mask=decoder_head_mask,
+            cross_attn_head_mask=cross_attn_head_mask,
             encoder_outputs=encoder_outputs,
             past_key_values=past_key_values,
             decoder_inputs_embeds=decoder_inputs_embeds,
             use_cache=use_cache,
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
+            attention_mask=attention_mask,
             training=training,
         )
         return out if _flag(return_dict, self.config, "return_dict", True) else out.to_tuple()
@@ -781,6 +829,9 @@ class TFWhisperForConditionalGeneration(TFWhisperGenerationMixin, TFWhisperTrain
         decoder_input_ids: Any = None,
         decoder_attention_mask: Any = None,
         decoder_position_ids: Any = None,
+        head_mask: Any = None,
+        decoder_head_mask: Any = None,
+        cross_attn_head_mask: Any = None,
         encoder_outputs: Any = None,
         past_key_values: KVCache | None = None,
         decoder_inputs_embeds: Any = None,
@@ -789,6 +840,7 @@ class TFWhisperForConditionalGeneration(TFWhisperGenerationMixin, TFWhisperTrain
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        attention_mask: Any = None,
         training: bool = False,
     ) -> Seq2SeqLMOutput | tuple:
         """Logits ``[b, T, vocab]``; with ``labels [b, T]`` also the mean cross-entropy over labels != -100.
@@ -811,12 +863,16 @@ class TFWhisperForConditionalGeneration(TFWhisperGenerationMixin, TFWhisperTrain
             decoder_input_ids=decoder_input_ids,
             decoder_attention_mask=decoder_attention_mask,
             decoder_position_ids=decoder_position_ids,
+            head_mask=head_mask,
+            decoder_head_mask=decoder_head_mask,
+            cross_attn_head_mask=cross_attn_head_mask,
             encoder_outputs=encoder_outputs,
             past_key_values=past_key_values,
             decoder_inputs_embeds=decoder_inputs_embeds,
             use_cache=use_cache,
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
+            attention_mask=attention_mask,
             training=training,
         )
         logits = self.lm_logits(outputs.last_hidden_state)
@@ -868,6 +924,7 @@ class TFWhisperForAudioClassification(TFWhisperPreTrainedModel):
     def call(
         self,
         input_features: Any = None,
+        head_mask: Any = None,
         encoder_outputs: Any = None,
         labels: Any = None,
         output_attentions: bool | None = None,
@@ -881,6 +938,7 @@ class TFWhisperForAudioClassification(TFWhisperPreTrainedModel):
         if encoder_outputs is None:
             encoder_outputs = self.encoder(
                 tf.convert_to_tensor(input_features),
+                head_mask=head_mask,
                 output_attentions=output_attentions,
                 output_hidden_states=output_hidden_states,
                 return_dict=True,

@@ -464,3 +464,24 @@ def test_layerdrop_in_training_matches_transformers(inputs):
         x = torch.nn.functional.gelu(encoder.conv2(torch.nn.functional.gelu(encoder.conv1(features))))
         expected = encoder.layer_norm(x.permute(0, 2, 1) + encoder.embed_positions.weight)
     assert max_abs(out, expected) <= TOL
+
+
+def test_head_masks_match_transformers(inputs):
+    """``head_mask``, ``decoder_head_mask`` and ``cross_attn_head_mask`` silence or scale heads per layer."""
+    hf, ours = make_pair(transformers.WhisperForConditionalGeneration, WhisperForConditionalGeneration, attn="eager")
+    features, ids = inputs
+    layers, heads = SMALL["encoder_layers"], SMALL["encoder_attention_heads"]
+    masks = {
+        name: torch.rand(layers, heads, generator=torch.Generator().manual_seed(seed)).round()
+        for seed, name in enumerate(("head_mask", "decoder_head_mask", "cross_attn_head_mask"))
+    }
+    masks["head_mask"][0, 0] = 0.0  # at least one silenced head
+    kwargs = dict(decoder_input_ids=ids, output_attentions=True, **masks)
+    with torch.no_grad():
+        mine, theirs = ours(features, **kwargs), hf(features, **kwargs)
+        plain = ours(features, decoder_input_ids=ids)
+    assert max_abs(mine.logits, theirs.logits) <= TOL
+    assert max_abs(mine.logits, plain.logits) > 1e-3, "the masks change the output"
+    assert float(mine.encoder_attentions[0][:, 0].abs().max()) == 0.0
+    with pytest.raises(ValueError, match="one per layer"):
+        ours(features, decoder_input_ids=ids, head_mask=torch.ones(layers + 1, heads))

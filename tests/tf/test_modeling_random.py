@@ -208,3 +208,26 @@ def test_bad_inputs(ours, inputs):
         ours.init_cache(3, 8, ours.get_encoder()(features))
     with pytest.raises(ValueError, match="ties proj_out"):
         TFWhisperForConditionalGeneration(WhisperConfig(**SMALL, tie_word_embeddings=False))
+
+
+def test_head_masks_match_whisper_pt(ours, inputs):
+    """The same head masks as whisper_pt (which matches transformers) give the same outputs."""
+    from whisper_pt import WhisperForConditionalGeneration
+
+    features, ids = inputs
+    pt = WhisperForConditionalGeneration.from_canonical(ours.config, ours.canonical_tensors())
+    layers, heads = SMALL["encoder_layers"], SMALL["encoder_attention_heads"]
+    rng = np.random.default_rng(3)
+    masks = {name: rng.integers(0, 2, (layers, heads)).astype(np.float32) for name in ("head_mask", "decoder_head_mask", "cross_attn_head_mask")}  # fmt: skip
+    masks["head_mask"][0, 0] = 0.0
+    with torch.no_grad():
+        theirs = pt(
+            torch.from_numpy(features),
+            decoder_input_ids=torch.from_numpy(ids).long(),
+            **{k: torch.from_numpy(v) for k, v in masks.items()},
+        )
+    mine = ours(features, decoder_input_ids=ids, output_attentions=True, **masks)
+    assert max_abs(mine.logits, theirs.logits) <= TOL
+    assert float(np.abs(np.asarray(mine.encoder_attentions[0])[:, 0]).max()) == 0.0
+    with pytest.raises(ValueError, match="one per layer"):
+        ours(features, decoder_input_ids=ids, head_mask=np.ones((layers + 1, heads), np.float32))
