@@ -65,6 +65,15 @@ def decay_mask(params: Params) -> Params:
     return jax.tree.map(lambda leaf: leaf.ndim > 1, params)
 
 
+def encoder_labels(params: Params) -> Params:
+    """``"frozen"`` for every leaf under an ``encoder`` module, ``"trained"`` for the rest."""
+
+    def label(path: tuple, leaf: Any) -> str:
+        return "frozen" if any(getattr(key, "key", None) == "encoder" for key in path) else "trained"
+
+    return jax.tree_util.tree_map_with_path(label, params)
+
+
 def make_optimizer(
     learning_rate: float,
     total_steps: int,
@@ -74,13 +83,22 @@ def make_optimizer(
     b1: float = 0.9,
     b2: float = 0.999,
     eps: float = 1e-8,
+    freeze_encoder: bool = False,
 ) -> optax.GradientTransformation:
     """AdamW on :func:`make_schedule`, decay masked by :func:`decay_mask`, after global-norm clipping
-    (transformers' Trainer defaults; ``max_grad_norm=None`` turns clipping off)."""
+    (transformers' Trainer defaults; ``max_grad_norm=None`` turns clipping off).
+
+    ``freeze_encoder=True`` is JAX's form of whisper_pt's ``model.freeze_encoder()``: params are values,
+    not modules, so the optimizer leaves the encoder's unchanged, keeps no Adam state for them, and
+    clips the norm of the other gradients only (as PyTorch, which computes no encoder gradients).
+    """
     adamw = optax.adamw(
         make_schedule(learning_rate, total_steps, warmup_steps), b1, b2, eps, weight_decay=weight_decay, mask=decay_mask
     )
-    return adamw if max_grad_norm is None else optax.chain(optax.clip_by_global_norm(max_grad_norm), adamw)
+    trained = adamw if max_grad_norm is None else optax.chain(optax.clip_by_global_norm(max_grad_norm), adamw)
+    if not freeze_encoder:
+        return trained
+    return optax.multi_transform({"trained": trained, "frozen": optax.set_to_zero()}, encoder_labels)
 
 
 def pad_labels(

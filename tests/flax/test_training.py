@@ -300,3 +300,18 @@ def test_fine_tuning_tiny_en_lowers_the_loss_and_loads_in_whisper_pt(tiny_en_dir
         theirs = pt(torch.from_numpy(features), labels=torch.from_numpy(batch["labels"]).long()).logits.numpy()
     ours = np.asarray(model(features, labels=batch["labels"], params=state.params).logits)
     assert float(np.abs(ours - theirs).max()) <= 1e-4
+
+
+def test_frozen_encoder_stays_as_it_was(batch):
+    """``make_optimizer(freeze_encoder=True)`` (whisper_pt's freeze_encoder): after a step, the encoder's
+    params are what they were and the decoder's have moved."""
+    model = small_model()
+    state = create_train_state(model, make_optimizer(1e-2, total_steps=10, max_grad_norm=0.5, freeze_encoder=True))
+    before = flatten_dict(jax.tree.map(np.asarray, state.params), sep="/")
+    after = flatten_dict(jax.tree.map(np.asarray, make_train_step(model)(state, batch)[0].params), sep="/")
+    moved = {name for name in before if not np.array_equal(before[name], after[name])}
+    assert moved and all("/encoder/" not in f"/{name}" for name in moved)
+    assert any("/decoder/" in f"/{name}" for name in moved)
+    assert all(
+        np.array_equal(before[name], after[name]) for name in before if "encoder/" in name.split("model/")[-1][:8]
+    )
