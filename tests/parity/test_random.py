@@ -10,13 +10,12 @@ import torch
 from whisper_core import GenerationConfig, WhisperConfig
 from whisper_pt import WhisperForAudioClassification, WhisperForConditionalGeneration
 
-from .runners import KINDS, RUNNERS, assert_close, assert_gradients_close, pairs, trainable_gradients
+from .runners import HALF_TOL, KINDS, RUNNERS, assert_close, assert_gradients_close, pairs, trainable_gradients
 
 TOL = 1e-5
 GRAD_TOL = 1e-4
 # Half-precision paths, compared with the float32 model of the same backend and between backends;
 # relative to the largest logit (bf16 keeps 8 mantissa bits, fp16 11).
-HALF_TOL = {"float16": 1e-2, "bfloat16": 5e-2}
 MODEL = dict(
     vocab_size=100, d_model=64, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
     decoder_attention_heads=4, encoder_ffn_dim=128, decoder_ffn_dim=128, max_source_positions=30,

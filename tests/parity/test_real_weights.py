@@ -10,7 +10,7 @@ import pytest
 from tests.conftest import JFK_TEXT
 from whisper_core import WhisperProcessor
 
-from .runners import RUNNERS, assert_close, assert_gradients_close, pairs, trainable_gradients
+from .runners import HALF_TOL, RUNNERS, assert_close, assert_gradients_close, pairs, trainable_gradients
 
 pytestmark = pytest.mark.slow
 TOL = 1e-4
@@ -140,3 +140,24 @@ def test_base_model_hidden_states_and_attentions(pair, checkpoint):
     if attentions:
         for key in ("encoder_attentions", "decoder_attentions", "cross_attentions"):
             assert_close(key, first[key], second[key], TOL)
+
+
+@pytest.mark.parametrize("pair", pairs())
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_half_precision_on_real_weights(pair, dtype, tiny_en_dir, jfk_audio):
+    """tiny.en in float16 and bfloat16 on real speech: each backend's logits stay within HALF_TOL of its
+    float32 logits (relative to their largest magnitude), and the two backends within HALF_TOL of each other."""
+    processor = WhisperProcessor.from_pretrained(tiny_en_dir)
+    features = processor(jfk_audio, sampling_rate=16000, return_tensors="np").input_features.astype(np.float32)
+    labels = np.array([processor.tokenizer(JFK_TEXT)["input_ids"]])
+    half = []
+    for name in pair:
+        runner = RUNNERS[name]
+        inputs = {"input_features": features, "labels": labels}
+        full = runner.forward(runner.load(KIND, tiny_en_dir), **inputs)["logits"]
+        reduced = np.asarray(runner.forward(runner.load(KIND, tiny_en_dir, dtype), **inputs)["logits"], np.float32)
+        scale = float(np.abs(full).max())
+        assert np.isfinite(reduced).all()
+        assert_close(f"{name} {dtype} vs float32", reduced / scale, full / scale, HALF_TOL[dtype])
+        half.append(reduced / scale)
+    assert_close(f"{dtype} between backends", half[0], half[1], HALF_TOL[dtype])
