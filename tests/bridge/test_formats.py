@@ -153,6 +153,20 @@ def test_our_files_load_in_transformers(transformers_files, tmp_path):
     assert_bit_identical(engine.to_canonical(flax_weights, "hf_flax", config), expected)
 
 
+def test_transformers_directories_convert_through_the_bridge(transformers_files, tmp_path):
+    """Each directory transformers wrote (safetensors, .bin, TF h5, Flax msgpack) reads and converts whole."""
+    from weights_bridge.conversion import convert_checkpoint, read_checkpoint
+
+    _, expected = canonical.load_checkpoint(transformers_files / "safetensors")
+    for kind, format_name in (("safetensors", "safetensors"), ("bin", "pytorch_model.bin"),
+                              ("tf", "tf_model.h5"), ("flax", "flax_model.msgpack")):  # fmt: skip
+        checkpoint = read_checkpoint(transformers_files / kind)
+        assert checkpoint.format == format_name
+        assert_bit_identical(dict(checkpoint.tensors), expected)
+        converted = convert_checkpoint(transformers_files / kind, tmp_path / kind, to="canonical")
+        assert_bit_identical(canonical.load_checkpoint(converted)[1], expected)
+
+
 # -- broken files ----------------------------------------------------------------------------------
 @pytest.fixture
 def written(tmp_path):
