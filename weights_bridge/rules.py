@@ -229,13 +229,24 @@ RULES: tuple[Rule, ...] = (
 TF_MODEL_NAME = "tf_whisper_for_conditional_generation"
 TF_LAYER_NAME = "model"
 
+def ct2_gelu(config: Any) -> int:
+    """CTranslate2's id of exact GELU (``ctranslate2.specs.Activation.GELU``), the only activation its
+    Whisper encoder and decoder run; a config with another one cannot be written as CT2."""
+    if config.activation_function != "gelu":
+        raise ValueError(
+            f"CTranslate2's Whisper runs GELU only; this model uses {config.activation_function!r}: "
+            "it cannot be converted to ct2"
+        )
+    return 3
+
+
 # CTranslate2 stores some of the spec's settings as rank-0 integer variables beside the weights:
 # name -> (NumPy dtype, value for a Whisper config). The reader checks every one of them and the
 # writer emits them, so a CT2 file round-trips through the canonical checkpoint byte for byte.
 CT2_SCALARS: dict[str, tuple[str, Any]] = {
     "encoder/num_heads": ("int16", lambda config: config.encoder_attention_heads),
     "decoder/num_heads": ("int16", lambda config: config.decoder_attention_heads),
-    "decoder/activation": ("int8", lambda config: 3),  # ctranslate2.specs.Activation.GELU
+    "decoder/activation": ("int8", lambda config: ct2_gelu(config)),
     "decoder/alibi": ("int8", lambda config: 0),
     "decoder/alignment_heads": ("int16", lambda config: 1),  # CT2's own default; Whisper's heads are in config.json
     "decoder/alignment_layer": ("int16", lambda config: -1),

@@ -133,3 +133,11 @@ def test_real_files(tmp_path, name, count, d_model, layers, heads, vocab):
     back = ctranslate2.from_canonical(ctranslate2.to_canonical(model, config), config)
     original = b"".join(part.read_bytes() for part in parts)
     assert ctranslate2.write_model(tmp_path / "model.bin", back).read_bytes() == original
+
+
+def test_an_activation_ctranslate2_cannot_run_is_refused():
+    config = small_config()
+    weights = random_weights(config)
+    config.activation_function = "relu"  # CT2's Whisper would silently run GELU instead
+    with pytest.raises(ValueError, match="GELU only; this model uses 'relu'"):
+        ctranslate2.from_canonical(weights, config)
