@@ -24,7 +24,7 @@ from whisper_core.fileio import atomic_path, read_json, write_json
 from whisper_core.generation_config import GenerationConfig
 from whisper_core.tokenizer import WhisperTokenizer
 
-from . import engine
+from . import bfloat16, engine
 
 SAFE_WEIGHTS_NAME = "model.safetensors"
 SAFE_WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
@@ -38,10 +38,18 @@ def _shard_name(index: int, count: int) -> str:
     return f"model-{index:05d}-of-{count:05d}.safetensors"
 
 
+def read_safetensors_tensor(file: Any, path: Path, name: str) -> np.ndarray:
+    """Tensor ``name`` of the safetensors ``file`` open (``safe_open``) at ``path``; bfloat16 is widened to
+    float32 exactly (see :mod:`.bfloat16`), whether or not NumPy has a bfloat16 type registered."""
+    if file.get_slice(name).get_dtype() == "BF16":
+        return bfloat16.safetensors_tensors(path, [name])[name]
+    return file.get_tensor(name)
+
+
 def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
     try:
         with safe_open(str(path), framework="np") as file:
-            return {name: file.get_tensor(name) for name in file.keys()}  # noqa: SIM118 (safe_open has no __iter__)
+            return {name: read_safetensors_tensor(file, path, name) for name in file.keys()}  # noqa: SIM118
     except (SafetensorError, OSError) as error:
         raise ValueError(f"{path}: not a readable safetensors file: {error}") from error
 
@@ -80,8 +88,8 @@ def _read_torch(path: Path) -> dict[str, np.ndarray]:
         raise ValueError(f"{path}: not a readable PyTorch state dict: {error}") from error
     tensors = {}
     for name, tensor in state.items():
-        if tensor.dtype == torch.bfloat16:
-            raise ValueError(f"{path}: tensor {name} is bfloat16, which NumPy cannot hold; convert it to float32 first")
+        if tensor.dtype == torch.bfloat16:  # NumPy has no bfloat16: widened exactly (see .bfloat16)
+            tensor = tensor.float()
         tensors[name] = tensor.detach().cpu().numpy()
     return tensors
 

@@ -97,7 +97,7 @@ def _lazy_safetensors(directory: Path, config: WhisperConfig) -> engine.LazyTens
     def load(name: str) -> np.ndarray:
         try:
             with safe_open(str(where[name]), framework="np") as file:
-                return file.get_tensor(name)
+                return canonical.read_safetensors_tensor(file, where[name], name)
         except (SafetensorError, OSError) as error:
             raise ValueError(f"{where[name]}: cannot read tensor {name}: {error}") from error
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from whisper_core.fileio import atomic_path, read_json, write_json
 
-from . import engine
+from . import bfloat16, engine
 from .rules import CT2_SCALARS
 
 MODEL_FILE = "model.bin"
@@ -34,7 +34,7 @@ BINARY_VERSION = 6
 WHISPER_SPEC = "WhisperSpec"
 WHISPER_SPEC_REVISION = 3
 
-# dtype code -> NumPy dtype; code 5 is bfloat16, which NumPy (and so safetensors' NumPy API) lacks.
+# dtype code -> NumPy dtype; code 5 is bfloat16, which NumPy lacks: read as float32 (see .bfloat16).
 DTYPES: dict[int, np.dtype] = {
     0: np.dtype("<f4"),
     1: np.dtype("i1"),
@@ -148,10 +148,9 @@ def read_model(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> Ct2Mod
             rank = stream.unpack("B", f"the rank of {name}")
             shape = tuple(stream.unpack("I", f"the shape of {name}") for _ in range(rank))
             code = stream.unpack("B", f"the dtype of {name}")
-            if code not in DTYPES:
-                hint = " (bfloat16 is not supported: NumPy has no bfloat16)" if code == _BFLOAT16 else ""
-                raise ValueError(f"{stream.label}: variable {name} has unknown dtype code {code}{hint}")
-            dtype = DTYPES[code]
+            if code not in DTYPES and code != _BFLOAT16:
+                raise ValueError(f"{stream.label}: variable {name} has unknown dtype code {code}")
+            dtype = DTYPES.get(code, np.dtype("<u2"))  # bfloat16 is read as its bit patterns, then widened
             nbytes = stream.unpack("I", f"the byte count of {name}")
             if nbytes != dtype.itemsize * int(np.prod(shape, dtype=np.int64)):
                 raise ValueError(
@@ -162,7 +161,7 @@ def read_model(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> Ct2Mod
                 raise ValueError(f"{stream.label}: variable {name} appears twice: corrupt file")
             array = np.empty(shape, dtype)
             stream.readinto(memoryview(array.reshape(-1).view(np.uint8)), f"the data of {name}")
-            variables[name] = array
+            variables[name] = bfloat16.widen(array) if code == _BFLOAT16 else array
         aliases = {}
         for _ in range(stream.unpack("I", "the alias count")):
             alias = stream.string("an alias name")

@@ -26,12 +26,14 @@ import numpy as np
 
 from whisper_core.fileio import atomic_path
 
-from . import engine
+from . import bfloat16, engine
 
 FLAX_WEIGHTS_NAME = "flax_model.msgpack"
 FORMAT = "hf_flax"
 NDARRAY_EXT = 1  # flax.serialization._MsgpackExtType.ndarray
 CHUNKED_KEY = "__msgpack_chunked_array__"
+# How a bfloat16 leaf is read (its 2-byte patterns, told apart from real uint16 leaves), then widened.
+BFLOAT16_BITS = np.dtype([("bfloat16", "<u2")])
 
 # msgpack markers (https://github.com/msgpack/msgpack/blob/master/spec.md) used by flax's files.
 # Fixed-size ext markers by payload length, and variable ones by the struct format of their length.
@@ -136,10 +138,8 @@ def _leaf_header(cursor: _Cursor, name: str) -> tuple[tuple[int, ...], np.dtype,
         raise cursor.fail(f"expected the shape array of {name}")
     shape = tuple(cursor.uint(f"the shape of {name}") for _ in range(rank))
     dtype_name = cursor.string(f"the dtype of {name}")
-    if dtype_name == "bfloat16":
-        raise ValueError(f"{cursor.path}: tensor {name} is bfloat16, which NumPy cannot hold; save it as float32")
     try:
-        dtype = np.dtype(dtype_name)
+        dtype = BFLOAT16_BITS if dtype_name == "bfloat16" else np.dtype(dtype_name)
     except TypeError:
         raise cursor.fail(f"tensor {name} has unknown dtype {dtype_name!r}") from None
     nbytes = cursor.sized(cursor.marker(f"the data of {name}"), None, BIN, name)
@@ -178,7 +178,7 @@ def read_weights(path: str | os.PathLike) -> engine.LazyTensors:
             array = np.empty(shape, dtype)
             if file.readinto(memoryview(array.reshape(-1).view(np.uint8))) != nbytes:
                 raise ValueError(f"{path}: truncated file: the data of tensor {name} ends early")
-            return array
+            return bfloat16.widen(array.view("<u2")) if dtype == BFLOAT16_BITS else array
 
     return engine.LazyTensors({name: (lambda name=name: load(name)) for name in leaves}, shapes)
 

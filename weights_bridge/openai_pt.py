@@ -123,8 +123,8 @@ def read(path: str | os.PathLike) -> tuple[WhisperConfig, dict[str, np.ndarray]]
     config = config_from_dims(checkpoint["dims"], source=str(path))
     foreign: dict[str, np.ndarray] = {}
     for name, tensor in checkpoint["model_state_dict"].items():
-        if tensor.dtype == torch.bfloat16:
-            raise ValueError(f"{path}: tensor {name} is bfloat16, which NumPy cannot hold; convert it to float32 first")
+        if tensor.dtype == torch.bfloat16:  # NumPy has no bfloat16: widened exactly (see .bfloat16)
+            tensor = tensor.float()
         foreign[name] = tensor.numpy()
     if foreign:
         config = WhisperConfig.from_dict({**config.to_dict(), "torch_dtype": str(next(iter(foreign.values())).dtype)})

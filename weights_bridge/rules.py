@@ -229,6 +229,7 @@ RULES: tuple[Rule, ...] = (
 TF_MODEL_NAME = "tf_whisper_for_conditional_generation"
 TF_LAYER_NAME = "model"
 
+
 def ct2_gelu(config: Any) -> int:
     """CTranslate2's id of exact GELU (``ctranslate2.specs.Activation.GELU``), the only activation its
     Whisper encoder and decoder run; a config with another one cannot be written as CT2."""

@@ -98,6 +98,15 @@ def test_openai_file_gets_the_special_token_ids_of_the_real_checkpoint(name, tmp
         assert derived.lang_to_id in (None, {}) and expected.lang_to_id in (None, {})
     for key in keys:
         assert getattr(derived, key) == getattr(expected, key), key
+    if name == "tiny.en":  # the same file in bfloat16 (as a fine-tune may be saved): read as float32, exactly
+        import torch
+
+        checkpoint = torch.load(tmp_path / "model.pt")
+        checkpoint["model_state_dict"] = {k: t.bfloat16() for k, t in checkpoint["model_state_dict"].items()}
+        torch.save(checkpoint, tmp_path / "bf16.pt")
+        tensors = dict(read_checkpoint(tmp_path / "bf16.pt").tensors)
+        for key, array in read_checkpoint(source).tensors.items():
+            assert tensors[key].tobytes() == torch.from_numpy(array).bfloat16().float().numpy().tobytes(), key
 
 
 @pytest.mark.slow

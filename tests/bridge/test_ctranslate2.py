@@ -70,15 +70,26 @@ def test_trailing_bytes_are_refused(small_model_bin, tmp_path):
         ctranslate2.read_model(long)
 
 
-@pytest.mark.parametrize(("code", "hint"), [(5, "bfloat16 is not supported"), (9, "unknown dtype code 9")])
-def test_unknown_dtype_is_named(tmp_path, code, hint):
+def one_variable_file(tmp_path, code: int, payload: bytes):
     name = b"encoder/conv1/bias\0"
     data = struct.pack("<IH", 6, 12) + b"WhisperSpec\0" + struct.pack("<II", 3, 1)
-    data += struct.pack("<H", len(name)) + name + struct.pack("<BIBI", 1, 2, code, 4) + b"\0" * 4
+    data += struct.pack("<H", len(name)) + name + struct.pack("<BIBI", 1, 2, code, len(payload)) + payload
     path = tmp_path / "dtype.bin"
     path.write_bytes(data + struct.pack("<I", 0))
-    with pytest.raises(ValueError, match=rf"{path}: variable encoder/conv1/bias .*{hint}"):
+    return path
+
+
+def test_unknown_dtype_is_named(tmp_path):
+    path = one_variable_file(tmp_path, 9, b"\0" * 4)
+    with pytest.raises(ValueError, match=rf"{path}: variable encoder/conv1/bias .*unknown dtype code 9"):
         ctranslate2.read_model(path)
+
+
+def test_bfloat16_is_read_as_float32_exactly(tmp_path):
+    values = np.array([1.5, -0.0078125], np.float32)  # both exact in bfloat16: the top 16 bits of each
+    path = one_variable_file(tmp_path, 5, (values.view(np.uint32) >> 16).astype("<u2").tobytes())
+    variable = ctranslate2.read_model(path).variables["encoder/conv1/bias"]
+    assert variable.dtype == np.float32 and variable.tobytes() == values.tobytes()
 
 
 def test_missing_file_is_named(tmp_path):

@@ -167,6 +167,30 @@ def test_transformers_directories_convert_through_the_bridge(transformers_files,
         assert_bit_identical(canonical.load_checkpoint(converted)[1], expected)
 
 
+def test_bfloat16_files_are_read_as_float32_exactly(transformers_files, tmp_path):
+    """bfloat16 checkpoints written by transformers (safetensors, .bin, Flax msgpack): every tensor comes
+    back as float32 holding exactly the bfloat16 values."""
+    import torch
+    import transformers
+
+    from weights_bridge.conversion import read_checkpoint
+
+    _, stored = canonical.load_checkpoint(transformers_files / "safetensors")
+    expected = {name: torch.from_numpy(array).bfloat16().float().numpy() for name, array in stored.items()}
+    model = transformers.WhisperForConditionalGeneration.from_pretrained(
+        transformers_files / "safetensors", torch_dtype=torch.bfloat16
+    )
+    model.save_pretrained(tmp_path / "safetensors")
+    model.save_pretrained(tmp_path / "bin", safe_serialization=False)
+    flax_model = transformers.FlaxWhisperForConditionalGeneration.from_pretrained(transformers_files / "flax")
+    flax_model.params = flax_model.to_bf16(flax_model.params)
+    flax_model.save_pretrained(tmp_path / "flax")
+    for kind in ("safetensors", "bin", "flax"):
+        tensors = dict(read_checkpoint(tmp_path / kind).tensors)
+        assert {array.dtype for array in tensors.values()} == {np.dtype(np.float32)}, kind
+        assert_bit_identical(tensors, expected)
+
+
 # -- broken files ----------------------------------------------------------------------------------
 @pytest.fixture
 def written(tmp_path):
