@@ -211,3 +211,19 @@ def test_beam_bookkeeping_is_the_same_in_numpy_and_torch():
             break
     sequences, _, longest = beam.best_sequences(NumpyOps(), states["np"])
     assert sequences.shape == (batch, capacity) and begin < longest <= capacity
+
+
+def test_transformers_call_forms_are_accepted(models, features):
+    """What transformers users pass: the processor's ``attention_mask`` (unused: 30 s windows), ``max_length``
+    over the whole output, and ``prompt_ids`` as a ``[batch, length]`` tensor (one prompt per row)."""
+    ours, _ = models
+    plain = ours.generate(features, language="en", max_new_tokens=6)
+    masked = ours.generate(features, language="en", max_new_tokens=6, attention_mask=torch.ones(3, 60))
+    assert torch.equal(plain, masked)
+    assert ours.generate(features, language="en", max_length=7).shape[1] <= 7  # prefix (4) + at most 3 new
+    assert torch.equal(
+        ours.generate(features, language="en", max_length=7), ours.generate(features, language="en", max_new_tokens=3)
+    )
+    prompts = torch.tensor([[59, 10, 11], [59, 12, 13], [59, 14, 15]])
+    as_rows = ours.generate(features, language="en", max_new_tokens=4, prompt_ids=[row for row in prompts])
+    assert torch.equal(ours.generate(features, language="en", max_new_tokens=4, prompt_ids=prompts), as_rows)

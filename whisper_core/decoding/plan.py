@@ -129,11 +129,19 @@ def plan_generation(
     output_scores: bool | None = None,
     return_dict_in_generate: bool | None = None,
     return_segments: bool = False,
+    max_length: int | None = None,
+    attention_mask: Any = None,
     **unsupported: Any,
 ) -> GenerationPlan:
     """Resolve one ``generate`` call. Explicit arguments win over ``config`` (a GenerationConfig);
     ``detect_languages()`` returns ``[batch]`` indices into ``lang_to_id`` and is called only when a
-    row of a multilingual model has no language given."""
+    row of a multilingual model has no language given.
+
+    ``max_length`` bounds the whole output (prompt and prefix included) when ``max_new_tokens`` is not
+    given. ``attention_mask`` (the processor's, over the audio frames) is accepted as transformers
+    accepts it and unused: short-form features are always padded to 30 s, which the encoder sees whole.
+    """
+    del attention_mask  # see the docstring
     if unsupported:
         raise TypeError(f"generate() got unsupported arguments: {sorted(unsupported)}")
     num_beams = config.num_beams if num_beams is None else num_beams
@@ -169,6 +177,8 @@ def plan_generation(
     prefixes, padding = left_pad(rows, pad)
     begin = len(prefixes[0])
     limit = model_config.max_target_positions - begin
+    if max_new_tokens is None and max_length is not None:
+        max_new_tokens = max_length - begin
     if max_new_tokens is None:
         max_new_tokens = min(config.max_new_tokens or config.max_length - begin, limit)
     elif max_new_tokens > limit:
@@ -209,9 +219,14 @@ def plan_generation(
 def prompts_per_row(prompt_ids: Any, batch: int) -> list[list[int] | None]:
     """One prompt (a token list or ``None``) per row, from a shared prompt or a per-row list.
 
-    A prompt is anything array-like (list, NumPy, or a framework tensor on the host)."""
+    A prompt is anything array-like (list, NumPy, or a framework tensor on the host); a 2-D one
+    ``[batch, length]`` gives each row its own prompt."""
     if prompt_ids is None:
         return [None] * batch
+    if hasattr(prompt_ids, "detach"):  # a torch tensor, possibly on an accelerator
+        prompt_ids = prompt_ids.detach().cpu()
+    if not isinstance(prompt_ids, list | tuple) and np.ndim(prompt_ids) == 2:  # [batch, length]: one per row
+        prompt_ids = list(np.asarray(prompt_ids))
     if isinstance(prompt_ids, list | tuple) and prompt_ids and not isinstance(prompt_ids[0], int | np.integer):
         if len(prompt_ids) != batch:
             raise ValueError(f"got {len(prompt_ids)} prompts for a batch of {batch}")
