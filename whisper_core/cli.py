@@ -98,7 +98,8 @@ def _transcribe(args: argparse.Namespace) -> int:
         groups = [[item] for item in loaded]
     else:  # sequential windows, --batch-size files side by side
         groups = [loaded[i : i + args.batch_size] for i in range(0, len(loaded), args.batch_size)]
-    for group in groups:
+    while groups:
+        group = groups.pop(0)
         start = time.perf_counter()
         try:
             if args.chunked:
@@ -106,9 +107,11 @@ def _transcribe(args: argparse.Namespace) -> int:
             else:
                 results = transcriber.transcribe([audio for _, audio in group], options, progress=not args.quiet)
         except (OSError, ValueError) as error:
-            for path, _ in group:
-                print(f"whisper-mb transcribe: {path}: {error}", file=sys.stderr)
-            failures += len(group)
+            if len(group) > 1:  # one file spoilt the batch: run its files one by one to find it
+                groups[:0] = [[item] for item in group]
+                continue
+            print(f"whisper-mb transcribe: {group[0][0]}: {error}", file=sys.stderr)
+            failures += 1
             continue
         seconds = (time.perf_counter() - start) / len(group)
         for (path, audio), result in zip(group, results, strict=True):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -49,3 +50,33 @@ def test_fetch_and_transcribe_with_pytorch(jfk_path, tmp_path):
     assert "missing.flac" in result.stderr
     text = json.loads(result.stdout.strip().splitlines()[0])["text"]
     assert "ask not what your country can do for you" in text
+
+
+@pytest.mark.slow
+def test_a_file_that_fails_in_a_batch_does_not_fail_the_others(jfk_path, tmp_path, monkeypatch, capsys):
+    """With --batch-size 2, a file whose decoding fails is found by running the batch file by file."""
+    import numpy as np
+
+    from whisper_core import load_audio
+    from whisper_core.cli import main
+    from whisper_core.transcribe import Transcriber
+
+    poison = tmp_path / "poison.wav"
+    shutil.copy(jfk_path, tmp_path / "jfk.flac")
+    subprocess.run(["sox", str(jfk_path), "-r", "16000", "-c", "1", str(poison), "trim", "0", "3"], check=True)
+    poisoned = len(load_audio(poison))
+    original = Transcriber.transcribe
+
+    def transcribe(self, audios, *args, **kwargs):  # decoding of the poison file fails, wherever it sits
+        if any(len(np.asarray(audio)) == poisoned for audio in audios):
+            raise ValueError("cannot decode this one")
+        return original(self, audios, *args, **kwargs)
+
+    monkeypatch.setattr(Transcriber, "transcribe", transcribe)
+    code = main(
+        ["transcribe", str(poison), str(tmp_path / "jfk.flac"), "--model", "tiny.en", "--batch-size", "2", "--quiet"]
+    )
+    captured = capsys.readouterr()
+    assert code == 1 and "poison.wav: cannot decode this one" in captured.err
+    assert "jfk.flac" not in captured.err
+    assert "ask not what your country can do for you" in json.loads(captured.out.strip().splitlines()[-1])["text"]
