@@ -14,6 +14,7 @@ from typing import Any
 
 from .fileio import read_json, write_json
 from .hub import resolve_file
+from .languages import language_code
 
 GENERATION_CONFIG_NAME = "generation_config.json"
 
@@ -67,14 +68,25 @@ class GenerationConfig:
         raise AttributeError(f"GenerationConfig has no attribute {name!r}")
 
     def validate(self) -> None:
-        if not isinstance(self.num_beams, int) or self.num_beams < 1:
-            raise ValueError(f"num_beams must be a positive integer, got {self.num_beams!r}")
-        if self.temperature is not None and self.temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {self.temperature!r}")
-        if self.max_new_tokens is not None and self.max_new_tokens < 0:
-            raise ValueError(f"max_new_tokens must be >= 0, got {self.max_new_tokens!r}")
+        """Refuse values no ``generate`` could use, naming the key (a bad file fails when read, not later)."""
+        for name in ("num_beams", "num_return_sequences", "max_length"):
+            value = getattr(self, name, None)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("max_new_tokens", "top_k"):
+            value = getattr(self, name, None)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+        for name, low, high in (("temperature", 0.0, float("inf")), ("top_p", 0.0, 1.0)):
+            value = getattr(self, name, None)
+            if value is not None and (not isinstance(value, int | float) or not low <= value <= high):
+                raise ValueError(f"{name} must be a number in [{low}, {high}], got {value!r}")
         if self.task is not None and self.task not in ("transcribe", "translate"):
             raise ValueError(f"task must be 'transcribe' or 'translate', got {self.task!r}")
+        languages = self.language if isinstance(self.language, list | tuple) else [self.language]
+        for language in languages:
+            if language is not None:
+                language_code(language)  # raises ValueError for a language Whisper does not know
 
     @classmethod
     def from_model_config(cls, config: Any) -> GenerationConfig:

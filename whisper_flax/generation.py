@@ -181,13 +181,7 @@ class FlaxWhisperGenerationMixin:
             scores = tuple(step_scores[:, step] for step in range(length - plan.begin)) if plan.output_scores else None
         if not plan.return_dict:
             return sequences
-        return WhisperGenerateOutput(
-            sequences,
-            scores if plan.output_scores else None,
-            no_speech,
-            plan.languages(),
-            plan.segments(np.asarray(sequences)),
-        )
+        return plan.output(sequences, np.asarray(sequences), scores, no_speech)
 
     # -- pieces ----------------------------------------------------------------------------
     def _encoder_states(self, input_features: Any, encoder_outputs: Any, params: Any = None) -> jax.Array:

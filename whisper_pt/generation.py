@@ -151,13 +151,7 @@ class WhisperGenerationMixin:
             sequences, scores = self._greedy_or_sample(encoder_states, prefix, padding, plan, generator, no_speech)
         if not plan.return_dict:
             return sequences
-        return WhisperGenerateOutput(
-            sequences,
-            scores if plan.output_scores else None,
-            no_speech.probabilities,
-            plan.languages(),
-            plan.segments(sequences.cpu().numpy()),
-        )
+        return plan.output(sequences, sequences.cpu().numpy(), scores, no_speech.probabilities)
 
     # -- pieces ----------------------------------------------------------------------------
     def _encoder_states(self, input_features: torch.Tensor | None, encoder_outputs: Any) -> torch.Tensor:

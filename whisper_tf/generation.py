@@ -207,13 +207,7 @@ class TFWhisperGenerationMixin:
             scores = tuple(step_scores[:, step] for step in range(length - plan.begin)) if plan.output_scores else None
         if not plan.return_dict:
             return sequences
-        return WhisperGenerateOutput(
-            sequences,
-            scores if plan.output_scores else None,
-            no_speech,
-            plan.languages(),
-            plan.segments(sequences.numpy()),
-        )
+        return plan.output(sequences, sequences.numpy(), scores, no_speech)
 
     # -- pieces ----------------------------------------------------------------------------
     def _compiled(self, key: Any, make: Callable[[], Callable]) -> Callable:

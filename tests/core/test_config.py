@@ -116,6 +116,12 @@ def test_generation_config_checks_and_derivation():
         GenerationConfig(num_beams=0)
     with pytest.raises(ValueError, match="task"):
         GenerationConfig(task="summarize")
+    bad = {"max_length": -1, "top_p": 2.0, "temperature": "hot", "num_return_sequences": 0, "top_k": -5}
+    for key, value in bad.items():
+        with pytest.raises(ValueError, match=key):
+            GenerationConfig(**{key: value})
+    with pytest.raises(ValueError, match="unknown language 'klingon'"):
+        GenerationConfig(language="klingon")
     derived = GenerationConfig.from_model_config(WhisperConfig(suppress_tokens=[1, 2]))
     assert derived.suppress_tokens == [1, 2] and derived.begin_suppress_tokens == [220, 50256]
     assert derived.max_length == 448

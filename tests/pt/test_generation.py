@@ -227,3 +227,13 @@ def test_transformers_call_forms_are_accepted(models, features):
     prompts = torch.tensor([[59, 10, 11], [59, 12, 13], [59, 14, 15]])
     as_rows = ours.generate(features, language="en", max_new_tokens=4, prompt_ids=[row for row in prompts])
     assert torch.equal(ours.generate(features, language="en", max_new_tokens=4, prompt_ids=prompts), as_rows)
+
+
+def test_beam_search_gives_sequences_scores(models, features):
+    ours, _ = models
+    out = ours.generate(
+        features, language="en", num_beams=3, max_new_tokens=4, output_scores=True, return_dict_in_generate=True
+    )
+    assert out.sequences_scores.shape == (3,) and torch.equal(out.sequences_scores, out.scores)
+    greedy = ours.generate(features, language="en", max_new_tokens=4, output_scores=True, return_dict_in_generate=True)
+    assert greedy.sequences_scores is None and len(greedy.scores) >= 1

@@ -30,6 +30,7 @@ class WhisperGenerateOutput:
     no_speech_probs: Any = None  # [batch]
     languages: list[str] | None = None  # the language of each row (given or detected)
     segments: list[list[Segment]] | None = None  # per row, with return_timestamps and return_segments
+    sequences_scores: Any = None  # beam search with output_scores: [batch], as transformers names it
 
     def __getitem__(self, key: str) -> Any:
         return getattr(self, key)
@@ -100,6 +101,19 @@ class GenerationPlan:
         if not self.ids.is_multilingual:
             return None
         return [self.ids.language_of_token(token) for token in self.language_tokens]
+
+    def output(self, sequences: Any, host_sequences: np.ndarray, scores: Any, no_speech: Any) -> WhisperGenerateOutput:
+        """What ``generate`` returns with ``return_dict_in_generate``: ``sequences`` in the backend's
+        framework (``host_sequences`` the same as NumPy), scores as asked, and the per-row extras."""
+        scores = scores if self.output_scores else None
+        return WhisperGenerateOutput(
+            sequences,
+            scores,
+            no_speech,
+            self.languages(),
+            self.segments(host_sequences),
+            scores if self.num_beams > 1 else None,
+        )
 
     def segments(self, sequences: np.ndarray) -> list[list[Segment]] | None:
         """Timestamp segments of ``sequences [batch, length]`` (prefix included) when they were asked for."""
