@@ -161,3 +161,46 @@ def test_half_precision_on_real_weights(pair, dtype, tiny_en_dir, jfk_audio):
         assert_close(f"{name} {dtype} vs float32", reduced / scale, full / scale, HALF_TOL[dtype])
         half.append(reduced / scale)
     assert_close(f"{dtype} between backends", half[0], half[1], HALF_TOL[dtype])
+
+
+@pytest.fixture(scope="module")
+def classifiers(checkpoint):
+    """``WhisperForAudioClassification`` on each backend: the real encoder, one weighted-sum head (drawn
+    once by whisper_pt, with non-uniform layer weights) handed to the others as canonical tensors."""
+    import torch
+
+    import whisper_flax
+    import whisper_pt
+    import whisper_tf
+
+    _, directory, _, _ = checkpoint
+    torch.manual_seed(0)
+    pt = whisper_pt.WhisperForAudioClassification.from_pretrained(
+        directory, num_labels=3, use_weighted_layer_sum=True, classifier_proj_size=32
+    )
+    with torch.no_grad():
+        pt.layer_weights.copy_(torch.linspace(-0.5, 0.5, pt.layer_weights.numel()))
+    tensors, config = pt.canonical_tensors(), pt.config
+    return {
+        "pt": pt,
+        "tf": whisper_tf.TFWhisperForAudioClassification.from_canonical(config, tensors),
+        "flax": whisper_flax.FlaxWhisperForAudioClassification.from_canonical(config, tensors),
+    }
+
+
+@pytest.mark.parametrize("pair", pairs())
+def test_audio_classification_on_the_real_encoder(pair, checkpoint, classifiers):
+    """Logits (through every layer's states, weighted), loss and first-step gradients of the head."""
+    _, _, features, _ = checkpoint
+    labels = np.array([2])
+    results, gradients = [], []
+    for name in pair:
+        inputs = {"input_features": features, "labels": labels}
+        results.append(RUNNERS[name].forward(classifiers[name], **inputs))
+        gradients.append(RUNNERS[name].gradients(classifiers[name], **inputs))
+    first, second = results
+    assert_close("logits", first["logits"], second["logits"], TOL, relative=True)
+    assert abs(float(first["loss"]) - float(second["loss"])) <= 1e-5 * float(second["loss"])
+    head = {name for name in gradients[0] if name.startswith(("projector.", "classifier.", "layer_weights"))}
+    assert head == {"projector.weight", "projector.bias", "classifier.weight", "classifier.bias", "layer_weights"}
+    assert_gradients_close({n: gradients[0][n] for n in head}, {n: gradients[1][n] for n in head}, 1e-4)
