@@ -13,6 +13,8 @@ Sources: a canonical/HF directory (``model.safetensors`` or shards, ``pytorch_mo
 
 Config, generation config and feature-extractor settings the source lacks are derived (from CT2's
 config and tokenizer, from openai's ``dims``, or from the model config); tokenizer files are copied.
+An openai ``.pt`` file has no tokenizer: one is built from a ``.tiktoken`` file (openai-whisper's own,
+or the one given) and written with the output.
 Weights flow through lazy views (:class:`weights_bridge.engine.LazyTensors`): safetensors, h5 and
 msgpack sources are read one tensor at a time and h5, msgpack and CT2 targets written one tensor at a
 time; only safetensors and ``.pt`` targets hold every tensor at once, because their writers take a
@@ -33,6 +35,7 @@ import numpy as np
 from safetensors import SafetensorError, safe_open
 
 from whisper_core.config import CONFIG_NAME, WhisperConfig
+from whisper_core.decoding.suppression import default_begin_suppress_tokens, default_suppress_tokens
 from whisper_core.feature_extraction import PREPROCESSOR_CONFIG_NAME, WhisperFeatureExtractor
 from whisper_core.fileio import read_json
 from whisper_core.generation_config import GENERATION_CONFIG_NAME, GenerationConfig
@@ -48,7 +51,7 @@ from whisper_core.tokenizer import (
     WhisperTokenizer,
 )
 
-from . import canonical, ctranslate2, engine, fetching, flax_msgpack, openai_pt, tf_h5
+from . import canonical, ctranslate2, engine, fetching, flax_msgpack, openai_models, openai_pt, tf_h5
 
 TARGETS: tuple[str, ...] = ("canonical", "pt", "tf", "flax", "openai", "ct2")
 DTYPES: tuple[str, ...] = ("float32", "float16")
@@ -76,6 +79,13 @@ class Checkpoint:
     generation_config: GenerationConfig
     feature_extractor: WhisperFeatureExtractor
     tokenizer_dir: Path | None  # where the tokenizer files are, if the source has any
+    tokenizer: WhisperTokenizer | None = None  # built for a source without tokenizer files (a .pt file)
+
+    def load_tokenizer(self) -> WhisperTokenizer | None:
+        """The source's tokenizer: the one built for it, or the one its files hold."""
+        if self.tokenizer is None and self.tokenizer_dir is not None:
+            self.tokenizer = WhisperTokenizer.from_pretrained(self.tokenizer_dir)
+        return self.tokenizer
 
 
 def _lazy_safetensors(directory: Path, config: WhisperConfig) -> engine.LazyTensors:
@@ -133,15 +143,30 @@ def _is_ct2(directory: Path) -> bool:
     return not (directory / CONFIG_NAME).is_file() or "model_type" not in read_json(directory / CONFIG_NAME)
 
 
-def derive_generation_config(config: WhisperConfig, tokenizer: WhisperTokenizer | None) -> GenerationConfig:
-    """A generation config from the model config, plus the special-token ids: named by the tokenizer, or
-    (an openai-whisper ``.pt`` comes without one) placed by openai-whisper's vocabulary layout."""
+def derive_generation_config(
+    config: WhisperConfig, tokenizer: WhisperTokenizer | None, *, file_name: str | None = None
+) -> GenerationConfig:
+    """A generation config from the model config, for a source that has none.
+
+    Special-token ids are named by the tokenizer or, without one, placed by openai-whisper's vocabulary
+    layout. The suppression lists need the tokenizer's spelling of symbols, so they are only derived
+    with one. Alignment heads come from :func:`weights_bridge.openai_models.alignment_heads`, which
+    recognises official models by ``file_name``.
+    """
     values = GenerationConfig.from_model_config(config).to_dict()
     multilingual = config.vocab_size >= fetching.MULTILINGUAL_VOCAB_SIZE
-    values.update(is_multilingual=multilingual, max_initial_timestamp_index=fetching.MAX_INITIAL_TIMESTAMP_INDEX)
+    values.update(
+        is_multilingual=multilingual,
+        max_initial_timestamp_index=fetching.MAX_INITIAL_TIMESTAMP_INDEX,
+        alignment_heads=openai_models.alignment_heads(config, file_name),
+    )
     if tokenizer is not None:
         ids = tokenizer.convert_tokens_to_ids
         languages = {f"<|{code}|>": token_id for code, token_id in tokenizer.language_token_ids().items()}
+        values.update(
+            suppress_tokens=default_suppress_tokens(tokenizer),
+            begin_suppress_tokens=default_begin_suppress_tokens(tokenizer),
+        )
     else:
         try:
             table = special_token_ids(config.vocab_size)
@@ -156,35 +181,73 @@ def derive_generation_config(config: WhisperConfig, tokenizer: WhisperTokenizer 
     return GenerationConfig(**values)
 
 
-def read_checkpoint(src: str | os.PathLike) -> Checkpoint:
-    """Read any supported checkpoint into canonical form (weights lazily where the format allows)."""
+def _openai_tokenizer(config: WhisperConfig, tokenizer: str | os.PathLike | None) -> WhisperTokenizer | None:
+    """The tokenizer for an openai-whisper ``.pt`` file: the one given (a tokenizer directory or a
+    ``.tiktoken`` file), else openai-whisper's own when it is installed and the vocabulary is one of
+    OpenAI's, else none. A given tokenizer must fit the model's embedding."""
+    given = Path(tokenizer) if tokenizer is not None else None
+    if given is not None and given.suffix != ".tiktoken":
+        built = WhisperTokenizer.from_pretrained(given)
+    else:
+        try:
+            table = special_token_ids(config.vocab_size)
+        except ValueError as error:
+            if given is None:
+                return None
+            raise ValueError(f"{given} cannot be this model's tokenizer: {error}") from None
+        path = given or openai_models.bundled_tiktoken(config)
+        if path is None:
+            return None
+        built = WhisperTokenizer.from_pretrained(path, num_languages=sum(t[2:-2] in LANGUAGES for t in table))
+    if len(built) > config.vocab_size or built.eos_token_id != config.eos_token_id:
+        raise ValueError(
+            f"{given} does not fit the model: {len(built)} tokens with <|endoftext|> = {built.eos_token_id}, "
+            f"the model has {config.vocab_size} embeddings with <|endoftext|> = {config.eos_token_id}"
+        )
+    return built
+
+
+def read_checkpoint(src: str | os.PathLike, *, tokenizer: str | os.PathLike | None = None) -> Checkpoint:
+    """Read any supported checkpoint into canonical form (weights lazily where the format allows).
+
+    ``tokenizer`` (a tokenizer directory or ``.tiktoken`` file) is for a source that has no tokenizer
+    files; an openai-whisper ``.pt`` file otherwise gets openai-whisper's own when it is installed.
+    """
     path = Path(src)
     if path.is_file():
         config, tensors = openai_pt.read(path)
-        return Checkpoint(
-            path, "openai", config, tensors, derive_generation_config(config, None), _extractor(config), None
-        )
+        built = _openai_tokenizer(config, tokenizer)
+        generation_config = derive_generation_config(config, built, file_name=path.name)
+        return Checkpoint(path, "openai", config, tensors, generation_config, _extractor(config), None, built)
     if not path.is_dir():
         raise FileNotFoundError(f"no checkpoint at {path}")
     tokenizer_dir = path if (path / TOKENIZER_FILE).is_file() else None
+    if tokenizer is not None:
+        if tokenizer_dir is not None:
+            raise ValueError(f"{path} has its own {TOKENIZER_FILE}; a tokenizer is only taken for sources without one")
+        tokenizer_dir = Path(tokenizer)
+        if not (tokenizer_dir / TOKENIZER_FILE).is_file():
+            raise FileNotFoundError(f"{tokenizer_dir} holds no {TOKENIZER_FILE}")
     if _is_ct2(path):
         if tokenizer_dir is None:
             raise FileNotFoundError(f"{path}: a CTranslate2 directory needs {TOKENIZER_FILE} to derive the config")
         model = ctranslate2.read_model(path / ctranslate2.MODEL_FILE)
         ct2_config = ctranslate2.read_config(path)
-        tokenizer = WhisperTokenizer.from_pretrained(path)
+        text_tokenizer = WhisperTokenizer.from_pretrained(tokenizer_dir)
         source = str(path / ctranslate2.MODEL_FILE)
-        config = fetching.derive_config(model, ct2_config, tokenizer, source=source)
+        config = fetching.derive_config(model, ct2_config, text_tokenizer, source=source)
         tensors = ctranslate2.to_canonical(model, config, source=source)
-        generation_config = fetching.derive_generation_config(ct2_config, tokenizer, config)
-        return Checkpoint(path, "ct2", config, tensors, generation_config, _extractor(config), tokenizer_dir)
+        generation_config = fetching.derive_generation_config(ct2_config, text_tokenizer, config)
+        return Checkpoint(
+            path, "ct2", config, tensors, generation_config, _extractor(config), tokenizer_dir, text_tokenizer
+        )
     config = WhisperConfig.from_pretrained(path)
     weights_format, tensors = _hf_weights(path, config)
     if (path / GENERATION_CONFIG_NAME).is_file():
         generation_config = GenerationConfig.from_pretrained(path)
     else:
-        tokenizer = WhisperTokenizer.from_pretrained(path) if tokenizer_dir is not None else None
-        generation_config = derive_generation_config(config, tokenizer)
+        text_tokenizer = WhisperTokenizer.from_pretrained(tokenizer_dir) if tokenizer_dir is not None else None
+        generation_config = derive_generation_config(config, text_tokenizer)
     if (path / PREPROCESSOR_CONFIG_NAME).is_file():
         extractor = WhisperFeatureExtractor.from_pretrained(path)
     else:
@@ -219,11 +282,17 @@ def _write_canonical(directory: Path, checkpoint: Checkpoint, config: WhisperCon
         for name in TOKENIZER_FILES:
             if (checkpoint.tokenizer_dir / name).is_file():
                 shutil.copyfile(checkpoint.tokenizer_dir / name, directory / name)
+    elif checkpoint.tokenizer is not None:
+        checkpoint.tokenizer.save_pretrained(directory)
 
 
 def _write_ct2(directory: Path, checkpoint: Checkpoint, config: WhisperConfig, tensors: Mapping) -> None:
-    if checkpoint.tokenizer_dir is None:
-        raise ValueError(f"{checkpoint.path} has no {TOKENIZER_FILE}, which a CTranslate2 model needs")
+    tokenizer = checkpoint.load_tokenizer()
+    if tokenizer is None:
+        raise ValueError(
+            f"{checkpoint.path} has no tokenizer, which a CTranslate2 model needs: pass one (a directory with "
+            f"{TOKENIZER_FILE} or a .tiktoken file), or install openai-whisper for its own"
+        )
     view = engine.foreign_view(tensors, "ct2", config, source=str(checkpoint.path))
     settings = {name: np.array(value(config), dtype=dtype) for name, (dtype, value) in ctranslate2.CT2_SCALARS.items()}
     variables = engine.LazyTensors(
@@ -235,8 +304,10 @@ def _write_ct2(directory: Path, checkpoint: Checkpoint, config: WhisperConfig, t
         directory / ctranslate2.MODEL_FILE, ctranslate2.Ct2Model(ordered, engine.tied_names(config, "ct2"))
     )
     ctranslate2.write_config(directory, ctranslate2.config_from_generation(checkpoint.generation_config))
-    shutil.copyfile(checkpoint.tokenizer_dir / TOKENIZER_FILE, directory / TOKENIZER_FILE)
-    tokenizer = WhisperTokenizer.from_pretrained(checkpoint.tokenizer_dir)
+    if checkpoint.tokenizer_dir is not None:
+        shutil.copyfile(checkpoint.tokenizer_dir / TOKENIZER_FILE, directory / TOKENIZER_FILE)
+    else:
+        tokenizer.backend_tokenizer.save(str(directory / TOKENIZER_FILE))
     tokens = tokenizer.convert_ids_to_tokens(range(min(len(tokenizer), config.vocab_size)))
     # Like CTranslate2's converter, name the ids the tokenizer file lacks (the timestamp tokens
     # of older HF tokenizers) so the vocabulary covers the model's embedding.
@@ -245,19 +316,25 @@ def _write_ct2(directory: Path, checkpoint: Checkpoint, config: WhisperConfig, t
 
 
 def convert_checkpoint(
-    src: str | os.PathLike, dst: str | os.PathLike, *, to: str = "canonical", dtype: str | None = None
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    *,
+    to: str = "canonical",
+    dtype: str | None = None,
+    tokenizer: str | os.PathLike | None = None,
 ) -> Path:
     """Convert the checkpoint at ``src`` into format ``to`` at ``dst`` (which must not exist yet).
 
     ``dtype`` ("float32" or "float16") casts every weight; by default weights keep their dtype and
-    the conversion is bit-identical.
+    the conversion is bit-identical. ``tokenizer`` is for a source without tokenizer files (see
+    :func:`read_checkpoint`); it is written with the output.
     """
     if to not in TARGETS:
         raise ValueError(f"unknown target format {to!r}; choose one of {TARGETS}")
     destination = Path(dst)
     if destination.exists() and not (destination.is_dir() and not any(destination.iterdir())):
         raise FileExistsError(f"{destination} already exists; convert into a new path")
-    checkpoint = read_checkpoint(src)
+    checkpoint = read_checkpoint(src, tokenizer=tokenizer)
     config, tensors = _cast(checkpoint, dtype)
     destination.parent.mkdir(parents=True, exist_ok=True)
     if to == "openai":

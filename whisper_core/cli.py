@@ -147,7 +147,9 @@ def _convert(args: argparse.Namespace) -> int:
     if args.verify and not args.audio:
         raise ValueError("--verify needs --audio FILE (real speech; its first 2 s are used)")
     start = time.perf_counter()
-    destination = convert_checkpoint(_model_directory(args.src), args.dst, to=args.to, dtype=args.dtype)
+    destination = convert_checkpoint(
+        _model_directory(args.src), args.dst, to=args.to, dtype=args.dtype, tokenizer=args.tokenizer
+    )
     report: dict = {"written": str(destination), "to": args.to, "seconds": round(time.perf_counter() - start, 3)}
     if args.verify:
         from weights_bridge.verify import verify_conversion
@@ -166,6 +168,11 @@ def _add_convert(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("dst", help="the new directory (or .pt file for --to openai)")
     parser.add_argument("--to", required=True, choices=("canonical", "pt", "tf", "flax", "openai", "ct2"))
     parser.add_argument("--dtype", choices=("float32", "float16"), help="cast the weights (default: keep)")
+    parser.add_argument(
+        "--tokenizer",
+        help="for a source without tokenizer files (an openai .pt): a tokenizer directory or .tiktoken file "
+        "(default: openai-whisper's own, when it is installed)",
+    )
     parser.add_argument("--verify", action="store_true", help="read back and compare weights and PyTorch logits")
     parser.add_argument("--audio", help="real speech for --verify (its first 2 s are used)")
     parser.set_defaults(handler=_convert)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from weights_bridge import canonical, fetch
+from weights_bridge import canonical, fetch, openai_models
 from weights_bridge.conversion import convert_checkpoint, read_checkpoint
 from weights_bridge.verify import read_written
 from whisper_core import GenerationConfig, data_packages
@@ -54,7 +54,7 @@ def test_failed_conversion_leaves_nothing(small_checkpoint, tmp_path):
     source, _, _ = small_checkpoint
     out = tmp_path / "out"
     out.mkdir()
-    with pytest.raises(ValueError, match=r"src has no tokenizer\.json, which a CTranslate2 model needs"):
+    with pytest.raises(ValueError, match=r"src has no tokenizer, which a CTranslate2 model needs"):
         convert_checkpoint(source, out / "ct2", to="ct2")
     assert list(out.iterdir()) == []
     (out / "taken").mkdir()
@@ -85,19 +85,42 @@ def test_tiny_en_every_format_and_back_to_ct2_bytes(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["tiny.en", "base"])
-def test_openai_file_gets_the_special_token_ids_of_the_real_checkpoint(name, tmp_path):
-    """An openai-whisper ``.pt`` holds no tokenizer: its token ids come from the vocabulary layout and
-    must equal those of the real checkpoint's generation config (HF's values)."""
+def test_openai_file_gets_the_generation_config_of_the_real_checkpoint(name, tmp_path, openai_assets, monkeypatch):
+    """An openai-whisper ``.pt`` holds no tokenizer and no generation settings. Named as openai-whisper
+    downloads it, it gets all of HF's values: ids from the vocabulary layout, the official alignment
+    heads, and the suppression lists spelled by openai-whisper's own tokenizer (installed here)."""
     source = fetch(name)
     expected = read_checkpoint(source).generation_config
-    derived = read_checkpoint(convert_checkpoint(source, tmp_path / "model.pt", to="openai")).generation_config
-    keys = ["no_timestamps_token_id", "prev_sot_token_id", "decoder_start_token_id", "eos_token_id", "is_multilingual"]
-    if name == "base":
-        keys += ["lang_to_id", "task_to_id"]
-    else:
-        assert derived.lang_to_id in (None, {}) and expected.lang_to_id in (None, {})
-    for key in keys:
-        assert getattr(derived, key) == getattr(expected, key), key
+    derived = read_checkpoint(convert_checkpoint(source, tmp_path / f"{name}.pt", to="openai")).generation_config
+    assert derived.to_dict() == expected.to_dict()
+    assert derived.alignment_heads and derived.suppress_tokens  # not both empty
+    with monkeypatch.context() as patch:  # as where openai-whisper is not installed
+        patch.setattr(openai_models, "bundled_tiktoken", lambda config: None)
+        bare = read_checkpoint(tmp_path / f"{name}.pt")
+        assert bare.tokenizer is None and bare.generation_config.suppress_tokens is None  # nothing to spell them
+        assert bare.generation_config.lang_to_id == expected.lang_to_id
+        assert bare.generation_config.alignment_heads == expected.alignment_heads
+        given = openai_assets / ("multilingual.tiktoken" if name == "base" else "gpt2.tiktoken")
+        told = read_checkpoint(tmp_path / f"{name}.pt", tokenizer=given)
+        assert told.generation_config.to_dict() == expected.to_dict()
+        wrong = openai_assets / ("gpt2.tiktoken" if name == "base" else "multilingual.tiktoken")
+        with pytest.raises(ValueError, match="does not fit the model"):
+            read_checkpoint(tmp_path / f"{name}.pt", tokenizer=wrong)
+        if name == "tiny.en":  # from the .pt file back to faster-whisper's format, tokenizer included
+            ct2 = convert_checkpoint(tmp_path / f"{name}.pt", tmp_path / "ct2", to="ct2", tokenizer=given)
+            metadata = data_packages.metadata_dir(name)
+            assert (ct2 / "model.bin").read_bytes() == (metadata / "model.bin").read_bytes()
+            ours, theirs = ((d / "vocabulary.txt").read_text().splitlines() for d in (ct2, metadata))
+            # HF's English-only tokenizer names Hebrew <|iw|>; openai-whisper's, like every multilingual one, <|he|>.
+            assert [(a, b) for a, b in zip(ours, theirs, strict=True) if a != b] == [("<|he|>", "<|iw|>")]
+    with pytest.raises(ValueError, match=r"has its own tokenizer\.json"):
+        read_checkpoint(source, tokenizer=source)
+    # Renamed, the file is no longer known to be official: openai-whisper's fallback heads.
+    (tmp_path / f"{name}.pt").rename(tmp_path / "fine-tuned.pt")
+    renamed = read_checkpoint(tmp_path / "fine-tuned.pt").generation_config
+    layers, heads = (4, 6) if name == "tiny.en" else (6, 8)
+    assert renamed.alignment_heads == [[layer, head] for layer in range(layers // 2, layers) for head in range(heads)]
+    (tmp_path / "fine-tuned.pt").rename(tmp_path / "model.pt")
     if name == "tiny.en":  # the same file in bfloat16 (as a fine-tune may be saved): read as float32, exactly
         import torch
 
@@ -123,3 +146,22 @@ def test_cli_convert_with_verify(tmp_path, capsys, jfk_path):
     assert report["verify"]["max_abs_logit_diff"] <= 1e-4
     assert main(["convert", "tiny.en", str(tmp_path / "flax"), "--to", "tf"]) == 2  # exists
     assert "already exists" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_cli_convert_openai_file_with_a_tokenizer(tmp_path, capsys, openai_assets, monkeypatch):
+    """``--tokenizer`` gives a ``.pt`` file the tokenizer it lacks; the output directory then holds it."""
+    monkeypatch.setattr(openai_models, "bundled_tiktoken", lambda config: None)  # only the given one counts
+    pt = convert_checkpoint(fetch("tiny.en"), tmp_path / "tiny.en.pt", to="openai")
+    assert main(["convert", str(pt), str(tmp_path / "out"), "--to", "pt"]) == 0
+    assert not (tmp_path / "out" / "tokenizer.json").exists()
+    tiktoken = str(openai_assets / "gpt2.tiktoken")
+    assert main(["convert", str(pt), str(tmp_path / "told"), "--to", "pt", "--tokenizer", tiktoken]) == 0
+    capsys.readouterr()
+    from whisper_core import WhisperTokenizer
+
+    tokenizer = WhisperTokenizer.from_pretrained(tmp_path / "told")
+    ids = tokenizer.encode(" ask not what your country")
+    assert tokenizer.decode(ids, skip_special_tokens=True) == " ask not what your country"
+    assert ids[:2] == [50257, 50362]  # <|startoftranscript|><|notimestamps|> of the English-only vocabulary
+    assert GenerationConfig.from_pretrained(tmp_path / "told").suppress_tokens[-1] == 50361

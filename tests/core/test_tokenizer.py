@@ -212,3 +212,19 @@ def test_synthesized_transcripts_round_trip(base_tokenizer_dir):
         tokenizer.convert_tokens_to_ids(t) for t in ("<|startoftranscript|>", "<|de|>", "<|transcribe|>")
     ]
     assert tokenizer.decode(ids, skip_special_tokens=True) == "Guten Morgen, wie geht es dir heute?"
+
+
+def test_default_suppression_lists_match_the_real_checkpoints(pair, openai_assets):
+    """The non-speech and prefix-only tokens, spelled by our tokenizer and by one built from openai-whisper's
+    ``.tiktoken`` file, equal the lists CTranslate2's converter took from HF's generation configs."""
+    import json
+
+    from whisper_core.data_packages import metadata_dir
+    from whisper_core.decoding.suppression import default_begin_suppress_tokens, default_suppress_tokens
+
+    name, _, _, _, source = pair
+    shipped = json.loads((metadata_dir(name) / "config.json").read_text())
+    tiktoken = openai_assets / ("gpt2.tiktoken" if name == "tiny.en" else "multilingual.tiktoken")
+    for tokenizer in (WhisperTokenizer.from_pretrained(source), WhisperTokenizer.from_pretrained(tiktoken)):
+        assert default_suppress_tokens(tokenizer) == shipped["suppress_ids"]
+        assert default_begin_suppress_tokens(tokenizer) == shipped["suppress_ids_begin"]
