@@ -77,16 +77,25 @@ class WhisperGenerationMixin:
 
     @torch.no_grad()
     def detect_language(
-        self, input_features: torch.Tensor | None = None, encoder_outputs: Any = None
-    ) -> list[dict[str, float]]:
-        """Per input, the probability of each language the model knows (``{"en": 0.97, ...}``)."""
-        ids = PrefixIds.from_generation_config(self.generation_config)
+        self,
+        input_features: torch.Tensor | None = None,
+        encoder_outputs: Any = None,
+        generation_config: Any = None,
+        num_segment_frames: int = 3000,
+        *,
+        return_probabilities: bool = False,
+    ) -> torch.Tensor | list[dict[str, float]]:
+        """The most likely language token id per input (``LongTensor [batch]``, as transformers), or with
+        ``return_probabilities`` the probability of each language per input (``{"en": 0.97, ...}``).
+        Longer features are cut to their first ``num_segment_frames`` frames (30 s)."""
+        ids = PrefixIds.from_generation_config(generation_config or self.generation_config)
         if not ids.is_multilingual:
             raise ValueError("this is an English-only model: it has no language tokens to detect")
+        if input_features is not None:
+            input_features = input_features[..., :num_segment_frames]
         encoder_states = self._encoder_states(input_features, encoder_outputs)
-        probabilities = self._language_probabilities(ids, encoder_states)
-        codes = [token[2:-2] for token in ids.lang_to_id]
-        return [dict(zip(codes, row.tolist(), strict=True)) for row in probabilities]
+        detected = ids.detected(self._language_probabilities(ids, encoder_states).cpu(), return_probabilities)
+        return detected if return_probabilities else torch.from_numpy(detected).to(encoder_states.device)
 
     @torch.inference_mode()
     def generate(

@@ -96,7 +96,7 @@ class TorchRunner:
     def detect_language(self, model: Any, features: np.ndarray) -> list[dict[str, float]]:
         import torch
 
-        return model.detect_language(torch.from_numpy(features))
+        return model.detect_language(torch.from_numpy(features), return_probabilities=True)
 
 
 class FlaxRunner:
@@ -120,7 +120,7 @@ class FlaxRunner:
         return np.asarray(model.generate(features, **kwargs))
 
     def detect_language(self, model: Any, features: np.ndarray) -> list[dict[str, float]]:
-        return model.detect_language(features)
+        return model.detect_language(features, return_probabilities=True)
 
 
 class TFRunner:
@@ -147,7 +147,7 @@ class TFRunner:
         return np.asarray(model.generate(features, **kwargs))
 
     def detect_language(self, model: Any, features: np.ndarray) -> list[dict[str, float]]:
-        return model.detect_language(features)
+        return model.detect_language(features, return_probabilities=True)
 
 
 # The encoder's sinusoidal table is fixed in PyTorch and TensorFlow (no gradient) but a parameter in

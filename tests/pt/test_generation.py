@@ -109,10 +109,14 @@ def test_generate_matches_transformers(models, features, kwargs):
 
 def test_detect_language_matches_transformers(models, features):
     ours, reference = models
-    probabilities = ours.detect_language(features)
+    probabilities = ours.detect_language(features, return_probabilities=True)
     best = [max(row, key=row.get) for row in probabilities]
-    expected = reference.detect_language(features).tolist()
-    assert [GENERATION["lang_to_id"][f"<|{code}|>"] for code in best] == expected
+    expected = reference.detect_language(features)
+    assert [GENERATION["lang_to_id"][f"<|{code}|>"] for code in best] == expected.tolist()
+    detected = ours.detect_language(features)  # transformers' form: language token ids
+    assert detected.dtype == expected.dtype and torch.equal(detected, expected)
+    longer = torch.cat([features, features], dim=-1)  # cut to the first 30 s, as transformers does
+    assert torch.equal(ours.detect_language(longer, num_segment_frames=features.shape[-1]), expected)
     for row in probabilities:
         assert abs(sum(row.values()) - 1.0) < 1e-5
 

@@ -77,9 +77,12 @@ def test_generate_matches_whisper_pt(models, features, kwargs):
 
 def test_detect_language_matches_whisper_pt(models, features):
     pt, ours = models
-    mine, theirs = ours.detect_language(features), pt.detect_language(torch.from_numpy(features))
+    mine = ours.detect_language(features, return_probabilities=True)
+    theirs = pt.detect_language(torch.from_numpy(features), return_probabilities=True)
     assert [sorted(row) for row in mine] == [sorted(row) for row in theirs]
     assert max(abs(a[code] - b[code]) for a, b in zip(mine, theirs, strict=True) for code in a) <= TOL
+    ids = ours.detect_language(features)  # transformers' form: language token ids
+    np.testing.assert_array_equal(np.asarray(ids), pt.detect_language(torch.from_numpy(features)).numpy())
 
 
 def test_generate_compiles_once_and_returns_scores(models, features):

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from ..languages import check_task, language_code
 
 TRANSCRIBE, TRANSLATE = "transcribe", "translate"
@@ -57,6 +59,15 @@ class PrefixIds:
         if token not in self.lang_to_id:
             raise ValueError(f"language {language!r} is not supported by this model ({len(self.lang_to_id)} languages)")
         return self.lang_to_id[token]
+
+    def detected(self, probabilities: Any, return_probabilities: bool) -> Any:
+        """What ``detect_language`` returns for ``probabilities [batch, languages]`` (over ``lang_to_id``):
+        transformers' language token ids ``[batch]`` (int64), or per row ``{"en": 0.97, ...}``."""
+        probabilities = np.asarray(probabilities)
+        if return_probabilities:
+            codes = [token[2:-2] for token in self.lang_to_id]
+            return [dict(zip(codes, row.tolist(), strict=True)) for row in probabilities]
+        return np.asarray(list(self.lang_to_id.values()), np.int64)[probabilities.argmax(axis=-1)]
 
     def language_of_token(self, token_id: int) -> str:
         """The language code of a language token id."""

@@ -77,7 +77,7 @@ class ModelBackend(ABC):
     # -- the framework-neutral part ------------------------------------------------------------
     def detect_language(self, features: np.ndarray) -> list[dict[str, float]]:
         """``features [b, mels, frames]`` -> per row, the probability of each language code."""
-        return self.model.detect_language(self.tensor(features))
+        return self.model.detect_language(self.tensor(features), return_probabilities=True)
 
     def generate(
         self,
