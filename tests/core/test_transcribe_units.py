@@ -24,7 +24,7 @@ from whisper_core.transcribe import (
     needs_fallback,
     split_window,
 )
-from whisper_core.transcribe.chunked import owned_span, window_starts
+from whisper_core.transcribe.chunked import _unfinished_piece, owned_span, window_starts
 from whisper_core.transcribe.fallback import is_silent, max_new_tokens
 from whisper_core.transcribe.longform import clip_ranges
 from whisper_core.transcribe.word_timing import WordTiming, dtw, median_filter, merge_punctuations
@@ -44,6 +44,7 @@ def test_consecutive_timestamps_cut_segments_and_seek_to_the_last_closed_one():
     assert [(s, e) for s, e, _ in split.segments] == [(40.0, 42.5), (42.5, 47.0)]
     assert split.segments[1][2] == [ts(2.5), 13, ts(7.0)]
     assert split.advance == 700 and not split.single_timestamp_ending  # 7.0 s = 700 mel frames
+    assert split.unfinished == [ts(8.0), 14]
 
 
 def test_a_lone_timestamp_at_the_end_means_seek_to_the_window_end():
@@ -168,6 +169,16 @@ def test_chunk_windows_overlap_and_own_their_middles():
     assert owned_span(2, starts, 30.0, 5.0) == (45.0, np.inf)
     with pytest.raises(ValueError, match="half"):
         window_starts(65.0, 30.0, 15.0)
+
+
+def test_the_last_window_keeps_the_segment_it_cut_off():
+    """Speech that runs to the end of the audio: no later window decodes it again, so it is kept,
+    from its opening timestamp to the end of the window's audio."""
+    vocabulary = SimpleNamespace(eot=50256, timestamp_begin=T0, time_precision=0.02, frames_per_second=100)
+    split = split_window([ts(0), 11, ts(2.5), ts(3.0), 12, 13], T0, time_offset=40.0, segment_frames=1234)
+    assert _unfinished_piece(split, vocabulary, 40.0, 1234) == [(43.0, 52.34, [ts(3.0), 12, 13])]
+    closed = split_window([ts(0), 11, ts(2.5), ts(3.0)], T0, time_offset=40.0, segment_frames=1234)
+    assert closed.unfinished == [ts(3.0)] and _unfinished_piece(closed, vocabulary, 40.0, 1234) == []
 
 
 # -- word timing pieces ----------------------------------------------------------------------

@@ -12,7 +12,14 @@ from __future__ import annotations
 import numpy as np
 
 from .fallback import WindowDecoder, is_silent
-from .longform import TranscribeOptions, Transcriber, Transcription, TranscriptSegment, split_window
+from .longform import (
+    TranscribeOptions,
+    Transcriber,
+    Transcription,
+    TranscriptSegment,
+    WindowSplit,
+    split_window,
+)
 
 
 def window_starts(duration: float, chunk_length: float, stride_length: float) -> list[float]:
@@ -31,6 +38,19 @@ def owned_span(index: int, starts: list[float], chunk_length: float, stride_leng
     start = starts[index] + stride_length if index > 0 else -np.inf
     end = starts[index] + chunk_length - stride_length if index < len(starts) - 1 else np.inf
     return start, end
+
+
+def _unfinished_piece(
+    split: WindowSplit, transcriber: Transcriber, offset: float, size: int
+) -> list[tuple[float, float, list[int]]]:
+    """The segment the last window left open (its speech runs to the end of the audio), as a piece from
+    its opening timestamp to the end of the window's audio; none when the window closed every segment."""
+    tokens = split.unfinished
+    if not any(token < transcriber.eot for token in tokens):
+        return []
+    opening = tokens[0] - transcriber.timestamp_begin if tokens[0] >= transcriber.timestamp_begin else 0
+    start = offset + opening * transcriber.time_precision
+    return [(start, offset + size / transcriber.frames_per_second, list(tokens))]
 
 
 def transcribe_chunked(
@@ -94,8 +114,11 @@ def transcribe_chunked(
                 transcriber.input_stride,
                 transcriber.time_precision,
             )
+            pieces = list(split.segments)
+            if index == len(starts) - 1:  # no later window will decode what this one cut off
+                pieces += _unfinished_piece(split, transcriber, starts[index], size)
             kept = []
-            for start, stop, tokens in split.segments:
+            for start, stop, tokens in pieces:
                 text_tokens = [token for token in tokens if token < transcriber.eot]
                 if begin <= (start + stop) / 2 < end and text_tokens:
                     kept.append(

@@ -101,6 +101,9 @@ class WindowSplit:
     segments: list[tuple[float, float, list[int]]]  # (start, end, tokens) in seconds from the file start
     advance: int  # mel frames
     single_timestamp_ending: bool
+    # The tokens after the last closed segment, which the window cut off: the sequential loop decodes
+    # them again from the next ``seek``; the chunked mode keeps them when no later window follows.
+    unfinished: list[int] = field(default_factory=list)
 
 
 def split_window(
@@ -139,7 +142,7 @@ def split_window(
         segments.append((start, end, piece))
         previous = cut
     advance = segment_frames if single_ending else (tokens[previous - 1] - timestamp_begin) * input_stride
-    return WindowSplit(segments, advance, single_ending)
+    return WindowSplit(segments, advance, single_ending, tokens[previous:])
 
 
 def clip_ranges(
