@@ -82,14 +82,20 @@ def shift_tokens_right(input_ids: jax.Array, pad_token_id: int, decoder_start_to
 
 
 def _compute_mask_indices(
-    rng: jax.Array, shape: tuple[int, int], mask_prob: float, mask_length: int, min_masks: int = 0
+    rng: jax.Array,
+    shape: tuple[int, int],
+    mask_prob: float,
+    mask_length: int,
+    min_masks: int = 0,
+    lengths: jax.Array | None = None,
 ) -> jax.Array:
     """SpecAugment spans: a bool mask ``[batch, length]`` of ``mask_length``-long spans (they may overlap).
 
-    whisper_pt's rule with JAX's RNG, traced so a train step compiles: every row gets
-    ``int(mask_prob * length / mask_length + u)`` spans (one ``u ~ U[0, 1)`` per call), at least
-    ``min_masks``, at most what fits; starts are drawn without replacement (the top scores of uniform
-    noise), so the span count is traced while the shapes stay static.
+    whisper_pt's rule with JAX's RNG, traced so a train step compiles: a row of ``n`` real frames
+    (``lengths [batch]``, right padding; default all) gets ``int(mask_prob * n / mask_length + u)``
+    spans (one ``u ~ U[0, 1)`` per call), at least ``min_masks``, at most what fits in ``n``; starts are
+    drawn without replacement among the real frames (the top scores of uniform noise, padding scored
+    below any), so the span count is traced while the shapes stay static.
     """
     batch_size, length = shape
     if mask_length < 1:
@@ -99,14 +105,17 @@ def _compute_mask_indices(
     epsilon_rng, start_rng = jax.random.split(rng)
     epsilon = jax.random.uniform(epsilon_rng)
     max_spans = length // mask_length
-    num_spans = jnp.maximum((mask_prob * length / mask_length + epsilon).astype(jnp.int32), min_masks)
-    num_spans = jnp.minimum(num_spans, max_spans)
+    lengths = jnp.full((batch_size,), length) if lengths is None else jnp.minimum(jnp.asarray(lengths), length)
+    valid_starts = jnp.maximum(lengths - mask_length + 1, 0)  # [batch]
+    num_spans = jnp.maximum((mask_prob * lengths / mask_length + epsilon).astype(jnp.int32), min_masks)
+    num_spans = jnp.minimum(jnp.minimum(num_spans, max_spans), valid_starts)  # [batch]
     scores = jax.random.uniform(start_rng, (batch_size, length - mask_length + 1))
-    _, starts = jax.lax.top_k(scores, max_spans)  # [batch, max_spans], distinct
-    used = jnp.arange(max_spans) < num_spans  # [max_spans]
+    scores = jnp.where(jnp.arange(length - mask_length + 1) < valid_starts[:, None], scores, -1.0)
+    _, starts = jax.lax.top_k(scores, max_spans)  # [batch, max_spans], distinct, real frames first
+    used = jnp.arange(max_spans)[None, :] < num_spans[:, None]  # [batch, max_spans]
     frames = jnp.arange(length)  # [length]
     offset = frames[None, None, :] - starts[:, :, None]  # [batch, max_spans, length]
-    return jnp.any(used[None, :, None] & (offset >= 0) & (offset < mask_length), axis=1)
+    return jnp.any(used[:, :, None] & (offset >= 0) & (offset < mask_length), axis=1)
 
 
 class LayerNorm(nn.LayerNorm):
@@ -525,6 +534,11 @@ def _flag(value: bool | None, config: WhisperConfig, name: str, default: bool) -
     return value if value is not None else getattr(config, name, default)
 
 
+def _frame_mask(attention_mask: Any) -> jax.Array | None:
+    """The processor's frame ``attention_mask [b, frames]`` as int32 (None stays None)."""
+    return None if attention_mask is None else jnp.asarray(attention_mask, jnp.int32)
+
+
 def _rngs(dropout_rng: jax.Array | None) -> dict[str, jax.Array]:
     return {"dropout": dropout_rng} if dropout_rng is not None else {}
 
@@ -737,10 +751,10 @@ class FlaxWhisperModule(nn.Module):
     def init_cache(self, encoder_hidden_states: jax.Array, max_length: int) -> KVCache:
         return self.decoder.init_cache(encoder_hidden_states, max_length)
 
-    def _mask_input_features(self, input_features: jax.Array) -> jax.Array:
+    def _mask_input_features(self, input_features: jax.Array, attention_mask: jax.Array | None = None) -> jax.Array:
         """SpecAugment (called in training when ``config.apply_spec_augment``): zero random spans of frames
-        (``mask_time_*``) and of mel bins (``mask_feature_*``) of ``input_features [b, bins, frames]``,
-        drawn from the ``dropout`` RNG stream."""
+        (``mask_time_*``; ``attention_mask [b, frames]`` limits them to real frames) and of mel bins
+        (``mask_feature_*``) of ``input_features [b, bins, frames]``, drawn from the ``dropout`` RNG stream."""
         config = self.config
         batch, bins, frames = input_features.shape
         if config.mask_time_prob > 0:
@@ -750,6 +764,7 @@ class FlaxWhisperModule(nn.Module):
                 config.mask_time_prob,
                 config.mask_time_length,
                 config.mask_time_min_masks,
+                None if attention_mask is None else attention_mask.sum(axis=-1),
             )
             input_features = jnp.where(time_mask[:, None, :], 0.0, input_features)  # [b, 1, frames]
         if config.mask_feature_prob > 0:
@@ -772,11 +787,12 @@ class FlaxWhisperModule(nn.Module):
         output_attentions: bool = False,
         output_hidden_states: bool = False,
         deterministic: bool = True,
+        attention_mask: jax.Array | None = None,
     ) -> Seq2SeqModelOutput:
-        """Run the encoder (on SpecAugmented features when training with ``apply_spec_augment``) and the
-        decoder on its last state."""
+        """Run the encoder (on SpecAugmented features when training with ``apply_spec_augment``; the
+        frame ``attention_mask`` keeps the time spans on real frames) and the decoder on its last state."""
         if self.config.apply_spec_augment and not deterministic:
-            input_features = self._mask_input_features(input_features)
+            input_features = self._mask_input_features(input_features, attention_mask)
         encoder_outputs = self.encoder(input_features, output_attentions, output_hidden_states, deterministic)
         decoder_outputs = self.decoder(
             decoder_input_ids,
@@ -818,7 +834,8 @@ class FlaxWhisperModel(FlaxWhisperPreTrainedModel):
         params: Params | None = None,
         dropout_rng: jax.Array | None = None,
     ) -> Seq2SeqModelOutput | tuple:
-        """transformers' Flax signature; ``attention_mask`` and ``position_ids`` (encoder) are unused."""
+        """transformers' Flax signature. ``attention_mask [b, frames]`` (the processor's, 1 on real audio)
+        only keeps SpecAugment's time spans on real frames in training; ``position_ids`` are unused."""
         ids = jnp.asarray(decoder_input_ids, jnp.int32)
         out = self.module.apply(
             self._params(params),
@@ -829,6 +846,7 @@ class FlaxWhisperModel(FlaxWhisperPreTrainedModel):
             _flag(output_attentions, self.config, "output_attentions", False),
             _flag(output_hidden_states, self.config, "output_hidden_states", False),
             deterministic=not train,
+            attention_mask=_frame_mask(attention_mask),
             rngs=_rngs(dropout_rng),
         )
         return out if _flag(return_dict, self.config, "return_dict", True) else out.to_tuple()
@@ -904,6 +922,7 @@ class FlaxWhisperForConditionalGenerationModule(nn.Module):
         output_hidden_states: bool = False,
         deterministic: bool = True,
         labels: jax.Array | None = None,
+        attention_mask: jax.Array | None = None,
     ) -> Seq2SeqLMOutput:
         """Logits ``[b, T, vocab]``; with ``labels [b, T]`` also the mean cross-entropy over labels != -100."""
         outputs = self.model(
@@ -914,6 +933,7 @@ class FlaxWhisperForConditionalGenerationModule(nn.Module):
             output_attentions,
             output_hidden_states,
             deterministic,
+            attention_mask,
         )
         logits = self.logits(outputs.last_hidden_state)
         return Seq2SeqLMOutput(
@@ -958,7 +978,8 @@ class FlaxWhisperForConditionalGeneration(FlaxWhisperGenerationMixin, FlaxWhispe
         """Logits ``[b, T, vocab]``; with ``labels [b, T]`` also the loss (labels != -100).
 
         Without decoder inputs, the labels shifted right (start token first) are the decoder inputs.
-        ``attention_mask`` and ``position_ids`` (encoder) are accepted for API compatibility and unused.
+        ``attention_mask [b, frames]`` (the processor's, 1 on real audio) only keeps SpecAugment's time spans
+        on real frames in training; ``position_ids`` (encoder) are accepted for API compatibility and unused.
         """
         if labels is not None:
             labels = jnp.asarray(labels, jnp.int32)
@@ -984,6 +1005,7 @@ class FlaxWhisperForConditionalGeneration(FlaxWhisperGenerationMixin, FlaxWhispe
             _flag(output_hidden_states, self.config, "output_hidden_states", False),
             deterministic=not train,
             labels=labels,
+            attention_mask=_frame_mask(attention_mask),
             rngs=_rngs(dropout_rng),
         )
         return out if _flag(return_dict, self.config, "return_dict", True) else out.to_tuple()

@@ -32,7 +32,9 @@ from jax.sharding import PartitionSpec as P
 from .modeling import summed_cross_entropy
 
 Params = Any
-Batch = Mapping[str, Any]  # "input_features" [b, num_mel_bins, frames], "labels" [b, T] (-100 = no loss)
+# "input_features" [b, num_mel_bins, frames], "labels" [b, T] (-100 = no loss), optionally the
+# processor's frame "attention_mask" [b, frames] (1 on real audio; SpecAugment then spares the padding).
+Batch = Mapping[str, Any]
 Metrics = dict[str, jax.Array]
 IGNORE_INDEX = -100
 MIN_SHARD_SIZE = 2**18  # smaller leaves are cheaper replicated than gathered
@@ -182,7 +184,15 @@ def _summed_loss(
 ) -> tuple[jax.Array, jax.Array]:
     """(summed token cross-entropy, labelled-token count) of ``batch``; the model shifts the labels right."""
     labels = batch["labels"]
-    out = model(batch["input_features"], labels=labels, params=params, train=train, dropout_rng=dropout_rng)
+    frames = batch.get("attention_mask")  # real audio frames: SpecAugment masks only those
+    out = model(
+        batch["input_features"],
+        attention_mask=frames,
+        labels=labels,
+        params=params,
+        train=train,
+        dropout_rng=dropout_rng,
+    )
     return summed_cross_entropy(out.logits, labels)
 
 
@@ -211,7 +221,7 @@ def loss_and_grads(
         x = jnp.asarray(x)  # [b, ...] -> [k, b / k, ...]
         return x.reshape(micro_size, accumulation_steps, *x.shape[1:]).swapaxes(0, 1)
 
-    micro_batches = {key: split(batch[key]) for key in ("input_features", "labels")}
+    micro_batches = {key: split(batch[key]) for key in ("input_features", "labels", "attention_mask") if key in batch}
     if mesh is not None:
         micro_batches = jax.lax.with_sharding_constraint(micro_batches, NamedSharding(mesh, P(None, "data")))
     grad_fn = jax.value_and_grad(lambda p, b, r: _summed_loss(model, p, b, r, train), has_aux=True)

@@ -88,24 +88,33 @@ def shift_tokens_right(input_ids: tf.Tensor, pad_token_id: int, decoder_start_to
 
 
 def _compute_mask_indices(
-    batch_size: Any, length: int, mask_prob: float, mask_length: int, min_masks: int = 0
+    batch_size: Any,
+    length: int,
+    mask_prob: float,
+    mask_length: int,
+    min_masks: int = 0,
+    lengths: tf.Tensor | None = None,
 ) -> tf.Tensor:
     """SpecAugment spans: a bool mask ``[batch, length]`` of ``mask_length``-long spans (they may overlap).
 
-    transformers' rule, drawn with TF ops so it runs inside ``fit``'s compiled step: each row gets
-    ``int(mask_prob * length / mask_length + u)`` spans with one ``u ~ U[0, 1)`` per call, at least
-    ``min_masks``, at most what fits; span starts are distinct (the ``n`` lowest ranks of a uniform
-    draw). The random stream is TensorFlow's, so masks differ from transformers' NumPy draws.
+    transformers' rule, drawn with TF ops so it runs inside ``fit``'s compiled step: a row of ``n`` real
+    frames (``lengths [batch]``, right padding; default all) gets ``int(mask_prob * n / mask_length + u)``
+    spans with one ``u ~ U[0, 1)`` per call, at least ``min_masks``, at most what fits in ``n``; span
+    starts are distinct real frames (the lowest ranks of a uniform draw, padding ranked last). The
+    random stream is TensorFlow's, so masks differ from transformers' NumPy draws.
     """
     if mask_length < 1:
         raise ValueError("mask_length must be at least 1")
     if mask_length > length:
         raise ValueError(f"mask_length ({mask_length}) must not exceed the masked axis length ({length})")
     epsilon = tf.random.uniform([])
-    spans = tf.cast(tf.floor(mask_prob * length / mask_length + epsilon), tf.int32)
-    spans = tf.minimum(tf.maximum(spans, min_masks), length // mask_length)
+    lengths = tf.fill([batch_size], length) if lengths is None else tf.minimum(tf.cast(lengths, tf.int32), length)
+    valid_starts = tf.maximum(lengths - mask_length + 1, 0)[:, None]  # [b, 1]
+    spans = tf.cast(tf.floor(mask_prob * tf.cast(lengths, tf.float32) / mask_length + epsilon), tf.int32)[:, None]
+    spans = tf.minimum(tf.minimum(tf.maximum(spans, min_masks), length // mask_length), valid_starts)
     starts = length - mask_length + 1
-    ranks = tf.argsort(tf.argsort(tf.random.uniform((batch_size, starts)), axis=-1), axis=-1)  # [b, starts]
+    draws = tf.where(tf.range(starts)[None, :] < valid_starts, tf.random.uniform((batch_size, starts)), 2.0)
+    ranks = tf.argsort(tf.argsort(draws, axis=-1), axis=-1)  # [b, starts]: padding ranks last
     chosen = tf.pad(tf.cast(ranks < spans, tf.int32), [[0, 0], [0, mask_length - 1]])  # [b, length]
     # Frame t is masked when a chosen start lies in (t - mask_length, t].
     started = tf.cumsum(chosen, axis=-1)
@@ -635,16 +644,20 @@ class TFWhisperMainLayer(_BuiltOnCall, keras.layers.Layer):
         self.encoder = TFWhisperEncoder(config, dtype=self.dtype_policy, name="encoder")
         self.decoder = TFWhisperDecoder(config, dtype=self.dtype_policy, name="decoder")
 
-    def _mask_input_features(self, input_features: tf.Tensor, training: bool) -> tf.Tensor:
+    def _mask_input_features(
+        self, input_features: tf.Tensor, training: bool, attention_mask: tf.Tensor | None = None
+    ) -> tf.Tensor:
         """SpecAugment in training when ``config.apply_spec_augment``: zero random spans of frames
-        (``mask_time_*``) and of mel bins (``mask_feature_*``). Returns a new tensor."""
+        (``mask_time_*``; ``attention_mask [b, frames]`` limits them to real frames) and of mel bins
+        (``mask_feature_*``). Returns a new tensor."""
         config = self.config
         if not config.apply_spec_augment or not training:
             return input_features
         batch, bins, frames = tf.shape(input_features)[0], input_features.shape[1], input_features.shape[2]
         if config.mask_time_prob > 0:
+            lengths = None if attention_mask is None else tf.reduce_sum(tf.cast(attention_mask, tf.int32), axis=-1)
             time_mask = _compute_mask_indices(
-                batch, frames, config.mask_time_prob, config.mask_time_length, config.mask_time_min_masks
+                batch, frames, config.mask_time_prob, config.mask_time_length, config.mask_time_min_masks, lengths
             )
             input_features = tf.where(time_mask[:, None, :], tf.zeros_like(input_features), input_features)
         if config.mask_feature_prob > 0:
@@ -677,7 +690,7 @@ class TFWhisperMainLayer(_BuiltOnCall, keras.layers.Layer):
             if input_features is None:
                 raise ValueError("pass input_features or encoder_outputs")
             encoder_outputs = self.encoder(
-                self._mask_input_features(tf.convert_to_tensor(input_features), training),
+                self._mask_input_features(tf.convert_to_tensor(input_features), training, attention_mask),
                 attention_mask=attention_mask,
                 head_mask=head_mask,
                 output_attentions=output_attentions,

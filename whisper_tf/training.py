@@ -13,19 +13,24 @@ config in training, as in the other backends.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import tensorflow as tf
 
 
 class TFWhisperTrainingMixin:
-    """``train_step`` and ``test_step`` that take ``(input_features, labels)`` and report ``loss``."""
+    """``train_step`` and ``test_step`` that take ``(inputs, labels)`` and report ``loss``: ``inputs`` is
+    ``input_features``, or a dict of model inputs (``{"input_features": ..., "attention_mask": ...}``,
+    the processor's frame mask keeping SpecAugment's time spans on real audio)."""
 
     def _loss(self, data: Any, training: bool) -> tf.Tensor:
         if not isinstance(data, tuple | list) or len(data) != 2:
-            raise ValueError("fit/evaluate take (input_features, labels) pairs: labels are the token ids to predict")
-        features, labels = data
-        return self(features, labels=labels, training=training).loss
+            raise ValueError("fit/evaluate take (inputs, labels) pairs: labels are the token ids to predict")
+        inputs, labels = data
+        if isinstance(inputs, Mapping):
+            return self(**inputs, labels=labels, training=training).loss
+        return self(inputs, labels=labels, training=training).loss
 
     def _report(self, loss: tf.Tensor) -> dict[str, tf.Tensor]:
         for metric in self.metrics:

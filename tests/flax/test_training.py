@@ -315,3 +315,31 @@ def test_frozen_encoder_stays_as_it_was(batch):
     assert all(
         np.array_equal(before[name], after[name]) for name in before if "encoder/" in name.split("model/")[-1][:8]
     )
+
+
+def test_spec_augment_spares_the_padding_frames(batch):
+    """With the processor's frame ``attention_mask``, time spans fall on real frames only and their
+    count follows each row's real length, as in whisper_pt."""
+    key = jax.random.PRNGKey(3)
+    lengths = jnp.array([3000, 1000, 4])
+    single = np.asarray(_compute_mask_indices(key, (3, 3000), 0.05, 1, lengths=lengths))
+    assert single.sum(axis=1).tolist() == [150, 50, 0] and not single[1, 1000:].any()
+    spans = np.asarray(_compute_mask_indices(key, (3, 3000), 0.05, 10, lengths=lengths))
+    assert spans[0, 1000:].any() and not spans[1, 1000:].any() and not spans[2].any()
+    augmented = small_model(apply_spec_augment=True, mask_time_prob=0.5, mask_time_length=2)
+    real = FRAMES // 3
+    frames = jnp.asarray(np.arange(FRAMES)[None, :] < np.array([[FRAMES], [real]]), jnp.int32)
+    masked = np.asarray(
+        augmented.module.apply(
+            {"params": augmented.params},
+            jnp.ones((2, 80, FRAMES)),
+            frames,
+            method=lambda module, x, mask: module.model._mask_input_features(x, mask),
+            rngs={"dropout": jax.random.PRNGKey(1)},
+        )
+    )
+    assert (masked[1][:, real:] == 1).all() and (masked[1][:, :real] == 0).any() and (masked[0][:, real:] == 0).any()
+    with_mask = {**batch, "attention_mask": np.ones((batch["labels"].shape[0], FRAMES), np.int32)}
+    optimizer = make_optimizer(1e-3, total_steps=10)
+    _, metrics = make_train_step(augmented)(create_train_state(augmented, optimizer), with_mask)
+    assert np.isfinite(float(metrics["loss"]))

@@ -231,3 +231,21 @@ def test_head_masks_match_whisper_pt(ours, inputs):
     assert float(np.abs(np.asarray(mine.encoder_attentions[0])[:, 0]).max()) == 0.0
     with pytest.raises(ValueError, match="one per layer"):
         ours(features, decoder_input_ids=ids, head_mask=np.ones((layers + 1, heads), np.float32))
+
+
+def test_spec_augment_spares_the_padding_frames(inputs):
+    """With the processor's frame ``attention_mask``, time spans fall on real frames only and their
+    count follows each row's real length, as in whisper_pt; ``fit`` takes it in a dict of inputs."""
+    single = _compute_mask_indices(3, 3000, 0.05, 1, lengths=tf.constant([3000, 1000, 4])).numpy()
+    assert single.sum(axis=1).tolist() == [150, 50, 0] and not single[1, 1000:].any()
+    features, ids = inputs
+    config = WhisperConfig(**SMALL, apply_spec_augment=True, mask_time_prob=0.5, mask_time_length=2)
+    model = TFWhisperForConditionalGeneration(config)
+    real = FRAMES // 3
+    frames = tf.constant(np.arange(FRAMES)[None, :] < np.array([[FRAMES], [real]]), tf.int32)
+    ones = tf.ones((2, SMALL["num_mel_bins"], FRAMES))
+    masked = model.model._mask_input_features(ones, True, frames).numpy()
+    assert (masked[1][:, real:] == 1).all() and (masked[1][:, :real] == 0).any() and (masked[0][:, real:] == 0).any()
+    model.compile(optimizer=keras.optimizers.AdamW(1e-3))
+    history = model.fit({"input_features": features, "attention_mask": frames}, ids, batch_size=2, verbose=0)
+    assert np.isfinite(history.history["loss"][-1])
