@@ -29,6 +29,10 @@ BENCHMARKS = {
         ["bench_flax_generate.py"],
         "Short-form greedy generate, JAX (vs transformers Flax under jax.jit)",
     ),
+    "flax_floors": (
+        ["bench_flax_floors.py"],
+        "Batch-1 JAX generate against this machine's floors (matrix-product rate, weight streaming)",
+    ),
     "tf_generate": (["bench_tf_generate.py"], "Short-form greedy generate, TensorFlow XLA (vs transformers TF + XLA)"),
     "shortform": (
         ["bench_longform.py", "--audio", str(SAMPLE)],
