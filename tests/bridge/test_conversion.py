@@ -165,3 +165,20 @@ def test_cli_convert_openai_file_with_a_tokenizer(tmp_path, capsys, openai_asset
     assert tokenizer.decode(ids, skip_special_tokens=True) == " ask not what your country"
     assert ids[:2] == [50257, 50362]  # <|startoftranscript|><|notimestamps|> of the English-only vocabulary
     assert GenerationConfig.from_pretrained(tmp_path / "told").suppress_tokens[-1] == 50361
+
+
+@pytest.mark.slow
+def test_hf_directory_without_generation_config_gets_it_derived(tmp_path):
+    """An HF directory whose generation_config.json is missing: ids, suppression lists and the
+    fallback alignment heads come from its tokenizer and config, matching the real file but for the
+    heads (the official ones need openai-whisper's model name)."""
+    import shutil
+
+    source = fetch("base")
+    shutil.copytree(source, tmp_path / "base")
+    (tmp_path / "base" / "generation_config.json").unlink()
+    derived = read_checkpoint(tmp_path / "base").generation_config.to_dict()
+    expected = read_checkpoint(source).generation_config.to_dict()
+    assert derived.pop("alignment_heads") == [[layer, head] for layer in range(3, 6) for head in range(8)]
+    expected.pop("alignment_heads")
+    assert derived == expected
