@@ -186,6 +186,7 @@ def _openai_tokenizer(config: WhisperConfig, tokenizer: str | os.PathLike | None
     ``.tiktoken`` file), else openai-whisper's own when it is installed and the vocabulary is one of
     OpenAI's, else none. A given tokenizer must fit the model's embedding."""
     given = Path(tokenizer) if tokenizer is not None else None
+    path = given
     if given is not None and given.suffix != ".tiktoken":
         built = WhisperTokenizer.from_pretrained(given)
     else:
@@ -201,7 +202,7 @@ def _openai_tokenizer(config: WhisperConfig, tokenizer: str | os.PathLike | None
         built = WhisperTokenizer.from_pretrained(path, num_languages=sum(t[2:-2] in LANGUAGES for t in table))
     if len(built) > config.vocab_size or built.eos_token_id != config.eos_token_id:
         raise ValueError(
-            f"{given} does not fit the model: {len(built)} tokens with <|endoftext|> = {built.eos_token_id}, "
+            f"{path} does not fit the model: {len(built)} tokens with <|endoftext|> = {built.eos_token_id}, "
             f"the model has {config.vocab_size} embeddings with <|endoftext|> = {config.eos_token_id}"
         )
     return built

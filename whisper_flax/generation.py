@@ -104,9 +104,7 @@ class FlaxWhisperGenerationMixin:
         """The most likely language token id per input (``[batch]``, as transformers' PyTorch model), or
         with ``return_probabilities`` the probability of each language per input (``{"en": 0.97, ...}``).
         Longer features are cut to their first ``num_segment_frames`` frames (30 s)."""
-        ids = PrefixIds.from_generation_config(generation_config or self.generation_config)
-        if not ids.is_multilingual:
-            raise ValueError("this is an English-only model: it has no language tokens to detect")
+        ids = PrefixIds.for_language_detection(generation_config or self.generation_config)
         if input_features is not None:
             input_features = input_features[..., :num_segment_frames]
         encoder_states = self._encoder_states(input_features, encoder_outputs, params)

@@ -46,6 +46,14 @@ class PrefixIds:
             is_multilingual=bool(lang_to_id) if is_multilingual is None else bool(is_multilingual),
         )
 
+    @classmethod
+    def for_language_detection(cls, generation_config: Any) -> PrefixIds:
+        """The ids of a model whose language can be detected; English-only models have no language tokens."""
+        ids = cls.from_generation_config(generation_config)
+        if not ids.is_multilingual:
+            raise ValueError("this is an English-only model: it has no language tokens to detect")
+        return ids
+
     @property
     def no_speech_token_id(self) -> int:
         """``<|nocaptions|>`` / ``<|nospeech|>`` sits right before ``<|notimestamps|>``."""
