@@ -212,20 +212,22 @@ def test_bad_inputs(lm_pair, inputs):
         ours.init_cache(3, 8, ours.encode(features))
 
 
-def test_encoder_attention_by_query_blocks_matches_the_whole(monkeypatch):
-    """With 300 positions the encoder's attention goes QUERY_BLOCK queries at a time unless the weights are
-    asked for; both paths give the same states up to float32 rounding (and match transformers' Flax)."""
+def test_encoder_attention_head_by_head_matches_the_whole(monkeypatch):
+    """With HEADWISE_MIN_QUERIES positions the encoder's attention goes one head at a time unless the
+    weights are asked for; both paths give the same states up to float32 rounding (and match
+    transformers' Flax)."""
     from whisper_flax import modeling
-    from whisper_flax.modeling import QUERY_BLOCK
+    from whisper_flax.modeling import HEADWISE_MIN_QUERIES
 
     calls = []
-    blocks = modeling._attend_by_query_blocks
-    monkeypatch.setattr(modeling, "_attend_by_query_blocks", lambda *args: calls.append(1) or blocks(*args))
-    reference, ours = make_pair(transformers.FlaxWhisperModel, FlaxWhisperModel, max_source_positions=2 * QUERY_BLOCK)
-    features = np.random.default_rng(1).standard_normal((2, 80, 4 * QUERY_BLOCK)).astype(np.float32)
-    blocked = ours.encode(features).last_hidden_state
+    headwise = modeling._attend_head_by_head
+    monkeypatch.setattr(modeling, "_attend_head_by_head", lambda *args: calls.append(1) or headwise(*args))
+    positions = HEADWISE_MIN_QUERIES
+    reference, ours = make_pair(transformers.FlaxWhisperModel, FlaxWhisperModel, max_source_positions=positions)
+    features = np.random.default_rng(1).standard_normal((2, 80, 2 * positions)).astype(np.float32)
+    by_head = ours.encode(features).last_hidden_state
     whole = ours.encode(features, output_attentions=True)
-    assert whole.attentions[0].shape == (2, 4, 2 * QUERY_BLOCK, 2 * QUERY_BLOCK)
-    assert len(calls) == SMALL["encoder_layers"], "the blocked path ran once per encoder layer, then not again"
-    assert max_abs(blocked, whole.last_hidden_state) <= 1e-6
-    assert max_abs(blocked, reference.encode(features).last_hidden_state) <= TOL
+    assert whole.attentions[0].shape == (2, 4, positions, positions)
+    assert len(calls) == SMALL["encoder_layers"], "the head-by-head path ran once per encoder layer, then not again"
+    assert max_abs(by_head, whole.last_hidden_state) <= 1e-6
+    assert max_abs(by_head, reference.encode(features).last_hidden_state) <= TOL
