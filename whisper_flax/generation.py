@@ -367,9 +367,11 @@ def _no_speech_probs(prefix_logits: jax.Array, sot_positions: jax.Array, token: 
 
 
 def _reorder_self_attention(cache: KVCache, order: jax.Array) -> KVCache:
-    """The cache with its self-attention rows in ``order``; cross-attention rows are left alone (every
-    beam of an item attends to the same audio)."""
-    layers = tuple((k[order], v[order], *cross) for k, v, *cross in cache.layers)
+    """The cache with its self-attention rows in ``order`` (model rows; the cache has one row per head of
+    each); cross-attention rows are left alone (every beam of an item attends to the same audio)."""
+    heads = cache.layers[0][0].shape[0] // order.shape[0]
+    rows = (order[:, None] * heads + jnp.arange(heads)).reshape(-1)
+    layers = tuple((k[rows], v[rows], *cross) for k, v, *cross in cache.layers)
     return KVCache(layers, cache.index)
 
 

@@ -160,12 +160,13 @@ def attend(
     deterministic: bool,
     need_weights: bool = True,
 ) -> tuple[jax.Array, jax.Array | None]:
-    """softmax(q k^T) v with ``q [b, h, T, hd]`` already scaled, ``k, v [b, h, S, hd]``, bool ``mask``.
+    """softmax(q k^T) v with ``q [..., T, hd]`` already scaled, ``k, v [..., S, hd]``, bool ``mask``
+    broadcastable to ``[..., T, S]``; the leading dims are ``[b, h]``, or ``[b * h]`` over the cache.
 
     Masked scores become the dtype's minimum rather than -inf (as transformers' Flax bias does), so a
     query that sees nothing (a left-padding token) gets finite weights instead of NaN, which would
-    otherwise leak into real rows through the next layer. Returns ``(out [b, h, T, hd], weights)``;
-    weights are None when not needed and the heads went one at a time.
+    otherwise leak into real rows through the next layer. Returns ``(out [..., T, hd], weights
+    [..., T, S])``; weights are None when not needed and the heads went one at a time.
 
     The encoder's unmasked 1500 x 1500 attention goes one (batch row, head) at a time when the weights
     are not wanted: XLA on CPU otherwise streams the whole ``[b, h, T, S]`` score tensor through memory
@@ -174,22 +175,21 @@ def attend(
     attention at batch 1: 31 ms per layer, against 41 ms by blocks of 150 queries and 49 ms whole, on
     the 2-core CPU). The arithmetic and, on this CPU, the result are those of the whole computation.
     """
-    q_len = q.shape[2]
+    q_len = q.shape[-2]
     unmasked = mask is None and (deterministic or dropout.rate == 0.0)
     if not need_weights and unmasked and q_len >= HEADWISE_MIN_QUERIES:
         return _attend_head_by_head(q, k, v), None
-    scores = jnp.einsum("bhqd,bhkd->bhqk", q, k)  # [b, h, T, S]
+    scores = jnp.einsum("...qd,...kd->...qk", q, k)  # [..., T, S]
     if mask is not None:
         scores = jnp.where(mask, scores, jnp.finfo(scores.dtype).min)
     weights = jax.nn.softmax(scores.astype(jnp.float32), axis=-1).astype(q.dtype)
-    out = jnp.einsum("bhqk,bhkd->bhqd", dropout(weights, deterministic=deterministic), v)
+    out = jnp.einsum("...qk,...kd->...qd", dropout(weights, deterministic=deterministic), v)
     return out, weights
 
 
 def _attend_head_by_head(q: jax.Array, k: jax.Array, v: jax.Array) -> jax.Array:
-    """Unmasked, dropout-free softmax(q k^T) v one (batch row, head) at a time: ``q, k, v [b, h, T, hd]``
-    -> ``[b, h, T, hd]``. Only one ``[T, S]`` score matrix exists at a time, whatever the batch size."""
-    batch, heads, q_len, head_dim = q.shape
+    """Unmasked, dropout-free softmax(q k^T) v one (batch row, head) at a time: ``q, k, v [..., T, hd]``
+    -> ``[..., T, hd]``. Only one ``[T, S]`` score matrix exists at a time, whatever the batch size."""
 
     def one_head(qkv: tuple[jax.Array, jax.Array, jax.Array]) -> jax.Array:
         q_head, k_head, v_head = qkv  # [T, hd], [S, hd], [S, hd]
@@ -197,9 +197,9 @@ def _attend_head_by_head(q: jax.Array, k: jax.Array, v: jax.Array) -> jax.Array:
         return weights.astype(q.dtype) @ v_head
 
     def flat(x: jax.Array) -> jax.Array:
-        return x.reshape(batch * heads, *x.shape[2:])
+        return x.reshape(-1, *x.shape[-2:])
 
-    return jax.lax.map(one_head, (flat(q), flat(k), flat(v))).reshape(batch, heads, q_len, head_dim)
+    return jax.lax.map(one_head, (flat(q), flat(k), flat(v))).reshape(q.shape)
 
 
 class FlaxWhisperAttention(nn.Module):
@@ -235,8 +235,13 @@ class FlaxWhisperAttention(nn.Module):
         return x.reshape(batch, seq, self.num_heads, self.head_dim).transpose(0, 2, 1, 3)  # [b, s, d] -> [b, h, s, hd]
 
     def project_key_value(self, states: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """``states [b, S, d]`` -> ``(k, v)`` each ``[b, h, S, hd]`` (cross-attention caches these once)."""
+        """``states [b, S, d]`` -> ``(k, v)`` each ``[b, h, S, hd]``."""
         return self._split_heads(self.k_proj(states)), self._split_heads(self.v_proj(states))
+
+    def cache_key_value(self, states: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """``states [b, S, d]`` -> ``(k, v)`` each ``[b * h, S, hd]``, the :class:`KVCache` layout
+        (cross-attention caches these once)."""
+        return tuple(_head_rows(x) for x in self.project_key_value(states))
 
     def __call__(
         self,
@@ -248,12 +253,13 @@ class FlaxWhisperAttention(nn.Module):
         deterministic: bool = True,
         need_weights: bool = True,
     ) -> tuple[jax.Array, jax.Array | None, tuple[jax.Array, jax.Array]]:
-        """``hidden_states [b, T, d]`` -> ``(out [b, T, d], weights [b, h, T, S], (k, v) [b, h, S, hd])``.
+        """``hidden_states [b, T, d]`` -> ``(out [b, T, d], weights [b, h, T, S], (k, v))``.
 
         Self-attention writes this step's k/v into the fixed-size ``past_key_value`` at ``cache_index``.
         Cross-attention is a call with ``key_value_states [b, S, d]`` or with a ``past_key_value`` but no
         ``cache_index``: it reuses the cached k/v when given (the encoder output does not change while
-        decoding), else projects ``key_value_states``. The returned (k, v) is the cache for next time.
+        decoding), else projects ``key_value_states``. The returned (k, v) is the cache for next time:
+        ``[b * h, S, hd]`` when a cache was given (see :class:`KVCache`), else ``[b, h, S, hd]``.
         """
         batch, q_len, _ = hidden_states.shape
         q = self._split_heads(self.q_proj(hidden_states) * self.scaling)
@@ -264,12 +270,30 @@ class FlaxWhisperAttention(nn.Module):
         else:
             k, v = self.project_key_value(hidden_states)
             if past_key_value is not None:
-                start = (0, 0, cache_index, 0)
-                k = jax.lax.dynamic_update_slice(past_key_value[0], k.astype(past_key_value[0].dtype), start)
-                v = jax.lax.dynamic_update_slice(past_key_value[1], v.astype(past_key_value[1].dtype), start)
-        out, weights = attend(q, k, v, attention_mask, self.dropout_layer, deterministic, need_weights)
+                start = (0, cache_index, 0)
+                k = jax.lax.dynamic_update_slice(
+                    past_key_value[0], _head_rows(k).astype(past_key_value[0].dtype), start
+                )
+                v = jax.lax.dynamic_update_slice(
+                    past_key_value[1], _head_rows(v).astype(past_key_value[1].dtype), start
+                )
+        if past_key_value is None:
+            out, weights = attend(q, k, v, attention_mask, self.dropout_layer, deterministic, need_weights)
+        else:  # over the cache, one row per (batch row, head)
+            if attention_mask is not None:
+                attention_mask = _head_rows(
+                    jnp.broadcast_to(attention_mask, (batch, self.num_heads, q_len, k.shape[1]))
+                )
+            out, weights = attend(_head_rows(q), k, v, attention_mask, self.dropout_layer, deterministic, need_weights)
+            out = out.reshape(batch, self.num_heads, q_len, self.head_dim)
+            weights = None if weights is None else weights.reshape(batch, self.num_heads, q_len, k.shape[1])
         out = out.transpose(0, 2, 1, 3).reshape(batch, q_len, self.embed_dim)  # [b, h, T, hd] -> [b, T, d]
         return self.out_proj(out), weights, (k, v)
+
+
+def _head_rows(x: jax.Array) -> jax.Array:
+    """``[b, h, ...]`` -> ``[b * h, ...]``, the :class:`KVCache` layout."""
+    return x.reshape(x.shape[0] * x.shape[1], *x.shape[2:])
 
 
 class FlaxWhisperEncoderLayer(nn.Module):
@@ -648,11 +672,11 @@ class FlaxWhisperDecoder(nn.Module):
         self.layer_norm = LayerNorm(param_dtype=self.param_dtype)
 
     def init_cache(self, encoder_hidden_states: jax.Array, max_length: int) -> KVCache:
-        """Empty self-attention slots ``[b, h, max_length, hd]`` plus each layer's cross-attention k/v."""
+        """Empty self-attention slots ``[b * h, max_length, hd]`` plus each layer's cross-attention k/v."""
         batch, heads = encoder_hidden_states.shape[0], self.config.decoder_attention_heads
-        empty = jnp.zeros((batch, heads, max_length, self.config.d_model // heads), self.dtype)
+        empty = jnp.zeros((batch * heads, max_length, self.config.d_model // heads), self.dtype)
         layers = tuple(
-            (empty, empty, *layer.encoder_attn.project_key_value(encoder_hidden_states.astype(self.dtype)))
+            (empty, empty, *layer.encoder_attn.cache_key_value(encoder_hidden_states.astype(self.dtype)))
             for layer in self.layers.layers
         )
         return KVCache(layers, jnp.zeros((), jnp.int32))
@@ -680,7 +704,7 @@ class FlaxWhisperDecoder(nn.Module):
             )
         q_len = input_ids.shape[1]
         offset = past_key_values.index if past_key_values is not None else 0
-        kv_len = past_key_values.layers[0][0].shape[2] if past_key_values is not None else q_len
+        kv_len = past_key_values.layers[0][0].shape[1] if past_key_values is not None else q_len
         if position_ids is None:
             position_ids = (offset + jnp.arange(q_len))[None, :]  # [1, T]
         x = self.embed_tokens(input_ids) + self.embed_positions(position_ids)  # [b, T, d]
