@@ -6,7 +6,7 @@ argument. Each (implementation, model) pair runs in its own process. Prints the 
 one call at batch 1 and at batch 16 (best of N after the warm-up), the batch-16 throughput in audio
 seconds per second, and the ratios.
 
-    .venv/bin/python benchmarks/bench_flax_generate.py [--models tiny.en base] [--repeats 3] [--batch 16]
+    .venv/bin/python benchmarks/bench_flax_generate.py [--models tiny.en base] [--repeats 5] [--batch 16]
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ def worker(implementation: str, model_name: str, repeats: int, batch: int) -> di
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["tiny.en", "base"])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--worker", nargs=2, metavar=("IMPLEMENTATION", "MODEL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
