@@ -50,7 +50,9 @@ def worker(implementation: str, model_name: str, repeats: int, batch: int, devic
         return result
 
     tokens = generate()
-    generated = tokens.shape[-1] - (4 if language else 2) if implementation == "ours" else tokens.shape[-1]
+    prefix = 4 if language else 2  # <|startoftranscript|> [<|en|> <|transcribe|>] <|notimestamps|>
+    starts_with_prefix = int(tokens[0, 0]) == model.generation_config.decoder_start_token_id
+    generated = tokens.shape[-1] - (prefix if starts_with_prefix else 0)  # the same count on both sides
     encoder_time = best_time(encode, repeats)
     generate_time = best_time(generate, repeats)
     batch_time = best_time(lambda: generate(features.repeat(batch, 1, 1)), max(1, repeats // 2))
