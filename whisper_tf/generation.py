@@ -389,17 +389,31 @@ def _no_speech_probs(prefix_logits: tf.Tensor, sot_positions: tf.Tensor, token: 
 
 
 def _reorder_self_attention(cache: KVCache, order: tf.Tensor) -> KVCache:
-    """The cache with its self-attention rows in ``order``; cross-attention rows are left alone (every
-    beam of an item attends to the same audio)."""
-    layers = tuple((tf.gather(k, order), tf.gather(v, order), *cross) for k, v, *cross in cache.layers)
+    """The cache with its self-attention rows in ``order`` (model rows; the cache has one row per head of
+    each); cross-attention rows are left alone (every beam of an item attends to the same audio)."""
+    heads = tf.shape(cache.layers[0][0])[0] // tf.shape(order)[0]
+    rows = tf.reshape(order[:, None] * heads + tf.range(heads)[None, :], (-1,))
+    layers = tuple((tf.gather(k, rows), tf.gather(v, rows), *cross) for k, v, *cross in cache.layers)
     return KVCache(layers, cache.index)
+
+
+def first_argmax(logits: tf.Tensor) -> tf.Tensor:
+    """``tf.argmax`` over the last axis (the first maximum; a NaN counts as the maximum), as int32.
+
+    XLA on CPU runs argmax as one (value, index) reduction that does not vectorise; these two passes (a
+    max, then the smallest index holding it) are five times faster over Whisper's 51865 logits (see
+    whisper_flax's ``first_argmax``)."""
+    vocab = tf.shape(logits)[-1]
+    top = tf.reduce_max(logits, axis=-1, keepdims=True)  # NaN when the row has one
+    hits = tf.where(tf.math.is_nan(top), tf.math.is_nan(logits), logits == top)
+    return tf.reduce_min(tf.where(hits, tf.range(vocab), vocab), axis=-1)
 
 
 def _pick(logits: tf.Tensor, sampling: tuple[float, int] | None, seed: tf.Tensor) -> tf.Tensor:
     """Greedy argmax, or a sample at ``temperature`` from the ``top_k`` most likely tokens (stateless,
     from ``seed [2]``)."""
     if sampling is None:
-        return tf.argmax(logits, axis=-1, output_type=tf.int32)
+        return first_argmax(logits)
     temperature, top_k = sampling
     logits = logits / temperature
     if top_k:

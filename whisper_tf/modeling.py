@@ -160,21 +160,22 @@ def attend(
     mask: tf.Tensor | None,
     dropout: keras.layers.Dropout,
     training: bool,
-    head_mask: tf.Tensor | None = None,
+    head_scale: tf.Tensor | None = None,
 ) -> tuple[tf.Tensor, tf.Tensor]:
-    """softmax(q k^T) v with ``q [b, h, T, hd]`` already scaled, ``k, v [b, h, S, hd]``, bool ``mask``.
+    """softmax(q k^T) v with ``q [..., T, hd]`` already scaled, ``k, v [..., S, hd]``, bool ``mask``
+    broadcastable to ``[..., T, S]``; the leading dims are ``[b, h]``, or ``[b * h]`` over the cache.
 
     Masked scores become the dtype's minimum rather than -inf (as transformers' additive mask does), so
     a query that sees nothing (a left-padding token) gets finite weights instead of NaN, which would
-    otherwise leak into real rows through the next layer. ``head_mask [h]`` scales each head's weights
-    (0 silences a head). Returns ``(out [b, h, T, hd], weights)``.
+    otherwise leak into real rows through the next layer. ``head_scale`` (broadcastable to the weights)
+    scales each head's weights (0 silences a head). Returns ``(out [..., T, hd], weights)``.
     """
     scores = tf.matmul(q, k, transpose_b=True)  # [b, h, T, S]
     if mask is not None:
         scores = tf.where(mask, scores, scores.dtype.min)
     weights = tf.cast(tf.nn.softmax(tf.cast(scores, tf.float32), axis=-1), q.dtype)
-    if head_mask is not None:
-        weights = weights * tf.reshape(tf.cast(head_mask, weights.dtype), (1, -1, 1, 1))
+    if head_scale is not None:
+        weights = weights * tf.cast(head_scale, weights.dtype)
     return tf.matmul(dropout(weights, training=training), v), weights
 
 
@@ -220,8 +221,14 @@ class TFWhisperAttention(_BuiltOnCall, keras.layers.Layer):
         return tf.transpose(x, (0, 2, 1, 3))  # [b, s, d] -> [b, h, s, hd]
 
     def project_key_value(self, states: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        """``states [b, S, d]`` -> ``(k, v)`` each ``[b, h, S, hd]`` (cross-attention caches these once)."""
+        """``states [b, S, d]`` -> ``(k, v)`` each ``[b, h, S, hd]``."""
         return self._split_heads(self.k_proj(states)), self._split_heads(self.v_proj(states))
+
+    def cache_key_value(self, states: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """``states [b, S, d]`` -> ``(k, v)`` each ``[b * h, S, hd]``, the :class:`KVCache` layout
+        (cross-attention caches these once)."""
+        k, v = self.project_key_value(states)
+        return _head_rows(k), _head_rows(v)
 
     def call(
         self,
@@ -233,12 +240,13 @@ class TFWhisperAttention(_BuiltOnCall, keras.layers.Layer):
         layer_head_mask: tf.Tensor | None = None,
         training: bool = False,
     ) -> tuple[tf.Tensor, tf.Tensor, tuple[tf.Tensor, tf.Tensor]]:
-        """``hidden_states [b, T, d]`` -> ``(out [b, T, d], weights [b, h, T, S], (k, v) [b, h, S, hd])``.
+        """``hidden_states [b, T, d]`` -> ``(out [b, T, d], weights [b, h, T, S], (k, v))``.
 
         Self-attention writes this step's k/v into the fixed-size ``past_key_value`` at ``cache_index``.
         Cross-attention is a call with ``key_value_states [b, S, d]`` or with a ``past_key_value`` but no
         ``cache_index``: it reuses the cached k/v when given (the encoder output does not change while
-        decoding), else projects ``key_value_states``. The returned (k, v) is the cache for next time.
+        decoding), else projects ``key_value_states``. The returned (k, v) is the cache for next time:
+        ``[b * h, S, hd]`` when a cache was given (see :class:`KVCache`), else ``[b, h, S, hd]``.
         """
         shape = tf.shape(hidden_states)
         q = self._split_heads(self.q_proj(hidden_states) * self.scaling)
@@ -249,12 +257,32 @@ class TFWhisperAttention(_BuiltOnCall, keras.layers.Layer):
         else:
             k, v = self.project_key_value(hidden_states)
             if past_key_value is not None:
-                start = tf.stack([0, 0, tf.cast(cache_index, tf.int32), 0])
-                k = xla.dynamic_update_slice(past_key_value[0], tf.cast(k, past_key_value[0].dtype), start)
-                v = xla.dynamic_update_slice(past_key_value[1], tf.cast(v, past_key_value[1].dtype), start)
-        out, weights = attend(q, k, v, attention_mask, self.dropout, training, layer_head_mask)
+                start = tf.stack([0, tf.cast(cache_index, tf.int32), 0])
+                k = xla.dynamic_update_slice(past_key_value[0], tf.cast(_head_rows(k), past_key_value[0].dtype), start)
+                v = xla.dynamic_update_slice(past_key_value[1], tf.cast(_head_rows(v), past_key_value[1].dtype), start)
+        head_scale = None if layer_head_mask is None else tf.reshape(layer_head_mask, (1, -1, 1, 1))  # [1, h, 1, 1]
+        if past_key_value is None:
+            out, weights = attend(q, k, v, attention_mask, self.dropout, training, head_scale)
+        else:  # over the cache, one row per (batch row, head)
+
+            def rows(x: tf.Tensor, *tail: Any) -> tf.Tensor:
+                return _head_rows(tf.broadcast_to(x, tf.stack([shape[0], self.num_heads, *tail])))
+
+            if attention_mask is not None:
+                attention_mask = rows(attention_mask, shape[1], tf.shape(k)[1])
+            if head_scale is not None:
+                head_scale = rows(head_scale, 1, 1)
+            out, weights = attend(_head_rows(q), k, v, attention_mask, self.dropout, training, head_scale)
+            heads = tf.stack([shape[0], self.num_heads, shape[1], -1])
+            out, weights = tf.reshape(out, heads), tf.reshape(weights, heads)
         out = tf.reshape(tf.transpose(out, (0, 2, 1, 3)), (shape[0], shape[1], self.embed_dim))  # -> [b, T, d]
         return self.out_proj(out), weights, (k, v)
+
+
+def _head_rows(x: tf.Tensor) -> tf.Tensor:
+    """``[b, h, ...]`` -> ``[b * h, ...]``, the :class:`KVCache` layout."""
+    shape = tf.shape(x)
+    return tf.reshape(x, tf.concat([[shape[0] * shape[1]], shape[2:]], axis=0))
 
 
 class TFWhisperEncoderLayer(_BuiltOnCall, keras.layers.Layer):
@@ -518,11 +546,11 @@ class TFWhisperDecoder(_BuiltOnCall, keras.layers.Layer):
         self.layer_norm = LayerNorm(dtype=dtype, name="layer_norm")
 
     def init_cache(self, encoder_hidden_states: tf.Tensor, max_length: int) -> KVCache:
-        """Empty self-attention slots ``[b, h, max_length, hd]`` plus each layer's cross-attention k/v."""
+        """Empty self-attention slots ``[b * h, max_length, hd]`` plus each layer's cross-attention k/v."""
         heads = self.config.decoder_attention_heads
         states = tf.cast(encoder_hidden_states, self.compute_dtype)
-        empty = tf.zeros((tf.shape(states)[0], heads, max_length, self.config.d_model // heads), self.compute_dtype)
-        layers = tuple((empty, empty, *layer.encoder_attn.project_key_value(states)) for layer in self.layers)
+        empty = tf.zeros((tf.shape(states)[0] * heads, max_length, self.config.d_model // heads), self.compute_dtype)
+        layers = tuple((empty, empty, *layer.encoder_attn.cache_key_value(states)) for layer in self.layers)
         return KVCache(layers, tf.zeros((), tf.int32))
 
     def call(
@@ -566,7 +594,7 @@ class TFWhisperDecoder(_BuiltOnCall, keras.layers.Layer):
             )
         q_len = _dim(inputs_embeds, 1)
         offset = past_key_values.index if past_key_values is not None else 0
-        kv_len = _dim(past_key_values.layers[0][0], 2) if past_key_values is not None else q_len
+        kv_len = _dim(past_key_values.layers[0][0], 1) if past_key_values is not None else q_len
         if position_ids is None:
             position_ids = (offset + tf.range(q_len))[None, :]  # [1, T]
         x = inputs_embeds + self.embed_positions(position_ids)

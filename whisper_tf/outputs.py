@@ -19,11 +19,14 @@ Tensors = tuple[tf.Tensor, ...]
 class KVCache(NamedTuple):
     """The decoder's fixed-size cache, passed in and returned (never mutated in place).
 
-    ``layers``: per decoder layer ``(self_k, self_v, cross_k, cross_v)``, each ``[batch, heads, seq,
+    ``layers``: per decoder layer ``(self_k, self_v, cross_k, cross_v)``, each ``[batch * heads, seq,
     head_dim]``; self-attention entries hold ``max_length`` slots of which the first ``index`` are
     written; cross-attention entries hold the encoder frames, projected once. ``index``: int32 scalar,
     the next write position (and the position id of the next token). A NamedTuple of tensors, so it
     is a ``tf.nest`` structure that ``tf.while_loop`` carries.
+
+    Batch and heads share one axis for the reason whisper_flax's cache does: with a separate batch axis
+    of 1, XLA keeps two versions of every written cache and copies them each token.
     """
 
     layers: tuple[tuple[tf.Tensor, ...], ...]

@@ -142,7 +142,7 @@ def test_static_cache_matches_full_forward(ours, inputs):
     assert int(cache.index) == ids.shape[1]
     assert max_abs(tf.concat(logits, axis=1), full) <= TOL
     started = ours(features, decoder_input_ids=ids[:, :3], use_cache=True)  # a cache of max_target_positions
-    assert started.past_key_values.layers[0][0].shape[2] == SMALL["max_target_positions"]
+    assert started.past_key_values.layers[0][0].shape[1] == SMALL["max_target_positions"]  # [b * h, slots, hd]
     assert max_abs(started.logits, full[:, :3]) <= TOL
 
 
