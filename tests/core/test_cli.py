@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -13,10 +14,10 @@ import pytest
 from tests.conftest import JFK_TEXT
 
 
-def run(*args: str) -> subprocess.CompletedProcess:
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     executable = Path(sys.executable).parent / "whisper-mb"
     assert executable.is_file(), "the whisper-mb console script is not installed: run `make install`"
-    return subprocess.run([str(executable), *args], capture_output=True, text=True)
+    return subprocess.run([str(executable), *args], capture_output=True, text=True, env=env)
 
 
 def test_features_of_the_sample(jfk_path):
@@ -80,3 +81,22 @@ def test_a_file_that_fails_in_a_batch_does_not_fail_the_others(jfk_path, tmp_pat
     assert code == 1 and "poison.wav: cannot decode this one" in captured.err
     assert "jfk.flac" not in captured.err
     assert "ask not what your country can do for you" in json.loads(captured.out.strip().splitlines()[-1])["text"]
+
+
+@pytest.mark.slow
+def test_flax_transcription_keeps_its_compiled_programs(jfk_path, tmp_path):
+    """The JAX backend's compilations go to $WHISPER_MB_JAX_CACHE, so the next process reuses them."""
+    cache = tmp_path / "jax"
+    env = {key: value for key, value in os.environ.items() if key != "JAX_COMPILATION_CACHE_DIR"}
+    result = run(
+        "transcribe",
+        str(jfk_path),
+        "--backend",
+        "flax",
+        "--model",
+        "tiny.en",
+        env={**env, "WHISPER_MB_JAX_CACHE": str(cache)},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "ask not what your country can do for you" in json.loads(result.stdout.strip().splitlines()[0])["text"]
+    assert cache.is_dir() and any(cache.iterdir()), "no compiled program was kept"
