@@ -99,3 +99,17 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
     if report.skipped and os.environ.get("WHISPER_MB_NO_SKIPS") == "1" and not hasattr(report, "wasxfail"):
         report.outcome = "failed"
         report.longrepr = f"skipped under make test, where nothing may be: {report.longrepr}"
+
+
+def argmax_edge_rows() -> np.ndarray:
+    """Logit rows for checking a greedy pick against np.argmax: ties (small integers), a -inf row,
+    infinities, NaNs beside infinities and an all-NaN row (np.argmax: the first maximum, a NaN first)."""
+    rng = np.random.default_rng(0)
+    rows = rng.integers(-3, 4, size=(40, 57)).astype(np.float32)
+    rows[1] = -np.inf
+    rows[2, [7, 30]] = np.inf
+    rows[3, [5, 40]] = np.nan
+    rows[4, [9]] = np.nan
+    rows[4, [2]] = np.inf
+    rows[5] = np.nan
+    return rows

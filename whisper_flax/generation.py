@@ -26,6 +26,7 @@ from whisper_core.decoding import (
     PrefixIds,
     WhisperGenerateOutput,
     beam,
+    first_argmax,
     plan_generation,
 )
 
@@ -86,6 +87,12 @@ class JaxOps:
 
     def all_true(self, x: jax.Array) -> bool:
         return bool(jnp.all(x))
+
+    def is_nan(self, x: jax.Array) -> jax.Array:
+        return jnp.isnan(x)
+
+    def positions(self, like: jax.Array) -> jax.Array:
+        return jnp.arange(like.shape[-1], dtype=jnp.int32)
 
 
 class FlaxWhisperGenerationMixin:
@@ -375,22 +382,10 @@ def _reorder_self_attention(cache: KVCache, order: jax.Array) -> KVCache:
     return KVCache(layers, cache.index)
 
 
-def first_argmax(logits: jax.Array) -> jax.Array:
-    """``jnp.argmax`` over the last axis (the first maximum; a NaN counts as the maximum), as int32.
-
-    XLA on CPU runs argmax as one (value, index) reduction that does not vectorise: 230 us per row over
-    Whisper's 51865 logits, against 45 us for these two passes (a max, then the smallest index holding
-    it), about 3% of tiny.en's batch-1 decode step."""
-    vocab = logits.shape[-1]
-    top = logits.max(axis=-1, keepdims=True)  # NaN when the row has one
-    hits = jnp.where(jnp.isnan(top), jnp.isnan(logits), logits == top)
-    return jnp.where(hits, jnp.arange(vocab, dtype=jnp.int32), vocab).min(axis=-1)
-
-
 def _pick(logits: jax.Array, sampling: tuple[float, int] | None, key: jax.Array) -> jax.Array:
     """Greedy argmax, or a sample at ``temperature`` from the ``top_k`` most likely tokens."""
     if sampling is None:
-        return first_argmax(logits)
+        return first_argmax(JaxOps(), logits)
     temperature, top_k = sampling
     logits = logits / temperature
     if top_k:

@@ -145,3 +145,14 @@ def test_split_segments():
         Segment(30.1, None, (11,)),
     ]
     assert split_segments([eos], begin, eos) == []
+
+
+def test_first_argmax_under_numpy_ops_is_numpys_argmax():
+    """The greedy pick that the compiled loops use (two vectorised passes) keeps np.argmax's rule."""
+    from tests.conftest import argmax_edge_rows
+    from whisper_core.decoding import first_argmax
+
+    rows = argmax_edge_rows()
+    picked = first_argmax(NumpyOps(), rows)
+    np.testing.assert_array_equal(picked, rows.argmax(axis=-1))
+    assert picked.dtype == np.int32

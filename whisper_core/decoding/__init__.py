@@ -1,7 +1,7 @@
 """Decoding rules shared by every backend: logit rules, prompt/prefix building, language detection."""
 
 from . import beam
-from .ops import ArrayOps, NumpyOps
+from .ops import ArrayOps, NumpyOps, first_argmax
 from .plan import GenerationPlan, LoopSpec, WhisperGenerateOutput, left_pad, plan_generation, prompts_per_row
 from .prefix import PrefixIds, decoder_prefix, languages_per_row, prompt_tokens
 from .rules import LogitRules
@@ -18,6 +18,7 @@ __all__ = [
     "WhisperGenerateOutput",
     "beam",
     "decoder_prefix",
+    "first_argmax",
     "languages_per_row",
     "left_pad",
     "plan_generation",

