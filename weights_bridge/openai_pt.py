@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from whisper_core.config import WhisperConfig
+from whisper_core.config import MULTILINGUAL_VOCAB_SIZE, WhisperConfig
 from whisper_core.fileio import atomic_path
 
 from . import engine
@@ -39,7 +39,6 @@ DIMS: dict[str, str] = {
     "n_text_layer": "decoder_layers",
 }
 FFN_MULTIPLE = 4  # openai-whisper's MLP: Linear(d, 4·d), GELU, Linear(4·d, d)
-MULTILINGUAL_VOCAB_SIZE = 51865  # openai-whisper: is_multilingual = n_vocab >= 51865
 # <|endoftext|> ends the byte-pair vocabulary: 50256 in gpt2.tiktoken, 50257 in multilingual.tiktoken;
 # <|startoftranscript|> follows it.
 END_OF_TEXT = {False: 50256, True: 50257}
@@ -68,7 +67,9 @@ def config_from_dims(dims: Mapping[str, int], *, source: str = "dims") -> Whispe
             "decoder_start_token_id": eos + 1,
             "eos_token_id": eos,
             "pad_token_id": eos,
-            "bos_token_id": eos if multilingual else eos + 1,  # as HF's hub files (see fetching.derive_config)
+            "bos_token_id": eos
+            if multilingual
+            else eos + 1,  # as HF's hub files (see fetching.config_from_ctranslate2)
             "begin_suppress_tokens": [220, eos],
         }
     else:  # not one of OpenAI's vocabularies (a test model): no special token ids are known

@@ -17,6 +17,9 @@ from .fileio import read_json, write_json
 from .hub import resolve_file
 
 CONFIG_NAME = "config.json"
+# Facts about OpenAI's vocabularies: the multilingual one has 51865 tokens (51866 for large-v3), the
+# English-only one 51864; openai-whisper tells them apart by n_vocab >= 51865.
+MULTILINGUAL_VOCAB_SIZE = 51865
 
 # transformers' attribute_map: alias -> the attribute it stands for.
 ATTRIBUTE_ALIASES = {

@@ -17,6 +17,7 @@ from .hub import resolve_file
 from .languages import language_code
 
 GENERATION_CONFIG_NAME = "generation_config.json"
+MAX_INITIAL_TIMESTAMP_INDEX = 50  # 1 s: the value of HF's generation configs and openai-whisper's default
 
 _DEFAULTS: dict[str, Any] = {
     # Whisper-specific ids.
@@ -33,7 +34,7 @@ _DEFAULTS: dict[str, Any] = {
     "task_to_id": None,
     "is_multilingual": None,
     "alignment_heads": None,
-    "max_initial_timestamp_index": 50,
+    "max_initial_timestamp_index": MAX_INITIAL_TIMESTAMP_INDEX,
     "return_timestamps": False,
     "language": None,
     "task": None,

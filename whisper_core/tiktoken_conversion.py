@@ -28,6 +28,7 @@ from pathlib import Path
 
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
 
+from .config import MULTILINGUAL_VOCAB_SIZE
 from .languages import LANGUAGES
 
 __all__ = ["load_tiktoken_ranks", "special_token_ids", "tokenizer_from_tiktoken"]
@@ -42,7 +43,6 @@ _TIMESTAMP_STEP_CENTISECONDS = 2
 _TIMESTAMP_COUNT = 1501
 # BPE ranks before <|endoftext|>: GPT-2's for English-only models, one more in the multilingual file.
 _ENGLISH_RANKS, _MULTILINGUAL_RANKS = 50256, 50257
-_MULTILINGUAL_VOCAB_SIZE = 51865
 
 
 def _byte_to_unicode() -> dict[int, str]:
@@ -182,7 +182,7 @@ def _special_tokens(num_languages: int) -> list[str]:
 def special_token_ids(vocab_size: int) -> dict[str, int]:
     """Id of every special token of a Whisper vocabulary of ``vocab_size``, from openai-whisper's layout
     alone (BPE ranks, specials, 1501 timestamps), for checkpoints that come without tokenizer files."""
-    ranks = _MULTILINGUAL_RANKS if vocab_size >= _MULTILINGUAL_VOCAB_SIZE else _ENGLISH_RANKS
+    ranks = _MULTILINGUAL_RANKS if vocab_size >= MULTILINGUAL_VOCAB_SIZE else _ENGLISH_RANKS
     num_languages = vocab_size - ranks - len(_special_tokens(0)) - _TIMESTAMP_COUNT
     if not 1 <= num_languages <= len(LANGUAGES):
         raise ValueError(f"vocab_size {vocab_size} is not a Whisper vocabulary ({num_languages} languages)")

@@ -6,11 +6,10 @@ import json
 
 import pytest
 
-from weights_bridge import canonical, fetch, openai_models
-from weights_bridge.conversion import convert_checkpoint, read_checkpoint
-from weights_bridge.verify import read_written
-from whisper_core import GenerationConfig, data_packages
-from whisper_core.cli import main
+from weights_bridge import canonical, data_packages, fetch, openai_models
+from weights_bridge.conversion import convert_checkpoint, read_checkpoint, read_written
+from whisper_core import GenerationConfig
+from whisper_mb.cli import main
 
 from .helpers import assert_bit_identical, random_weights, small_config
 

@@ -7,10 +7,10 @@ import struct
 import numpy as np
 import pytest
 
-from weights_bridge import ctranslate2
-from weights_bridge.fetching import derive_config
+from weights_bridge import ctranslate2, data_packages
+from weights_bridge.fetching import config_from_ctranslate2
 from weights_bridge.rules import CT2_SCALARS
-from whisper_core import WhisperTokenizer, data_packages
+from whisper_core import WhisperTokenizer
 
 from .helpers import assert_bit_identical, random_weights, small_config
 
@@ -138,7 +138,7 @@ def test_real_files(tmp_path, name, count, d_model, layers, heads, vocab):
     assert model.variables[f"decoder/layer_{layers - 1}/self_attention/linear_0/weight"].shape == (3 * d_model, d_model)
     assert {a.dtype for n, a in model.variables.items() if n not in CT2_SCALARS} == {np.dtype("float16")}
     tokenizer_dir = data_packages.metadata_dir(name)
-    config = derive_config(
+    config = config_from_ctranslate2(
         model, ctranslate2.read_config(tokenizer_dir), WhisperTokenizer.from_pretrained(tokenizer_dir)
     )
     back = ctranslate2.from_canonical(ctranslate2.to_canonical(model, config), config)

@@ -9,9 +9,9 @@ import os
 import numpy as np
 import pytest
 
-from weights_bridge import ctranslate2
+from weights_bridge import ctranslate2, data_packages
 from weights_bridge.canonical import load_checkpoint
-from whisper_core import GenerationConfig, WhisperConfig, WhisperFeatureExtractor, data_packages
+from whisper_core import GenerationConfig, WhisperConfig, WhisperFeatureExtractor
 
 # The module, not the function of the same name that weights_bridge re-exports.
 fetch = importlib.import_module("weights_bridge.fetching")

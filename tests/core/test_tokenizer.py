@@ -219,7 +219,7 @@ def test_default_suppression_lists_match_the_real_checkpoints(pair, openai_asset
     ``.tiktoken`` file, equal the lists CTranslate2's converter took from HF's generation configs."""
     import json
 
-    from whisper_core.data_packages import metadata_dir
+    from weights_bridge.data_packages import metadata_dir
     from whisper_core.decoding.suppression import default_begin_suppress_tokens, default_suppress_tokens
 
     name, _, _, _, source = pair

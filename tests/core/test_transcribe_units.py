@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-import subprocess
-import sys
 from types import SimpleNamespace
 
 import numpy as np
@@ -262,9 +260,3 @@ def test_subtitle_writers():
     assert _written(write_vtt) == "WEBVTT\n\n00:00.000 --> 00:01.500\nHi there.\n\n01:01.250 --> 01:01:40.000\nBye.\n\n"
     assert _written(write_tsv) == "start\tend\ttext\n0\t1500\tHi there.\n61250\t3700000\tBye.\n"
     assert _written(write_txt) == "Hi there.\nBye.\n"
-
-
-def test_importing_the_transcription_package_imports_no_framework():
-    code = "import sys, whisper_core.transcribe, whisper_core.cli; print([m for m in ('torch', 'tensorflow', 'jax') if m in sys.modules])"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"

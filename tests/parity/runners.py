@@ -8,35 +8,26 @@ skipped, not failed.
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 from typing import Any
 
 import numpy as np
 import pytest
 
-PACKAGES = {"pt": "whisper_pt", "flax": "whisper_flax", "tf": "whisper_tf"}
-KINDS = ("WhisperModel", "WhisperForConditionalGeneration", "WhisperForAudioClassification")
-
-
-def installed(name: str) -> bool:
-    """Whether backend ``name`` exists and its framework imports."""
-    if importlib.util.find_spec(PACKAGES[name]) is None:
-        return False
-    try:
-        package = importlib.import_module(PACKAGES[name])
-    except ImportError:
-        return False
-    return hasattr(package, "TFWhisperForConditionalGeneration") or name != "tf"
+from whisper_mb.registry import BACKENDS
 
 
 def pairs() -> list[Any]:
     """Every pair of backends, as pytest params skipped when either is missing."""
     return [
         pytest.param(
-            (a, b), id=f"{a}~{b}", marks=pytest.mark.skipif(not (installed(a) and installed(b)), reason="not installed")
+            (a, b),
+            id=f"{a}~{b}",
+            marks=pytest.mark.skipif(
+                not (BACKENDS[a].is_installed() and BACKENDS[b].is_installed()), reason="not installed"
+            ),
         )
-        for a, b in itertools.combinations(PACKAGES, 2)
+        for a, b in itertools.combinations(BACKENDS, 2)
     ]
 
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from whisper_core.cli import main
-from whisper_core.parity import run_parity
+from whisper_mb.cli import main
+from whisper_mb.parity import run_parity
 
 pytestmark = pytest.mark.slow
 

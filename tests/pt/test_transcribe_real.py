@@ -18,7 +18,8 @@ import pytest
 
 from tests.core.longform_audio import LongAudio, build_long_audio
 from whisper_core import SAMPLE_RATE, WhisperTokenizer
-from whisper_core.transcribe import TranscribeOptions, Transcriber, Transcription, load_backend, transcribe_chunked
+from whisper_core.transcribe import TranscribeOptions, Transcriber, Transcription, transcribe_chunked
+from whisper_mb import load_backend
 
 pytestmark = pytest.mark.slow
 OPTIONS = TranscribeOptions(word_timestamps=True)

@@ -1,5 +1,5 @@
 """whisper_tf checkpoints: canonical round trip, HF ``tf_model.h5`` in both directions, strict errors, and
-live moves between backends (weights_bridge.live), all bit-exact."""
+live moves between backends (whisper_mb.live), all bit-exact."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import pytest
 import tensorflow as tf
 import torch
 
-from weights_bridge import canonical, convert, tf_h5, to_pt
-from weights_bridge.live import backend_of
+from weights_bridge import canonical, tf_h5
 from whisper_core import GenerationConfig, WhisperConfig
+from whisper_mb import backend_of, convert, to_pt
+from whisper_mb.registry import KINDS
 from whisper_tf import TFWhisperForAudioClassification, TFWhisperForConditionalGeneration, TFWhisperModel
 
 SMALL = dict(
@@ -18,7 +19,6 @@ SMALL = dict(
     decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, max_source_positions=30,
     max_target_positions=20, decoder_start_token_id=1, pad_token_id=0, bos_token_id=0, eos_token_id=0,
 )  # fmt: skip
-KINDS = ["WhisperModel", "WhisperForConditionalGeneration", "WhisperForAudioClassification"]
 
 
 def assert_same_weights(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> None:

