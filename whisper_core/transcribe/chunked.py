@@ -117,25 +117,13 @@ def transcribe_chunked(
             pieces = list(split.segments)
             if index == len(starts) - 1:  # no later window will decode what this one cut off
                 pieces += _unfinished_piece(split, transcriber, starts[index], size)
-            kept = []
+            seek = round(starts[index] * frames_per_second)
+            kept: list[TranscriptSegment] = []
             for start, stop, tokens in pieces:
-                text_tokens = [token for token in tokens if token < transcriber.eot]
-                if begin <= (start + stop) / 2 < end and text_tokens:
-                    kept.append(
-                        TranscriptSegment(
-                            id=len(segments) + len(kept),
-                            seek=round(starts[index] * frames_per_second),
-                            start=start,
-                            end=stop,
-                            text=transcriber.tokenizer.decode(text_tokens),
-                            tokens=list(tokens),
-                            text_tokens=text_tokens,
-                            temperature=result.temperature,
-                            avg_logprob=result.avg_logprob,
-                            compression_ratio=result.compression_ratio,
-                            no_speech_prob=result.no_speech_prob,
-                        )
-                    )
+                if begin <= (start + stop) / 2 < end:
+                    segment = transcriber.segment(start, stop, tokens, result, seek, len(segments) + len(kept))
+                    if segment.text_tokens:
+                        kept.append(segment)
             if kept and (options.word_timestamps or options.return_token_timestamps):
                 last_speech = segments[-1].end if segments else 0.0
                 transcriber.align(kept, window, size, language, options, last_speech, starts[index])

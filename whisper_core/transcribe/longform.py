@@ -181,6 +181,26 @@ class Transcriber:
             backend, WhisperTokenizer.from_pretrained(directory), WhisperFeatureExtractor.from_pretrained(directory)
         )
 
+    def segment(
+        self, start: float, end: float, tokens: list[int], result: WindowResult, seek: int, index: int = 0
+    ) -> TranscriptSegment:
+        """One decoded piece of a window (``start``/``end`` in seconds) as a transcript segment: the window's
+        decoding figures, and the text of its tokens below ``<|endoftext|>`` (timestamps dropped)."""
+        text_tokens = [token for token in tokens if token < self.eot]
+        return TranscriptSegment(
+            id=index,
+            seek=seek,
+            start=start,
+            end=end,
+            text=self.tokenizer.decode(text_tokens),
+            tokens=list(tokens),
+            text_tokens=text_tokens,
+            temperature=result.temperature,
+            avg_logprob=result.avg_logprob,
+            compression_ratio=result.compression_ratio,
+            no_speech_prob=result.no_speech_prob,
+        )
+
     def log_mel(self, audio: np.ndarray) -> np.ndarray:
         """``[mels, frames + 3000]``: the whole file followed by 30 s of silence, normalised as one."""
         padded = np.concatenate([np.asarray(audio, np.float32), np.zeros(self.feature_extractor.n_samples, np.float32)])
@@ -321,7 +341,7 @@ class _FileSeek:
         split = split_window(
             result.tokens, owner.timestamp_begin, time_offset, segment_frames, owner.input_stride, owner.time_precision
         )
-        segments = [self._segment(start, end, tokens, result, previous_seek) for start, end, tokens in split.segments]
+        segments = [owner.segment(start, end, tokens, result, previous_seek) for start, end, tokens in split.segments]
         self.seek += split.advance
         if options.word_timestamps or options.return_token_timestamps:
             owner.align(segments, window, segment_frames, self.language, options, self.last_speech, time_offset)
@@ -402,24 +422,6 @@ class _FileSeek:
                     break
             last_end = segment.end
         return False
-
-    def _segment(
-        self, start: float, end: float, tokens: list[int], result: WindowResult, seek: int
-    ) -> TranscriptSegment:
-        text_tokens = [token for token in tokens if token < self.owner.eot]
-        return TranscriptSegment(
-            id=0,
-            seek=seek,
-            start=start,
-            end=end,
-            text=self.owner.tokenizer.decode(text_tokens),
-            tokens=list(tokens),
-            text_tokens=text_tokens,
-            temperature=result.temperature,
-            avg_logprob=result.avg_logprob,
-            compression_ratio=result.compression_ratio,
-            no_speech_prob=result.no_speech_prob,
-        )
 
     def finish(self) -> Transcription:
         text = self.owner.tokenizer.decode(self.all_tokens[len(self.initial_prompt) :], skip_special_tokens=True)
