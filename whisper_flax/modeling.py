@@ -21,8 +21,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from whisper_core import modeling_rules
 from whisper_core.config import WhisperConfig
 from whisper_core.generation_config import GenerationConfig
+from whisper_core.modeling_rules import check_labels_length, config_flag
+from whisper_core.outputs import as_encoder_output
 
 from .checkpoint import CheckpointMixin
 from .generation import FlaxWhisperGenerationMixin
@@ -62,13 +65,9 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
 
 
 def sinusoids(length: int, channels: int, max_timescale: float = 10000.0) -> jax.Array:
-    """The encoder's fixed position table ``[length, channels]``: sines then cosines (openai/whisper)."""
-    if channels % 2:
-        raise ValueError(f"sinusoidal positions need an even number of channels, got {channels}")
-    log_increment = math.log(max_timescale) / (channels // 2 - 1)
-    inv_timescales = jnp.exp(-log_increment * jnp.arange(channels // 2, dtype=jnp.float32))
-    scaled_time = jnp.arange(length, dtype=jnp.float32)[:, None] * inv_timescales[None, :]  # [length, channels // 2]
-    return jnp.concatenate([jnp.sin(scaled_time), jnp.cos(scaled_time)], axis=1)
+    """The encoder's fixed position table ``[length, channels]`` (:func:`whisper_core.modeling_rules.sinusoids`)
+    in jax.numpy float32."""
+    return modeling_rules.sinusoids(length, channels, max_timescale, xp=jnp)
 
 
 def shift_tokens_right(input_ids: jax.Array, pad_token_id: int, decoder_start_token_id: int) -> jax.Array:
@@ -482,7 +481,7 @@ class FlaxWhisperPreTrainedModel(CheckpointMixin):
     ) -> KVCache:
         """An empty cache of ``max_length`` self-attention slots, with the cross-attention keys/values of
         ``encoder_outputs`` (``[batch_size, frames, d]`` first) projected once."""
-        encoder_states = _as_encoder_output(encoder_outputs).last_hidden_state
+        encoder_states = as_encoder_output(encoder_outputs).last_hidden_state
         if encoder_states.shape[0] != batch_size:
             raise ValueError(f"encoder_outputs have batch {encoder_states.shape[0]}, the cache {batch_size}")
         if max_length > self.config.max_target_positions:
@@ -507,13 +506,13 @@ class FlaxWhisperPreTrainedModel(CheckpointMixin):
         out = self.module.apply(
             self._params(params),
             jnp.asarray(input_features, jnp.float32),
-            output_attentions=_flag(output_attentions, self.config, "output_attentions", False),
-            output_hidden_states=_flag(output_hidden_states, self.config, "output_hidden_states", False),
+            output_attentions=config_flag(output_attentions, self.config, "output_attentions"),
+            output_hidden_states=config_flag(output_hidden_states, self.config, "output_hidden_states"),
             deterministic=not train,
             rngs=_rngs(dropout_rng),
             method="encode",
         )
-        return out if _flag(return_dict, self.config, "return_dict", True) else out.to_tuple()
+        return out if config_flag(return_dict, self.config, "return_dict") else out.to_tuple()
 
     def decode(
         self,
@@ -544,22 +543,17 @@ class FlaxWhisperPreTrainedModel(CheckpointMixin):
         out = self.module.apply(
             self._params(params),
             ids,
-            _as_encoder_output(encoder_outputs).last_hidden_state,
+            as_encoder_output(encoder_outputs).last_hidden_state,
             attention_mask=None if decoder_attention_mask is None else jnp.asarray(decoder_attention_mask),
             position_ids=None if decoder_position_ids is None else jnp.asarray(decoder_position_ids, jnp.int32),
             past_key_values=past_key_values,
-            output_attentions=_flag(output_attentions, self.config, "output_attentions", False),
-            output_hidden_states=_flag(output_hidden_states, self.config, "output_hidden_states", False),
+            output_attentions=config_flag(output_attentions, self.config, "output_attentions"),
+            output_hidden_states=config_flag(output_hidden_states, self.config, "output_hidden_states"),
             deterministic=not train,
             rngs=_rngs(dropout_rng),
             method="decode",
         )
-        return out if _flag(return_dict, self.config, "return_dict", True) else out.to_tuple()
-
-
-def _flag(value: bool | None, config: WhisperConfig, name: str, default: bool) -> bool:
-    """An explicit argument, else the config's value (transformers' output_* / use_return_dict)."""
-    return value if value is not None else getattr(config, name, default)
+        return out if config_flag(return_dict, self.config, "return_dict") else out.to_tuple()
 
 
 def _frame_mask(attention_mask: Any) -> jax.Array | None:
@@ -749,14 +743,6 @@ class FlaxWhisperDecoder(nn.Module):
         )
 
 
-def _as_encoder_output(encoder_outputs: Any) -> BaseModelOutput:
-    if isinstance(encoder_outputs, BaseModelOutput):
-        return encoder_outputs
-    if isinstance(encoder_outputs, tuple | list):
-        return BaseModelOutput(*encoder_outputs[:3])
-    return BaseModelOutput(last_hidden_state=encoder_outputs)  # a bare [b, S, d] array
-
-
 class FlaxWhisperModule(nn.Module):
     """Encoder + decoder, returning the decoder's last hidden state (no LM head)."""
 
@@ -871,13 +857,13 @@ class FlaxWhisperModel(FlaxWhisperPreTrainedModel):
             ids,
             None if decoder_attention_mask is None else jnp.asarray(decoder_attention_mask),
             _default_positions(ids, decoder_attention_mask, decoder_position_ids),
-            _flag(output_attentions, self.config, "output_attentions", False),
-            _flag(output_hidden_states, self.config, "output_hidden_states", False),
+            config_flag(output_attentions, self.config, "output_attentions"),
+            config_flag(output_hidden_states, self.config, "output_hidden_states"),
             deterministic=not train,
             attention_mask=_frame_mask(attention_mask),
             rngs=_rngs(dropout_rng),
         )
-        return out if _flag(return_dict, self.config, "return_dict", True) else out.to_tuple()
+        return out if config_flag(return_dict, self.config, "return_dict") else out.to_tuple()
 
 
 def summed_cross_entropy(logits: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -1011,11 +997,7 @@ class FlaxWhisperForConditionalGeneration(FlaxWhisperGenerationMixin, FlaxWhispe
         """
         if labels is not None:
             labels = jnp.asarray(labels, jnp.int32)
-            if labels.shape[1] > self.max_target_positions:
-                raise ValueError(
-                    f"Labels' sequence length {labels.shape[1]} cannot exceed the maximum allowed length of "
-                    f"{self.max_target_positions} tokens (config.max_target_positions)."
-                )
+            check_labels_length(labels.shape[1], self.max_target_positions)
             if decoder_input_ids is None:
                 decoder_input_ids = shift_tokens_right(
                     labels, self.config.pad_token_id, self.config.decoder_start_token_id
@@ -1029,14 +1011,14 @@ class FlaxWhisperForConditionalGeneration(FlaxWhisperGenerationMixin, FlaxWhispe
             ids,
             None if decoder_attention_mask is None else jnp.asarray(decoder_attention_mask),
             _default_positions(ids, decoder_attention_mask, decoder_position_ids),
-            _flag(output_attentions, self.config, "output_attentions", False),
-            _flag(output_hidden_states, self.config, "output_hidden_states", False),
+            config_flag(output_attentions, self.config, "output_attentions"),
+            config_flag(output_hidden_states, self.config, "output_hidden_states"),
             deterministic=not train,
             labels=labels,
             attention_mask=_frame_mask(attention_mask),
             rngs=_rngs(dropout_rng),
         )
-        return out if _flag(return_dict, self.config, "return_dict", True) else out.to_tuple()
+        return out if config_flag(return_dict, self.config, "return_dict") else out.to_tuple()
 
 
 class FlaxWhisperForAudioClassificationModule(nn.Module):
@@ -1116,11 +1098,11 @@ class FlaxWhisperForAudioClassification(FlaxWhisperPreTrainedModel):
         out = self.module.apply(
             self._params(params),
             None if input_features is None else jnp.asarray(input_features, jnp.float32),
-            None if encoder_outputs is None else _as_encoder_output(encoder_outputs),
-            _flag(output_attentions, self.config, "output_attentions", False),
-            _flag(output_hidden_states, self.config, "output_hidden_states", False),
+            None if encoder_outputs is None else as_encoder_output(encoder_outputs),
+            config_flag(output_attentions, self.config, "output_attentions"),
+            config_flag(output_hidden_states, self.config, "output_hidden_states"),
             deterministic=not train,
             labels=None if labels is None else jnp.asarray(labels),  # class ids, or targets for one label
             rngs=_rngs(dropout_rng),
         )
-        return out if _flag(return_dict, self.config, "return_dict", True) else out.to_tuple()
+        return out if config_flag(return_dict, self.config, "return_dict") else out.to_tuple()

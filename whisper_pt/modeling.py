@@ -23,8 +23,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from whisper_core import modeling_rules
 from whisper_core.config import WhisperConfig
 from whisper_core.generation_config import GenerationConfig
+from whisper_core.modeling_rules import check_labels_length, config_flag
+from whisper_core.outputs import as_encoder_output
 
 from .checkpoint import CheckpointMixin
 from .generation import WhisperGenerationMixin
@@ -61,13 +64,9 @@ ACTIVATIONS = {
 
 
 def sinusoids(length: int, channels: int, max_timescale: float = 10000.0) -> torch.Tensor:
-    """The encoder's fixed position table ``[length, channels]``: sines then cosines (openai/whisper)."""
-    if channels % 2:
-        raise ValueError(f"sinusoidal positions need an even number of channels, got {channels}")
-    log_increment = math.log(max_timescale) / (channels // 2 - 1)
-    inv_timescales = torch.exp(-log_increment * torch.arange(channels // 2))
-    scaled_time = torch.arange(length).view(-1, 1) * inv_timescales.view(1, -1)  # [length, channels // 2]
-    return torch.cat([scaled_time.sin(), scaled_time.cos()], dim=1)
+    """The encoder's fixed position table ``[length, channels]`` (:func:`whisper_core.modeling_rules.sinusoids`)
+    in torch float32."""
+    return modeling_rules.sinusoids(length, channels, max_timescale, xp=torch)
 
 
 def shift_tokens_right(input_ids: torch.Tensor, pad_token_id: int, decoder_start_token_id: int) -> torch.Tensor:
@@ -390,11 +389,6 @@ class WhisperPreTrainedModel(CheckpointMixin, nn.Module):
         return (input_lengths - 1) // 2 + 1
 
 
-def _flag(value: bool | None, config: WhisperConfig, name: str, default: bool) -> bool:
-    """An explicit argument, else the config's value (transformers' output_* / use_return_dict)."""
-    return value if value is not None else getattr(config, name, default)
-
-
 class WhisperEncoder(WhisperPreTrainedModel):
     """Two GELU convolutions (the second halves time), fixed sinusoidal positions, pre-norm layers."""
 
@@ -436,9 +430,9 @@ class WhisperEncoder(WhisperPreTrainedModel):
         ``attention_mask`` is accepted for API compatibility and unused: Whisper always sees 30 s of
         (padded) audio, which is why the frame count must be exact.
         """
-        output_attentions = _flag(output_attentions, self.config, "output_attentions", False)
-        output_hidden_states = _flag(output_hidden_states, self.config, "output_hidden_states", False)
-        return_dict = _flag(return_dict, self.config, "return_dict", True)
+        output_attentions = config_flag(output_attentions, self.config, "output_attentions")
+        output_hidden_states = config_flag(output_hidden_states, self.config, "output_hidden_states")
+        return_dict = config_flag(return_dict, self.config, "return_dict")
         expected_frames = self.max_source_positions * self.conv1.stride[0] * self.conv2.stride[0]
         if input_features.ndim != 3 or input_features.shape[1] != self.num_mel_bins:
             raise ValueError(
@@ -523,10 +517,10 @@ class WhisperDecoder(WhisperPreTrainedModel):
         Positions continue from the cached length unless ``position_ids [b, T]`` are given.
         ``attention_mask [b, past + T]`` marks real (1) and padding (0) tokens on top of causality.
         """
-        output_attentions = _flag(output_attentions, self.config, "output_attentions", False)
-        output_hidden_states = _flag(output_hidden_states, self.config, "output_hidden_states", False)
-        use_cache = _flag(use_cache, self.config, "use_cache", True)
-        return_dict = _flag(return_dict, self.config, "return_dict", True)
+        output_attentions = config_flag(output_attentions, self.config, "output_attentions")
+        output_hidden_states = config_flag(output_hidden_states, self.config, "output_hidden_states")
+        use_cache = config_flag(use_cache, self.config, "use_cache")
+        return_dict = config_flag(return_dict, self.config, "return_dict")
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of decoder_input_ids and decoder_inputs_embeds")
         if inputs_embeds is None:
@@ -577,12 +571,6 @@ class WhisperDecoder(WhisperPreTrainedModel):
             cross_attentions=tuple(cross_attentions) if with_cross else None,
         )
         return out if return_dict else out.to_tuple()
-
-
-def _as_encoder_output(encoder_outputs: BaseModelOutput | tuple | list) -> BaseModelOutput:
-    if isinstance(encoder_outputs, BaseModelOutput):
-        return encoder_outputs
-    return BaseModelOutput(*encoder_outputs[:3])
 
 
 class WhisperModel(WhisperPreTrainedModel):
@@ -659,7 +647,7 @@ class WhisperModel(WhisperPreTrainedModel):
         return_dict: bool | None = None,
     ) -> Seq2SeqModelOutput | tuple:
         """Run the encoder (unless ``encoder_outputs`` are given) and the decoder on its last state."""
-        return_dict = _flag(return_dict, self.config, "return_dict", True)
+        return_dict = config_flag(return_dict, self.config, "return_dict")
         if encoder_outputs is None:
             if input_features is None:
                 raise ValueError("pass input_features or encoder_outputs")
@@ -670,7 +658,7 @@ class WhisperModel(WhisperPreTrainedModel):
                 output_hidden_states=output_hidden_states,
                 return_dict=True,
             )
-        encoder_outputs = _as_encoder_output(encoder_outputs)
+        encoder_outputs = as_encoder_output(encoder_outputs)
         decoder_outputs = self.decoder(
             input_ids=decoder_input_ids,
             attention_mask=decoder_attention_mask,
@@ -775,13 +763,9 @@ class WhisperForConditionalGeneration(WhisperGenerationMixin, WhisperPreTrainedM
 
         Without decoder inputs, the labels shifted right (start token first) are the decoder inputs.
         """
-        return_dict = _flag(return_dict, self.config, "return_dict", True)
+        return_dict = config_flag(return_dict, self.config, "return_dict")
         if labels is not None:
-            if labels.shape[1] > self.max_target_positions:
-                raise ValueError(
-                    f"Labels' sequence length {labels.shape[1]} cannot exceed the maximum allowed length of "
-                    f"{self.max_target_positions} tokens (config.max_target_positions)."
-                )
+            check_labels_length(labels.shape[1], self.max_target_positions)
             if decoder_input_ids is None and decoder_inputs_embeds is None:
                 decoder_input_ids = shift_tokens_right(
                     labels, self.config.pad_token_id, self.config.decoder_start_token_id
@@ -858,7 +842,7 @@ class WhisperForAudioClassification(WhisperPreTrainedModel):
         return_dict: bool | None = None,
     ) -> SequenceClassifierOutput | tuple:
         """Logits ``[b, num_labels]``; with ``labels [b]`` the loss (see :func:`classification_loss`)."""
-        return_dict = _flag(return_dict, self.config, "return_dict", True)
+        return_dict = config_flag(return_dict, self.config, "return_dict")
         if self.config.use_weighted_layer_sum:
             output_hidden_states = True
         if encoder_outputs is None:
@@ -869,7 +853,7 @@ class WhisperForAudioClassification(WhisperPreTrainedModel):
                 output_hidden_states=output_hidden_states,
                 return_dict=True,
             )
-        encoder_outputs = _as_encoder_output(encoder_outputs)
+        encoder_outputs = as_encoder_output(encoder_outputs)
         if self.config.use_weighted_layer_sum:
             stacked = torch.stack(encoder_outputs.hidden_states, dim=1)  # [b, layers + 1, S, d]
             weights = self.layer_weights.softmax(dim=-1).view(-1, 1, 1)  # [layers + 1, 1, 1]

@@ -22,8 +22,11 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.compiler.tf2xla.python import xla
 
+from whisper_core import modeling_rules
 from whisper_core.config import WhisperConfig
 from whisper_core.generation_config import GenerationConfig
+from whisper_core.modeling_rules import check_labels_length, config_flag
+from whisper_core.outputs import as_encoder_output
 
 from .checkpoint import CheckpointMixin
 from .generation import TFWhisperGenerationMixin
@@ -67,13 +70,9 @@ ACTIVATIONS: dict[str, Callable[[tf.Tensor], tf.Tensor]] = {
 
 
 def sinusoids(length: int, channels: int, max_timescale: float = 10000.0) -> np.ndarray:
-    """The encoder's fixed position table ``[length, channels]``: sines then cosines (openai/whisper)."""
-    if channels % 2:
-        raise ValueError(f"sinusoidal positions need an even number of channels, got {channels}")
-    log_increment = math.log(max_timescale) / (channels // 2 - 1)
-    inv_timescales = np.exp(-log_increment * np.arange(channels // 2, dtype=np.float32))
-    scaled_time = np.arange(length, dtype=np.float32)[:, None] * inv_timescales[None, :]  # [length, channels // 2]
-    return np.concatenate([np.sin(scaled_time), np.cos(scaled_time)], axis=1).astype(np.float32)
+    """The encoder's fixed position table ``[length, channels]`` (:func:`whisper_core.modeling_rules.sinusoids`)
+    in NumPy float32 (the Keras initializer casts it to the layer's dtype)."""
+    return modeling_rules.sinusoids(length, channels, max_timescale, xp=np)
 
 
 def shift_tokens_right(input_ids: tf.Tensor, pad_token_id: int, decoder_start_token_id: int) -> tf.Tensor:
@@ -410,17 +409,12 @@ class TFWhisperPreTrainedModel(_BuiltOnCall, CheckpointMixin, keras.Model):
     def init_cache(self, batch_size: int, max_length: int, encoder_outputs: Any) -> KVCache:
         """An empty cache of ``max_length`` self-attention slots, with the cross-attention keys/values of
         ``encoder_outputs`` (``[batch_size, frames, d]`` first) projected once."""
-        encoder_states = _as_encoder_output(encoder_outputs).last_hidden_state
+        encoder_states = as_encoder_output(encoder_outputs, tf.convert_to_tensor).last_hidden_state
         if encoder_states.shape[0] is not None and encoder_states.shape[0] != batch_size:
             raise ValueError(f"encoder_outputs have batch {encoder_states.shape[0]}, the cache {batch_size}")
         if max_length > self.config.max_target_positions:
             raise ValueError(f"max_length {max_length} exceeds max_target_positions {self.config.max_target_positions}")
         return self.get_decoder().init_cache(encoder_states, max_length)
-
-
-def _flag(value: bool | None, config: WhisperConfig, name: str, default: bool) -> bool:
-    """An explicit argument, else the config's value (transformers' output_* / use_return_dict)."""
-    return value if value is not None else getattr(config, name, default)
 
 
 def _layer_drop(layerdrop: float, training: bool) -> tf.Tensor | None:
@@ -488,9 +482,9 @@ class TFWhisperEncoder(_BuiltOnCall, keras.layers.Layer):
         ``attention_mask`` is accepted for API compatibility and unused. ``head_mask [layers, heads]``.
         """
         _check_head_masks(len(self.layers), head_mask=head_mask)
-        output_attentions = _flag(output_attentions, self.config, "output_attentions", False)
-        output_hidden_states = _flag(output_hidden_states, self.config, "output_hidden_states", False)
-        return_dict = _flag(return_dict, self.config, "return_dict", True)
+        output_attentions = config_flag(output_attentions, self.config, "output_attentions")
+        output_hidden_states = config_flag(output_hidden_states, self.config, "output_hidden_states")
+        return_dict = config_flag(return_dict, self.config, "return_dict")
         expected_frames = 2 * self.config.max_source_positions
         if input_features.shape.rank != 3 or input_features.shape[1] != self.config.num_mel_bins:
             raise ValueError(
@@ -576,9 +570,9 @@ class TFWhisperDecoder(_BuiltOnCall, keras.layers.Layer):
         of causality. A given cache is written at its index and returned advanced; ``use_cache=True``
         without one starts a cache of ``max_target_positions`` slots.
         """
-        output_attentions = _flag(output_attentions, self.config, "output_attentions", False)
-        output_hidden_states = _flag(output_hidden_states, self.config, "output_hidden_states", False)
-        return_dict = _flag(return_dict, self.config, "return_dict", True)
+        output_attentions = config_flag(output_attentions, self.config, "output_attentions")
+        output_hidden_states = config_flag(output_hidden_states, self.config, "output_hidden_states")
+        return_dict = config_flag(return_dict, self.config, "return_dict")
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of decoder_input_ids and decoder_inputs_embeds")
         if inputs_embeds is None:
@@ -655,14 +649,6 @@ def _dim(x: tf.Tensor, axis: int) -> Any:
     return static if static is not None else tf.shape(x)[axis]
 
 
-def _as_encoder_output(encoder_outputs: Any) -> BaseModelOutput:
-    if isinstance(encoder_outputs, BaseModelOutput):
-        return encoder_outputs
-    if isinstance(encoder_outputs, tuple | list):
-        return BaseModelOutput(*encoder_outputs[:3])
-    return BaseModelOutput(last_hidden_state=tf.convert_to_tensor(encoder_outputs))  # a bare [b, S, d] tensor
-
-
 class TFWhisperMainLayer(_BuiltOnCall, keras.layers.Layer):
     """Encoder + decoder under one layer named ``model``, as in transformers (``model/encoder/...``)."""
 
@@ -726,7 +712,7 @@ class TFWhisperMainLayer(_BuiltOnCall, keras.layers.Layer):
                 return_dict=True,
                 training=training,
             )
-        encoder_outputs = _as_encoder_output(encoder_outputs)
+        encoder_outputs = as_encoder_output(encoder_outputs, tf.convert_to_tensor)
         decoder_outputs = self.decoder(
             input_ids=decoder_input_ids,
             attention_mask=decoder_attention_mask,
@@ -812,7 +798,7 @@ class TFWhisperModel(TFWhisperPreTrainedModel):
             attention_mask=attention_mask,
             training=training,
         )
-        return out if _flag(return_dict, self.config, "return_dict", True) else out.to_tuple()
+        return out if config_flag(return_dict, self.config, "return_dict") else out.to_tuple()
 
 
 def cross_entropy(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
@@ -890,11 +876,7 @@ class TFWhisperForConditionalGeneration(TFWhisperGenerationMixin, TFWhisperTrain
         """
         if labels is not None:
             labels = tf.cast(labels, tf.int32)
-            if labels.shape[1] is not None and labels.shape[1] > self.max_target_positions:
-                raise ValueError(
-                    f"Labels' sequence length {labels.shape[1]} cannot exceed the maximum allowed length of "
-                    f"{self.max_target_positions} tokens (config.max_target_positions)."
-                )
+            check_labels_length(labels.shape[1], self.max_target_positions)
             if decoder_input_ids is None and decoder_inputs_embeds is None:
                 decoder_input_ids = shift_tokens_right(
                     labels, self.config.pad_token_id, self.config.decoder_start_token_id
@@ -928,7 +910,7 @@ class TFWhisperForConditionalGeneration(TFWhisperGenerationMixin, TFWhisperTrain
             encoder_hidden_states=outputs.encoder_hidden_states,
             encoder_attentions=outputs.encoder_attentions,
         )
-        return out if _flag(return_dict, self.config, "return_dict", True) else out.to_tuple()
+        return out if config_flag(return_dict, self.config, "return_dict") else out.to_tuple()
 
 
 class TFWhisperForAudioClassification(TFWhisperPreTrainedModel):
@@ -985,7 +967,7 @@ class TFWhisperForAudioClassification(TFWhisperPreTrainedModel):
                 return_dict=True,
                 training=training,
             )
-        encoder_outputs = _as_encoder_output(encoder_outputs)
+        encoder_outputs = as_encoder_output(encoder_outputs, tf.convert_to_tensor)
         if self.config.use_weighted_layer_sum:
             stacked = tf.stack(encoder_outputs.hidden_states, axis=1)  # [b, layers + 1, S, d]
             weights = tf.reshape(tf.nn.softmax(self.layer_weights, axis=-1), (-1, 1, 1))  # [layers + 1, 1, 1]
@@ -1000,4 +982,4 @@ class TFWhisperForAudioClassification(TFWhisperPreTrainedModel):
             hidden_states=encoder_outputs.hidden_states,
             attentions=encoder_outputs.attentions,
         )
-        return out if _flag(return_dict, self.config, "return_dict", True) else out.to_tuple()
+        return out if config_flag(return_dict, self.config, "return_dict") else out.to_tuple()
