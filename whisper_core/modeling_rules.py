@@ -23,8 +23,8 @@ def sinusoids(length: int, channels: int, max_timescale: float = 10000.0, xp: Mo
     """The encoder's fixed position table ``[length, channels]`` in float32: sines then cosines (openai/whisper).
 
     ``xp`` is the array module that computes it (``numpy``, ``torch`` or ``jax.numpy``): each backend
-    keeps its own ``exp``/``sin``/``cos``, whose float32 results differ between frameworks by an ulp
-    (up to 1.2e-4 in the table once scaled by 1500 positions), so whisper_pt's table stays transformers'
+    keeps its own ``exp``/``sin``/``cos``, whose float32 results differ between frameworks by a few
+    ulps (up to 2.5e-4 in the table once scaled by 1500 positions), so whisper_pt's table stays transformers'
     PyTorch one to the bit and whisper_flax's its Flax one. The Python float times a float32 array
     stays float32 in all three (a weak scalar).
     """

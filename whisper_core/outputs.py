@@ -149,14 +149,22 @@ def _unchanged(array: Any) -> Any:
 
 
 def as_encoder_output(encoder_outputs: Any, as_array: Callable[[Any], Array] = _unchanged) -> BaseModelOutput:
-    """The forms transformers accepts as ``encoder_outputs``, as one :class:`BaseModelOutput`.
+    """What callers pass as ``encoder_outputs``, as one :class:`BaseModelOutput`.
 
-    A :class:`BaseModelOutput` is returned as is; a tuple or list is ``(last_hidden_state,
-    hidden_states, attentions)`` as ``return_dict=False`` gives it (shorter is fine); anything else is
-    a bare ``[b, S, d]`` last hidden state, turned into the backend's array by ``as_array``.
+    A :class:`BaseModelOutput` is returned as is; any other output object with a ``last_hidden_state``
+    (transformers' own ``BaseModelOutput``, say) gives its three fields by name; a tuple or list is
+    ``(last_hidden_state, hidden_states, attentions)`` as ``return_dict=False`` gives it (shorter is
+    fine); anything else is a bare ``[b, S, d]`` last hidden state (our extension: every backend takes
+    it), turned into the backend's array by ``as_array``.
     """
     if isinstance(encoder_outputs, BaseModelOutput):
         return encoder_outputs
+    if hasattr(encoder_outputs, "last_hidden_state"):
+        return BaseModelOutput(
+            encoder_outputs.last_hidden_state,
+            getattr(encoder_outputs, "hidden_states", None),
+            getattr(encoder_outputs, "attentions", None),
+        )
     if isinstance(encoder_outputs, tuple | list):
         return BaseModelOutput(*encoder_outputs[:3])
     return BaseModelOutput(last_hidden_state=as_array(encoder_outputs))

@@ -78,3 +78,14 @@ def test_as_encoder_output_takes_transformers_forms():
     bare = outputs.as_encoder_output(state, lambda array: 2 * array)  # a bare array, converted by the backend
     assert np.array_equal(bare.last_hidden_state, 2 * state) and bare.keys() == ["last_hidden_state"]
     assert outputs.as_encoder_output(state).last_hidden_state is state
+
+
+def test_as_encoder_output_reads_other_output_objects_by_name():
+    """transformers' own ``BaseModelOutput`` (and any object with the three fields) is read by field name,
+    so an absent ``hidden_states`` does not shift ``attentions`` into its place."""
+    from transformers.modeling_outputs import BaseModelOutput as TransformersOutput
+
+    state, weights = np.ones((1, 3, 2)), (np.zeros((1, 1, 3, 3)),)
+    converted = outputs.as_encoder_output(TransformersOutput(last_hidden_state=state, attentions=weights))
+    assert converted.last_hidden_state is state and converted.hidden_states is None
+    assert converted.attentions is weights
