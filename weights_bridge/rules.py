@@ -14,7 +14,11 @@ does the rest and checks coverage. A foreign name is either
 
 Layout kinds (canonical layout in brackets): ``linear`` [out, in], ``bias`` [out], ``conv1d``
 [out, in, k], ``norm_weight`` / ``norm_bias`` [d] (gamma/beta, scale/bias), ``embedding``
-[vocab, d], ``positions`` [n, d], and ``tied``: not stored, it is the tensor named by ``tied_to``.
+[vocab, d], ``positions`` [n, d], ``vector`` [n] (a classification head's layer weights), and ``tied``:
+not stored, it is the tensor named by ``tied_to``.
+
+Live models name their parameters by one column too (:class:`Naming`, :func:`parameter_names`): the
+backends assign and read their weights through it and never rename anything themselves.
 """
 
 from __future__ import annotations
@@ -26,7 +30,9 @@ from typing import Any
 # (``tf_model.h5``) and Flax (``flax_model.msgpack``) files.
 FORMATS: tuple[str, ...] = ("ct2", "openai", "hf_tf", "hf_flax")
 
-KINDS: tuple[str, ...] = ("linear", "bias", "conv1d", "norm_weight", "norm_bias", "embedding", "positions", "tied")
+KINDS: tuple[str, ...] = (
+    "linear", "bias", "conv1d", "norm_weight", "norm_bias", "embedding", "positions", "tied", "vector"
+)  # fmt: skip
 
 # Fused layouts: how many equal slices along axis 0 the foreign tensor holds.
 FUSED_LAYOUTS: dict[str, int] = {"fused_qkv": 3, "fused_kv": 2}
@@ -295,3 +301,58 @@ def concrete(template: str, index: int | None) -> str:
 
 
 RULES_BY_CANONICAL: dict[str, Rule] = {rule.canonical: rule for rule in RULES}
+
+
+# -- live models ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Naming:
+    """How a live model names its parameters: by ``column`` of the table (``None``: the canonical names)
+    without ``suffix``; models that lack the top ``model`` level (``WhisperModel`` in PyTorch and Flax, the
+    classification encoders) also drop ``prefix``."""
+
+    column: str | None
+    prefix: str
+    suffix: str = ""
+
+
+# PyTorch's state dict: the canonical names (with the tied ``proj_out.weight``). Keras 3 variables, by path
+# below the model's own name: the hf_tf names without Keras 2's ":0" (transformers' TF models have the
+# ``model/`` level in WhisperModel too). Flax params: the hf_flax names.
+STATE_DICT = Naming(None, "model.")
+KERAS_VARIABLES = Naming("hf_tf", "model/", ":0")
+FLAX_PARAMS = Naming("hf_flax", "model/")
+
+# The classification heads of ``*ForAudioClassification``: not in :data:`RULES`, which describe the
+# seq2seq checkpoint. Canonical name -> (layout kind, name in the Keras and Flax trees); the layout
+# facts are the table's (a Linear [out, in] is a Dense kernel [in, out]), the names the heads' own.
+HEADS: dict[str, tuple[str, str]] = {
+    "projector.weight": ("linear", "projector/kernel"),
+    "projector.bias": ("bias", "projector/bias"),
+    "classifier.weight": ("linear", "classifier/kernel"),
+    "classifier.bias": ("bias", "classifier/bias"),
+    "layer_weights": ("vector", "layer_weights"),
+}
+
+
+def parameter_names(
+    naming: Naming, config: Any, with_prefix: bool = True
+) -> dict[str, tuple[str, tuple[int, ...] | None]]:
+    """Canonical name -> (the live model's parameter name, permutation from the canonical layout), for
+    ``config``: every rule the column names (tied tensors only where it names them) plus :data:`HEADS`.
+    ``with_prefix=False``: for a model without the top ``model`` level."""
+    layouts = LAYOUTS.get(naming.column, {}) if naming.column else {}
+    names: dict[str, tuple[str, tuple[int, ...] | None]] = {}
+    for rule, index in expand(config):
+        name = rule.canonical if naming.column is None else rule.names[naming.column]
+        if name is None:  # a tied tensor the column does not store
+            continue
+        name = concrete(name, index).removesuffix(naming.suffix)
+        names[concrete(rule.canonical, index)] = (
+            name if with_prefix else name.removeprefix(naming.prefix),
+            layouts.get(rule.kind),
+        )
+    for canonical, (kind, path) in HEADS.items():
+        names[canonical] = (canonical if naming.column is None else path, layouts.get(kind))
+    return names

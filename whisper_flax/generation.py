@@ -21,14 +21,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from whisper_core.decoding import (
+    GenerationFrontEnd,
+    GenerationPlan,
     LoopSpec,
     NumpyOps,
     PrefixIds,
-    WhisperGenerateOutput,
     beam,
     first_argmax,
-    plan_generation,
 )
+from whisper_core.decoding import WhisperGenerateOutput as WhisperGenerateOutput  # whisper_flax re-exports it
 
 from .outputs import KVCache
 
@@ -88,6 +89,7 @@ class JaxOps:
     def all_true(self, x: jax.Array) -> bool:
         return bool(jnp.all(x))
 
+    # -- greedy pick (first_argmax) ------------------------------------------------------------
     def is_nan(self, x: jax.Array) -> jax.Array:
         return jnp.isnan(x)
 
@@ -95,85 +97,24 @@ class JaxOps:
         return jnp.arange(like.shape[-1], dtype=jnp.int32)
 
 
-class FlaxWhisperGenerationMixin:
-    """``generate`` and ``detect_language`` for :class:`~whisper_flax.modeling.FlaxWhisperForConditionalGeneration`."""
+class FlaxWhisperGenerationMixin(GenerationFrontEnd):
+    """``generate`` and ``detect_language`` (:class:`~whisper_core.decoding.frontend.GenerationFrontEnd`) for
+    :class:`~whisper_flax.modeling.FlaxWhisperForConditionalGeneration`. Both take ``params`` (default the
+    model's own); ``generate(..., prng_key=...)``: ``do_sample`` draws with it (default ``PRNGKey(0)``)."""
 
-    def detect_language(
-        self,
-        input_features: Any = None,
-        encoder_outputs: Any = None,
-        generation_config: Any = None,
-        num_segment_frames: int = 3000,
-        *,
-        return_probabilities: bool = False,
-        params: Any = None,
-    ) -> jax.Array | list[dict[str, float]]:
-        """The most likely language token id per input (``[batch]``, as transformers' PyTorch model), or
-        with ``return_probabilities`` the probability of each language per input (``{"en": 0.97, ...}``).
-        Longer features are cut to their first ``num_segment_frames`` frames (30 s)."""
-        ids = PrefixIds.for_language_detection(generation_config or self.generation_config)
-        if input_features is not None:
-            input_features = input_features[..., :num_segment_frames]
-        encoder_states = self._encoder_states(input_features, encoder_outputs, params)
-        probabilities = np.asarray(self._language_probabilities(ids, encoder_states, params))
-        detected = ids.detected(probabilities, return_probabilities)
-        return detected if return_probabilities else jnp.asarray(detected)
+    model_options = ("params",)
+    search_options = ("prng_key",)
 
-    def generate(
-        self,
-        input_features: Any = None,
-        generation_config: Any = None,
-        *,
-        encoder_outputs: Any = None,
-        language: str | list[str | None] | None = None,
-        task: str | None = None,
-        return_timestamps: bool | None = None,
-        prompt_ids: Any = None,
-        max_new_tokens: int | None = None,
-        do_sample: bool | None = None,
-        temperature: float | None = None,
-        top_k: int | None = None,
-        num_beams: int | None = None,
-        length_penalty: float | None = None,
-        output_scores: bool | None = None,
-        return_dict_in_generate: bool | None = None,
-        return_segments: bool = False,
-        prng_key: jax.Array | None = None,
-        params: Any = None,
-        **kwargs: Any,
-    ) -> jax.Array | WhisperGenerateOutput:
-        """Token ids ``[batch, prefix + generated]`` (greedy by default), padded with ``<|endoftext|>``.
+    def _to_host(self, tensor: jax.Array) -> np.ndarray:
+        return np.asarray(tensor)
 
-        ``language``: a code, name or ``<|xx|>`` token, one per row, or ``None`` to detect it
-        (multilingual models). ``task``: "transcribe" (default) or "translate". ``prompt_ids``: one
-        ``<|startofprev|>`` prompt for every row, or a list with one (or ``None``) per row; rows are
-        then left-padded and their positions counted from their first real token. ``do_sample`` draws
-        with ``prng_key`` (default ``PRNGKey(0)``). ``num_beams > 1``: beam search with transformers'
-        semantics; ``output_scores`` then gives the sequence scores ``[batch]``.
-        """
-        config = generation_config or self.generation_config
-        encoder_states = self._encoder_states(input_features, encoder_outputs, params)
-        ids = PrefixIds.from_generation_config(config)
-        plan = plan_generation(
-            config,
-            self.config,
-            encoder_states.shape[0],
-            lambda: np.asarray(self._language_probabilities(ids, encoder_states, params)).argmax(axis=-1),
-            language=language,
-            task=task,
-            return_timestamps=return_timestamps,
-            prompt_ids=prompt_ids,
-            max_new_tokens=max_new_tokens,
-            do_sample=do_sample,
-            temperature=temperature,
-            top_k=top_k,
-            num_beams=num_beams,
-            length_penalty=length_penalty,
-            output_scores=output_scores,
-            return_dict_in_generate=return_dict_in_generate,
-            return_segments=return_segments,
-            **kwargs,
-        )
+    def _from_host(self, array: np.ndarray, like: jax.Array) -> jax.Array:
+        return jnp.asarray(array)
+
+    def _search(
+        self, plan: GenerationPlan, encoder_states: jax.Array, params: Any = None, prng_key: jax.Array | None = None
+    ) -> tuple[jax.Array, Any, jax.Array]:
+        """Run the plan's search: ``(sequences [batch, length], scores, no_speech_probs [batch])``."""
         spec = plan.loop_spec()
         inputs = (
             self._params(params)["params"],
@@ -197,9 +138,7 @@ class FlaxWhisperGenerationMixin:
             length = int(length)
             sequences = tokens[:, :length]
             scores = tuple(step_scores[:, step] for step in range(length - plan.begin)) if plan.output_scores else None
-        if not plan.return_dict:
-            return sequences
-        return plan.output(sequences, np.asarray(sequences), scores, no_speech)
+        return sequences, scores, no_speech
 
     # -- pieces ----------------------------------------------------------------------------
     def _encoder_states(self, input_features: Any, encoder_outputs: Any, params: Any = None) -> jax.Array:
@@ -336,18 +275,7 @@ class FlaxWhisperGenerationMixin:
         offsets = jnp.arange(batch)[:, None] * beams
 
         def advance(state: beam.BeamState, logits: jax.Array, length: jax.Array) -> beam.BeamState:
-            log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-            log_probs = rules.apply(ops, log_probs, state.running.reshape(rows, capacity), length, begin, masks)
-            return beam.step(
-                ops,
-                state,
-                log_probs.reshape(batch, beams, -1),
-                length=length,
-                begin=begin,
-                capacity=capacity,
-                eos=spec.eos,
-                length_penalty=spec.length_penalty,
-            )
+            return beam.advance(ops, spec, masks, state, logits, length=length, begin=begin)
 
         def step(carry: tuple) -> tuple:
             state, length, cache = carry

@@ -1,23 +1,26 @@
 """PyTorch ``generate`` and ``detect_language`` for Whisper, driven by the shared decoding rules.
 
-The rules (suppression, timestamp rules, prefixes, language tokens) come from
-:mod:`whisper_core.decoding`; this module only supplies the torch array ops and the loop:
-encode once, feed the prefix, then one token per step through the self-attention KV cache
-(cross-attention keys/values are computed on the first step and reused).
+The rules (suppression, timestamp rules, prefixes, language tokens, beam bookkeeping), the resolution
+of the options and the public methods come from :mod:`whisper_core.decoding`; this module supplies
+the torch array ops and the loops. Unlike the TF and Flax loops, each search (greedy/sampling, beam)
+runs eagerly, one Python step per token: the prefix is decoded once, then one token per step through
+the self-attention KV cache (cross-attention keys/values are computed on the first pass and reused),
+and the loop stops as soon as every row has ended.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 
-from whisper_core.decoding import GenerationPlan, PrefixIds, WhisperGenerateOutput, beam, plan_generation
+from whisper_core.decoding import GenerationFrontEnd, GenerationPlan, LoopSpec, PrefixIds, beam, first_argmax
 
 
 class TorchOps:
-    """:class:`whisper_core.decoding.ArrayOps` over torch tensors."""
+    """:class:`whisper_core.decoding.beam.BeamOps` over torch tensors."""
 
     def constant(self, values: np.ndarray, like: torch.Tensor) -> torch.Tensor:
         return torch.as_tensor(values, device=like.device)
@@ -71,94 +74,53 @@ class TorchOps:
     def all_true(self, x: torch.Tensor) -> bool:
         return bool(x.all())
 
+    # -- greedy pick (first_argmax) ------------------------------------------------------------
+    def is_nan(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.isnan(x)
 
-class WhisperGenerationMixin:
-    """``generate`` and ``detect_language`` for :class:`~whisper_pt.modeling.WhisperForConditionalGeneration`."""
+    def positions(self, like: torch.Tensor) -> torch.Tensor:
+        return torch.arange(like.shape[-1], device=like.device)  # int64: torch's token and index dtype
 
-    @torch.no_grad()
-    def detect_language(
-        self,
-        input_features: torch.Tensor | None = None,
-        encoder_outputs: Any = None,
-        generation_config: Any = None,
-        num_segment_frames: int = 3000,
-        *,
-        return_probabilities: bool = False,
-    ) -> torch.Tensor | list[dict[str, float]]:
-        """The most likely language token id per input (``LongTensor [batch]``, as transformers), or with
-        ``return_probabilities`` the probability of each language per input (``{"en": 0.97, ...}``).
-        Longer features are cut to their first ``num_segment_frames`` frames (30 s)."""
-        ids = PrefixIds.for_language_detection(generation_config or self.generation_config)
-        if input_features is not None:
-            input_features = input_features[..., :num_segment_frames]
-        encoder_states = self._encoder_states(input_features, encoder_outputs)
-        detected = ids.detected(self._language_probabilities(ids, encoder_states).cpu(), return_probabilities)
-        return detected if return_probabilities else torch.from_numpy(detected).to(encoder_states.device)
 
-    @torch.inference_mode()
-    def generate(
-        self,
-        input_features: torch.Tensor | None = None,
-        generation_config: Any = None,
-        *,
-        encoder_outputs: Any = None,
-        language: str | list[str | None] | None = None,
-        task: str | None = None,
-        return_timestamps: bool | None = None,
-        prompt_ids: torch.Tensor | list[int] | list[list[int] | None] | None = None,
-        max_new_tokens: int | None = None,
-        do_sample: bool | None = None,
-        temperature: float | None = None,
-        top_k: int | None = None,
-        num_beams: int | None = None,
-        length_penalty: float | None = None,
-        output_scores: bool | None = None,
-        return_dict_in_generate: bool | None = None,
-        return_segments: bool = False,
-        generator: torch.Generator | None = None,
-        **kwargs: Any,
-    ) -> torch.Tensor | WhisperGenerateOutput:
-        """Token ids ``[batch, prefix + generated]`` (greedy by default), padded with ``<|endoftext|>``.
+class WhisperGenerationMixin(GenerationFrontEnd):
+    """``generate`` and ``detect_language`` (:class:`~whisper_core.decoding.frontend.GenerationFrontEnd`) for
+    :class:`~whisper_pt.modeling.WhisperForConditionalGeneration`; ``generate(..., generator=...)`` takes a
+    ``torch.Generator`` for ``do_sample``."""
 
-        ``language``: a code, name or ``<|xx|>`` token, one per row, or ``None`` to detect it
-        (multilingual models). ``task``: "transcribe" (default) or "translate". ``prompt_ids``: one
-        ``<|startofprev|>`` prompt for every row, or a list with one (or ``None``) per row; rows are
-        then left-padded and their positions counted from their first real token.
-        """
-        config = generation_config or self.generation_config
-        encoder_states = self._encoder_states(input_features, encoder_outputs)
-        ids = PrefixIds.from_generation_config(config)
-        plan = plan_generation(
-            config,
-            self.config,
-            encoder_states.shape[0],
-            lambda: self._language_probabilities(ids, encoder_states).argmax(dim=-1).cpu().numpy(),
-            language=language,
-            task=task,
-            return_timestamps=return_timestamps,
-            prompt_ids=prompt_ids,
-            max_new_tokens=max_new_tokens,
-            do_sample=do_sample,
-            temperature=temperature,
-            top_k=top_k,
-            num_beams=num_beams,
-            length_penalty=length_penalty,
-            output_scores=output_scores,
-            return_dict_in_generate=return_dict_in_generate,
-            return_segments=return_segments,
-            **kwargs,
-        )
+    search_options = ("generator",)
+
+    def _inference(self) -> Any:
+        return torch.inference_mode()
+
+    def _to_host(self, tensor: torch.Tensor) -> np.ndarray:
+        return tensor.cpu().numpy()
+
+    def _from_host(self, array: np.ndarray, like: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(array).to(like.device)
+
+    def _search(
+        self, plan: GenerationPlan, encoder_states: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, Any, torch.Tensor]:
+        """Run the plan's search: ``(sequences [batch, length], scores, no_speech_probs [batch])``."""
+        spec = plan.loop_spec()
         device = encoder_states.device
-        prefix = torch.tensor(plan.prefixes, device=device)
-        padding = torch.tensor(plan.padding, device=device)
-        no_speech = _NoSpeech(torch.tensor(plan.sot_positions, device=device), plan.ids.no_speech_token_id)
+        inputs = (
+            encoder_states,
+            torch.tensor(plan.prefixes, device=device),
+            torch.tensor(plan.padding, device=device),
+            torch.tensor(plan.sot_positions, device=device),
+        )
         if plan.num_beams > 1:
-            sequences, scores = self._beam_search(encoder_states, prefix, padding, plan, no_speech)
+            start = beam.initial_state(
+                TorchOps(), np.asarray(plan.prefixes), plan.num_beams, plan.capacity, plan.pad, encoder_states
+            )
+            state, no_speech = self._beam_loop(spec, *inputs, start)
+            sequences, scores, longest = beam.best_sequences(TorchOps(), state)
+            sequences = sequences[:, :longest]
         else:
-            sequences, scores = self._greedy_or_sample(encoder_states, prefix, padding, plan, generator, no_speech)
-        if not plan.return_dict:
-            return sequences
-        return plan.output(sequences, sequences.cpu().numpy(), scores, no_speech.probabilities)
+            tokens, length, no_speech, scores = self._greedy_loop(spec, *inputs, generator)
+            sequences = tokens[:, :length]
+        return sequences, scores, no_speech
 
     # -- pieces ----------------------------------------------------------------------------
     def _encoder_states(self, input_features: torch.Tensor | None, encoder_outputs: Any) -> torch.Tensor:
@@ -178,136 +140,127 @@ class WhisperGenerationMixin:
         language_ids = torch.tensor(list(ids.lang_to_id.values()), device=logits.device)
         return torch.softmax(logits.float()[:, language_ids], dim=-1)
 
-    def _decoder_step(
-        self, encoder_states: torch.Tensor, step_input: torch.Tensor, cache: Any, positions: _LeftPadding, length: int
-    ) -> Any:
-        """One cached decoder pass over ``step_input [rows, new]``, the last of which sits at ``length - 1``."""
-        start = length - step_input.shape[1]
-        return self(
-            encoder_outputs=(encoder_states,),
-            decoder_input_ids=step_input,
-            past_key_values=cache,
-            use_cache=True,
-            **positions.step(start, step_input.shape[1]),
-        )
+    def _cached_decoder(self, encoder_states: torch.Tensor, padding: torch.Tensor, capacity: int) -> Callable[..., Any]:
+        """``decode(step_input [rows, n], cache, start)``: one cached decoder pass over tokens at positions
+        ``start .. start + n`` of rows left-padded by ``padding [rows]`` (the model's own positions and
+        mask when no row is padded)."""
+        columns = torch.arange(capacity, device=padding.device)[None, :]
+        attention_mask = (columns >= padding[:, None]).long()  # [rows, capacity]: 1 on real tokens
+        positions = (columns - padding[:, None]).clamp(min=0)  # each row counts from its first real token
+        padded = bool((padding > 0).any())
 
-    def _greedy_or_sample(
+        def decode(step_input: torch.Tensor, cache: Any, start: int) -> Any:
+            end = start + step_input.shape[1]
+            extra = {"decoder_attention_mask": attention_mask[:, :end], "decoder_position_ids": positions[:, start:end]}
+            return self(
+                encoder_outputs=(encoder_states,),
+                decoder_input_ids=step_input,
+                past_key_values=cache,
+                use_cache=True,
+                **(extra if padded else {}),
+            )
+
+        return decode
+
+    def _decode_prefix(
+        self, spec: LoopSpec, encoder_states: torch.Tensor, prefix: torch.Tensor, padding: torch.Tensor
+    ) -> tuple[Callable[..., Any], Any]:
+        """Run the prefix rows through the decoder; return the step decoder and the prefix pass."""
+        capacity = prefix.shape[1] + spec.max_new_tokens
+        decode = self._cached_decoder(encoder_states, padding, capacity)
+        return decode, decode(prefix, None, 0)
+
+    def _greedy_loop(
         self,
+        spec: LoopSpec,
         encoder_states: torch.Tensor,
         prefix: torch.Tensor,
         padding: torch.Tensor,
-        plan: GenerationPlan,
+        sot_positions: torch.Tensor,
         generator: torch.Generator | None,
-        no_speech: _NoSpeech,
-    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
-        ops, rules, max_new_tokens, pad, eos = TorchOps(), plan.rules, plan.max_new_tokens, plan.pad, plan.eos
+    ) -> tuple[torch.Tensor, int, torch.Tensor, tuple[torch.Tensor, ...]]:
+        """Greedy or sampling: ``prefix [b, begin]`` (left-padded by ``padding [b]``) -> ``(tokens [b, capacity],
+        length, no_speech_probs [b], scores)``; ``tokens[:, :length]`` is the result, ``scores`` the processed
+        logits ``[b, vocab]`` of each step when asked for. Stops as soon as every row has ended."""
+        ops, rules = TorchOps(), spec.rules
         masks = rules.masks(ops, encoder_states)
         batch, begin = prefix.shape
-        tokens = torch.full((batch, begin + max_new_tokens), pad, dtype=torch.long, device=prefix.device)
+        capacity = begin + spec.max_new_tokens
+        decode, out = self._decode_prefix(spec, encoder_states, prefix, padding)
+        no_speech = _no_speech_probs(out.logits, sot_positions, spec.no_speech_token)
+        tokens = torch.full((batch, capacity), spec.pad, dtype=torch.long, device=prefix.device)
         tokens[:, :begin] = prefix
         finished = torch.zeros(batch, dtype=torch.bool, device=prefix.device)
-        cache, step_input, scores = None, prefix, []
-        length = begin
-        positions = _LeftPadding(padding, begin + max_new_tokens)
-        for _ in range(max_new_tokens):
-            out = self._decoder_step(encoder_states, step_input, cache, positions, length)
-            cache = out.past_key_values
-            if length == begin:
-                no_speech.record(out.logits)
+        scores, length = [], begin
+        while True:
             logits = rules.apply(ops, out.logits[:, -1].float(), tokens, length, begin, masks)
-            if plan.output_scores:
+            if spec.want_scores:
                 scores.append(logits)
-            next_tokens = torch.where(finished, pad, _pick(logits, plan.sampling, generator))
+            next_tokens = torch.where(finished, spec.pad, _pick(logits, spec.sampling, generator))
             tokens[:, length] = next_tokens
+            finished |= next_tokens == spec.eos
             length += 1
-            finished |= next_tokens == eos
-            if bool(finished.all()):
-                break
-            step_input = next_tokens[:, None]
-        return tokens[:, :length], tuple(scores)
+            if length == capacity or bool(finished.all()):
+                return tokens, length, no_speech, tuple(scores)
+            out = decode(next_tokens[:, None], out.past_key_values, length - 1)
 
-    def _beam_search(
+    def _beam_loop(
         self,
+        spec: LoopSpec,
         encoder_states: torch.Tensor,
         prefix: torch.Tensor,
         padding: torch.Tensor,
-        plan: GenerationPlan,
-        no_speech: _NoSpeech,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Beam search with transformers' semantics (the bookkeeping lives in whisper_core.decoding.beam)."""
-        ops, rules, num_beams = TorchOps(), plan.rules, plan.num_beams
+        sot_positions: torch.Tensor,
+        state: beam.BeamState,
+    ) -> tuple[beam.BeamState, torch.Tensor]:
+        """Beam search from ``state`` (:func:`whisper_core.decoding.beam.initial_state`) until no beam can
+        improve: ``(final state, no_speech_probs [b])``. Every beam is a row of the model batch
+        (``[b * beams]``); after each step the cache follows the beams that survived."""
+        ops, rules, beams = TorchOps(), spec.rules, spec.num_beams
         masks = rules.masks(ops, encoder_states)
         batch, begin = prefix.shape
-        capacity = plan.capacity
-        states = encoder_states.repeat_interleave(num_beams, dim=0)  # [batch * beams, frames, d]
-        state = beam.initial_state(ops, np.asarray(plan.prefixes), num_beams, capacity, plan.pad, encoder_states)
-        offsets = torch.arange(batch, device=prefix.device)[:, None] * num_beams
-        cache, step_input, length = None, prefix.repeat_interleave(num_beams, dim=0), begin
-        positions = _LeftPadding(padding.repeat_interleave(num_beams, dim=0), capacity)
-        while True:
-            out = self._decoder_step(states, step_input, cache, positions, length)
-            if length == begin:
-                no_speech.record(out.logits[::num_beams])
-            flat_running = state.running.reshape(batch * num_beams, capacity)
-            log_probs = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
-            log_probs = rules.apply(ops, log_probs, flat_running, length, begin, masks)
-            state = beam.step(
-                ops,
-                state,
-                log_probs.reshape(batch, num_beams, -1),
-                length=length,
-                begin=begin,
-                capacity=capacity,
-                eos=plan.eos,
-                length_penalty=plan.length_penalty,
-            )
+        capacity = begin + spec.max_new_tokens
+        rows = batch * beams
+        decode, out = self._decode_prefix(
+            spec,
+            encoder_states.repeat_interleave(beams, dim=0),
+            prefix.repeat_interleave(beams, dim=0),
+            padding.repeat_interleave(beams, dim=0),
+        )
+        no_speech = _no_speech_probs(out.logits[::beams], sot_positions, spec.no_speech_token)
+        offsets = torch.arange(batch, device=prefix.device)[:, None] * beams
+
+        def advance(state: beam.BeamState, logits: torch.Tensor, length: int) -> beam.BeamState:
+            return beam.advance(ops, spec, masks, state, logits, length=length, begin=begin)
+
+        length = begin
+        state = advance(state, out.logits[:, -1], length)
+        length += 1
+        while beam.should_continue(ops, state):
+            order = (state.source_beam + offsets).reshape(-1)  # [b * beams] rows of the old cache
+            step_input = state.running.reshape(rows, capacity)[:, length - 1 : length]
+            out = decode(step_input, _reorder_cache(out.past_key_values, order), length - 1)
+            state = advance(state, out.logits[:, -1], length)
             length += 1
-            if not beam.should_continue(ops, state):
-                break
-            order = (state.source_beam + offsets).reshape(-1)  # [batch * beams] rows of the old cache
-            cache = tuple(tuple(tensor[order] for tensor in layer) for layer in out.past_key_values)
-            step_input = state.running.reshape(batch * num_beams, capacity)[:, length - 1 : length]
-        sequences, scores, longest = beam.best_sequences(ops, state)
-        return sequences[:, :longest], scores
+        return state, no_speech
 
 
-class _NoSpeech:
-    """Keeps the probability of the no-speech token right after ``<|startoftranscript|>`` from the first step."""
-
-    def __init__(self, positions: torch.Tensor, token: int) -> None:
-        self.positions, self.token = positions, token  # [batch] where <|startoftranscript|> sits in each row
-        self.probabilities: torch.Tensor | None = None
-
-    def record(self, prefix_logits: torch.Tensor) -> None:
-        """``prefix_logits [batch, prefix, vocab]``: the logits of the first decoder step."""
-        rows = torch.arange(prefix_logits.shape[0], device=prefix_logits.device)
-        self.probabilities = torch.softmax(prefix_logits[rows, self.positions].float(), dim=-1)[:, self.token]
+def _no_speech_probs(prefix_logits: torch.Tensor, sot_positions: torch.Tensor, token: int) -> torch.Tensor:
+    """``[batch]`` probability of ``<|nospeech|>`` right after each row's ``<|startoftranscript|>``."""
+    rows = torch.arange(prefix_logits.shape[0], device=prefix_logits.device)
+    return torch.softmax(prefix_logits[rows, sot_positions].float(), dim=-1)[:, token]
 
 
-class _LeftPadding:
-    """Attention mask and position ids for left-padded rows (nothing extra when no row is padded)."""
-
-    def __init__(self, padding: torch.Tensor, capacity: int) -> None:
-        self.padding = padding  # [batch] number of pad tokens in front of each row
-        self.active = bool((padding > 0).any())
-        columns = torch.arange(capacity, device=padding.device)[None, :]
-        self.mask = (columns >= padding[:, None]).long()  # [batch, capacity]: 1 on real tokens
-        self.positions = (columns - padding[:, None]).clamp(min=0)  # each row counts from its first real token
-
-    def step(self, start: int, count: int) -> dict[str, torch.Tensor]:
-        """Keyword arguments for a forward pass over positions ``start .. start + count``."""
-        if not self.active:
-            return {}
-        return {
-            "decoder_attention_mask": self.mask[:, : start + count],
-            "decoder_position_ids": self.positions[:, start : start + count],
-        }
+def _reorder_cache(cache: Any, order: torch.Tensor) -> Any:
+    """The cache with its rows in ``order`` (model rows); the cross-attention entries move with the
+    self-attention ones, as this cache holds them per row."""
+    return tuple(tuple(tensor[order] for tensor in layer) for layer in cache)
 
 
 def _pick(logits: torch.Tensor, sampling: tuple[float, int] | None, generator: torch.Generator | None) -> torch.Tensor:
     """Greedy argmax, or a sample at ``temperature`` from the ``top_k`` most likely tokens."""
     if sampling is None:
-        return logits.argmax(dim=-1)
+        return first_argmax(TorchOps(), logits)
     temperature, top_k = sampling
     logits = logits / temperature
     if top_k:

@@ -21,13 +21,13 @@ import tensorflow as tf
 from tensorflow.compiler.tf2xla.python import xla
 
 from whisper_core.decoding import (
+    GenerationFrontEnd,
+    GenerationPlan,
     LoopSpec,
     NumpyOps,
     PrefixIds,
-    WhisperGenerateOutput,
     beam,
     first_argmax,
-    plan_generation,
 )
 
 from .outputs import KVCache
@@ -91,6 +91,7 @@ class TfOps:
     def all_true(self, x: tf.Tensor) -> bool:
         return bool(tf.reduce_all(x))
 
+    # -- greedy pick (first_argmax) ------------------------------------------------------------
     def is_nan(self, x: tf.Tensor) -> tf.Tensor:
         return tf.math.is_nan(x)
 
@@ -124,82 +125,23 @@ class _TracedLength:
 tf.register_tensor_conversion_function(_TracedLength, lambda length, dtype=None, name=None, as_ref=False: length.value)
 
 
-class TFWhisperGenerationMixin:
-    """``generate`` and ``detect_language`` for :class:`~whisper_tf.modeling.TFWhisperForConditionalGeneration`."""
+class TFWhisperGenerationMixin(GenerationFrontEnd):
+    """``generate`` and ``detect_language`` (:class:`~whisper_core.decoding.frontend.GenerationFrontEnd`) for
+    :class:`~whisper_tf.modeling.TFWhisperForConditionalGeneration`; ``generate(..., seed=0)``: ``do_sample``
+    draws with stateless random ops from ``seed``."""
 
-    def detect_language(
-        self,
-        input_features: Any = None,
-        encoder_outputs: Any = None,
-        generation_config: Any = None,
-        num_segment_frames: int = 3000,
-        *,
-        return_probabilities: bool = False,
-    ) -> tf.Tensor | list[dict[str, float]]:
-        """The most likely language token id per input (``int64 [batch]``, as transformers' PyTorch model),
-        or with ``return_probabilities`` the probability of each language per input (``{"en": 0.97, ...}``).
-        Longer features are cut to their first ``num_segment_frames`` frames (30 s)."""
-        ids = PrefixIds.for_language_detection(generation_config or self.generation_config)
-        if input_features is not None:
-            input_features = input_features[..., :num_segment_frames]
-        encoder_states = self._encoder_states(input_features, encoder_outputs)
-        detected = ids.detected(self._language_probabilities(ids, encoder_states).numpy(), return_probabilities)
-        return detected if return_probabilities else tf.convert_to_tensor(detected)
+    search_options = ("seed",)
 
-    def generate(
-        self,
-        input_features: Any = None,
-        generation_config: Any = None,
-        *,
-        encoder_outputs: Any = None,
-        language: str | list[str | None] | None = None,
-        task: str | None = None,
-        return_timestamps: bool | None = None,
-        prompt_ids: Any = None,
-        max_new_tokens: int | None = None,
-        do_sample: bool | None = None,
-        temperature: float | None = None,
-        top_k: int | None = None,
-        num_beams: int | None = None,
-        length_penalty: float | None = None,
-        output_scores: bool | None = None,
-        return_dict_in_generate: bool | None = None,
-        return_segments: bool = False,
-        seed: int = 0,
-        **kwargs: Any,
-    ) -> tf.Tensor | WhisperGenerateOutput:
-        """Token ids ``[batch, prefix + generated]`` (greedy by default), padded with ``<|endoftext|>``.
+    def _to_host(self, tensor: tf.Tensor) -> np.ndarray:
+        return tensor.numpy()
 
-        ``language``: a code, name or ``<|xx|>`` token, one per row, or ``None`` to detect it
-        (multilingual models). ``task``: "transcribe" (default) or "translate". ``prompt_ids``: one
-        ``<|startofprev|>`` prompt for every row, or a list with one (or ``None``) per row; rows are
-        then left-padded and their positions counted from their first real token. ``do_sample`` draws
-        with stateless random ops from ``seed``. ``num_beams > 1``: beam search with transformers'
-        semantics; ``output_scores`` then gives the sequence scores ``[batch]``.
-        """
-        config = generation_config or self.generation_config
-        encoder_states = self._encoder_states(input_features, encoder_outputs)
-        ids = PrefixIds.from_generation_config(config)
-        plan = plan_generation(
-            config,
-            self.config,
-            encoder_states.shape[0],
-            lambda: self._language_probabilities(ids, encoder_states).numpy().argmax(axis=-1),
-            language=language,
-            task=task,
-            return_timestamps=return_timestamps,
-            prompt_ids=prompt_ids,
-            max_new_tokens=max_new_tokens,
-            do_sample=do_sample,
-            temperature=temperature,
-            top_k=top_k,
-            num_beams=num_beams,
-            length_penalty=length_penalty,
-            output_scores=output_scores,
-            return_dict_in_generate=return_dict_in_generate,
-            return_segments=return_segments,
-            **kwargs,
-        )
+    def _from_host(self, array: np.ndarray, like: tf.Tensor) -> tf.Tensor:
+        return tf.convert_to_tensor(array)
+
+    def _search(
+        self, plan: GenerationPlan, encoder_states: tf.Tensor, seed: int = 0
+    ) -> tuple[tf.Tensor, Any, tf.Tensor]:
+        """Run the plan's search: ``(sequences [batch, length], scores, no_speech_probs [batch])``."""
         spec = plan.loop_spec()
         inputs = (
             encoder_states,
@@ -221,9 +163,7 @@ class TFWhisperGenerationMixin:
             length = int(length)
             sequences = tokens[:, :length]
             scores = tuple(step_scores[:, step] for step in range(length - plan.begin)) if plan.output_scores else None
-        if not plan.return_dict:
-            return sequences
-        return plan.output(sequences, sequences.numpy(), scores, no_speech)
+        return sequences, scores, no_speech
 
     # -- pieces ----------------------------------------------------------------------------
     def _compiled(self, key: Any, make: Callable[[], Callable]) -> Callable:
@@ -351,17 +291,8 @@ class TFWhisperGenerationMixin:
         offsets = tf.range(batch)[:, None] * beams
 
         def advance(state: beam.BeamState, logits: tf.Tensor, length: tf.Tensor) -> beam.BeamState:
-            log_probs = tf.nn.log_softmax(logits, axis=-1)
-            log_probs = rules.apply(ops, log_probs, tf.reshape(state.running, (rows, capacity)), length, begin, masks)
-            return beam.step(
-                ops,
-                state,
-                tf.reshape(log_probs, (batch, beams, -1)),
-                length=_TracedLength(length),
-                begin=begin,
-                capacity=capacity,
-                eos=spec.eos,
-                length_penalty=spec.length_penalty,
+            return beam.advance(
+                ops, spec, masks, state, logits, length=length, begin=begin, step_length=_TracedLength(length)
             )
 
         def step(fields, length, cache):  # the loop carry, unpacked

@@ -1,6 +1,7 @@
 """Decoding rules shared by every backend: logit rules, prompt/prefix building, language detection."""
 
 from . import beam
+from .frontend import GenerationFrontEnd
 from .ops import ArrayOps, NumpyOps, first_argmax
 from .plan import GenerationPlan, LoopSpec, WhisperGenerateOutput, left_pad, plan_generation, prompts_per_row
 from .prefix import PrefixIds, decoder_prefix, languages_per_row, prompt_tokens
@@ -9,6 +10,7 @@ from .segments import Segment, split_segments
 
 __all__ = [
     "ArrayOps",
+    "GenerationFrontEnd",
     "GenerationPlan",
     "LogitRules",
     "LoopSpec",

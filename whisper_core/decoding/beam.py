@@ -12,11 +12,14 @@ tests are the reference.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from .ops import ArrayOps
+
+if TYPE_CHECKING:
+    from .plan import LoopSpec
 
 UNREACHABLE = -1.0e9  # transformers' score for "never pick this"
 
@@ -144,6 +147,37 @@ def step(
         improvable=improvable,
         all_stopped=stops,
         source_beam=source_beam,
+    )
+
+
+def advance(
+    ops: BeamOps,
+    spec: LoopSpec,
+    masks: dict[str, Any],
+    state: BeamState,
+    logits: Any,
+    *,
+    length: Any,
+    begin: int,
+    step_length: Any = None,
+) -> BeamState:
+    """One step of a backend's beam loop: the model's ``logits [batch * beams, vocab]`` for the token at
+    ``length`` -> log-probabilities in float32 -> the logit rules (``masks`` from ``spec.rules.masks``)
+    over each beam's tokens so far -> :func:`step`. ``step_length``: ``length`` as :func:`step` should
+    see it, where that differs (TensorFlow raises a traced length to a float power through a wrapper)."""
+    batch, beams, capacity = state.running.shape
+    log_probs = ops.log_softmax(ops.to_float(logits))
+    running = ops.reshape(state.running, (batch * beams, capacity))
+    log_probs = spec.rules.apply(ops, log_probs, running, length, begin, masks)
+    return step(
+        ops,
+        state,
+        ops.reshape(log_probs, (batch, beams, -1)),
+        length=length if step_length is None else step_length,
+        begin=begin,
+        capacity=capacity,
+        eos=spec.eos,
+        length_penalty=spec.length_penalty,
     )
 
 

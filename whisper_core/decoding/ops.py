@@ -102,9 +102,9 @@ class NumpyOps:
 
 
 def first_argmax(ops: Any, logits: Any) -> Any:
-    """argmax over the last axis of ``logits [b, vocab]`` as int32 ``[b]``: the first maximum, a NaN
-    counting as the maximum (NumPy's rule), in two passes that vectorise: a max, then the smallest
-    index holding it. XLA on CPU runs argmax as one (value, index) reduction that does not: 229 us
+    """argmax over the last axis of ``logits [b, vocab]`` as ``[b]`` indices of ``ops.positions``' dtype
+    (int32; int64 in torch, its index dtype): the first maximum, a NaN counting as the maximum (NumPy's
+    rule), in two passes that vectorise: a max, then the smallest index holding it. XLA on CPU runs argmax as one (value, index) reduction that does not: 229 us
     against 44 us per row over Whisper's 51865 logits, about 3% of tiny.en's batch-1 decode step.
     ``ops`` needs ``max``, ``min``, ``where``, ``is_nan`` and ``positions``."""
     top = ops.max(logits)  # [b, 1]: NaN when the row has one

@@ -2,9 +2,9 @@
 
 Resolving the options against the generation config, picking (or detecting) each row's language,
 building prompt + prefix rows, left-padding them, bounding ``max_new_tokens`` and building the
-logit rules are the same in PyTorch, TensorFlow and JAX; only the decoding loop differs. A backend
-calls :func:`plan_generation` with a callback that detects languages when some row needs it, then
-runs its loop on the plan.
+logit rules are the same in PyTorch, TensorFlow and JAX; only the decoding loop differs. The shared
+``generate`` (:mod:`.frontend`) calls :func:`plan_generation` with a callback that detects languages
+when some row needs it, then the backend runs its loop on the plan.
 """
 
 from __future__ import annotations

@@ -1,0 +1,97 @@
+"""The shared ``generate`` / ``detect_language`` front end (whisper_core.decoding.frontend) over a NumPy
+backend: what reaches the backend's hooks, what is refused, and what comes back."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from whisper_core import GenerationConfig, WhisperConfig
+from whisper_core.decoding import GenerationFrontEnd, WhisperGenerateOutput
+
+LANGUAGES = {"<|en|>": 52, "<|de|>": 54}
+GENERATION = dict(
+    decoder_start_token_id=51, eos_token_id=50, pad_token_id=50, no_timestamps_token_id=61, prev_sot_token_id=59,
+    lang_to_id=LANGUAGES, task_to_id={"translate": 56, "transcribe": 57}, is_multilingual=True, max_length=40,
+)  # fmt: skip
+
+
+class NumpyModel(GenerationFrontEnd):
+    """A backend whose hooks record their calls: encoder states are the features' first frame, row ``i``
+    prefers language ``i % 2``, and the search returns the prefix followed by ``<|endoftext|>``."""
+
+    model_options = ("weights",)
+    search_options = ("rng",)
+
+    def __init__(self) -> None:
+        self.config = WhisperConfig(
+            vocab_size=100,
+            max_target_positions=40,
+            decoder_start_token_id=51,
+            pad_token_id=50,
+            bos_token_id=50,
+            eos_token_id=50,
+        )
+        self.generation_config = GenerationConfig(**GENERATION)
+        self.calls: list[tuple[str, dict]] = []
+
+    def _to_host(self, tensor):
+        return np.asarray(tensor)
+
+    def _from_host(self, array, like):
+        return array
+
+    def _encoder_states(self, input_features, encoder_outputs, weights=None):
+        self.calls.append(("encode", {"frames": input_features.shape[-1], "weights": weights}))
+        return input_features[..., 0]
+
+    def _language_probabilities(self, ids, encoder_states, weights=None):
+        self.calls.append(("languages", {"weights": weights}))
+        probabilities = np.full((encoder_states.shape[0], len(ids.lang_to_id)), 0.1)
+        probabilities[np.arange(len(probabilities)), np.arange(len(probabilities)) % 2] = 0.9
+        return probabilities
+
+    def _search(self, plan, encoder_states, weights=None, rng=None):
+        self.calls.append(("search", {"weights": weights, "rng": rng}))
+        sequences = np.concatenate([np.asarray(plan.prefixes), np.full((len(plan.prefixes), 1), plan.eos)], axis=1)
+        return sequences, (np.zeros((len(sequences), 100)),), np.full(len(sequences), 0.25)
+
+
+def test_detect_language_cuts_the_features_and_passes_the_model_options():
+    model = NumpyModel()
+    features = np.zeros((3, 80, 5000))
+    ids = model.detect_language(features, weights="w")
+    np.testing.assert_array_equal(ids, [52, 54, 52])
+    assert ids.dtype == np.int64
+    assert model.calls == [("encode", {"frames": 3000, "weights": "w"}), ("languages", {"weights": "w"})]
+    probabilities = model.detect_language(features, return_probabilities=True)
+    assert probabilities[1] == {"en": 0.1, "de": 0.9}
+    with pytest.raises(TypeError, match="rng"):
+        model.detect_language(features, rng=0)
+
+
+def test_generate_routes_options_and_detects_only_what_is_missing():
+    model = NumpyModel()
+    features = np.zeros((2, 80, 3000))
+    out = model.generate(features, language=[None, "de"], weights="w", rng="r", return_dict_in_generate=True)
+    assert isinstance(out, WhisperGenerateOutput)
+    assert out.languages == ["en", "de"]  # row 0 detected: it prefers language 0 % 2, "en"
+    np.testing.assert_array_equal(out.sequences[:, -1], [50, 50])
+    assert [name for name, _ in model.calls] == ["encode", "languages", "search"]
+    assert model.calls[-1] == ("search", {"weights": "w", "rng": "r"})
+    assert out.scores is None and out.no_speech_probs.tolist() == [0.25, 0.25]
+
+    model.calls.clear()
+    sequences = model.generate(features, language="en", output_scores=True)
+    assert isinstance(sequences, np.ndarray) and sequences.tolist()[0] == [51, 52, 57, 61, 50]
+    assert [name for name, _ in model.calls] == ["encode", "search"]  # nothing to detect
+
+
+def test_generate_refuses_what_no_one_takes():
+    model = NumpyModel()
+    features = np.zeros((1, 80, 3000))
+    with pytest.raises(TypeError, match=r"unsupported arguments: \['seed'\]"):
+        model.generate(features, language="en", seed=1)  # another backend's keyword
+    with pytest.raises(ValueError, match="beam search with sampling"):
+        model.generate(features, language="en", num_beams=2, do_sample=True)
+    assert [name for name, _ in model.calls] == ["encode", "encode"]  # refused before any search
