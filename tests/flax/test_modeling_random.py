@@ -13,6 +13,7 @@ from flax.traverse_util import flatten_dict
 
 transformers = pytest.importorskip("transformers")
 
+from tests.helpers import SMALL, assert_seq2seq_outputs_close, max_abs, small_inputs  # noqa: E402
 from whisper_core.config import WhisperConfig  # noqa: E402
 from whisper_flax import (  # noqa: E402
     FlaxWhisperForAudioClassification,
@@ -24,33 +25,6 @@ from whisper_flax.modeling import shift_tokens_right, sinusoids  # noqa: E402
 
 TOL = 1e-5
 LOSS_RTOL = 1e-5
-
-SMALL = dict(
-    vocab_size=96,
-    d_model=64,
-    encoder_layers=2,
-    decoder_layers=2,
-    encoder_attention_heads=4,
-    decoder_attention_heads=4,
-    encoder_ffn_dim=128,
-    decoder_ffn_dim=128,
-    max_source_positions=30,  # -> 60 mel frames
-    max_target_positions=24,
-    num_mel_bins=80,
-    pad_token_id=0,
-    bos_token_id=1,
-    eos_token_id=2,
-    decoder_start_token_id=3,
-    begin_suppress_tokens=None,
-    classifier_proj_size=32,
-)
-FRAMES = 2 * SMALL["max_source_positions"]
-
-
-def max_abs(a, b) -> float:
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    assert a.shape == b.shape, (a.shape, b.shape)
-    return float(np.abs(a - b).max())
 
 
 def shapes(params) -> dict[str, tuple[int, ...]]:
@@ -73,11 +47,7 @@ def lm_pair():
 
 @pytest.fixture(scope="module")
 def inputs():
-    rng = np.random.default_rng(1)
-    features = rng.standard_normal((2, SMALL["num_mel_bins"], FRAMES)).astype(np.float32)
-    ids = rng.integers(4, SMALL["vocab_size"], size=(2, 7)).astype(np.int32)
-    ids[:, 0] = SMALL["decoder_start_token_id"]
-    return features, ids
+    return small_inputs()
 
 
 def test_param_tree_equals_transformers(lm_pair):
@@ -98,12 +68,7 @@ def test_forward_matches_transformers(lm_pair, inputs):
     features, ids = inputs
     flags = dict(output_hidden_states=True, output_attentions=True)
     mine, theirs = ours(features, ids, **flags), reference(features, ids, **flags)
-    assert max_abs(mine.encoder_last_hidden_state, theirs.encoder_last_hidden_state) <= TOL
-    assert max_abs(mine.logits, theirs.logits) <= TOL
-    for name in ("encoder_hidden_states", "decoder_hidden_states", "encoder_attentions", "decoder_attentions"):
-        pairs = list(zip(getattr(mine, name), getattr(theirs, name), strict=True))
-        assert max(max_abs(a, b) for a, b in pairs) <= TOL, name
-    assert max(max_abs(a, b) for a, b in zip(mine.cross_attentions, theirs.cross_attentions, strict=True)) <= TOL
+    assert_seq2seq_outputs_close(mine, theirs, TOL)
     as_tuple = ours(features, ids, return_dict=False)
     assert len(as_tuple) == len(reference(features, ids, return_dict=False))
     assert max_abs(as_tuple[0], theirs.logits) <= TOL

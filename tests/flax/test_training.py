@@ -19,6 +19,7 @@ from flax.traverse_util import flatten_dict
 from jax.sharding import PartitionSpec as P
 
 from tests.conftest import ROOT, synthesize
+from tests.helpers import FRAMES, SMALL  # classifier_proj_size is unused by these language models
 from whisper_core import WhisperConfig, WhisperProcessor, load_audio
 from whisper_flax import FlaxWhisperForConditionalGeneration
 from whisper_flax.modeling import _compute_mask_indices
@@ -35,13 +36,6 @@ from whisper_flax.training import (
 )
 from whisper_pt import WhisperForConditionalGeneration
 
-SMALL = dict(
-    vocab_size=96, d_model=64, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
-    decoder_attention_heads=4, encoder_ffn_dim=128, decoder_ffn_dim=128, max_source_positions=30,
-    max_target_positions=24, pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=3,
-    begin_suppress_tokens=None,
-)  # fmt: skip
-FRAMES = 2 * SMALL["max_source_positions"]
 LABEL_LENGTHS = (5, 11, 3, 9, 7, 2, 12, 6)  # uneven, so micro-batches hold different token counts
 
 

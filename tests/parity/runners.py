@@ -14,7 +14,16 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests.helpers import max_abs
 from whisper_mb.registry import BACKENDS
+
+
+def backends() -> list[Any]:
+    """Every backend, as pytest params skipped when it is missing."""
+    return [
+        pytest.param(name, id=name, marks=pytest.mark.skipif(not spec.is_installed(), reason="not installed"))
+        for name, spec in BACKENDS.items()
+    ]
 
 
 def pairs() -> list[Any]:
@@ -155,12 +164,6 @@ RUNNERS = {"pt": TorchRunner(), "flax": FlaxRunner(), "tf": TFRunner()}
 # significant bits and bfloat16 8, and the error grows through the layers (measured on random configs
 # and on the real tiny.en).
 HALF_TOL = {"float16": 1e-2, "bfloat16": 5e-2}
-
-
-def max_abs(a: Any, b: Any) -> float:
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    assert a.shape == b.shape, (a.shape, b.shape)
-    return float(np.abs(a - b).max())
 
 
 def assert_close(name: str, a: Any, b: Any, tolerance: float, relative: bool = False) -> None:

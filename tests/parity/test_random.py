@@ -7,32 +7,23 @@ import numpy as np
 import pytest
 import torch
 
+from tests.helpers import WHISPER_LIKE, scale_weights
 from whisper_core import GenerationConfig, WhisperConfig
+from whisper_mb.registry import KINDS
 from whisper_pt import WhisperForAudioClassification, WhisperForConditionalGeneration
 
-from .runners import HALF_TOL, KINDS, RUNNERS, assert_close, assert_gradients_close, pairs, trainable_gradients
+from .runners import HALF_TOL, RUNNERS, assert_close, assert_gradients_close, pairs, trainable_gradients
 
 TOL = 1e-5
 GRAD_TOL = 1e-4
-# Half-precision paths, compared with the float32 model of the same backend and between backends;
-# relative to the largest logit (bf16 keeps 8 mantissa bits, fp16 11).
-MODEL = dict(
-    vocab_size=100, d_model=64, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
-    decoder_attention_heads=4, encoder_ffn_dim=128, decoder_ffn_dim=128, max_source_positions=30,
-    max_target_positions=40, decoder_start_token_id=51, eos_token_id=50, pad_token_id=50, bos_token_id=50,
-    num_labels=3, classifier_proj_size=16, use_weighted_layer_sum=True,
-)  # fmt: skip
+MODEL = {**WHISPER_LIKE, "num_labels": 3, "classifier_proj_size": 16, "use_weighted_layer_sum": True}
 IDS = np.array([[51, 52, 57, 61, 10, 20, 30]] * 2)
 
 
 def scaled(model: torch.nn.Module) -> torch.nn.Module:
     """Random weights large enough that every output depends on the input."""
     torch.manual_seed(0)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            if parameter.dim() >= 2:
-                parameter.normal_(0.0, 1.0 / parameter.shape[-1] ** 0.5)
-    return model.eval()
+    return scale_weights(model, gain=1.0).eval()
 
 
 @pytest.fixture(scope="module")

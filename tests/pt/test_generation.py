@@ -6,23 +6,13 @@ import numpy as np
 import pytest
 import torch
 
+from tests.helpers import WHISPER_LIKE as MODEL
+from tests.helpers import WHISPER_LIKE_GENERATION as GENERATION
+from tests.helpers import assert_seeded_top_k_sampling, scale_weights
 from whisper_core import GenerationConfig, WhisperConfig
 from whisper_core.decoding import NumpyOps, beam
 from whisper_pt import WhisperForConditionalGeneration
 from whisper_pt.generation import TorchOps
-
-# A 100-token vocabulary laid out like Whisper's: text < 50, then the special tokens, then timestamps.
-MODEL = dict(
-    vocab_size=100, d_model=64, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
-    decoder_attention_heads=4, encoder_ffn_dim=128, decoder_ffn_dim=128, max_source_positions=30,
-    max_target_positions=40, decoder_start_token_id=51, eos_token_id=50, pad_token_id=50, bos_token_id=50,
-)  # fmt: skip
-GENERATION = dict(
-    decoder_start_token_id=51, eos_token_id=50, pad_token_id=50, bos_token_id=50, no_timestamps_token_id=61,
-    prev_sot_token_id=59, lang_to_id={"<|en|>": 52, "<|zh|>": 53, "<|de|>": 54, "<|es|>": 55},
-    task_to_id={"translate": 56, "transcribe": 57}, is_multilingual=True, suppress_tokens=[1, 2, 3],
-    begin_suppress_tokens=[5, 50], max_initial_timestamp_index=5, max_length=40,
-)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -33,11 +23,7 @@ def models():
     from transformers import WhisperForConditionalGeneration as Reference
 
     torch.manual_seed(0)
-    reference = Reference(ReferenceConfig(**MODEL)).eval()
-    with torch.no_grad():
-        for parameter in reference.parameters():
-            if parameter.dim() >= 2:
-                parameter.normal_(0.0, 2.0 / parameter.shape[-1] ** 0.5)
+    reference = scale_weights(Reference(ReferenceConfig(**MODEL)).eval(), gain=2.0)
     reference.generation_config = ReferenceGeneration(**GENERATION)
     ours = WhisperForConditionalGeneration(WhisperConfig(**MODEL)).eval()
     ours.load_state_dict(reference.state_dict())
@@ -135,15 +121,17 @@ def test_outputs_on_request(models, features):
     assert all(code in {"en", "zh", "de", "es"} for code in detected.languages)
 
 
-def test_sampling_is_seeded_and_respects_top_k(models, features):
+def test_sampling_is_seeded_and_draws_from_the_top_k(models, features):
     ours, _ = models
-    first = ours.generate(
-        features, language="en", do_sample=True, temperature=1.0, top_k=3, generator=torch.Generator().manual_seed(3)
-    )
-    second = ours.generate(
-        features, language="en", do_sample=True, temperature=1.0, top_k=3, generator=torch.Generator().manual_seed(3)
-    )
-    assert torch.equal(first, second)
+    kwargs = dict(language="en", do_sample=True, temperature=1.0, top_k=3)
+
+    def sample(seed: int):
+        generator = torch.Generator().manual_seed(seed)
+        return ours.generate(features, generator=generator, output_scores=True, return_dict_in_generate=True, **kwargs)
+
+    # Each step here leaves 14-80% of its probability outside the top 3: were top_k ignored, the ~100
+    # draws would all stay inside it with a probability below 1e-20.
+    assert_seeded_top_k_sampling(sample, 3, begin=4, eos=50, min_draws=50)
     greedy = ours.generate(features, language="en", do_sample=True, temperature=0.0)
     assert torch.equal(greedy, ours.generate(features, language="en"))
 

@@ -14,6 +14,7 @@ import torch
 transformers = pytest.importorskip("transformers")
 from transformers.models.whisper import modeling_whisper as hf_whisper  # noqa: E402
 
+from tests.helpers import FRAMES, SMALL, max_abs  # noqa: E402
 from whisper_core.config import WhisperConfig  # noqa: E402
 from whisper_pt import modeling  # noqa: E402
 from whisper_pt.modeling import (  # noqa: E402
@@ -27,32 +28,6 @@ from whisper_pt.modeling import (  # noqa: E402
 TOL = 1e-5
 LOSS_RTOL = 1e-5
 GRAD_RTOL = 1e-4
-
-SMALL = dict(
-    vocab_size=96,
-    d_model=64,
-    encoder_layers=2,
-    decoder_layers=2,
-    encoder_attention_heads=4,
-    decoder_attention_heads=4,
-    encoder_ffn_dim=128,
-    decoder_ffn_dim=128,
-    max_source_positions=30,  # -> 60 mel frames
-    max_target_positions=24,
-    num_mel_bins=80,
-    pad_token_id=0,
-    bos_token_id=1,
-    eos_token_id=2,
-    decoder_start_token_id=3,
-    begin_suppress_tokens=None,
-    classifier_proj_size=32,
-)
-FRAMES = 2 * SMALL["max_source_positions"]
-
-
-def max_abs(a: torch.Tensor, b: torch.Tensor) -> float:
-    assert a.shape == b.shape, (a.shape, b.shape)
-    return (a.detach().double() - b.detach().double()).abs().max().item()
 
 
 def make_pair(hf_cls, our_cls, attn: str = "sdpa", seed: int = 0, **overrides):

@@ -8,23 +8,12 @@ import pytest
 import tensorflow as tf
 import torch
 
+from tests.helpers import SMALL_NARROW, assert_same_weights
 from weights_bridge import canonical, tf_h5
 from whisper_core import GenerationConfig, WhisperConfig
 from whisper_mb import backend_of, convert, to_pt
 from whisper_mb.registry import KINDS
 from whisper_tf import TFWhisperForAudioClassification, TFWhisperForConditionalGeneration, TFWhisperModel
-
-SMALL = dict(
-    vocab_size=96, d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
-    decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, max_source_positions=30,
-    max_target_positions=20, decoder_start_token_id=1, pad_token_id=0, bos_token_id=0, eos_token_id=0,
-)  # fmt: skip
-
-
-def assert_same_weights(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> None:
-    assert sorted(a) == sorted(b)
-    for name in a:
-        assert a[name].dtype == b[name].dtype and np.array_equal(a[name], b[name]), name
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +21,7 @@ def pt_model():
     import whisper_pt
 
     torch.manual_seed(0)
-    model = whisper_pt.WhisperForConditionalGeneration(WhisperConfig(**SMALL)).eval()
+    model = whisper_pt.WhisperForConditionalGeneration(WhisperConfig(**SMALL_NARROW)).eval()
     model.generation_config = GenerationConfig(decoder_start_token_id=1, no_timestamps_token_id=90, eos_token_id=0)
     return model
 
@@ -85,7 +74,7 @@ def test_live_moves_between_backends_are_exact(kind):
     import whisper_pt
 
     torch.manual_seed(0)
-    model = getattr(whisper_pt, kind)(WhisperConfig(**SMALL, num_labels=2)).eval()
+    model = getattr(whisper_pt, kind)(WhisperConfig(**SMALL_NARROW, num_labels=2)).eval()
     tf_model = convert(model, "tf")
     assert type(tf_model).__name__ == "TF" + kind and backend_of(tf_model) == "tf"
     assert_same_weights(tf_model.canonical_tensors(), model.canonical_tensors())

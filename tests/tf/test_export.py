@@ -8,11 +8,10 @@ import sys
 import numpy as np
 import pytest
 
+from tests.helpers import WHISPER_LIKE, WHISPER_LIKE_GENERATION
 from whisper_core import GenerationConfig, WhisperConfig
 from whisper_tf import TFWhisperForConditionalGeneration
 from whisper_tf.export import export_saved_model
-
-from .test_generation import GENERATION, MODEL
 
 LOAD_AND_RUN = """
 import sys
@@ -29,11 +28,11 @@ def model():
     import keras
 
     keras.utils.set_random_seed(0)
-    model = TFWhisperForConditionalGeneration(WhisperConfig(**MODEL))
+    model = TFWhisperForConditionalGeneration(WhisperConfig(**WHISPER_LIKE))
     for variable in model.trainable_weights:  # scaled so the ids depend on the audio
         if len(variable.shape) >= 2:
             variable.assign(np.random.default_rng(0).normal(0, 2.0 / variable.shape[0] ** 0.5, variable.shape))
-    model.generation_config = GenerationConfig(**GENERATION)
+    model.generation_config = GenerationConfig(**WHISPER_LIKE_GENERATION)
     return model
 
 

@@ -8,39 +8,25 @@ import pytest
 import tensorflow as tf
 import torch
 
-from whisper_core import GenerationConfig, WhisperConfig
-from whisper_core.decoding import LogitRules, NumpyOps, beam
+from tests.helpers import (
+    assert_detect_language_matches_pt,
+    assert_seeded_top_k_sampling,
+    max_abs,
+    timestamp_rules_case,
+    whisper_like_pt_model,
+)
+from whisper_core.decoding import NumpyOps, beam
 from whisper_tf import TFWhisperForConditionalGeneration
 from whisper_tf.generation import TfOps
 
 TOL = 1e-5
-# A 100-token vocabulary laid out like Whisper's: text < 50, then the special tokens, then timestamps.
-MODEL = dict(
-    vocab_size=100, d_model=64, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
-    decoder_attention_heads=4, encoder_ffn_dim=128, decoder_ffn_dim=128, max_source_positions=30,
-    max_target_positions=40, decoder_start_token_id=51, eos_token_id=50, pad_token_id=50, bos_token_id=50,
-)  # fmt: skip
-GENERATION = dict(
-    decoder_start_token_id=51, eos_token_id=50, pad_token_id=50, bos_token_id=50, no_timestamps_token_id=61,
-    prev_sot_token_id=59, lang_to_id={"<|en|>": 52, "<|zh|>": 53, "<|de|>": 54, "<|es|>": 55},
-    task_to_id={"translate": 56, "transcribe": 57}, is_multilingual=True, suppress_tokens=[1, 2, 3],
-    begin_suppress_tokens=[5, 50], max_initial_timestamp_index=5, max_length=40,
-)  # fmt: skip
 NEW = 8  # max_new_tokens: small, as every new shape compiles the loop again
 
 
 @pytest.fixture(scope="module")
 def models():
     """whisper_pt with weights scaled so outputs depend on the audio, and ours with the same weights."""
-    from whisper_pt import WhisperForConditionalGeneration
-
-    torch.manual_seed(0)
-    pt = WhisperForConditionalGeneration(WhisperConfig(**MODEL)).eval()
-    with torch.no_grad():
-        for parameter in pt.parameters():
-            if parameter.dim() >= 2:
-                parameter.normal_(0.0, 2.0 / parameter.shape[-1] ** 0.5)
-    pt.generation_config = GenerationConfig(**GENERATION)
+    pt = whisper_like_pt_model()
     ours = TFWhisperForConditionalGeneration.from_canonical(pt.config, pt.canonical_tensors(), pt.generation_config)
     return pt, ours
 
@@ -48,12 +34,6 @@ def models():
 @pytest.fixture(scope="module")
 def features():
     return np.random.default_rng(1).standard_normal((3, 80, 60)).astype(np.float32)
-
-
-def max_abs(a, b) -> float:
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    assert a.shape == b.shape, (a.shape, b.shape)
-    return float(np.abs(a - b).max())
 
 
 CASES = [
@@ -77,12 +57,7 @@ def test_generate_matches_whisper_pt(models, features, kwargs):
 
 def test_detect_language_matches_whisper_pt(models, features):
     pt, ours = models
-    mine = ours.detect_language(features, return_probabilities=True)
-    theirs = pt.detect_language(torch.from_numpy(features), return_probabilities=True)
-    assert [sorted(row) for row in mine] == [sorted(row) for row in theirs]
-    assert max(abs(a[code] - b[code]) for a, b in zip(mine, theirs, strict=True) for code in a) <= TOL
-    ids = ours.detect_language(features)  # transformers' form: language token ids
-    np.testing.assert_array_equal(np.asarray(ids), pt.detect_language(torch.from_numpy(features)).numpy())
+    assert_detect_language_matches_pt(pt, ours, features, TOL)
 
 
 def test_generate_compiles_once_and_returns_scores(models, features):
@@ -103,28 +78,22 @@ def test_generate_compiles_once_and_returns_scores(models, features):
         assert (np.isfinite(a) == finite).all() and np.abs(a[finite] - b[finite]).max() <= TOL * scale
 
 
-def test_sampling_is_seeded_and_top_k_one_is_greedy(models, features):
+def test_sampling_is_seeded_and_draws_from_the_top_k(models, features):
     _, ours = models
     kwargs = dict(language="en", max_new_tokens=NEW, do_sample=True, temperature=1.0)
-    first = ours.generate(features, top_k=5, seed=3, **kwargs).numpy()
-    np.testing.assert_array_equal(first, ours.generate(features, top_k=5, seed=3, **kwargs).numpy())
-    others = [ours.generate(features, top_k=5, seed=seed, **kwargs).numpy() for seed in (4, 5)]
-    assert any(other.shape != first.shape or (other != first).any() for other in others)
-    greedy = ours.generate(features, language="en", max_new_tokens=NEW).numpy()
-    np.testing.assert_array_equal(ours.generate(features, top_k=1, **kwargs).numpy(), greedy)
+
+    def sample(seed: int):
+        return ours.generate(features, top_k=5, seed=seed, output_scores=True, return_dict_in_generate=True, **kwargs)
+
+    # Each step here leaves 20-67% of its probability outside the top 5: were top_k ignored, all 24
+    # draws would stay inside it with a probability of about 1e-8.
+    assert_seeded_top_k_sampling(sample, 5, begin=4, eos=50, min_draws=12)
+    greedy = np.asarray(ours.generate(features, language="en", max_new_tokens=NEW))
+    np.testing.assert_array_equal(np.asarray(ours.generate(features, top_k=1, **kwargs)), greedy)
 
 
 def test_tf_ops_apply_the_rules_like_numpy():
-    rules = LogitRules(
-        vocab_size=100, eos_token_id=50, no_timestamps_token_id=61, suppress_tokens=(1, 2),
-        begin_suppress_tokens=(5, 50), return_timestamps=True, max_initial_timestamp_index=5,
-    )  # fmt: skip
-    rng = np.random.default_rng(0)
-    begin, capacity = 3, 12
-    tokens = np.full((4, capacity), 50)
-    tokens[:, :begin] = [51, 52, 57]
-    tokens[:, begin:] = rng.choice([10, 20, 62, 64, 70], size=(4, capacity - begin))
-    logits = rng.standard_normal((4, 100)).astype(np.float32) * 3
+    rules, logits, tokens, begin, capacity = timestamp_rules_case()
     apply = tf.function(
         lambda logits, tokens, length: rules.apply(TfOps(), logits, tokens, length, begin), jit_compile=True
     )

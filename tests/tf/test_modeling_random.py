@@ -13,6 +13,7 @@ import pytest
 import tensorflow as tf
 import torch
 
+from tests.helpers import FRAMES, SMALL, assert_seq2seq_outputs_close, max_abs, small_inputs
 from weights_bridge import tf_h5
 from whisper_core.config import WhisperConfig
 from whisper_tf import KVCache, TFWhisperForAudioClassification, TFWhisperForConditionalGeneration, TFWhisperModel
@@ -21,20 +22,6 @@ from whisper_tf.modeling import _compute_mask_indices, shift_tokens_right, sinus
 
 TOL = 1e-5
 LOSS_RTOL = 1e-5
-
-SMALL = dict(
-    vocab_size=96, d_model=64, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
-    decoder_attention_heads=4, encoder_ffn_dim=128, decoder_ffn_dim=128, max_source_positions=30,
-    max_target_positions=24, num_mel_bins=80, pad_token_id=0, bos_token_id=1, eos_token_id=2,
-    decoder_start_token_id=3, begin_suppress_tokens=None, classifier_proj_size=32,
-)  # fmt: skip
-FRAMES = 2 * SMALL["max_source_positions"]
-
-
-def max_abs(a, b) -> float:
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    assert a.shape == b.shape, (a.shape, b.shape)
-    return float(np.abs(a - b).max())
 
 
 @pytest.fixture(scope="module")
@@ -55,11 +42,7 @@ def reference(ours, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def inputs():
-    rng = np.random.default_rng(1)
-    features = rng.standard_normal((2, SMALL["num_mel_bins"], FRAMES)).astype(np.float32)
-    ids = rng.integers(4, SMALL["vocab_size"], size=(2, 7)).astype(np.int32)
-    ids[:, 0] = SMALL["decoder_start_token_id"]
-    return features, ids
+    return small_inputs()
 
 
 def test_variable_paths_are_the_weight_table(ours, reference):
@@ -78,12 +61,7 @@ def test_forward_matches_transformers(ours, reference, inputs):
     features, ids = inputs
     flags = dict(output_hidden_states=True, output_attentions=True)
     mine, theirs = ours(features, decoder_input_ids=ids, **flags), reference(features, decoder_input_ids=ids, **flags)
-    assert max_abs(mine.encoder_last_hidden_state, theirs.encoder_last_hidden_state) <= TOL
-    assert max_abs(mine.logits, theirs.logits) <= TOL
-    for name in ("encoder_hidden_states", "decoder_hidden_states", "encoder_attentions", "decoder_attentions"):
-        pairs = list(zip(getattr(mine, name), getattr(theirs, name), strict=True))
-        assert max(max_abs(a, b) for a, b in pairs) <= TOL, name
-    assert max(max_abs(a, b) for a, b in zip(mine.cross_attentions, theirs.cross_attentions, strict=True)) <= TOL
+    assert_seq2seq_outputs_close(mine, theirs, TOL)
     as_tuple = ours(features, decoder_input_ids=ids, return_dict=False)
     assert max_abs(as_tuple[0], theirs.logits) <= TOL
 

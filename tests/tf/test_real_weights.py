@@ -7,8 +7,7 @@ import pytest
 import torch
 
 from tests.conftest import JFK_TEXT
-from whisper_core import WhisperProcessor
-from whisper_pt import WhisperForConditionalGeneration
+from tests.helpers import assert_logits_and_loss_match_pt, real_tiny_en_on_jfk
 from whisper_tf import TFWhisperForConditionalGeneration
 
 pytestmark = pytest.mark.slow
@@ -17,25 +16,11 @@ TOLERANCE = 1e-4
 
 @pytest.fixture(scope="module")
 def tiny(tiny_en_dir, jfk_audio):
-    processor = WhisperProcessor.from_pretrained(tiny_en_dir)
-    features = processor(jfk_audio, sampling_rate=16000, return_tensors="np").input_features
-    pt = WhisperForConditionalGeneration.from_pretrained(tiny_en_dir)
-    ours = TFWhisperForConditionalGeneration.from_pretrained(tiny_en_dir)  # stored float16, loaded as float32
-    return processor, np.asarray(features, np.float32), pt, ours
+    return real_tiny_en_on_jfk(tiny_en_dir, jfk_audio, TFWhisperForConditionalGeneration)
 
 
 def test_logits_and_loss_match_whisper_pt(tiny):
-    processor, features, pt, ours = tiny
-    labels = np.array([processor.tokenizer(JFK_TEXT)["input_ids"]])
-    with torch.no_grad():
-        theirs = pt(torch.from_numpy(features), labels=torch.from_numpy(labels))
-    mine = ours(features, labels=labels)
-    assert float(np.abs(mine.encoder_last_hidden_state - theirs.encoder_last_hidden_state.numpy()).max()) <= TOLERANCE
-    assert float(np.abs(mine.logits - theirs.logits.numpy()).max()) <= TOLERANCE
-    # The reference loss is the float64 cross-entropy of whisper_pt's logits (torch's float32 one is
-    # itself ~1e-5 relative off here).
-    reference_loss = torch.nn.functional.cross_entropy(theirs.logits[0].double(), torch.from_numpy(labels[0])).item()
-    assert abs(float(mine.loss) - reference_loss) <= 1e-5 * reference_loss
+    assert_logits_and_loss_match_pt(*tiny, TOLERANCE)
 
 
 @pytest.mark.parametrize("kwargs", [{}, {"return_timestamps": True}, {"num_beams": 2}])
