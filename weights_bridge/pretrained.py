@@ -100,19 +100,18 @@ class Pretrained:
 
 def load(
     name_or_path: str | os.PathLike,
-    model_class: type,
     *,
+    has_heads: bool,
     config: WhisperConfig | None = None,
     native: str | None = None,
     **config_overrides: Any,
 ) -> Pretrained:
-    """Read a checkpoint directory or hub id for ``model_class.from_pretrained``. Names are checked
-    strictly against the config, except for models with heads of their own (audio classification),
-    which check them against themselves (:func:`match_parameters`)."""
+    """Read a checkpoint directory or hub id for a backend's ``from_pretrained``. Names are checked
+    strictly against the config, except for a model that ``has_heads`` of its own (audio classification),
+    whose names are checked against its parameters (:func:`match_parameters`)."""
     directory = checkpoint_dir(name_or_path)
     stored_config = WhisperConfig.from_pretrained(directory)
-    strict = not model_class.__name__.endswith("ForAudioClassification")
-    tensors = read_weights(directory, stored_config, strict=strict, native=native)
+    tensors = read_weights(directory, stored_config, strict=not has_heads, native=native)
     config = (config or stored_config).with_overrides(**config_overrides)
     generation_config = None
     if (directory / GENERATION_CONFIG_NAME).is_file():
@@ -120,7 +119,7 @@ def load(
     return Pretrained(directory, tensors, config, stored_config, generation_config)
 
 
-def parameter_names(
+def _live_names(
     naming: rules.Naming, config: Any, parameters: Iterable[str]
 ) -> dict[str, tuple[str, tuple[int, ...] | None]]:
     """:func:`~weights_bridge.rules.parameter_names` for a model whose parameters are named ``parameters``
@@ -146,7 +145,7 @@ def match_parameters(
     drops (the decoder); every shape must match; every parameter must be given except a tied one and new
     classification heads, which are left as initialised (and logged).
     """
-    names = parameter_names(naming, config, shapes)
+    names = _live_names(naming, config, shapes)
     unknown = sorted(
         name
         for name in tensors
@@ -180,7 +179,7 @@ def match_parameters(
 def canonical_tensors(values: Mapping[str, np.ndarray], naming: rules.Naming, config: Any) -> dict[str, np.ndarray]:
     """A live model's parameter arrays (``values``, by parameter name) under canonical names and layouts,
     tied tensors left out: the inverse of :func:`match_parameters`."""
-    names = parameter_names(naming, config, values)
+    names = _live_names(naming, config, values)
     by_path = {path: (name, permutation) for name, (path, permutation) in names.items()}
     unknown = sorted(set(values) - set(by_path))
     if unknown:

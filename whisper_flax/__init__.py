@@ -1,6 +1,8 @@
 """Flax backend: Whisper models with transformers 4.57's Flax names, parameter paths and numerics."""
 
-from .generation import JaxOps, WhisperGenerateOutput
+from whisper_core.decoding import WhisperGenerateOutput
+
+from .generation import JaxOps
 from .modeling import (
     FlaxWhisperDecoder,
     FlaxWhisperEncoder,

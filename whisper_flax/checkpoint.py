@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -63,6 +63,9 @@ def canonical_tensors(params: Any, config: WhisperConfig) -> dict[str, np.ndarra
 class CheckpointMixin:
     """``from_pretrained`` and ``save_pretrained`` with transformers' signatures."""
 
+    # A model with heads of its own (audio classification) loads any checkpoint of the same encoder.
+    has_classification_heads: ClassVar[bool] = False
+
     @classmethod
     def from_pretrained(
         cls,
@@ -80,7 +83,11 @@ class CheckpointMixin:
         as stored: the converted OpenAI checkpoints hold float16). ``config_overrides`` change config values.
         """
         checkpoint = pretrained.load(
-            pretrained_model_name_or_path, cls, config=config, native=rules.FLAX_PARAMS.column, **config_overrides
+            pretrained_model_name_or_path,
+            has_heads=cls.has_classification_heads,
+            config=config,
+            native=rules.FLAX_PARAMS.column,
+            **config_overrides,
         )
         return cls.from_canonical(
             **checkpoint.model_arguments,

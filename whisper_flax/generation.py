@@ -1,8 +1,8 @@
 """JAX ``generate`` and ``detect_language`` for Whisper, driven by the shared decoding rules.
 
-The rules (suppression, timestamp rules, prefixes, language tokens, beam bookkeeping) and the
-resolution of the options come from :mod:`whisper_core.decoding`; this module supplies the jnp array
-ops and the loops. Unlike the PyTorch loops, each search (greedy/sampling, beam) is one ``jax.jit``
+The rules (suppression, timestamp rules, prefixes, language tokens, beam bookkeeping), the resolution
+of the options and the public methods come from :mod:`whisper_core.decoding`; this module supplies
+the jnp array ops and the loops. Unlike the PyTorch loops, each search (greedy/sampling, beam) is one ``jax.jit``
 function around a ``lax.while_loop`` over a preallocated token buffer and
 :class:`~whisper_flax.outputs.KVCache`: the prefix is decoded once, then one token per iteration,
 with the sequence length a traced scalar that the rules read. It compiles once per (batch, prefix
@@ -29,7 +29,6 @@ from whisper_core.decoding import (
     beam,
     first_argmax,
 )
-from whisper_core.decoding import WhisperGenerateOutput as WhisperGenerateOutput  # whisper_flax re-exports it
 
 from .outputs import KVCache
 
@@ -102,8 +101,8 @@ class FlaxWhisperGenerationMixin(GenerationFrontEnd):
     :class:`~whisper_flax.modeling.FlaxWhisperForConditionalGeneration`. Both take ``params`` (default the
     model's own); ``generate(..., prng_key=...)``: ``do_sample`` draws with it (default ``PRNGKey(0)``)."""
 
-    model_options = ("params",)
-    search_options = ("prng_key",)
+    model_option_names = ("params",)
+    search_option_names = ("prng_key",)
 
     def _to_host(self, tensor: jax.Array) -> np.ndarray:
         return np.asarray(tensor)

@@ -1076,6 +1076,8 @@ class FlaxWhisperForAudioClassificationModule(nn.Module):
 class FlaxWhisperForAudioClassification(FlaxWhisperPreTrainedModel):
     """Audio classification head over the encoder (params ``encoder/...``, ``projector``, ``classifier``)."""
 
+    has_classification_heads = True
+
     module_class = FlaxWhisperForAudioClassificationModule
 
     def _dummy_inputs(self, input_shape: tuple[int, ...]) -> dict[str, jax.Array]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -51,6 +51,9 @@ def load_state(model: torch.nn.Module, tensors: dict[str, np.ndarray], source: s
 class CheckpointMixin:
     """``from_pretrained`` and ``save_pretrained`` with transformers' signatures."""
 
+    # A model with heads of its own (audio classification) loads any checkpoint of the same encoder.
+    has_classification_heads: ClassVar[bool] = False
+
     @classmethod
     def from_pretrained(
         cls,
@@ -71,7 +74,9 @@ class CheckpointMixin:
         if torch_dtype is not None and dtype is not None and torch_dtype != dtype:
             raise ValueError(f"torch_dtype={torch_dtype!r} and dtype={dtype!r} disagree: give one")
         torch_dtype = torch_dtype if torch_dtype is not None else dtype
-        checkpoint = pretrained.load(pretrained_model_name_or_path, cls, config=config, **config_overrides)
+        checkpoint = pretrained.load(
+            pretrained_model_name_or_path, has_heads=cls.has_classification_heads, config=config, **config_overrides
+        )
         model = cls.from_canonical(**checkpoint.model_arguments, torch_dtype=_resolve_dtype(torch_dtype, checkpoint))
         return model.to(device=device) if device is not None else model
 

@@ -75,11 +75,10 @@ class TorchOps:
         return bool(x.all())
 
     # -- greedy pick (first_argmax) ------------------------------------------------------------
-    def is_nan(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.isnan(x)
-
-    def positions(self, like: torch.Tensor) -> torch.Tensor:
-        return torch.arange(like.shape[-1], device=like.device)  # int64: torch's token and index dtype
+    def argmax(self, x: torch.Tensor) -> torch.Tensor:
+        """torch's argmax already takes the first maximum and counts a NaN as the maximum, in one fast
+        pass; its int64 indices are torch's token dtype."""
+        return x.argmax(dim=-1)
 
 
 class WhisperGenerationMixin(GenerationFrontEnd):
@@ -87,7 +86,7 @@ class WhisperGenerationMixin(GenerationFrontEnd):
     :class:`~whisper_pt.modeling.WhisperForConditionalGeneration`; ``generate(..., generator=...)`` takes a
     ``torch.Generator`` for ``do_sample``."""
 
-    search_options = ("generator",)
+    search_option_names = ("generator",)
 
     def _inference(self) -> Any:
         return torch.inference_mode()
@@ -151,13 +150,17 @@ class WhisperGenerationMixin(GenerationFrontEnd):
 
         def decode(step_input: torch.Tensor, cache: Any, start: int) -> Any:
             end = start + step_input.shape[1]
-            extra = {"decoder_attention_mask": attention_mask[:, :end], "decoder_position_ids": positions[:, start:end]}
+            extra = (
+                {"decoder_attention_mask": attention_mask[:, :end], "decoder_position_ids": positions[:, start:end]}
+                if padded
+                else {}
+            )
             return self(
                 encoder_outputs=(encoder_states,),
                 decoder_input_ids=step_input,
                 past_key_values=cache,
                 use_cache=True,
-                **(extra if padded else {}),
+                **extra,
             )
 
         return decode

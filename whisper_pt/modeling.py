@@ -808,6 +808,8 @@ class WhisperForConditionalGeneration(WhisperGenerationMixin, WhisperPreTrainedM
 class WhisperForAudioClassification(WhisperPreTrainedModel):
     """Encoder, optional softmax-weighted sum of all its hidden states, projection, mean over time, classifier."""
 
+    has_classification_heads = True
+
     def __init__(self, config: WhisperConfig) -> None:
         super().__init__(config)
         self.encoder = WhisperEncoder(config)

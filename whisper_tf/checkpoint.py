@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import tensorflow as tf
@@ -31,12 +31,6 @@ def _resolve_dtype(dtype: str | None, checkpoint: pretrained.Pretrained) -> str:
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {DTYPES} or 'auto', got {dtype!r}")
     return dtype
-
-
-def tf_names(config: WhisperConfig, with_prefix: bool = True) -> dict[str, tuple[str, tuple[int, ...] | None]]:
-    """Canonical name -> (Keras variable path below the model, permutation from the canonical layout), from
-    the bridge's table; ``with_prefix=False`` drops the leading ``model/`` (the classification encoder)."""
-    return rules.parameter_names(rules.KERAS_VARIABLES, config, with_prefix)
 
 
 def model_variables(model: Any) -> dict[str, Any]:
@@ -73,6 +67,9 @@ def canonical_tensors(model: Any, values: dict[str, Any] | None = None) -> dict[
 class CheckpointMixin:
     """``from_pretrained`` and ``save_pretrained`` with transformers' signatures."""
 
+    # A model with heads of its own (audio classification) loads any checkpoint of the same encoder.
+    has_classification_heads: ClassVar[bool] = False
+
     @classmethod
     def from_pretrained(
         cls,
@@ -89,7 +86,11 @@ class CheckpointMixin:
         converted OpenAI checkpoints hold float16). ``config_overrides`` change config values.
         """
         checkpoint = pretrained.load(
-            pretrained_model_name_or_path, cls, config=config, native=rules.KERAS_VARIABLES.column, **config_overrides
+            pretrained_model_name_or_path,
+            has_heads=cls.has_classification_heads,
+            config=config,
+            native=rules.KERAS_VARIABLES.column,
+            **config_overrides,
         )
         return cls.from_canonical(**checkpoint.model_arguments, dtype=_resolve_dtype(dtype, checkpoint))
 

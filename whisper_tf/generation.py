@@ -1,8 +1,8 @@
 """TensorFlow ``generate`` and ``detect_language`` for Whisper, driven by the shared decoding rules.
 
-The rules (suppression, timestamp rules, prefixes, language tokens, beam bookkeeping) and the
-resolution of the options come from :mod:`whisper_core.decoding`; this module supplies the TF array
-ops and the loops. As in the Flax backend, each search (greedy/sampling, beam) is one
+The rules (suppression, timestamp rules, prefixes, language tokens, beam bookkeeping), the resolution
+of the options and the public methods come from :mod:`whisper_core.decoding`; this module supplies
+the TF array ops and the loops. As in the Flax backend, each search (greedy/sampling, beam) is one
 ``tf.function(jit_compile=True)`` around a ``tf.while_loop`` over a preallocated token buffer and
 :class:`~whisper_tf.outputs.KVCache`: the prefix is decoded once, then one token per iteration, with
 the sequence length a traced scalar that the rules read. XLA compiles it once per (batch, prefix
@@ -130,7 +130,7 @@ class TFWhisperGenerationMixin(GenerationFrontEnd):
     :class:`~whisper_tf.modeling.TFWhisperForConditionalGeneration`; ``generate(..., seed=0)``: ``do_sample``
     draws with stateless random ops from ``seed``."""
 
-    search_options = ("seed",)
+    search_option_names = ("seed",)
 
     def _to_host(self, tensor: tf.Tensor) -> np.ndarray:
         return tensor.numpy()

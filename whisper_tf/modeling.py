@@ -920,6 +920,8 @@ class TFWhisperForAudioClassification(TFWhisperPreTrainedModel):
     (``encoder/...``, ``projector``, ``classifier``, ``layer_weights``), as in the Flax backend.
     """
 
+    has_classification_heads = True
+
     def __init__(self, config: WhisperConfig, **kwargs: Any) -> None:
         super().__init__(config, **kwargs)
         dtype = self.dtype_policy

@@ -20,8 +20,8 @@ class NumpyModel(GenerationFrontEnd):
     """A backend whose hooks record their calls: encoder states are the features' first frame, row ``i``
     prefers language ``i % 2``, and the search returns the prefix followed by ``<|endoftext|>``."""
 
-    model_options = ("weights",)
-    search_options = ("rng",)
+    model_option_names = ("weights",)
+    search_option_names = ("rng",)
 
     def __init__(self) -> None:
         self.config = WhisperConfig(

@@ -1,4 +1,5 @@
-"""whisper_pt's greedy pick is the shared two-pass ``first_argmax`` over TorchOps, as in the TF and Flax loops."""
+"""whisper_pt's greedy pick is the shared ``first_argmax`` over TorchOps, as in the TF and Flax loops (torch's
+own argmax already follows its rule)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from whisper_pt.generation import TorchOps, _pick
 
 
 def test_first_argmax_is_numpys_argmax():
-    """The shared two-pass greedy pick, run on torch ops, agrees with np.argmax (ties, infinities, NaNs)
-    and gives torch's token dtype, int64, as torch.argmax did."""
+    """The shared greedy pick, run on torch ops, agrees with np.argmax (ties, infinities, NaNs) and gives
+    torch's token dtype, int64."""
     from tests.conftest import argmax_edge_rows
 
     rows = argmax_edge_rows()

@@ -14,10 +14,10 @@ import tensorflow as tf
 import torch
 
 from tests.helpers import FRAMES, SMALL, assert_seq2seq_outputs_close, max_abs, small_inputs
-from weights_bridge import tf_h5
+from weights_bridge import rules, tf_h5
 from whisper_core.config import WhisperConfig
 from whisper_tf import KVCache, TFWhisperForAudioClassification, TFWhisperForConditionalGeneration, TFWhisperModel
-from whisper_tf.checkpoint import model_variables, tf_names
+from whisper_tf.checkpoint import model_variables
 from whisper_tf.modeling import _compute_mask_indices, shift_tokens_right, sinusoids
 
 TOL = 1e-5
@@ -47,7 +47,11 @@ def inputs():
 
 def test_variable_paths_are_the_weight_table(ours, reference):
     paths = model_variables(ours)
-    assert set(paths) == {path for path, _ in tf_names(ours.config).values() if path.startswith("model/")}
+    assert set(paths) == {
+        path
+        for path, _ in rules.parameter_names(rules.KERAS_VARIABLES, ours.config, with_prefix=True).values()
+        if path.startswith("model/")
+    }
     theirs = {v.name.split("/", 1)[1].removesuffix(":0"): tuple(v.shape) for v in reference.weights}
     assert {path: tuple(v.shape) for path, v in paths.items()} == theirs
     table = paths["model/encoder/embed_positions/weight"].numpy()

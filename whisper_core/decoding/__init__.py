@@ -1,4 +1,5 @@
-"""Decoding rules shared by every backend: logit rules, prompt/prefix building, language detection."""
+"""Decoding written once for every backend: logit rules, prompt/prefix building, language detection, the
+beam bookkeeping, and the ``generate``/``detect_language`` front end each backend's loops sit behind."""
 
 from . import beam
 from .frontend import GenerationFrontEnd

@@ -31,11 +31,11 @@ from .prefix import PrefixIds
 class GenerationFrontEnd:
     """``generate`` and ``detect_language`` over a backend's hooks (see the module docstring)."""
 
-    # The backend's own keywords, beside transformers' ones: ``model_options`` reach every hook (the
-    # weights to run with, where the framework passes them in), ``search_options`` only ``_search``
+    # The backend's own keywords, beside transformers' ones: ``model_option_names`` reach every hook (the
+    # weights to run with, where the framework passes them in), ``search_option_names`` only ``_search``
     # (its random state). Other keywords go to ``plan_generation``.
-    model_options: ClassVar[tuple[str, ...]] = ()
-    search_options: ClassVar[tuple[str, ...]] = ()
+    model_option_names: ClassVar[tuple[str, ...]] = ()
+    search_option_names: ClassVar[tuple[str, ...]] = ()
 
     def detect_language(
         self,
@@ -51,7 +51,7 @@ class GenerationFrontEnd:
         returns it where the framework has int64), or with ``return_probabilities`` the probability of each
         language per input (``{"en": 0.97, ...}``). Longer features are cut to their first
         ``num_segment_frames`` frames (30 s)."""
-        unknown = sorted(set(model_options) - set(self.model_options))
+        unknown = sorted(set(model_options) - set(self.model_option_names))
         if unknown:
             raise TypeError(f"detect_language() got unexpected keyword arguments: {unknown}")
         ids = PrefixIds.for_language_detection(generation_config or self.generation_config)
@@ -90,12 +90,12 @@ class GenerationFrontEnd:
         (multilingual models). ``task``: "transcribe" (default) or "translate". ``prompt_ids``: one
         ``<|startofprev|>`` prompt for every row, or a list with one (or ``None``) per row; rows are
         then left-padded and their positions counted from their first real token. ``do_sample`` draws
-        with the backend's random state (its ``search_options``). ``num_beams > 1``: beam search with
+        with the backend's random state (its ``search_option_names``). ``num_beams > 1``: beam search with
         transformers' semantics; ``output_scores`` then gives the sequence scores ``[batch]``.
         ``return_dict_in_generate``: a :class:`~whisper_core.decoding.plan.WhisperGenerateOutput`.
         """
-        model_options = {name: kwargs.pop(name) for name in self.model_options if name in kwargs}
-        search_options = {name: kwargs.pop(name) for name in self.search_options if name in kwargs}
+        model_options = {name: kwargs.pop(name) for name in self.model_option_names if name in kwargs}
+        search_options = {name: kwargs.pop(name) for name in self.search_option_names if name in kwargs}
         config = generation_config or self.generation_config
         with self._inference():
             encoder_states = self._encoder_states(input_features, encoder_outputs, **model_options)

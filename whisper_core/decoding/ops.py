@@ -102,11 +102,19 @@ class NumpyOps:
 
 
 def first_argmax(ops: Any, logits: Any) -> Any:
-    """argmax over the last axis of ``logits [b, vocab]`` as ``[b]`` indices of ``ops.positions``' dtype
-    (int32; int64 in torch, its index dtype): the first maximum, a NaN counting as the maximum (NumPy's
-    rule), in two passes that vectorise: a max, then the smallest index holding it. XLA on CPU runs argmax as one (value, index) reduction that does not: 229 us
-    against 44 us per row over Whisper's 51865 logits, about 3% of tiny.en's batch-1 decode step.
-    ``ops`` needs ``max``, ``min``, ``where``, ``is_nan`` and ``positions``."""
+    """argmax over the last axis of ``logits [b, vocab]`` as ``[b]`` indices: the first maximum, a NaN
+    counting as the maximum (NumPy's rule).
+
+    Ops whose framework has an argmax that follows this rule and is fast supply it as ``ops.argmax``
+    (torch: 47 us per row against 263 us in two passes, on one CPU thread). The others need ``max``,
+    ``min``, ``where``, ``is_nan`` and ``positions`` (whose dtype the indices take: int32), for two passes
+    that vectorise: a max, then the smallest index holding it. XLA on CPU runs argmax as one (value,
+    index) reduction that does not: 229 us against 44 us per row over Whisper's 51865 logits, about 3%
+    of tiny.en's batch-1 decode step.
+    """
+    native = getattr(ops, "argmax", None)
+    if native is not None:
+        return native(logits)
     top = ops.max(logits)  # [b, 1]: NaN when the row has one
     hits = ops.where(ops.is_nan(top), ops.is_nan(logits), logits == top)
     return ops.min(ops.where(hits, ops.positions(logits), logits.shape[-1]))[:, 0]
