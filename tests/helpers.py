@@ -215,3 +215,19 @@ def assert_logits_and_loss_match_pt(processor: Any, features: np.ndarray, pt: An
     assert max_abs(mine.logits, theirs.logits) <= tol
     reference_loss = torch.nn.functional.cross_entropy(theirs.logits[0].double(), torch.from_numpy(labels[0])).item()
     assert abs(float(mine.loss) - reference_loss) <= 1e-5 * reference_loss
+
+
+def assert_generate_takes_encoder_outputs(model: Any, features: Any, states: Any, max_new_tokens: int) -> None:
+    """``generate(encoder_outputs=...)``, in each form the models take (a ``(states,)`` tuple, an output
+    object, the bare ``[b, S, d]`` states), gives the ids of ``generate(features)`` whose encoder gave
+    ``states``; with neither it is refused."""
+    import pytest
+
+    from whisper_core.outputs import BaseModelOutput
+
+    expected = np.asarray(model.generate(features, language="en", max_new_tokens=max_new_tokens))
+    for given in ((states,), BaseModelOutput(last_hidden_state=states), states):
+        ids = model.generate(encoder_outputs=given, language="en", max_new_tokens=max_new_tokens)
+        np.testing.assert_array_equal(np.asarray(ids), expected, err_msg=type(given).__name__)
+    with pytest.raises(ValueError, match="give input_features"):
+        model.generate(language="en", max_new_tokens=max_new_tokens)

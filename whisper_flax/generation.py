@@ -140,13 +140,7 @@ class FlaxWhisperGenerationMixin(GenerationFrontEnd):
         return sequences, scores, no_speech
 
     # -- pieces ----------------------------------------------------------------------------
-    def _encoder_states(self, input_features: Any, encoder_outputs: Any, params: Any = None) -> jax.Array:
-        if encoder_outputs is not None:
-            return (
-                encoder_outputs[0] if isinstance(encoder_outputs, tuple | list) else encoder_outputs.last_hidden_state
-            )
-        if input_features is None:
-            raise ValueError("give input_features (or encoder_outputs)")
+    def _encode(self, input_features: Any, params: Any = None) -> jax.Array:
         encode = self._compiled("encode", lambda: jax.jit(partial(self.module.apply, method="encode")))
         return encode(self._params(params), jnp.asarray(input_features, jnp.float32)).last_hidden_state
 

@@ -122,13 +122,7 @@ class WhisperGenerationMixin(GenerationFrontEnd):
         return sequences, scores, no_speech
 
     # -- pieces ----------------------------------------------------------------------------
-    def _encoder_states(self, input_features: torch.Tensor | None, encoder_outputs: Any) -> torch.Tensor:
-        if encoder_outputs is not None:
-            return (
-                encoder_outputs[0] if isinstance(encoder_outputs, tuple | list) else encoder_outputs.last_hidden_state
-            )
-        if input_features is None:
-            raise ValueError("give input_features (or encoder_outputs)")
+    def _encode(self, input_features: torch.Tensor) -> torch.Tensor:
         input_features = input_features.to(device=self.device, dtype=self.dtype)
         return self.model.encoder(input_features).last_hidden_state
 

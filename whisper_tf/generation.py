@@ -173,16 +173,13 @@ class TFWhisperGenerationMixin(GenerationFrontEnd):
             compiled[key] = make()
         return compiled[key]
 
-    def _encoder_states(self, input_features: Any, encoder_outputs: Any) -> tf.Tensor:
-        if encoder_outputs is not None:
-            return tf.convert_to_tensor(
-                encoder_outputs[0] if isinstance(encoder_outputs, tuple | list) else encoder_outputs.last_hidden_state
-            )
-        if input_features is None:
-            raise ValueError("give input_features (or encoder_outputs)")
+    def _encode(self, input_features: Any) -> tf.Tensor:
         # A graph, not XLA: on CPU, TensorFlow's oneDNN convolutions and matmuls beat XLA's here (~20%).
         encode = self._compiled("encode", lambda: tf.function(lambda x: self.get_encoder()(x).last_hidden_state))
         return encode(tf.convert_to_tensor(input_features, tf.float32))
+
+    def _as_tensor(self, array: Any) -> tf.Tensor:
+        return tf.convert_to_tensor(array)
 
     def _language_probabilities(self, ids: PrefixIds, encoder_states: tf.Tensor) -> tf.Tensor:
         """``[batch, languages]`` softmax over the language tokens after ``<|startoftranscript|>``."""

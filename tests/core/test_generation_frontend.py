@@ -41,7 +41,7 @@ class NumpyModel(GenerationFrontEnd):
     def _from_host(self, array, like):
         return array
 
-    def _encoder_states(self, input_features, encoder_outputs, weights=None):
+    def _encode(self, input_features, weights=None):
         self.calls.append(("encode", {"frames": input_features.shape[-1], "weights": weights}))
         return input_features[..., 0]
 

@@ -8,7 +8,7 @@ import torch
 
 from tests.helpers import WHISPER_LIKE as MODEL
 from tests.helpers import WHISPER_LIKE_GENERATION as GENERATION
-from tests.helpers import assert_seeded_top_k_sampling, scale_weights
+from tests.helpers import assert_generate_takes_encoder_outputs, assert_seeded_top_k_sampling, scale_weights
 from whisper_core import GenerationConfig, WhisperConfig
 from whisper_core.decoding import NumpyOps, beam
 from whisper_pt import WhisperForConditionalGeneration
@@ -219,6 +219,13 @@ def test_transformers_call_forms_are_accepted(models, features):
     prompts = torch.tensor([[59, 10, 11], [59, 12, 13], [59, 14, 15]])
     as_rows = ours.generate(features, language="en", max_new_tokens=4, prompt_ids=[row for row in prompts])
     assert torch.equal(ours.generate(features, language="en", max_new_tokens=4, prompt_ids=prompts), as_rows)
+
+
+def test_generate_takes_encoder_outputs(models, features):
+    ours, _ = models
+    with torch.no_grad():
+        states = ours.model.encoder(features).last_hidden_state
+    assert_generate_takes_encoder_outputs(ours, features, states, max_new_tokens=6)
 
 
 def test_beam_search_gives_sequences_scores(models, features):

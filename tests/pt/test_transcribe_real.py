@@ -6,7 +6,6 @@ weights bridge as an OpenAI ``.pt``): our loop must give the same segments and w
 
 from __future__ import annotations
 
-import importlib
 import itertools
 import json
 import subprocess
@@ -16,10 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import whisper_mb
 from tests.core.longform_audio import LongAudio, build_long_audio
 from whisper_core import SAMPLE_RATE, WhisperTokenizer
 from whisper_core.transcribe import TranscribeOptions, Transcriber, Transcription, transcribe_chunked
-from whisper_mb import load_backend
+from whisper_mb import BACKENDS, load_backend
 
 pytestmark = pytest.mark.slow
 OPTIONS = TranscribeOptions(word_timestamps=True)
@@ -132,21 +132,11 @@ def test_segments_and_words_match_openai_whisper(pt_result, openai_result):
     assert np.abs(np.array([w.end for w in our_words]) - [w["end"] for w in their_words]).max() <= 0.021
 
 
-def _backend_param(name: str, package: str, model_class: str):
-    try:
-        available = hasattr(importlib.import_module(package), model_class)
-    except ImportError:
-        available = False
-    return pytest.param(
-        name, marks=pytest.mark.skipif(not available, reason=f"{package}.{model_class} is not there yet")
-    )
-
-
 @pytest.mark.parametrize(
     "backend",
     [
-        _backend_param("flax", "whisper_flax", "FlaxWhisperForConditionalGeneration"),
-        _backend_param("tf", "whisper_tf", "TFWhisperForConditionalGeneration"),
+        pytest.param(name, marks=pytest.mark.skipif(not BACKENDS[name].is_installed(), reason="not installed"))
+        for name in ("flax", "tf")
     ],
 )
 def test_other_backends_give_the_same_transcript(backend, tiny_en_dir, long_audio, pt_result):
@@ -201,3 +191,14 @@ def test_command_line_writes_subtitles_and_reports_bad_files(jfk_path, tmp_path)
     srt = (tmp_path / "jfk.srt").read_text()
     assert srt.startswith("1\n00:00:00,000 --> 00:00:") and "ask not what your country can do for you" in srt
     assert json.loads(result.stdout.splitlines()[-1])["written"] == [str(tmp_path / "jfk.srt")]
+
+
+def test_transcribe_loads_a_backend_by_name_and_transcribes(tiny_en_dir, jfk_audio):
+    """``whisper_mb.transcribe``: the one call from audio to text, with the backend picked by name."""
+    from tests.conftest import JFK_TEXT
+    from whisper_core.normalizers import EnglishTextNormalizer
+
+    (result,) = whisper_mb.transcribe([jfk_audio], str(tiny_en_dir), backend="pt")
+    normalize = EnglishTextNormalizer()
+    assert normalize(result.text) == normalize(JFK_TEXT)
+    assert result.language == "en" and result.segments[-1].end == pytest.approx(11.0, abs=0.5)

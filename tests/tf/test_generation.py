@@ -10,6 +10,7 @@ import torch
 
 from tests.helpers import (
     assert_detect_language_matches_pt,
+    assert_generate_takes_encoder_outputs,
     assert_seeded_top_k_sampling,
     max_abs,
     timestamp_rules_case,
@@ -58,6 +59,11 @@ def test_generate_matches_whisper_pt(models, features, kwargs):
 def test_detect_language_matches_whisper_pt(models, features):
     pt, ours = models
     assert_detect_language_matches_pt(pt, ours, features, TOL)
+
+
+def test_generate_takes_encoder_outputs(models, features):
+    _, ours = models
+    assert_generate_takes_encoder_outputs(ours, features, ours.get_encoder()(features).last_hidden_state, NEW)
 
 
 def test_generate_compiles_once_and_returns_scores(models, features):

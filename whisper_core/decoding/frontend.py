@@ -3,8 +3,8 @@
 Each backend's generation mixin subclasses :class:`GenerationFrontEnd` and supplies only what needs
 its framework, as methods:
 
-- ``_encoder_states(input_features, encoder_outputs, **model_options)``: the encoder output
-  ``[batch, frames, d]`` (``encoder_outputs`` when given);
+- ``_encode(input_features, **model_options)``: the encoder's last hidden state ``[batch, frames, d]``;
+- ``_as_tensor(array)``: a given encoder output as the framework's tensor (unchanged by default);
 - ``_language_probabilities(ids, encoder_states, **model_options)``: ``[batch, languages]``, the softmax
   over ``ids.lang_to_id`` right after ``<|startoftranscript|>``;
 - ``_search(plan, encoder_states, **model_options, **search_options)``: the decoding loop of a
@@ -13,7 +13,8 @@ its framework, as methods:
 - ``_to_host(tensor)`` and ``_from_host(array, like)``: to NumPy and back;
 - ``_inference()``: a context in which no gradients are tracked (nothing by default).
 
-What is the same everywhere lives here: which generation config, cutting the features for language
+What is the same everywhere lives here: which generation config, reading a given ``encoder_outputs``
+(:func:`~whisper_core.outputs.as_encoder_output`), cutting the features for language
 detection, resolving the options into a plan (:func:`~whisper_core.decoding.plan.plan_generation`,
 which also refuses unknown keywords) and what is returned.
 """
@@ -24,6 +25,7 @@ import contextlib
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+from ..outputs import as_encoder_output
 from .plan import plan_generation
 from .prefix import PrefixIds
 
@@ -124,6 +126,19 @@ class GenerationFrontEnd:
             if not plan.return_dict:
                 return sequences
             return plan.output(sequences, self._to_host(sequences), scores, no_speech)
+
+    def _encoder_states(self, input_features: Any, encoder_outputs: Any, **model_options: Any) -> Any:
+        """``[batch, frames, d]``: the last hidden state of ``encoder_outputs`` (any form the models take)
+        when given, else the encoder run on ``input_features``."""
+        if encoder_outputs is not None:
+            return self._as_tensor(as_encoder_output(encoder_outputs).last_hidden_state)
+        if input_features is None:
+            raise ValueError("give input_features (or encoder_outputs)")
+        return self._encode(input_features, **model_options)
+
+    def _as_tensor(self, array: Any) -> Any:
+        """A given encoder output as the framework's tensor (frameworks that take any array leave it)."""
+        return array
 
     def _inference(self) -> contextlib.AbstractContextManager:
         """The framework's no-gradient context around decoding (none needed where nothing is traced)."""
