@@ -231,3 +231,28 @@ def assert_generate_takes_encoder_outputs(model: Any, features: Any, states: Any
         np.testing.assert_array_equal(np.asarray(ids), expected, err_msg=type(given).__name__)
     with pytest.raises(ValueError, match="give input_features"):
         model.generate(language="en", max_new_tokens=max_new_tokens)
+
+
+def assert_bucketed_prefixes_trace_once(model: Any, features: np.ndarray, max_new_tokens: int) -> None:
+    """``generate(bucket_prefix=True)`` with prompts of four lengths (prefix widths 11 to 14, one bucket)
+    traces the compiled loop once, and each gives the tokens, scores and no-speech probabilities of
+    the unpadded rows."""
+    kwargs = dict(language="en", max_new_tokens=max_new_tokens, output_scores=True, return_dict_in_generate=True)
+    model.generate(features, prompt_ids=[59, 1, 2, 3, 4, 5, 6], bucket_prefix=True, **kwargs)  # compiles
+    traces = model._loop_traces
+    for extra in range(4):
+        prompt = [59, *range(1, 7 + extra)]
+        padded = model.generate(features, prompt_ids=prompt, bucket_prefix=True, **kwargs)
+        plain = model.generate(features, prompt_ids=prompt, **kwargs)
+        generated = len(plain.scores)
+        assert as_numpy(padded.sequences).shape[1] == 32 + generated  # the bucket, then what was generated
+        np.testing.assert_array_equal(
+            as_numpy(padded.sequences)[:, -generated:], as_numpy(plain.sequences)[:, -generated:]
+        )
+        assert max_abs(padded.no_speech_probs, plain.no_speech_probs) <= 1e-5
+        for a, b in zip(padded.scores, plain.scores, strict=True):
+            a, b = as_numpy(a), as_numpy(b)
+            finite = np.isfinite(b)
+            assert (np.isfinite(a) == finite).all()
+            assert np.abs(a[finite] - b[finite]).max() <= 1e-5 * max(1.0, float(np.abs(b[finite]).max()))
+    assert model._loop_traces == traces + 4  # the four plain widths compiled; the bucketed one did not again

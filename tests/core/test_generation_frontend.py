@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from whisper_core import GenerationConfig, WhisperConfig
-from whisper_core.decoding import GenerationFrontEnd, WhisperGenerateOutput
+from whisper_core.decoding import GenerationFrontEnd, WhisperGenerateOutput, plan_generation
+from whisper_core.decoding.plan import PREFIX_BUCKETS
 
 LANGUAGES = {"<|en|>": 52, "<|de|>": 54}
 GENERATION = dict(
@@ -95,3 +96,31 @@ def test_generate_refuses_what_no_one_takes():
     with pytest.raises(ValueError, match="beam search with sampling"):
         model.generate(features, language="en", num_beams=2, do_sample=True)
     assert [name for name, _ in model.calls] == ["encode", "encode"]  # refused before any search
+
+
+def test_bucketed_prefixes_keep_the_rows_and_bound_the_shapes_of_a_long_file():
+    """Over a long file the prompt grows window by window up to 223 tokens; with ``bucket_prefix`` the
+    loop shapes (prefix width, new tokens) take at most one value per bucket, while the rows, where
+    ``<|startoftranscript|>`` sits and the room left to generate stay those of the unpadded plan."""
+    model_config = WhisperConfig(
+        vocab_size=100,
+        max_target_positions=448,
+        decoder_start_token_id=51,
+        pad_token_id=50,
+        bos_token_id=50,
+        eos_token_id=50,
+    )
+    config = GenerationConfig(**{**GENERATION, "max_length": 448})
+    shapes = set()
+    for length in range(0, 224, 3):
+        prompt = [59, *[7] * length] if length else None
+        room = min(224, 448 - (len(prompt or ()) + 4))  # the engine's max_new_tokens
+        kwargs = dict(language="en", task="transcribe", prompt_ids=prompt, max_new_tokens=room)
+        plain = plan_generation(config, model_config, 1, lambda: None, **kwargs)
+        bucketed = plan_generation(config, model_config, 1, lambda: None, bucket_prefix=True, **kwargs)
+        assert bucketed.begin in PREFIX_BUCKETS and bucketed.begin >= plain.begin
+        assert bucketed.prefixes[0][bucketed.padding[0] :] == plain.prefixes[0]
+        assert bucketed.prefixes[0][bucketed.sot_positions[0]] == 51
+        assert bucketed.max_new_tokens == plain.max_new_tokens
+        shapes.add((bucketed.begin, bucketed.max_new_tokens))
+    assert len(shapes) <= len(PREFIX_BUCKETS) + 1  # the last bucket also sees the shortened room

@@ -9,6 +9,7 @@ import tensorflow as tf
 import torch
 
 from tests.helpers import (
+    assert_bucketed_prefixes_trace_once,
     assert_detect_language_matches_pt,
     assert_generate_takes_encoder_outputs,
     assert_seeded_top_k_sampling,
@@ -148,3 +149,8 @@ def test_first_argmax_is_numpys_argmax():
     picked = first_argmax(TfOps(), tf.constant(rows))
     np.testing.assert_array_equal(np.asarray(picked), rows.argmax(axis=-1))
     assert picked.dtype == tf.int32
+
+
+def test_bucketed_prefixes_compile_once(models, features):
+    _, ours = models
+    assert_bucketed_prefixes_trace_once(ours, features, NEW)

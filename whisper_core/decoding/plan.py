@@ -19,6 +19,12 @@ from .prefix import PrefixIds, decoder_prefix, languages_per_row, prompt_tokens
 from .rules import LogitRules
 from .segments import Segment, split_segments
 
+# Widths the prefix rows are left-padded to with ``bucket_prefix``: a prompt grows window by window
+# over a long file (up to half the text context, 224 tokens, plus the start sequence), and a compiled
+# decoding loop is built per prefix width, so rounding the width up to one of these bounds the
+# compilations per file to five whatever its length.
+PREFIX_BUCKETS = (8, 32, 64, 128, 256)
+
 
 @dataclass
 class WhisperGenerateOutput:
@@ -145,6 +151,7 @@ def plan_generation(
     return_segments: bool = False,
     max_length: int | None = None,
     attention_mask: Any = None,
+    bucket_prefix: bool = False,
     **unsupported: Any,
 ) -> GenerationPlan:
     """Resolve one ``generate`` call. Explicit arguments win over ``config`` (a GenerationConfig);
@@ -154,6 +161,11 @@ def plan_generation(
     ``max_length`` bounds the whole output (prompt and prefix included) when ``max_new_tokens`` is not
     given. ``attention_mask`` (the processor's, over the audio frames) is accepted as transformers
     accepts it and unused: short-form features are always padded to 30 s, which the encoder sees whole.
+
+    ``bucket_prefix`` (ours, not transformers'): left-pad the prefix rows further, to the next width in
+    :data:`PREFIX_BUCKETS`, so that compiled loops (TF, JAX) see a bounded set of shapes over a long
+    file. The padding is masked and each row counts its positions from its first real token, so the
+    tokens are those of the unpadded rows; the returned sequences carry the extra padding in front.
     """
     del attention_mask  # see the docstring
     if unsupported:
@@ -188,8 +200,7 @@ def plan_generation(
         for prompt, token in zip(prompts, language_tokens, strict=True)
     ]
     pad = config.pad_token_id if config.pad_token_id is not None else config.eos_token_id
-    prefixes, padding = left_pad(rows, pad)
-    begin = len(prefixes[0])
+    begin = max(len(row) for row in rows)  # the widest real prefix: what bounds the room left to generate
     limit = model_config.max_target_positions - begin
     if max_new_tokens is None and max_length is not None:
         max_new_tokens = max_length - begin
@@ -202,6 +213,7 @@ def plan_generation(
         )
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+    prefixes, padding = left_pad(rows, pad, prefix_bucket(begin) if bucket_prefix else begin)
     rules = LogitRules(
         vocab_size=model_config.vocab_size,
         eos_token_id=config.eos_token_id,
@@ -254,7 +266,12 @@ def _token_list(prompt_ids: Any) -> list[int]:
     return [int(t) for t in np.asarray(prompt_ids).reshape(-1)]
 
 
-def left_pad(rows: list[list[int]], pad: int) -> tuple[list[list[int]], list[int]]:
-    """Left-pad token rows to one length; also return how much padding each row got."""
-    width = max(len(row) for row in rows)
+def prefix_bucket(width: int) -> int:
+    """The smallest of :data:`PREFIX_BUCKETS` that holds ``width`` tokens (``width`` itself beyond them)."""
+    return next((bucket for bucket in PREFIX_BUCKETS if bucket >= width), width)
+
+
+def left_pad(rows: list[list[int]], pad: int, width: int | None = None) -> tuple[list[list[int]], list[int]]:
+    """Left-pad token rows to ``width`` (default: the longest row); also return how much padding each row got."""
+    width = max(len(row) for row in rows) if width is None else width
     return [[pad] * (width - len(row)) + row for row in rows], [width - len(row) for row in rows]

@@ -36,6 +36,9 @@ class ModelBackend(ABC):
     """A loaded ``*ForConditionalGeneration`` of any backend, called only through its public methods."""
 
     name: ClassVar[str]  # the backend's registry name ("pt", "tf", "flax")
+    # Backends that compile one decoding program per prefix width left-pad prompts to a few widths
+    # (``generate(bucket_prefix=True)``), so a long file compiles a bounded number of programs.
+    bucket_prefix: ClassVar[bool] = False
 
     def __init__(self, model: Any) -> None:
         self.model = model
@@ -89,6 +92,7 @@ class ModelBackend(ABC):
             return_timestamps=True,
             prompt_ids=[list(prompt) if prompt else None for prompt in prompts],
             max_new_tokens=max_new_tokens,
+            bucket_prefix=self.bucket_prefix,
             output_scores=True,
             return_dict_in_generate=True,
             **kwargs,
