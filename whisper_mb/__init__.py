@@ -36,6 +36,9 @@ def transcribe(
     directory: str,
     backend: str = "pt",
     options: TranscribeOptions = TranscribeOptions(),  # noqa: B008  # frozen: shared safely
+    compute_type: str = "float32",
 ) -> list[Transcription]:
-    """Load the checkpoint ``directory`` with ``backend`` and transcribe 16 kHz mono clips of any length."""
-    return Transcriber.from_pretrained(load_backend(backend, directory), directory).transcribe(audios, options)
+    """Load the checkpoint ``directory`` with ``backend`` in ``compute_type`` (float32, float16, bfloat16,
+    int8, int8_float32) and transcribe 16 kHz mono clips of any length."""
+    model = load_backend(backend, directory, compute_type)
+    return Transcriber.from_pretrained(model, directory).transcribe(audios, options)

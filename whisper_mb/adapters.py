@@ -32,14 +32,23 @@ class TorchBackend(ModelBackend):
     def forward_attentions(
         self, features: np.ndarray, tokens: np.ndarray, heads: Sequence[Sequence[int]]
     ) -> tuple[np.ndarray, np.ndarray]:
+        """The features in the model's dtype (float16 / bfloat16 compute types), the results in float32
+        (NumPy has no bfloat16)."""
         import torch
 
         with torch.inference_mode():
-            return super().forward_attentions(features.astype(np.float32), tokens, heads)
+            out = self.model(
+                input_features=self.tensor(features).to(self.model.dtype),
+                decoder_input_ids=self.tensor(tokens),
+                output_attentions=True,
+            )
+            weights = torch.stack([out.cross_attentions[layer][0, head] for layer, head in heads])
+            return to_numpy(out.logits[0].float()), to_numpy(weights.float())
 
 
 class FlaxBackend(ModelBackend):
     name = "flax"
+    bucket_prefix = True
 
     def __init__(self, model: Any) -> None:
         super().__init__(model)
@@ -75,11 +84,12 @@ class FlaxBackend(ModelBackend):
         length = tokens.shape[1]
         padded = np.pad(tokens, ((0, 0), (0, -length % 32)), constant_values=self.generation_config.eos_token_id)
         logits, weights = self._forward[key](self.model.params, jnp.asarray(features), jnp.asarray(padded))
-        return to_numpy(logits)[0, :length], to_numpy(weights)[:, :length]
+        return _float32(logits)[0, :length], _float32(weights)[:, :length]
 
 
 class TFBackend(ModelBackend):
     name = "tf"
+    bucket_prefix = True
 
     def tensor(self, values: np.ndarray) -> Any:
         import tensorflow as tf
@@ -88,3 +98,14 @@ class TFBackend(ModelBackend):
 
     def sampling_kwargs(self, seed: int) -> dict[str, Any]:
         return {"seed": seed}
+
+    def forward_attentions(
+        self, features: np.ndarray, tokens: np.ndarray, heads: Sequence[Sequence[int]]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        logits, weights = super().forward_attentions(features, tokens, heads)
+        return _float32(logits), _float32(weights)
+
+
+def _float32(x: Any) -> np.ndarray:
+    """A tensor of a float16 / bfloat16 compute type as float32 NumPy, for the engine's NumPy code."""
+    return to_numpy(x).astype(np.float32)

@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from weights_bridge import data_packages, fetch
+from weights_bridge import data_packages, fetch, quantization
 from weights_bridge.conversion import convert_checkpoint
 from weights_bridge.fetching import cache_home, resolve_model
 from whisper_core.audio import load_audio
@@ -92,7 +92,9 @@ def _transcribe(args: argparse.Namespace) -> int:
     directory = resolve_model(args.model)
     if args.backend == "flax":
         _keep_jax_compilations()
-    transcriber = Transcriber.from_pretrained(load_backend(args.backend, directory), directory)
+    model = load_backend(args.backend, directory, args.compute_type)
+    weights_mb = round(model.model.get_memory_footprint() / 2**20, 1)
+    transcriber = Transcriber.from_pretrained(model, directory)
     options = TranscribeOptions(
         language=args.language,
         task=args.task,
@@ -143,6 +145,8 @@ def _transcribe(args: argparse.Namespace) -> int:
                 "segments": len(result.segments),
                 "audio_seconds": round(len(audio) / transcriber.feature_extractor.sampling_rate, 3),
                 "seconds": round(seconds, 3),
+                "compute_type": args.compute_type,
+                "weights_mb": weights_mb,
                 "written": [str(w) for w in written],
             }
             print(json.dumps(summary, ensure_ascii=False), flush=True)
@@ -196,6 +200,12 @@ def _add_transcribe(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("audio", nargs="+", help="audio or video files (anything FFmpeg decodes)")
     parser.add_argument("--backend", choices=sorted(BACKENDS), default="pt")
     parser.add_argument("--model", default="tiny.en", help="tiny.en, base, a checkpoint directory or a hub id")
+    parser.add_argument(
+        "--compute-type",
+        choices=quantization.COMPUTE_TYPES,
+        default="float32",
+        help="weights and activations, as faster-whisper (int8 = int8_float32 on CPU: int8 Linear weights)",
+    )
     parser.add_argument("--language", help="spoken language (default: detected on the first 30 s)")
     parser.add_argument("--task", choices=("transcribe", "translate"))
     parser.add_argument("--word-timestamps", action="store_true", help="time every word (cross-attention + DTW)")

@@ -12,6 +12,7 @@ import importlib.util
 from dataclasses import dataclass
 from typing import Any
 
+from weights_bridge import quantization
 from whisper_core.transcribe.backends import ModelBackend
 
 from .adapters import FlaxBackend, TFBackend, TorchBackend
@@ -72,7 +73,9 @@ def backend_of(model: Any) -> str:
     raise TypeError(f"{type(model).__name__} is not a whisper-multibackend model")
 
 
-def load_backend(name: str, directory: str) -> ModelBackend:
-    """A checkpoint directory loaded with backend ``name`` ("pt", "tf" or "flax"), ready for the engine."""
+def load_backend(name: str, directory: str, compute_type: str = "float32") -> ModelBackend:
+    """A checkpoint directory loaded with backend ``name`` ("pt", "tf" or "flax") in ``compute_type``
+    (:data:`weights_bridge.quantization.COMPUTE_TYPES`), ready for the engine."""
     spec = backend(name)
-    return spec.adapter(spec.model_class().from_pretrained(directory))
+    quantization.check_compute_type(compute_type)  # before importing a framework
+    return spec.adapter(spec.model_class().from_pretrained(directory, compute_type=compute_type))

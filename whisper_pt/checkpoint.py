@@ -10,13 +10,14 @@ them back.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
-from weights_bridge import pretrained, rules
+from weights_bridge import pretrained, quantization, rules
 from whisper_core.config import WhisperConfig
 from whisper_core.generation_config import GenerationConfig
 
@@ -48,6 +49,70 @@ def load_state(model: torch.nn.Module, tensors: dict[str, np.ndarray], source: s
             state[name].copy_(torch.from_numpy(np.require(array, requirements=("C", "W"))))
 
 
+def quantize_linears(model: torch.nn.Module, weights: dict[str, quantization.Int8Weight]) -> None:
+    """Swap the Linear modules of the bridge's int8 ``weights`` (canonical names) for dynamically quantized
+    ones (fbgemm/x86 integer kernels; activations quantized per call, output float32) holding exactly
+    those int8 values and per-channel scales; the tied output projection takes the embedding's."""
+    paths = {
+        name: path
+        for name, (path, _) in rules.parameter_names(
+            rules.STATE_DICT, model.config, with_prefix=_has_prefix(model)
+        ).items()
+    }
+    output = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    state = model.state_dict()
+    for name, weight in weights.items():
+        if name not in paths or paths[name] not in state:  # the decoder, for a classification model
+            continue
+        if name == quantization.OUTPUT_PROJECTION:
+            if output is None:  # WhisperModel: the embedding has no projection to quantize
+                continue
+            module_path = _module_path(model, output)
+        else:
+            module_path = paths[name].removesuffix(".weight")
+        parent_path, _, leaf = module_path.rpartition(".")
+        parent = model.get_submodule(parent_path)
+        setattr(parent, leaf, _int8_linear(getattr(parent, leaf), weight))
+
+
+def _has_prefix(model: torch.nn.Module) -> bool:
+    return any(name.startswith(rules.STATE_DICT.prefix) for name, _ in model.named_parameters())
+
+
+def _module_path(model: torch.nn.Module, module: torch.nn.Module) -> str:
+    return next(path for path, candidate in model.named_modules() if candidate is module)
+
+
+def _int8_linear(linear: torch.nn.Linear, weight: quantization.Int8Weight) -> torch.nn.Module:
+    """A quantized dynamic Linear with ``weight``'s int8 values and scales and ``linear``'s float bias."""
+    from torch.ao.nn.quantized.dynamic import Linear
+
+    with warnings.catch_warnings():  # torch 2.13 marks quantized tensors deprecated; the kernels are current
+        warnings.simplefilter("ignore", UserWarning)
+        values = torch._make_per_channel_quantized_tensor(
+            torch.from_numpy(weight.values),
+            torch.from_numpy(weight.scales.astype(np.float64)),  # exact: a float32 widened
+            torch.zeros(len(weight.scales), dtype=torch.long),
+            0,
+        )
+        module = Linear(linear.in_features, linear.out_features, bias_=linear.bias is not None, dtype=torch.qint8)
+        module.set_weight_bias(values, None if linear.bias is None else linear.bias.detach().float())
+    return module
+
+
+def _int8_linears(model: torch.nn.Module) -> list[torch.nn.Module]:
+    from torch.ao.nn.quantized.dynamic import Linear
+
+    return [module for module in model.modules() if isinstance(module, Linear)]
+
+
+def _linear_nbytes(module: torch.nn.Module) -> int:
+    """What a quantized Linear holds, counted as the bridge counts int8 weights (int8 values, float32
+    scales) plus its float bias; fbgemm's packed copy is an implementation detail."""
+    weight, bias = module.weight(), module.bias()
+    return weight.numel() + 4 * weight.shape[0] + (0 if bias is None else bias.numel() * bias.element_size())
+
+
 class CheckpointMixin:
     """``from_pretrained`` and ``save_pretrained`` with transformers' signatures."""
 
@@ -63,21 +128,33 @@ class CheckpointMixin:
         dtype: str | torch.dtype | None = None,
         device: str | torch.device | None = None,
         config: WhisperConfig | None = None,
+        compute_type: str | None = None,
         **config_overrides: Any,
     ) -> Any:
         """Load a checkpoint directory (canonical safetensors, sharded, or HF ``pytorch_model.bin``) or hub id.
 
         Weights are cast to ``torch_dtype`` (or ``dtype``, its newer transformers name; float32 by default,
         "auto" = as stored); ``config_overrides`` change config values (dropout, SpecAugment,
-        ``num_labels``, ...).
+        ``num_labels``, ...). ``compute_type`` (faster-whisper's names, :mod:`weights_bridge.quantization`)
+        replaces the dtype: float32, float16, bfloat16, or int8 / int8_float32 (int8 Linear weights on
+        fbgemm/x86 integer kernels, everything else float32; CPU only).
         """
         if torch_dtype is not None and dtype is not None and torch_dtype != dtype:
             raise ValueError(f"torch_dtype={torch_dtype!r} and dtype={dtype!r} disagree: give one")
-        torch_dtype = torch_dtype if torch_dtype is not None else dtype
+        torch_dtype = quantization.weights_dtype(
+            compute_type, torch_dtype if torch_dtype is not None else dtype, dtype_name="torch_dtype"
+        )
+        if quantization.is_int8(compute_type) and device is not None and torch.device(device).type != "cpu":
+            raise ValueError(f"compute_type={compute_type!r} runs on CPU integer kernels only: use float16 on {device}")
         checkpoint = pretrained.load(
             pretrained_model_name_or_path, has_heads=cls.has_classification_heads, config=config, **config_overrides
         )
-        model = cls.from_canonical(**checkpoint.model_arguments, torch_dtype=_resolve_dtype(torch_dtype, checkpoint))
+        arguments, int8 = checkpoint.model_arguments, {}
+        if quantization.is_int8(compute_type):
+            arguments["tensors"], int8 = quantization.quantize_tensors(checkpoint.tensors)
+        model = cls.from_canonical(**arguments, torch_dtype=_resolve_dtype(torch_dtype, checkpoint))
+        if int8:
+            quantize_linears(model, int8)
         return model.to(device=device) if device is not None else model
 
     @classmethod
@@ -98,11 +175,19 @@ class CheckpointMixin:
             model.generation_config = generation_config
         return model
 
+    def get_memory_footprint(self) -> int:
+        """Bytes of the weights the model holds (parameters, buffers and int8 Linear weights), as
+        transformers' ``get_memory_footprint``: compare compute types with it."""
+        tensors = [*self.parameters(), *self.buffers()]
+        return sum(t.numel() * t.element_size() for t in tensors) + sum(map(_linear_nbytes, _int8_linears(self)))
+
     def canonical_tensors(self) -> dict[str, np.ndarray]:
         """The weights under canonical names as NumPy arrays (tied ``proj_out`` left out).
 
         bfloat16 has no NumPy dtype, so bfloat16 weights come out as float32 (exactly representable).
         """
+        if _int8_linears(self):
+            raise ValueError("an int8 model's weights cannot be read back: load the checkpoint in float32 to save it")
         state = {name: _to_numpy(tensor) for name, tensor in self.state_dict().items()}
         return pretrained.canonical_tensors(state, rules.STATE_DICT, self.config)
 

@@ -1,0 +1,113 @@
+"""``compute_type`` as faster-whisper / CTranslate2 name it, and the int8 weight arithmetic, written once.
+
+Every backend's ``from_pretrained(..., compute_type=...)`` asks here which float dtype to load, which
+canonical tensors become int8, and what their int8 values and scales are, so that PyTorch (integer
+kernels), TensorFlow and JAX (dequantized on load) all run the same int8 numbers.
+
+int8 is CTranslate2's scheme: symmetric, one float32 scale per output channel (row of a canonical
+``[out, in]`` weight), ``scale = max|row| / 127``, ``int8 = round(row / scale)``; an all-zero row gets
+scale 1 (CTranslate2 does the same), so dequantizing gives it back exactly. The quantized tensors are
+every Linear weight of the encoder and decoder layers (attention q/k/v/out, fc1, fc2) and the output
+projection, which Whisper ties to the token embedding. On CPU ``int8`` and ``int8_float32`` are the same
+thing, as in CTranslate2: int8 weights, every other layer and every activation in float32.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+COMPUTE_TYPES: tuple[str, ...] = ("float32", "float16", "bfloat16", "int8", "int8_float32")
+INT8_TYPES: tuple[str, ...] = ("int8", "int8_float32")
+
+# The tied output projection's canonical name (``proj_out.weight`` is not stored: it is this tensor).
+OUTPUT_PROJECTION = "model.decoder.embed_tokens.weight"
+UNTIED_OUTPUT_PROJECTION = "proj_out.weight"
+_LINEAR = re.compile(
+    r"model\.(encoder|decoder)\.layers\.\d+\.((self_attn|encoder_attn)\.(q|k|v|out)_proj|fc1|fc2)\.weight"
+)
+
+
+def check_compute_type(compute_type: str) -> str:
+    """``compute_type`` itself, or a ``ValueError`` that names the valid choices."""
+    if compute_type not in COMPUTE_TYPES:
+        raise ValueError(f"unknown compute_type {compute_type!r}: choose one of {', '.join(COMPUTE_TYPES)}")
+    return compute_type
+
+
+def float_dtype(compute_type: str) -> str:
+    """The dtype of the weights left in floating point (all of them, unless int8) and of the activations."""
+    return "float32" if check_compute_type(compute_type) in INT8_TYPES else compute_type
+
+
+def weights_dtype(compute_type: str | None, dtype: object, *, dtype_name: str = "dtype") -> object:
+    """The float dtype a backend's ``from_pretrained`` loads with: ``dtype`` when no ``compute_type`` is
+    given (the backend checks it), else the compute type's; asking for both is ambiguous."""
+    if compute_type is None:
+        return dtype
+    if dtype is not None:
+        raise ValueError(f"give compute_type={compute_type!r} or {dtype_name}={dtype!r}, not both")
+    return float_dtype(compute_type)
+
+
+def is_int8(compute_type: str | None) -> bool:
+    return compute_type is not None and check_compute_type(compute_type) in INT8_TYPES
+
+
+def is_quantized(name: str) -> bool:
+    """Whether the canonical tensor ``name`` is held as int8 under an int8 compute type."""
+    return name in (OUTPUT_PROJECTION, UNTIED_OUTPUT_PROJECTION) or _LINEAR.fullmatch(name) is not None
+
+
+def quantized_names(names: Iterable[str]) -> list[str]:
+    """The canonical ``names`` that an int8 model holds as int8 (an untied ``proj_out`` instead of the
+    embedding, whose lookup then stays float32)."""
+    names = list(names)
+    untied = UNTIED_OUTPUT_PROJECTION in names
+    return [n for n in names if is_quantized(n) and not (untied and n == OUTPUT_PROJECTION)]
+
+
+@dataclass(frozen=True)
+class Int8Weight:
+    """A canonical ``[out, in]`` weight as int8 ``values`` and one float32 ``scales`` entry per row."""
+
+    values: np.ndarray  # int8 [out, in]
+    scales: np.ndarray  # float32 [out]
+
+    def dequantize(self) -> np.ndarray:
+        return dequantize(self.values, self.scales)
+
+    @property
+    def nbytes(self) -> int:
+        return self.values.nbytes + self.scales.nbytes
+
+
+def quantize(weight: np.ndarray) -> Int8Weight:
+    """Symmetric per-row int8 of a ``[out, in]`` weight: ``|weight - dequantize| <= scale / 2`` per row."""
+    weight = np.asarray(weight, np.float32)
+    if weight.ndim != 2:
+        raise ValueError(f"int8 quantization takes [out, in] weights, got shape {weight.shape}")
+    amax = np.abs(weight).max(axis=1).astype(np.float64)
+    scales = np.where(amax > 0, amax / 127.0, 1.0).astype(np.float32)
+    values = np.clip(np.rint(weight / scales[:, None].astype(np.float64)), -127, 127).astype(np.int8)
+    return Int8Weight(values, scales)
+
+
+def dequantize(values: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """``values [out, in]`` int8 times ``scales [out]``, in float32 (what every backend's int8 weight means)."""
+    return values.astype(np.float32) * scales[:, None]
+
+
+def quantize_tensors(tensors: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, Int8Weight]]:
+    """``(tensors with every quantized one replaced by its dequantized float32 values, the int8 weights)``.
+
+    A backend with int8 kernels (PyTorch) loads the first and swaps the int8 weights in; one without
+    (TensorFlow, JAX on CPU) loads the first only. Either way the token embedding lookup sees the same
+    values as the tied output projection.
+    """
+    quantized = {name: quantize(tensors[name]) for name in quantized_names(tensors)}
+    dequantized = {name: quantized[name].dequantize() if name in quantized else tensors[name] for name in tensors}
+    return dequantized, quantized
