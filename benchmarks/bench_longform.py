@@ -86,12 +86,17 @@ def worker(implementation: str, model_name: str, audio_path: str, word_timestamp
 
 
 def long_audio(scratch: Path) -> tuple[np.ndarray, str]:
-    """The tests' two minutes of jfk and espeak-ng sentences, and its reference text."""
+    """The tests' 115 s of jfk and espeak-ng sentences, then one second of silence and jfk once more
+    (126 s: the issue's "2+ minutes"), and its reference text."""
     sys.path.insert(0, str(ROOT))
+    from tests.conftest import JFK_TEXT
     from tests.core.longform_audio import build_long_audio
+    from whisper_core import SAMPLE_RATE, load_audio
 
-    built = build_long_audio(scratch, ROOT.parent / "shared" / "data" / "jfk.flac")
-    return built.audio, built.text
+    jfk = ROOT.parent / "shared" / "data" / "jfk.flac"
+    built = build_long_audio(scratch, jfk)
+    audio = np.concatenate([built.audio, np.zeros(SAMPLE_RATE, np.float32), load_audio(str(jfk))])
+    return audio, f"{built.text} {JFK_TEXT}"
 
 
 def main() -> None:

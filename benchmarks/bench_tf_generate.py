@@ -1,105 +1,52 @@
 """Short-form greedy generate in TensorFlow under XLA: whisper_tf against transformers 4.57.6, same weights and audio.
 
 Ours is ``model.generate`` (one ``tf.function(jit_compile=True)`` loop inside); transformers' is
-``tf.function(model.generate, jit_compile=True)``, its documented XLA recipe. Each (implementation,
-model) pair runs in its own process. Prints the encoder time (each side's encoder under
-``tf.function(jit_compile=True)``), the first generate call (trace + XLA compile), the best of N later
-calls at batch 1 and at batch 16 (the sample repeated; a new shape, so compiled again), the per-token
-time and the ratios.
+``tf.function(model.generate, jit_compile=True)``, its documented XLA recipe. Both load in one
+process per model and run alternately (common.py, DESIGN §8) at batch 1 and 16 (jfk repeated; a new
+shape, so each side's first call at it compiles again). Prints both medians, the median speed-up with
+its range over pairs, each side's first call (trace + XLA compile), each side's encoder under
+``tf.function(jit_compile=True)`` and the per-token time at batch 1.
 
-    .venv/bin/python benchmarks/bench_tf_generate.py [--models tiny.en base] [--repeats 5] [--batch 16]
+    .venv/bin/python benchmarks/bench_tf_generate.py [--models tiny.en base] [--batches 1 16] [--pairs 5]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
-import sys
-import time
-from pathlib import Path
+from collections.abc import Callable
 
-from timing import best_time
-
-SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "jfk.flac"
+import common
 
 
-def worker(implementation: str, model_name: str, repeats: int, batch: int) -> dict:
+def worker(model_name: str, args: argparse.Namespace) -> common.Contest:
     import numpy as np
     import tensorflow as tf
+    from transformers import GenerationConfig
+    from transformers import TFWhisperForConditionalGeneration as Theirs
 
     from weights_bridge import fetch
-    from whisper_core import WhisperFeatureExtractor, load_audio
+    from whisper_tf import TFWhisperForConditionalGeneration as Ours
 
     directory = fetch(model_name)
-    features = WhisperFeatureExtractor()(load_audio(SAMPLE), sampling_rate=16000, return_tensors="np").input_features
-    features = tf.constant(np.asarray(features, np.float32))
-    batched = tf.repeat(features, batch, axis=0)
     language = {} if model_name.endswith(".en") else {"language": "en"}
-    if implementation == "ours":
-        from whisper_tf import TFWhisperForConditionalGeneration
+    ours = Ours.from_pretrained(directory)
+    theirs = Theirs.from_pretrained(directory, from_pt=True)
+    # from_pt leaves the default generation config, which has no language table for base
+    theirs.generation_config = GenerationConfig.from_pretrained(directory)
+    compiled = tf.function(theirs.generate, jit_compile=True)
 
-        model = TFWhisperForConditionalGeneration.from_pretrained(directory)
-        generate = lambda inputs=features: model.generate(inputs, **language)  # noqa: E731
-    else:
-        from transformers import GenerationConfig, TFWhisperForConditionalGeneration
+    def encoder(model) -> Callable[[object], object]:
+        encode = tf.function(lambda inputs: model.get_encoder()(inputs).last_hidden_state, jit_compile=True)
+        return lambda features: encode(features).numpy()
 
-        model = TFWhisperForConditionalGeneration.from_pretrained(directory, from_pt=True)
-        # from_pt leaves the default generation config, which has no language table for base
-        model.generation_config = GenerationConfig.from_pretrained(directory)
-        compiled = tf.function(model.generate, jit_compile=True)
-        generate = lambda inputs=features: compiled(inputs, **language)  # noqa: E731
-
-    encoder = tf.function(lambda inputs: model.get_encoder()(inputs).last_hidden_state, jit_compile=True)
-    encoder_time = best_time(lambda: encoder(features).numpy(), repeats)
-    start = time.perf_counter()
-    tokens = generate()
-    compile_time = time.perf_counter() - start
-    generate_time = best_time(lambda: np.asarray(generate()), repeats)
-    batch_time = best_time(lambda: np.asarray(generate(batched)), max(1, repeats // 2))  # the warm-up compiles
-    row = np.asarray(tokens)[0].tolist()  # transformers pads its XLA output to max_length: count up to <|endoftext|>
-    eos = model.generation_config.eos_token_id
-    return {
-        "encoder_s": encoder_time,
-        "compile_s": compile_time,
-        "generate_s": generate_time,
-        "batch_generate_s": batch_time,
-        "tokens": row.index(eos) + 1 if eos in row else len(row),
-    }
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["tiny.en", "base"])
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--worker", nargs=2, metavar=("IMPLEMENTATION", "MODEL"), help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.worker:
-        print(json.dumps(worker(*args.worker, args.repeats, args.batch)))
-        return
-    print(
-        f"| model | implementation | encoder (ms) | first call (s) | generate (ms) | generate b={args.batch} (ms) | tokens "
-        "| per token (ms) | generate speed-up | batch speed-up |"
+    return common.Contest(
+        ours=common.Side(encoder(ours), lambda features: np.asarray(ours.generate(features, **language))),
+        peer=common.Side(encoder(theirs), lambda features: np.asarray(compiled(features, **language))),
+        single=tf.constant(common.jfk_features()),
+        repeat=lambda features, batch: tf.repeat(features, batch, axis=0),
+        count=common.token_counter(model_name, directory),
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    for model_name in args.models:
-        results = {}
-        for implementation in ("ours", "transformers"):
-            command = [sys.executable, __file__, "--worker", implementation, model_name, "--repeats", str(args.repeats)]
-            command += ["--batch", str(args.batch)]
-            output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-            results[implementation] = json.loads(output.strip().splitlines()[-1])
-        for implementation, result in results.items():
-            ratio = results["transformers"]["generate_s"] / result["generate_s"]
-            batch_ratio = results["transformers"]["batch_generate_s"] / result["batch_generate_s"]
-            print(
-                f"| {model_name} | {implementation} | {1000 * result['encoder_s']:.0f} | {result['compile_s']:.1f} | "
-                f"{1000 * result['generate_s']:.1f} | "
-                f"{1000 * result['batch_generate_s']:.0f} | {result['tokens']} | "
-                f"{1000 * result['generate_s'] / result['tokens']:.2f} | {ratio:.2f}x | {batch_ratio:.2f}x |"
-            )
 
 
 if __name__ == "__main__":
-    main()
+    common.main(__doc__, worker)

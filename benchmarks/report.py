@@ -1,11 +1,12 @@
 """``make bench``: every benchmark in one run, collected into benchmarks/RESULTS.md and a PNG chart.
 
-Each benchmark script runs ours and its peers side by side and prints a Markdown table whose last
-column is a speed-up over the peer ("1.53x"). This runner calls them one after another (each in
-its own process, so memory and threads are their own), writes their tables under a header naming
-the machine, and draws every speed-up as a bar (1.0 = as fast as the peer).
+Each benchmark script runs ours and its peers and prints a Markdown table with a speed-up over the
+peer ("1.53x"; the alternating ones add the range over pairs, "1.53x (1.40-1.61)", DESIGN §8). This
+runner calls them one after another (each in its own process, so memory and threads are their own),
+writes their tables under a header naming the machine, and draws every speed-up as a bar (1.0 = as
+fast as the peer) with its range as an error bar where there is one.
 
-    .venv/bin/python benchmarks/report.py [--only features pt_generate ...] [--out benchmarks]
+    .venv/bin/python benchmarks/report.py [--only features pt_generate ...] [--out benchmarks] [--quick]
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ import platform
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SAMPLE = HERE.parents[1] / "shared" / "data" / "jfk.flac"
+QUICK_OUT = Path(tempfile.gettempdir()) / "whisper-mb-bench-quick"
 # name -> (script and its arguments, what it measures); order = order in the report
 BENCHMARKS = {
     "features": (["bench_features.py"], "Log-mel feature extraction, batch 16 × 30 s (NumPy vs transformers)"),
@@ -29,9 +32,9 @@ BENCHMARKS = {
         ["bench_flax_generate.py"],
         "Short-form greedy generate, JAX (vs transformers Flax under jax.jit)",
     ),
-    "flax_floors": (
-        ["bench_flax_floors.py"],
-        "Batch-1 JAX generate against this machine's floors (matrix-product rate, weight streaming)",
+    "floors": (
+        ["bench_floors.py"],
+        "Batch-1 generate of each backend against this machine's floors (matrix-product rate, weight streaming)",
     ),
     "tf_generate": (["bench_tf_generate.py"], "Short-form greedy generate, TensorFlow XLA (vs transformers TF + XLA)"),
     "shortform": (
@@ -40,8 +43,23 @@ BENCHMARKS = {
     ),
     "conversion": (["bench_conversion.py"], "Checkpoint conversion time and peak memory (vs transformers)"),
     "longform": (["bench_longform.py"], "Long-form transcription (vs openai-whisper and faster-whisper)"),
+    "transcribe": (
+        ["bench_transcribe.py"],
+        "`whisper-mb transcribe` processes, first and second, base on ~2 min (vs faster-whisper, same precision)",
+    ),
 }
-RATIO = re.compile(r"^([0-9]+(?:\.[0-9]+)?)x\b")
+# --quick: each benchmark at its smallest honest size (one model, 3 pairs, short inputs), to check that
+# the scripts run; its figures are noisy and go elsewhere than the report's.
+QUICK_MODEL = ["--models", "tiny.en", "--pairs", "3"]
+QUICK = {
+    "pt_generate": [*QUICK_MODEL, "--batches", "1"],
+    "flax_generate": [*QUICK_MODEL, "--batches", "1"],
+    "tf_generate": [*QUICK_MODEL, "--batches", "1"],
+    "floors": [*QUICK_MODEL, "--repeats", "3"],
+    "transcribe": ["--model", "tiny.en", "--pairs", "3", "--audio", str(SAMPLE)],
+}
+NUMBER = r"([0-9]+(?:\.[0-9]+)?)"
+RATIO = re.compile(rf"^{NUMBER}x(?: \({NUMBER}-{NUMBER}\))?")  # "1.53x" or "1.53x (1.40-1.61)"
 PEERS = {"transformers", "openai-whisper", "faster-whisper"}
 
 
@@ -68,9 +86,13 @@ def run(command: list[str]) -> tuple[str, float]:
     return result.stdout.strip(), elapsed
 
 
-def speed_ups(name: str, output: str) -> list[tuple[str, float]]:
-    """(label, speed-up) for every table row of ours: the first cell that reads like "1.53x"; rows that
-    name a peer as their implementation are the peers' own."""
+Bar = tuple[str, float, float, float]  # label, speed-up, lowest and highest over pairs
+
+
+def speed_ups(name: str, output: str) -> list[Bar]:
+    """A bar for every table row of ours: the first cell that reads like "1.53x" or "1.53x (1.40-1.61)",
+    labelled by the row's leading cells up to the first number; rows that name a peer as their
+    implementation are the peers' own."""
     bars = []
     for line in output.splitlines():
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
@@ -78,23 +100,36 @@ def speed_ups(name: str, output: str) -> list[tuple[str, float]]:
             continue
         ratio = next((RATIO.match(cell) for cell in cells if RATIO.match(cell)), None)
         if ratio:
-            bars.append((f"{name}: {' '.join(cells[:2])}", float(ratio.group(1))))
+            value = float(ratio.group(1))
+            low, high = (float(ratio.group(2)), float(ratio.group(3))) if ratio.group(2) else (value, value)
+            label = " ".join(cell for cell in cells[: next(i for i, c in enumerate(cells) if _number(c))])
+            bars.append((f"{name}: {label}", value, low, high))
     return bars
 
 
-def chart(bars: list[tuple[str, float]], path: Path) -> None:
+def _number(cell: str) -> bool:
+    """A cell that starts a row's figures (a time, a ratio), ending the row's label."""
+    return re.fullmatch(NUMBER, cell) is not None or RATIO.match(cell) is not None
+
+
+def chart(bars: list[Bar], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(9, 0.4 * len(bars) + 1.5))
-    labels, values = zip(*bars, strict=True)
+    labels, values, lows, highs = zip(*bars, strict=True)
+    errors = [
+        [v - low for v, low in zip(values, lows, strict=True)],
+        [h - v for v, h in zip(values, highs, strict=True)],
+    ]
     axes.barh(range(len(bars)), values, color=["tab:green" if v >= 1 else "tab:red" for v in values])
+    axes.errorbar(values, range(len(bars)), xerr=errors, fmt="none", ecolor="black", capsize=2, linewidth=0.8)
     axes.set_yticks(range(len(bars)), labels, fontsize=8)
     axes.invert_yaxis()
     axes.axvline(1.0, color="black", linewidth=0.8)
-    axes.set_xlabel("speed-up over the peer (higher is better; 1 = as fast)")
+    axes.set_xlabel("speed-up over the peer (higher is better; 1 = as fast); bars: median, lines: range over pairs")
     figure.tight_layout()
     figure.savefig(path, dpi=120)
 
@@ -102,13 +137,20 @@ def chart(bars: list[tuple[str, float]], path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="+", choices=sorted(BENCHMARKS), help="run only these benchmarks")
-    parser.add_argument("--out", type=Path, default=HERE, help="where RESULTS.md and speedups.png go")
+    parser.add_argument("--out", type=Path, help="where RESULTS.md and speedups.png go (default: benchmarks/)")
+    parser.add_argument(
+        "--quick", action="store_true", help=f"smallest sizes, written to {QUICK_OUT} unless --out is given"
+    )
     args = parser.parse_args()
-    sections = [f"# Benchmark results\n\nMachine: {machine()}. Date: {time.strftime('%Y-%m-%d')}. CPU, float32.\n"]
-    bars: list[tuple[str, float]] = []
+    args.out = args.out or (QUICK_OUT if args.quick else HERE)
+    sections = [
+        f"# Benchmark results\n\nMachine: {machine()}. Date: {time.strftime('%Y-%m-%d')}. CPU, float32 unless a row says otherwise.\n"
+    ]
+    bars: list[Bar] = []
     failed = []
     for name in args.only or BENCHMARKS:
         command, title = BENCHMARKS[name]
+        command = [*command, *QUICK.get(name, [])] if args.quick else command
         print(f"== {title}", flush=True)
         output, elapsed = run(command)
         print(output, flush=True)
