@@ -13,6 +13,7 @@ import numpy as np
 
 from whisper_core.transcribe import TranscribeOptions, Transcriber, Transcription
 
+from .compile_cache import keep_compilations
 from .live import convert, to_flax, to_pt, to_tf
 from .registry import BACKENDS, KINDS, BackendSpec, backend, backend_of, load_backend
 
@@ -39,6 +40,8 @@ def transcribe(
     compute_type: str = "float32",
 ) -> list[Transcription]:
     """Load the checkpoint ``directory`` with ``backend`` in ``compute_type`` (float32, float16, bfloat16,
-    int8, int8_float32) and transcribe 16 kHz mono clips of any length."""
+    int8, int8_float32) and transcribe 16 kHz mono clips of any length. The backend's compilations are
+    kept under ``$WHISPER_MB_HOME`` (:mod:`whisper_mb.compile_cache`), so the next process starts fast."""
+    keep_compilations(backend)
     model = load_backend(backend, directory, compute_type)
     return Transcriber.from_pretrained(model, directory).transcribe(audios, options)

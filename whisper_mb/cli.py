@@ -11,12 +11,13 @@ from collections.abc import Callable, Sequence
 
 from weights_bridge import data_packages, fetch, quantization
 from weights_bridge.conversion import convert_checkpoint
-from weights_bridge.fetching import cache_home, resolve_model
+from weights_bridge.fetching import resolve_model
 from whisper_core.audio import load_audio
 from whisper_core.feature_extraction import WhisperFeatureExtractor
 from whisper_core.tokenizer import WhisperTokenizer
 from whisper_core.transcribe import WRITERS, TranscribeOptions, Transcriber, transcribe_chunked, write_result
 
+from .compile_cache import keep_compilations
 from .parity import add_parity
 from .registry import BACKENDS, load_backend
 from .verify import verify_conversion
@@ -71,27 +72,12 @@ def _fetch(args: argparse.Namespace) -> int:
     return 0
 
 
-def _keep_jax_compilations() -> None:
-    """Keep the JAX backend's compiled programs on disk between runs, in ``$WHISPER_MB_JAX_CACHE``
-    (default ``<WHISPER_MB_HOME>/jax-compilations``). Each CLI process otherwise compiles the decoding
-    loop again, which is most of a short file's time: jfk with tiny.en takes 2.8 s the first time and
-    1.3 s once compiled. A ``JAX_COMPILATION_CACHE_DIR`` the user set stays in charge."""
-    if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
-        return
-    import jax
-
-    directory = os.environ.get("WHISPER_MB_JAX_CACHE") or str(cache_home() / "jax-compilations")
-    jax.config.update("jax_compilation_cache_dir", directory)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)  # the encoder's compile too
-
-
 def _transcribe(args: argparse.Namespace) -> int:
     """Transcribe files of any length; an unreadable file is reported and the others still run."""
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
     directory = resolve_model(args.model)
-    if args.backend == "flax":
-        _keep_jax_compilations()
+    keep_compilations(args.backend)  # a second process reads them back instead of compiling
     model = load_backend(args.backend, directory, args.compute_type)
     weights_mb = round(model.model.get_memory_footprint() / 2**20, 1)
     transcriber = Transcriber.from_pretrained(model, directory)
@@ -264,8 +250,10 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # TensorFlow's C++ start-up chatter (CUDA probing, oneDNN notices) would bury the command's output.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # TensorFlow's C++ chatter would bury the command's output: CUDA probing, and on every start with a
+    # warm compilation cache an error-level notice per program that the host lacks the "+prefer-no-gather"
+    # tuning feature it was compiled with (it runs fine); TensorFlow's errors still reach us as exceptions.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     parser = argparse.ArgumentParser(prog="whisper-mb", description="Whisper in PyTorch, TensorFlow and Flax/JAX")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for register in SUBCOMMANDS:

@@ -1,0 +1,71 @@
+"""Compilations kept under $WHISPER_MB_HOME: a second process finds what the first compiled and adds
+nothing (each test runs two real processes of the framework)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from whisper_mb import BACKENDS
+
+# A small compiled program per framework; each process prints its result.
+PROGRAMS = {
+    "tf": """
+import tensorflow as tf
+f = tf.function(lambda x: tf.tanh(x @ tf.transpose(x)) @ x, jit_compile=True)
+print(float(tf.reduce_sum(f(tf.ones((8, 8))))))
+""",
+    "flax": """
+import jax, jax.numpy as jnp
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)  # keep even this tiny program
+f = jax.jit(lambda x: jnp.tanh(x @ x.T) @ x)
+print(float(f(jnp.ones((8, 8))).sum()))
+""",
+}
+PRELUDE = "from whisper_mb.compile_cache import keep_compilations; print(keep_compilations({backend!r}))\n"
+
+
+def run_twice(backend: str, home: str) -> tuple[list[str], list[str], list[str]]:
+    """Run the backend's program in two processes; return the two outputs and the cache's files."""
+    env = {**os.environ, "WHISPER_MB_HOME": home, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    for name in ("TF_XLA_FLAGS", "JAX_COMPILATION_CACHE_DIR", "WHISPER_MB_JAX_CACHE"):
+        env.pop(name, None)
+    code = PRELUDE.format(backend=backend) + PROGRAMS[backend]
+    outputs, listings = [], []
+    for _ in range(2):
+        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        outputs.append(done.stdout.split())
+        directory = outputs[-1][0]
+        listings.append(sorted(os.listdir(directory)))
+    return outputs[0], outputs[1], listings
+
+
+@pytest.mark.parametrize(
+    "backend",
+    [
+        pytest.param(name, marks=pytest.mark.skipif(not BACKENDS[name].is_installed(), reason="not installed"))
+        for name in PROGRAMS
+    ],
+)
+def test_second_process_reuses_the_first_ones_compilation(backend, tmp_path):
+    first, second, (written, after) = run_twice(backend, str(tmp_path))
+    assert first[0] == str(tmp_path / f"{'jax' if backend == 'flax' else backend}-compilations")
+    assert written, "the first process kept nothing"
+    assert after == written  # the second process compiled nothing new
+    assert first == second
+
+
+def test_a_cache_the_user_set_stays_in_charge(tmp_path, monkeypatch):
+    from whisper_mb.compile_cache import keep_compilations
+
+    monkeypatch.setenv("TF_XLA_FLAGS", f"--tf_xla_persistent_cache_directory={tmp_path}")
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))
+    assert keep_compilations("tf") is None and keep_compilations("pt") is None
+    assert os.environ["TF_XLA_FLAGS"] == f"--tf_xla_persistent_cache_directory={tmp_path}"
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR")
+    monkeypatch.setenv("WHISPER_MB_HOME", str(tmp_path))
+    assert keep_compilations("pt") == tmp_path / "torch-compilations"
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "torch-compilations")
