@@ -1,10 +1,11 @@
 """Compiled programs kept on disk under ``$WHISPER_MB_HOME``, so a second process starts fast.
 
 TensorFlow and JAX compile the decoding loop (one program per shape: batch, prefix bucket, new
-tokens) and PyTorch's inductor compiles its decode step; each framework can keep what it compiled in
-a directory and read it back in the next process. This module points each framework at
-``<WHISPER_MB_HOME>/<framework>-compilations`` before the backend is loaded. A cache directory the
-user set through the framework's own variable stays in charge.
+tokens); both can keep what they compiled in a directory and read it back in the next process. This
+module points them at ``<WHISPER_MB_HOME>/<framework>-compilations`` before the backend is loaded. A
+cache directory the user set through the framework's own variable stays in charge. (PyTorch compiles
+only when asked, ``WHISPER_MB_TORCH_COMPILE=1``, and ``whisper_pt.generation`` then points inductor at
+``<WHISPER_MB_HOME>/torch-compilations`` itself.)
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ def compilation_directory(framework: str) -> Path:
 
 
 def keep_compilations(backend: str) -> Path | None:
-    """Keep the compilations of ``backend`` ("pt", "tf", "flax") on disk; returns the directory used
-    (``None`` where the user's own setting wins). Call before the backend's framework compiles."""
-    keep = {"pt": _keep_torch, "tf": _keep_tensorflow, "flax": _keep_jax}.get(backend)
+    """Keep the compilations of ``backend`` ("tf", "flax"; "pt" keeps its own) on disk; returns the
+    directory used (``None`` where the user's own setting wins). Call before the framework compiles."""
+    keep = {"tf": _keep_tensorflow, "flax": _keep_jax}.get(backend)
     return keep() if keep is not None else None
 
 
@@ -51,13 +52,4 @@ def _keep_tensorflow() -> Path | None:
         return None
     directory = compilation_directory("tf")
     os.environ["TF_XLA_FLAGS"] = f"{flags} {_TF_FLAG}={directory}".strip()
-    return directory
-
-
-def _keep_torch() -> Path | None:
-    """Inductor's on-disk caches (FX graph and kernels) live under ``TORCHINDUCTOR_CACHE_DIR``."""
-    if os.environ.get("TORCHINDUCTOR_CACHE_DIR"):
-        return None
-    directory = compilation_directory("torch")
-    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(directory)
     return directory

@@ -3,20 +3,38 @@
 The rules (suppression, timestamp rules, prefixes, language tokens, beam bookkeeping), the resolution
 of the options and the public methods come from :mod:`whisper_core.decoding`; this module supplies
 the torch array ops and the loops. Unlike the TF and Flax loops, each search (greedy/sampling, beam)
-runs eagerly, one Python step per token: the prefix is decoded once, then one token per step through
-the self-attention KV cache (cross-attention keys/values are computed on the first pass and reused),
-and the loop stops as soon as every row has ended.
+runs one Python step per token, and stops as soon as every row has ended: the prefix is decoded once by
+the model's own forward pass, then each token by :func:`decode_step` over a :class:`StaticCache`
+(self-attention keys/values preallocated for the whole loop, ``max_target_positions`` when compiled,
+and written in place at the step's position; cross-attention keys/values from the prefix pass), so
+every step has the same shapes.
+That step calls the ``nn.Linear`` modules as modules (a quantized model decodes through it as it is);
+it runs eagerly, or ``torch.compile``d when asked (:func:`use_compiled_step`).
 """
 
 from __future__ import annotations
 
+import functools
+import os
+import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import nn
 
+from weights_bridge import cache_home
 from whisper_core.decoding import GenerationFrontEnd, GenerationPlan, LoopSpec, PrefixIds, beam, first_argmax
+
+# The switch for the compiled decode step (``use_compiled_step``), and its default: off, because it
+# does not pay. Measured at batch 1 on this 2-core CPU (2026-12-02): tiny.en 10.8 ms/token eager, 11.5
+# compiled; base 19.9-24.6 eager, 19.9-21.3 compiled; compiling costs ~54 s (tiny.en) and ~26 s (base)
+# with an empty on-disk cache, ~7 s and ~2 s with a warm one, so at best thousands of tokens repay it.
+COMPILE_VARIABLE = "WHISPER_MB_TORCH_COMPILE"
+COMPILE_DEFAULT = "0"
 
 
 class TorchOps:
@@ -133,39 +151,49 @@ class WhisperGenerationMixin(GenerationFrontEnd):
         language_ids = torch.tensor(list(ids.lang_to_id.values()), device=logits.device)
         return torch.softmax(logits.float()[:, language_ids], dim=-1)
 
-    def _cached_decoder(self, encoder_states: torch.Tensor, padding: torch.Tensor, capacity: int) -> Callable[..., Any]:
-        """``decode(step_input [rows, n], cache, start)``: one cached decoder pass over tokens at positions
-        ``start .. start + n`` of rows left-padded by ``padding [rows]`` (the model's own positions and
-        mask when no row is padded)."""
-        columns = torch.arange(capacity, device=padding.device)[None, :]
-        attention_mask = (columns >= padding[:, None]).long()  # [rows, capacity]: 1 on real tokens
-        positions = (columns - padding[:, None]).clamp(min=0)  # each row counts from its first real token
-        padded = bool((padding > 0).any())
-
-        def decode(step_input: torch.Tensor, cache: Any, start: int) -> Any:
-            end = start + step_input.shape[1]
-            extra = (
-                {"decoder_attention_mask": attention_mask[:, :end], "decoder_position_ids": positions[:, start:end]}
-                if padded
-                else {}
-            )
-            return self(
-                encoder_outputs=(encoder_states,),
-                decoder_input_ids=step_input,
-                past_key_values=cache,
-                use_cache=True,
-                **extra,
-            )
-
-        return decode
-
     def _decode_prefix(
-        self, spec: LoopSpec, encoder_states: torch.Tensor, prefix: torch.Tensor, padding: torch.Tensor
-    ) -> tuple[Callable[..., Any], Any]:
-        """Run the prefix rows through the decoder; return the step decoder and the prefix pass."""
-        capacity = prefix.shape[1] + spec.max_new_tokens
-        decode = self._cached_decoder(encoder_states, padding, capacity)
-        return decode, decode(prefix, None, 0)
+        self, encoder_states: torch.Tensor, prefix: torch.Tensor, padding: torch.Tensor, capacity: int
+    ) -> tuple[torch.Tensor, StaticCache]:
+        """Run the prefix rows (left-padded by ``padding [rows]``) through the model's own forward pass:
+        ``(logits [rows, begin, vocab], the static cache holding the prefix)``. The prefix is decoded once
+        per call, so the plain forward pass (its masks and positions) is the reference here. The cache
+        holds ``capacity`` positions, or ``max_target_positions`` for the compiled step (the same shapes
+        whatever the prompt and ``max_new_tokens``, so one compilation serves every call)."""
+        begin = prefix.shape[1]
+        columns = torch.arange(begin, device=padding.device)[None, :]
+        extra = {}
+        if bool((padding > 0).any()):  # each row counts from its first real token; padding is masked
+            extra = {
+                "decoder_attention_mask": (columns >= padding[:, None]).long(),
+                "decoder_position_ids": (columns - padding[:, None]).clamp(min=0),
+            }
+        out = self(encoder_outputs=(encoder_states,), decoder_input_ids=prefix, use_cache=True, **extra)
+        if use_compiled_step(self):  # bucketed prefixes (``bucket_prefix``) may need more than the model's positions
+            capacity = max(self.config.max_target_positions, capacity)
+        return out.logits, StaticCache.from_prefix(out.past_key_values, padding, capacity)
+
+    def _step_function(self, cache: StaticCache) -> Callable[[torch.Tensor, int], torch.Tensor]:
+        """``step(tokens [rows], position) -> logits [rows, vocab]`` over ``cache``: the compiled decode
+        step when :func:`use_compiled_step` says so, else the eager one: also when compiling fails, which
+        includes a ninth shape (torch's ``recompile_limit``: batch sizes times beams), after which this
+        model decodes eagerly."""
+        projection = output_projection(self)
+        compiled = use_compiled_step(self) and cache.self_k[0].shape[2] >= self.config.max_target_positions
+
+        def step(tokens: torch.Tensor, position: int) -> torch.Tensor:
+            nonlocal compiled
+            at = torch.tensor(position, device=tokens.device)
+            tokens = tokens.contiguous()  # a beam column's stride changes with the capacity: a recompile
+            if compiled:
+                try:
+                    return _compiled_decode_step()(self, tokens, at, cache, projection)
+                except Exception as error:  # any compiler failure: fall back, and say so once
+                    warnings.warn(f"torch.compile of the decode step failed, decoding eagerly: {error}", stacklevel=2)
+                    self._torch_compile_failed = True
+                    compiled = False
+            return decode_step(self, tokens, at, cache, projection)
+
+        return step
 
     def _greedy_loop(
         self,
@@ -183,14 +211,15 @@ class WhisperGenerationMixin(GenerationFrontEnd):
         masks = rules.masks(ops, encoder_states)
         batch, begin = prefix.shape
         capacity = begin + spec.max_new_tokens
-        decode, out = self._decode_prefix(spec, encoder_states, prefix, padding)
-        no_speech = _no_speech_probs(out.logits, sot_positions, spec.no_speech_token)
+        prefix_logits, cache = self._decode_prefix(encoder_states, prefix, padding, capacity)
+        no_speech = _no_speech_probs(prefix_logits, sot_positions, spec.no_speech_token)
+        step = self._step_function(cache)
         tokens = torch.full((batch, capacity), spec.pad, dtype=torch.long, device=prefix.device)
         tokens[:, :begin] = prefix
         finished = torch.zeros(batch, dtype=torch.bool, device=prefix.device)
-        scores, length = [], begin
+        scores, length, last = [], begin, prefix_logits[:, -1]
         while True:
-            logits = rules.apply(ops, out.logits[:, -1].float(), tokens, length, begin, masks)
+            logits = rules.apply(ops, last.float(), tokens, length, begin, masks)
             if spec.want_scores:
                 scores.append(logits)
             next_tokens = torch.where(finished, spec.pad, _pick(logits, spec.sampling, generator))
@@ -199,7 +228,7 @@ class WhisperGenerationMixin(GenerationFrontEnd):
             length += 1
             if length == capacity or bool(finished.all()):
                 return tokens, length, no_speech, tuple(scores)
-            out = decode(next_tokens[:, None], out.past_key_values, length - 1)
+            last = step(next_tokens, length - 1)
 
     def _beam_loop(
         self,
@@ -212,46 +241,172 @@ class WhisperGenerationMixin(GenerationFrontEnd):
     ) -> tuple[beam.BeamState, torch.Tensor]:
         """Beam search from ``state`` (:func:`whisper_core.decoding.beam.initial_state`) until no beam can
         improve: ``(final state, no_speech_probs [b])``. Every beam is a row of the model batch
-        (``[b * beams]``); after each step the cache follows the beams that survived."""
+        (``[b * beams]``); after each step the cache rows follow the beams that survived."""
         ops, rules, beams = TorchOps(), spec.rules, spec.num_beams
         masks = rules.masks(ops, encoder_states)
         batch, begin = prefix.shape
         capacity = begin + spec.max_new_tokens
         rows = batch * beams
-        decode, out = self._decode_prefix(
-            spec,
+        prefix_logits, cache = self._decode_prefix(
             encoder_states.repeat_interleave(beams, dim=0),
             prefix.repeat_interleave(beams, dim=0),
             padding.repeat_interleave(beams, dim=0),
+            capacity,
         )
-        no_speech = _no_speech_probs(out.logits[::beams], sot_positions, spec.no_speech_token)
+        no_speech = _no_speech_probs(prefix_logits[::beams], sot_positions, spec.no_speech_token)
+        step = self._step_function(cache)
         offsets = torch.arange(batch, device=prefix.device)[:, None] * beams
 
         def advance(state: beam.BeamState, logits: torch.Tensor, length: int) -> beam.BeamState:
             return beam.advance(ops, spec, masks, state, logits, length=length, begin=begin)
 
         length = begin
-        state = advance(state, out.logits[:, -1], length)
+        state = advance(state, prefix_logits[:, -1], length)
         length += 1
         while beam.should_continue(ops, state):
-            order = (state.source_beam + offsets).reshape(-1)  # [b * beams] rows of the old cache
-            step_input = state.running.reshape(rows, capacity)[:, length - 1 : length]
-            out = decode(step_input, _reorder_cache(out.past_key_values, order), length - 1)
-            state = advance(state, out.logits[:, -1], length)
+            cache.reorder((state.source_beam + offsets).reshape(-1), length - 1)  # [b * beams] old rows
+            step_input = state.running.reshape(rows, capacity)[:, length - 1]
+            state = advance(state, step(step_input, length - 1), length)
             length += 1
         return state, no_speech
+
+
+@dataclass
+class StaticCache:
+    """The decoder's KV cache at a fixed size, so every decode step has the same shapes (and a compiled
+    step compiles once): self-attention keys/values preallocated for ``capacity`` positions and written
+    in place at the step's position; cross-attention keys/values computed once, on the prefix pass."""
+
+    self_k: list[torch.Tensor]  # per layer [rows, heads, capacity, head_dim]
+    self_v: list[torch.Tensor]
+    cross_k: list[torch.Tensor]  # per layer [rows, heads, frames, head_dim]
+    cross_v: list[torch.Tensor]
+    first: torch.Tensor  # [rows] column of each row's first real token (its left padding)
+
+    @classmethod
+    def from_prefix(cls, past: Any, padding: torch.Tensor, capacity: int) -> StaticCache:
+        """From the plain forward pass's cache (per layer ``(self_k, self_v, cross_k, cross_v)``): the
+        prefix's keys/values copied into buffers of ``capacity`` positions."""
+
+        def buffer(prefix_kv: torch.Tensor) -> torch.Tensor:
+            rows, heads, begin, head_dim = prefix_kv.shape
+            out = prefix_kv.new_zeros(rows, heads, capacity, head_dim)
+            out[:, :, :begin] = prefix_kv
+            return out
+
+        return cls(
+            self_k=[buffer(layer[0]) for layer in past],
+            self_v=[buffer(layer[1]) for layer in past],
+            cross_k=[layer[2] for layer in past],
+            cross_v=[layer[3] for layer in past],
+            first=padding.to(torch.long),
+        )
+
+    def reorder(self, order: torch.Tensor, length: int) -> None:
+        """Rows of the self-attention buffers to ``order [rows]`` (old row of each new row), in place and
+        only over the ``length`` positions written so far. Beams reorder only among the rows of their
+        own input, whose cross-attention keys/values are the same, so those stay as they are."""
+        for buffer in (*self.self_k, *self.self_v):
+            buffer[:, :, :length] = buffer[:, :, :length][order]
+
+
+def decode_step(
+    model: Any, tokens: torch.Tensor, position: torch.Tensor, cache: StaticCache, projection: torch.Tensor | None
+) -> torch.Tensor:
+    """One decoder step over the static cache: ``tokens [rows]`` at ``position`` (a 0-d tensor, so a
+    compiled step sees the same input at every step) -> ``logits [rows, vocab]``; writes the step's
+    self-attention keys/values into ``cache`` at ``position``. ``projection`` is the output projection
+    as an ``[d, vocab]`` matrix (see :func:`output_projection`), or None to call ``model.proj_out``."""
+    decoder = model.model.decoder
+    columns = torch.arange(cache.self_k[0].shape[2], device=tokens.device)
+    visible = (columns <= position) & (columns >= cache.first[:, None])  # [rows, capacity]
+    mask = visible[:, None, None, :]  # [rows, 1, 1, capacity]: causal, minus each row's left padding
+    places = (position - cache.first).clamp(min=0)  # [rows]: each row counts from its first real token
+    x = decoder.embed_tokens(tokens) + decoder.embed_positions.weight[places]  # [rows, d]
+    for index, layer in enumerate(decoder.layers):
+        h = layer.self_attn_layer_norm(x)
+        x = x + _self_attention(layer.self_attn, h, cache.self_k[index], cache.self_v[index], position, mask)
+        h = layer.encoder_attn_layer_norm(x)
+        x = x + _attention(layer.encoder_attn, h, cache.cross_k[index], cache.cross_v[index], None)
+        x = x + layer.fc2(layer.activation_fn(layer.fc1(layer.final_layer_norm(x))))
+    x = decoder.layer_norm(x)
+    return model.proj_out(x) if projection is None else x @ projection  # [rows, vocab]
+
+
+def _self_attention(
+    attention: Any, h: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, position: torch.Tensor, mask: Any
+) -> torch.Tensor:
+    """Write this step's keys/values into ``k_cache, v_cache [rows, heads, capacity, head_dim]`` at
+    ``position``, then attend over the whole buffer (``mask`` hides the unwritten columns)."""
+    at = position.reshape(1)
+    k_cache.index_copy_(2, at, _split_heads(attention, attention.k_proj(h)))
+    v_cache.index_copy_(2, at, _split_heads(attention, attention.v_proj(h)))
+    return _attention(attention, h, k_cache, v_cache, mask)
+
+
+def _attention(attention: Any, h: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: Any) -> torch.Tensor:
+    """``h [rows, d]`` attending to ``k, v [rows, heads, S, head_dim]``, q scaled before the product as
+    :class:`~whisper_pt.modeling.WhisperAttention` does -> ``[rows, d]``."""
+    q = _split_heads(attention, attention.q_proj(h) * attention.scaling)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=1.0)  # [rows, heads, 1, head_dim]
+    return attention.out_proj(out.reshape(h.shape))
+
+
+def _split_heads(attention: Any, x: torch.Tensor) -> torch.Tensor:
+    return x.view(x.shape[0], attention.num_heads, 1, attention.head_dim)  # [rows, d] -> [rows, h, 1, hd]
+
+
+def output_projection(model: Any) -> torch.Tensor | None:
+    """``proj_out``'s weight as a contiguous ``[d, vocab]`` copy when ``proj_out`` is a plain bias-free
+    ``nn.Linear`` (None otherwise: a quantized or replaced module is called as it is).
+
+    Why: at a few rows per step the product is matrix-vector, and torch (MKL's gemv) streams ``x @ W^T``
+    with ``W [vocab, d]`` at about a third of the rate it streams ``x @ W'`` with ``W' [d, vocab]``
+    (tiny.en's 80 MB table: 7.9 ms against 2.8 ms); this matrix is most of what a step reads. (The
+    decoder's own, smaller matrices gain nothing measurable from the same copy.) The copy costs
+    ``vocab x d`` more memory; it is kept on the model and made again when the weight changes (another
+    tensor, device or dtype, or an in-place update)."""
+    linear = model.proj_out
+    if type(linear) is not nn.Linear or linear.bias is not None:
+        return None
+    weight = linear.weight
+    key = (weight.data_ptr(), weight._version, weight.dtype, weight.device)
+    cached = model.__dict__.get("_proj_out_columns")
+    if cached is None or cached[0] != key:
+        with torch.no_grad():
+            cached = (key, weight.detach().t().contiguous())  # [d, vocab]
+        model.__dict__["_proj_out_columns"] = cached
+    return cached[1]
+
+
+def use_compiled_step(model: Any) -> bool:
+    """Whether ``generate`` runs the ``torch.compile``d decode step: ``model.torch_compile`` (True/False)
+    when set, else ``$WHISPER_MB_TORCH_COMPILE`` (``1``/``0``), else off (see ``COMPILE_DEFAULT``). Only for float32
+    models whose decoder and output projection are plain ``nn.Linear`` (quantized modules run eagerly),
+    and not again after a compile failure."""
+    wanted = getattr(model, "torch_compile", None)
+    if wanted is None:
+        wanted = os.environ.get(COMPILE_VARIABLE, COMPILE_DEFAULT) == "1"
+    linears = [module for module in model.model.decoder.modules() if isinstance(module, nn.Linear)]
+    plain = all(type(module) is nn.Linear for module in [*linears, model.proj_out])
+    floats = model.dtype == torch.float32
+    return bool(wanted) and plain and floats and not getattr(model, "_torch_compile_failed", False)
+
+
+@functools.cache
+def _compiled_decode_step() -> Callable[..., torch.Tensor]:
+    """:func:`decode_step` through ``torch.compile`` (inductor), at fixed shapes: the cache capacity is
+    the model's ``max_target_positions`` and the position a tensor, so a step compiles once per row
+    count. Inductor's on-disk caches go to ``$WHISPER_MB_HOME/torch-compilations`` (unless
+    ``$TORCHINDUCTOR_CACHE_DIR`` says otherwise), so another process reuses the compiled code."""
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_home() / "torch-compilations"))
+    return torch.compile(decode_step, dynamic=False, fullgraph=True)
 
 
 def _no_speech_probs(prefix_logits: torch.Tensor, sot_positions: torch.Tensor, token: int) -> torch.Tensor:
     """``[batch]`` probability of ``<|nospeech|>`` right after each row's ``<|startoftranscript|>``."""
     rows = torch.arange(prefix_logits.shape[0], device=prefix_logits.device)
     return torch.softmax(prefix_logits[rows, sot_positions].float(), dim=-1)[:, token]
-
-
-def _reorder_cache(cache: Any, order: torch.Tensor) -> Any:
-    """The cache with its rows in ``order`` (model rows); the cross-attention entries move with the
-    self-attention ones, as this cache holds them per row."""
-    return tuple(tuple(tensor[order] for tensor in layer) for layer in cache)
 
 
 def _pick(logits: torch.Tensor, sampling: tuple[float, int] | None, generator: torch.Generator | None) -> torch.Tensor:

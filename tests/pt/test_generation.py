@@ -8,7 +8,12 @@ import torch
 
 from tests.helpers import WHISPER_LIKE as MODEL
 from tests.helpers import WHISPER_LIKE_GENERATION as GENERATION
-from tests.helpers import assert_generate_takes_encoder_outputs, assert_seeded_top_k_sampling, scale_weights
+from tests.helpers import (
+    assert_bucketed_prefixes_match_unpadded,
+    assert_generate_takes_encoder_outputs,
+    assert_seeded_top_k_sampling,
+    scale_weights,
+)
 from whisper_core import GenerationConfig, WhisperConfig
 from whisper_core.decoding import NumpyOps, beam
 from whisper_pt import WhisperForConditionalGeneration
@@ -236,3 +241,8 @@ def test_beam_search_gives_sequences_scores(models, features):
     assert out.sequences_scores.shape == (3,) and torch.equal(out.sequences_scores, out.scores)
     greedy = ours.generate(features, language="en", max_new_tokens=4, output_scores=True, return_dict_in_generate=True)
     assert greedy.sequences_scores is None and len(greedy.scores) >= 1
+
+
+def test_bucketed_prefixes_give_the_tokens_of_unpadded_rows(models, features):
+    ours, _ = models
+    assert_bucketed_prefixes_match_unpadded(ours, features, 6)

@@ -1,0 +1,196 @@
+"""whisper_pt's static-cache decode step (eager and compiled) against the model's plain forward pass.
+
+Each step's logits must equal (DESIGN.md §3: 1e-5 on random configs, 1e-4 on real weights) the last
+position of a plain, cache-free forward pass over the whole sequence so far, with left-padded rows and
+after the cache rows are reordered as beam search does.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tests.helpers import max_abs, whisper_like_pt_model
+from whisper_pt import WhisperForConditionalGeneration
+from whisper_pt.generation import COMPILE_VARIABLE, use_compiled_step
+
+PAD = 50  # WHISPER_LIKE's pad (= eos) token
+CAPACITY = 20  # cache positions for the eager steps: a prefix of 6 and up to 14 steps
+
+
+def plain_last_logits(model, states: torch.Tensor, sequences: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
+    """``[rows, vocab]`` logits of the last token: the forward pass without a cache, rows left-padded."""
+    columns = torch.arange(sequences.shape[1])[None, :]
+    out = model(
+        encoder_outputs=(states,),
+        decoder_input_ids=sequences,
+        decoder_attention_mask=(columns >= padding[:, None]).long(),
+        decoder_position_ids=(columns - padding[:, None]).clamp(min=0),
+        use_cache=False,
+    )
+    return out.logits[:, -1]
+
+
+def step_against_plain(
+    model, states, prefix, padding, steps: int, reorder_at: int, order: torch.Tensor, reorder_cache: bool = True
+) -> tuple[float, bool]:
+    """Steps through the static cache, the rows reordered by ``order`` before step ``reorder_at`` (as
+    beam search does: only among rows of the same input and padding): ``(largest logit difference to
+    the plain forward pass, whether every step's greedy token is the plain pass's)``."""
+    with torch.inference_mode():
+        prefix_logits, cache = model._decode_prefix(states, prefix, padding, CAPACITY)
+        step = model._step_function(cache)
+        sequences, last = prefix, prefix_logits[:, -1]
+        worst, same_ids = max_abs(last, plain_last_logits(model, states, prefix, padding)), True
+        for index in range(steps):
+            sequences = torch.cat([sequences, _distinct_picks(last)], dim=1)
+            if index == reorder_at:
+                if reorder_cache:
+                    cache.reorder(order, sequences.shape[1] - 1)
+                sequences = sequences[order]
+            last = step(sequences[:, -1], sequences.shape[1] - 1)
+            plain = plain_last_logits(model, states, sequences, padding)
+            worst = max(worst, max_abs(last, plain))
+            same_ids = same_ids and torch.equal(last.argmax(dim=-1), plain.argmax(dim=-1))
+    return worst, same_ids
+
+
+def _distinct_picks(logits: torch.Tensor) -> torch.Tensor:
+    """``[rows, 1]``: row ``i`` takes its ``i``-th most likely token, so that rows of the same input
+    (beams) differ and a reorder of the cache matters."""
+    rows = torch.arange(logits.shape[0])
+    return logits.topk(logits.shape[0], dim=-1).indices[rows, rows][:, None]
+
+
+def cached_forward_last_logits(model, states, prefix, padding, steps: int) -> torch.Tensor:
+    """``[steps, rows, vocab]``: the model's own forward pass with its growing tuple cache (the loop
+    ``generate`` ran before the static cache), fed the tokens :func:`_distinct_picks` chooses."""
+    columns = torch.arange(prefix.shape[1] + steps)[None, :]
+    attention_mask = (columns >= padding[:, None]).long()
+    positions = (columns - padding[:, None]).clamp(min=0)
+    begin, found = prefix.shape[1], []
+    with torch.inference_mode():
+        out = model(
+            encoder_outputs=(states,),
+            decoder_input_ids=prefix,
+            decoder_attention_mask=attention_mask[:, :begin],
+            decoder_position_ids=positions[:, :begin],
+            use_cache=True,
+        )
+        for end in range(begin + 1, begin + steps + 1):
+            out = model(
+                encoder_outputs=(states,),
+                decoder_input_ids=_distinct_picks(out.logits[:, -1]),
+                past_key_values=out.past_key_values,
+                decoder_attention_mask=attention_mask[:, :end],
+                decoder_position_ids=positions[:, end - 1 : end],
+                use_cache=True,
+            )
+            found.append(out.logits[:, -1])
+    return torch.stack(found)
+
+
+@pytest.fixture(scope="module")
+def model():
+    """Weights at gain 1 (logits of order 1). At the generation tests' gain 2 logits reach ~6, and the
+    old growing cache as well as this one differ from the plain pass by ~1e-5 in float32 rounding."""
+    model = whisper_like_pt_model(gain=1.0)
+    model.torch_compile = False
+    return model
+
+
+@pytest.fixture(scope="module")
+def padded_rows():
+    """``(states [4, 30, 64], prefix [4, 6], padding [4])``: two inputs, two rows (beams) each; the first
+    input's prompt is shorter, so its rows are left-padded by 2."""
+    states = torch.randn(2, 30, 64, generator=torch.Generator().manual_seed(2)).repeat_interleave(2, dim=0)
+    prefix = torch.tensor([[PAD, PAD, 51, 52, 57, 61]] * 2 + [[59, 10, 51, 54, 57, 61]] * 2)
+    return states, prefix, torch.tensor([2, 2, 0, 0])
+
+
+def test_static_steps_match_the_plain_forward_pass(model, padded_rows):
+    order = torch.tensor([1, 1, 3, 2])  # beams: row 0 follows row 1, rows 2 and 3 swap
+    worst, same_ids = step_against_plain(model, *padded_rows, steps=8, reorder_at=3, order=order)
+    assert worst <= 1e-5
+    assert same_ids
+
+
+def test_the_comparison_sees_a_cache_left_unordered(model, padded_rows):
+    """The check above can fail: steps over a cache whose rows were not reordered give other logits."""
+    order = torch.tensor([1, 1, 3, 2])
+    worst, _ = step_against_plain(model, *padded_rows, steps=4, reorder_at=1, order=order, reorder_cache=False)
+    assert worst > 1e-3
+
+
+def test_quantized_modules_decode_eagerly_like_the_cached_forward_pass(padded_rows):
+    """Dynamic int8 ``Linear`` modules quantize each call's activations with their own scale, so the
+    reference is the model's own one-token-per-call cached forward pass, not the whole-sequence one."""
+    quantized = torch.ao.quantization.quantize_dynamic(whisper_like_pt_model(gain=1.0), {torch.nn.Linear})
+    quantized.torch_compile = True
+    states, prefix, padding = padded_rows
+    with torch.inference_mode():
+        prefix_logits, cache = quantized._decode_prefix(states, prefix, padding, CAPACITY)
+        assert not use_compiled_step(quantized)
+        step, sequences, found = quantized._step_function(cache), prefix, []
+        last = prefix_logits[:, -1]
+        for _ in range(4):
+            sequences = torch.cat([sequences, _distinct_picks(last)], dim=1)
+            last = step(sequences[:, -1], sequences.shape[1] - 1)
+            found.append(last)
+    assert max_abs(torch.stack(found), cached_forward_last_logits(quantized, states, prefix, padding, 4)) <= 1e-5
+
+
+def test_switch_reads_the_attribute_then_the_environment(monkeypatch):
+    fresh = whisper_like_pt_model()
+    monkeypatch.setenv(COMPILE_VARIABLE, "1")
+    assert use_compiled_step(fresh)
+    fresh.torch_compile = False
+    assert not use_compiled_step(fresh)
+    monkeypatch.setenv(COMPILE_VARIABLE, "0")
+    fresh.torch_compile = None
+    assert not use_compiled_step(fresh)
+    monkeypatch.setenv(COMPILE_VARIABLE, "1")
+    assert not use_compiled_step(fresh.half())
+
+
+def test_real_tiny_en_steps_match_the_plain_forward_pass(tiny_en_dir, jfk_audio):
+    from whisper_core import WhisperProcessor
+
+    processor = WhisperProcessor.from_pretrained(tiny_en_dir)
+    features = processor(jfk_audio, sampling_rate=16000, return_tensors="pt").input_features
+    real = WhisperForConditionalGeneration.from_pretrained(tiny_en_dir).eval()
+    real.torch_compile = False
+    with torch.inference_mode():
+        states = real.model.encoder(features).last_hidden_state.repeat(4, 1, 1)
+    sot, no_timestamps, previous, eos = 50257, 50362, 50360, 50256
+    prompt = [previous, 843, 523, 616, 3148]  # <|startofprev|> and a prompt: the second input's rows
+    prefix = torch.tensor([[eos] * 4 + [sot, no_timestamps]] * 2 + [[*prompt[:4], sot, no_timestamps]] * 2)
+    padding = torch.tensor([4, 4, 0, 0])
+    order = torch.tensor([1, 0, 2, 2])
+    worst, same_ids = step_against_plain(real, states, prefix, padding, steps=8, reorder_at=2, order=order)
+    assert worst <= 1e-4
+    assert same_ids
+
+
+def test_compiled_step_matches_the_eager_one(padded_rows):
+    """The one test that compiles (a small config): the compiled step's logits and the generated beams."""
+    compiled = whisper_like_pt_model(gain=1.0)
+    compiled.torch_compile = True
+    eager = whisper_like_pt_model(gain=1.0)
+    eager.torch_compile = False
+    states, prefix, padding = padded_rows
+    torch._dynamo.reset()  # whatever compiled before in this process does not count towards its limit
+    graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    with torch.inference_mode():
+        _, cache = compiled._decode_prefix(states, prefix, padding, CAPACITY)
+    assert use_compiled_step(compiled)
+    assert cache.self_k[0].shape[2] == compiled.config.max_target_positions  # fixed shapes when compiled
+    order = torch.tensor([1, 1, 3, 2])
+    worst, same_ids = step_against_plain(compiled, states, prefix, padding, steps=6, reorder_at=2, order=order)
+    assert worst <= 1e-5
+    assert same_ids
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] > graphs, "the step did not compile"
+    assert not getattr(compiled, "_torch_compile_failed", False)
+    kwargs = dict(encoder_outputs=(states[::2],), language="en", num_beams=2, max_new_tokens=10)  # 4 rows again
+    np.testing.assert_array_equal(compiled.generate(**kwargs).numpy(), eager.generate(**kwargs).numpy())
