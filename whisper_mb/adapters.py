@@ -99,6 +99,11 @@ class TFBackend(ModelBackend):
     def sampling_kwargs(self, seed: int) -> dict[str, Any]:
         return {"seed": seed}
 
+    def take_rows(self, states: Any, rows: Sequence[int]) -> Any:
+        import tensorflow as tf
+
+        return tf.gather(states, list(rows))
+
     def forward_attentions(
         self, features: np.ndarray, tokens: np.ndarray, heads: Sequence[Sequence[int]]
     ) -> tuple[np.ndarray, np.ndarray]:

@@ -124,3 +124,16 @@ def test_bucketed_prefixes_keep_the_rows_and_bound_the_shapes_of_a_long_file():
         assert bucketed.max_new_tokens == plain.max_new_tokens
         shapes.add((bucketed.begin, bucketed.max_new_tokens))
     assert len(shapes) <= len(PREFIX_BUCKETS) + 1  # the last bucket also sees the shortened room
+
+
+def test_encoder_states_are_what_generate_decodes():
+    """``encoder_states`` runs the backend's encoder with the model options; ``generate`` given them back
+    as ``encoder_outputs`` encodes nothing again and decodes the same."""
+    model = NumpyModel()
+    features = np.random.default_rng(0).standard_normal((2, 80, 3000))
+    states = model.encoder_states(features, weights="w")
+    assert model.calls == [("encode", {"frames": 3000, "weights": "w"})]
+    model.calls.clear()
+    given = model.generate(encoder_outputs=states, language="en", weights="w")
+    assert [name for name, _ in model.calls] == ["search"]
+    np.testing.assert_array_equal(given, model.generate(features, language="en", weights="w"))

@@ -93,6 +93,7 @@ class ScriptedBackend:
     def __init__(self, logprob_by_temperature: dict[float, list[float]]) -> None:
         self.script = logprob_by_temperature
         self.calls: list[tuple[float, int]] = []
+        self.encoded = 0
         self.config = SimpleNamespace(max_target_positions=448, max_source_positions=1500)
         self.generation_config = SimpleNamespace(
             is_multilingual=False,
@@ -102,6 +103,13 @@ class ScriptedBackend:
             lang_to_id={},
             task_to_id={},
         )
+
+    def encode(self, features):
+        self.encoded += 1
+        return features  # the scripted "states" are the features
+
+    def take_rows(self, states, rows):
+        return states[np.asarray(rows)]
 
     def generate(self, features, prompts, *, temperature, max_new_tokens, language, task, seed):
         self.calls.append((temperature, len(prompts)))
@@ -120,6 +128,7 @@ def test_only_failing_rows_are_decoded_again(tiny_en_tokenizer_dir):
     features = np.arange(3, dtype=np.float32)[:, None, None] * np.ones((3, 2, 2), np.float32)
     results = _decoder(backend, tiny_en_tokenizer_dir).decode(features, [None] * 3, [None] * 3)
     assert backend.calls == [(0.0, 3), (0.5, 2), (1.0, 1)]
+    assert backend.encoded == 1  # one encoder pass serves every temperature
     assert [r.temperature for r in results] == [0.0, 0.5, 0.5]  # row 2 failed everywhere: best average kept
     assert results[2].avg_logprob == pytest.approx(-2.5)
 

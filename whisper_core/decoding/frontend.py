@@ -127,6 +127,14 @@ class GenerationFrontEnd:
                 return sequences
             return plan.output(sequences, self._to_host(sequences), scores, no_speech)
 
+    def encoder_states(self, input_features: Any, **model_options: Any) -> Any:
+        """The encoder's last hidden state ``[batch, frames, d]`` of ``input_features``, computed as
+        ``generate`` computes it (compiled where the backend compiles, without gradients). Pass it back as
+        ``generate(encoder_outputs=...)`` to decode the same audio several times (temperature fallback,
+        ``best_of`` draws) with one encoder pass."""
+        with self._inference():
+            return self._encoder_states(input_features, None, **model_options)
+
     def _encoder_states(self, input_features: Any, encoder_outputs: Any, **model_options: Any) -> Any:
         """``[batch, frames, d]``: the last hidden state of ``encoder_outputs`` (any form the models take)
         when given, else the encoder run on ``input_features``."""

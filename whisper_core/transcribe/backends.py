@@ -65,14 +65,23 @@ class ModelBackend(ABC):
         weights = [to_numpy(out.cross_attentions[layer])[0, head] for layer, head in heads]
         return to_numpy(out.logits)[0], np.stack(weights)
 
+    def take_rows(self, states: Any, rows: Sequence[int]) -> Any:
+        """``states[rows]`` (rows may repeat) of a backend tensor, where it lives."""
+        return states[np.asarray(rows)]
+
     # -- the framework-neutral part ------------------------------------------------------------
+    def encode(self, features: np.ndarray) -> Any:
+        """The encoder states of ``features [b, mels, 3000]`` (a backend tensor, left where the model
+        lives), to decode one window at every temperature and draw with one encoder pass."""
+        return self.model.encoder_states(self.tensor(features))
+
     def detect_language(self, features: np.ndarray) -> list[dict[str, float]]:
         """``features [b, mels, frames]`` -> per row, the probability of each language code."""
         return self.model.detect_language(self.tensor(features), return_probabilities=True)
 
     def generate(
         self,
-        features: np.ndarray,
+        states: Any,
         prompts: Sequence[Sequence[int] | None],
         *,
         temperature: float = 0.0,
@@ -81,12 +90,13 @@ class ModelBackend(ABC):
         task: str | None = None,
         seed: int = 0,
     ) -> list[Generated]:
-        """Decode ``features [b, mels, 3000]`` with timestamps; ``prompts`` are ``<|startofprev|>`` rows (or None)."""
+        """Decode encoder ``states`` (:meth:`encode`, one row per prompt) with timestamps; ``prompts`` are
+        ``<|startofprev|>`` rows (or None)."""
         kwargs: dict[str, Any] = {"do_sample": False}
         if temperature > 0:
             kwargs = {"do_sample": True, "temperature": temperature, "top_k": 0, **self.sampling_kwargs(seed)}
         out = self.model.generate(
-            self.tensor(features),
+            encoder_outputs=states,
             language=language,
             task=task,
             return_timestamps=True,

@@ -114,9 +114,10 @@ class WindowDecoder:
         accepted: list[WindowResult | None] = [None] * len(prompts)
         tried: list[list[WindowResult]] = [[] for _ in prompts]
         pending = list(range(len(prompts)))
+        states = self.backend.encode(features)  # once: every temperature and draw decodes these
         for temperature in self.options.temperatures:
-            rows = (features[pending], [prompts[row] for row in pending], [languages[row] for row in pending])
-            results = self._decode_at(*rows, temperature)
+            rows = ([prompts[row] for row in pending], [languages[row] for row in pending])
+            results = self._decode_at(states, pending, *rows, temperature)
             for row, result in zip(pending, results, strict=True):
                 tried[row].append(result)
                 if not needs_fallback(result, self.options):
@@ -130,15 +131,18 @@ class WindowDecoder:
 
     def _decode_at(
         self,
-        features: np.ndarray,
+        states: Any,
+        pending: list[int],
         prompts: list[Sequence[int] | None],
         languages: list[str | None],
         temperature: float,
     ) -> list[WindowResult]:
+        """Decode the ``pending`` rows of the encoder ``states`` at ``temperature`` (``best_of`` draws each
+        when sampling); the most likely draw of each row."""
         draws = self.options.best_of if temperature > 0 else 1
         self.seed += temperature > 0
         generated = self.backend.generate(
-            np.repeat(features, draws, axis=0),
+            self.backend.take_rows(states, [row for row in pending for _ in range(draws)]),
             [prompt for prompt in prompts for _ in range(draws)],
             temperature=temperature,
             max_new_tokens=max_new_tokens(self.backend, prompts),
