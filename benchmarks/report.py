@@ -47,6 +47,11 @@ BENCHMARKS = {
         ["bench_transcribe.py"],
         "`whisper-mb transcribe` processes, first and second, base on ~2 min (vs faster-whisper, same precision)",
     ),
+    "batched": (
+        ["bench_batched.py"],
+        "Batched VAD long-form, batch 8, base on ~2 min, warm (vs faster-whisper's BatchedInferencePipeline, "
+        "and vs our sequential mode)",
+    ),
 }
 # --quick: each benchmark at its smallest honest size (one model, 3 pairs, short inputs), to check that
 # the scripts run; its figures are noisy and go elsewhere than the report's.
@@ -57,6 +62,7 @@ QUICK = {
     "tf_generate": [*QUICK_MODEL, "--batches", "1"],
     "floors": [*QUICK_MODEL, "--repeats", "3"],
     "transcribe": ["--model", "tiny.en", "--pairs", "3", "--audio", str(SAMPLE)],
+    "batched": ["--model", "tiny.en", "--pairs", "3", "--audio", str(SAMPLE)],
 }
 NUMBER = r"([0-9]+(?:\.[0-9]+)?)"
 RATIO = re.compile(rf"^{NUMBER}x(?: \({NUMBER}-{NUMBER}\))?")  # "1.53x" or "1.53x (1.40-1.61)"

@@ -114,3 +114,12 @@ def argmax_edge_rows() -> np.ndarray:
     rows[4, [2]] = np.inf
     rows[5] = np.nan
     return rows
+
+
+@pytest.fixture(scope="session")
+def mixed_audio(tmp_path_factory: pytest.TempPathFactory, jfk_path: Path) -> Any:
+    """About three minutes of jfk and espeak-ng speech between noise, tones and silence, built once per
+    session (a ``tests.core.mixed_audio.MixedAudio``)."""
+    from tests.core.mixed_audio import build_mixed_audio  # here, not at the top: that module imports this one
+
+    return build_mixed_audio(tmp_path_factory.mktemp("mixed_audio"), jfk_path)

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from .config import CONFIG_NAME, WhisperConfig
 from .fileio import read_json, write_json
 from .hub import resolve_file
 from .tensors import BatchFeature, check_return_tensors
@@ -27,6 +28,8 @@ DYNAMIC_RANGE_DB = 8.0  # log10 units kept below each utterance's maximum (80 dB
 PADDING_STRATEGIES = ("longest", "max_length", "do_not_pad")
 # Frames per DFT block: bounds the temporary float32 buffers to a few MB.
 _FRAMES_PER_BLOCK = 1024
+# Checkpoints already reported as lacking preprocessor_config.json: the notice is given once per process.
+_NOTED_WITHOUT_PREPROCESSOR: set[str] = set()
 
 
 def hertz_to_mel(frequencies: np.ndarray) -> np.ndarray:
@@ -273,6 +276,48 @@ class WhisperFeatureExtractor:
         path = Path(name_or_path)
         json_path = path if path.is_file() else resolve_file(name_or_path, PREPROCESSOR_CONFIG_NAME)
         return cls.from_dict(read_json(json_path), **overrides)
+
+    @classmethod
+    def for_checkpoint(cls, name_or_path: str | os.PathLike) -> WhisperFeatureExtractor:
+        """The feature extractor of a checkpoint directory or hub id, even one without preprocessor_config.json.
+
+        With the file this is :meth:`from_pretrained`. Without it (what ``model.save_pretrained(d)`` plus
+        ``tokenizer.save_pretrained(d)`` leave) the extractor is the default one for ``config.json``'s
+        ``num_mel_bins`` (80 up to large-v2, 128 for large-v3: transformers' defaults for that many mels),
+        and a warning says so once per checkpoint and process. A directory with neither file, or whose
+        ``config.json`` is not a transformers Whisper config (a CTranslate2 one), is refused.
+        """
+        if Path(name_or_path).is_file():
+            return cls.from_pretrained(name_or_path)
+        json_path = resolve_file(name_or_path, PREPROCESSOR_CONFIG_NAME, required=False)
+        if json_path is not None:
+            return cls.from_dict(read_json(json_path))
+        config_path = resolve_file(name_or_path, CONFIG_NAME, required=False)
+        if config_path is None:
+            raise FileNotFoundError(
+                f"{name_or_path} has neither {PREPROCESSOR_CONFIG_NAME} nor {CONFIG_NAME}, "
+                "so the feature extractor it needs is unknown"
+            )
+        data = read_json(config_path)
+        if data.get("model_type") != WhisperConfig.model_type:
+            # e.g. a CTranslate2 directory: its config.json does not give the model's mel count
+            raise ValueError(
+                f"{name_or_path} has no {PREPROCESSOR_CONFIG_NAME} and its {CONFIG_NAME} is not a transformers "
+                f"Whisper config (model_type {data.get('model_type')!r}), so the number of mel bins is unknown"
+            )
+        mels = WhisperConfig.from_dict(data).num_mel_bins
+        local = Path(name_or_path)
+        key = str(local.resolve()) if local.is_dir() else str(name_or_path)
+        if key not in _NOTED_WITHOUT_PREPROCESSOR:
+            _NOTED_WITHOUT_PREPROCESSOR.add(key)
+            logger.warning(
+                "%s has no %s: using the WhisperFeatureExtractor defaults for %d mel bins (%s's num_mel_bins)",
+                name_or_path,
+                PREPROCESSOR_CONFIG_NAME,
+                mels,
+                CONFIG_NAME,
+            )
+        return cls(feature_size=mels)
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
         path = Path(directory) / PREPROCESSOR_CONFIG_NAME

@@ -20,9 +20,14 @@ class WhisperProcessor:
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, **tokenizer_kwargs: Any) -> WhisperProcessor:
-        """Read preprocessor_config.json and the tokenizer files of a checkpoint directory or hub id."""
+        """Read preprocessor_config.json and the tokenizer files of a checkpoint directory or hub id.
+
+        Unlike transformers, a checkpoint without preprocessor_config.json (``model.save_pretrained``
+        plus ``tokenizer.save_pretrained``) loads too, with the extractor its config's ``num_mel_bins``
+        implies and a warning (see ``WhisperFeatureExtractor.for_checkpoint``).
+        """
         return cls(
-            WhisperFeatureExtractor.from_pretrained(name_or_path),
+            WhisperFeatureExtractor.for_checkpoint(name_or_path),
             WhisperTokenizer.from_pretrained(name_or_path, **tokenizer_kwargs),
         )
 

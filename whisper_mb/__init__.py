@@ -38,10 +38,12 @@ def transcribe(
     backend: str = "pt",
     options: TranscribeOptions = TranscribeOptions(),  # noqa: B008  # frozen: shared safely
     compute_type: str = "float32",
+    batch_size: int = 1,
 ) -> list[Transcription]:
     """Load the checkpoint ``directory`` with ``backend`` in ``compute_type`` (float32, float16, bfloat16,
-    int8, int8_float32) and transcribe 16 kHz mono clips of any length. The backend's compilations are
+    int8, int8_float32) and transcribe 16 kHz mono clips of any length: sequentially, or with ``batch_size`` above 1
+    in pieces cut in advance (at silences with ``options.vad_filter``) decoded that many at once. The backend's compilations are
     kept under ``$WHISPER_MB_HOME`` (:mod:`whisper_mb.compile_cache`), so the next process starts fast."""
     keep_compilations(backend)
     model = load_backend(backend, directory, compute_type)
-    return Transcriber.from_pretrained(model, directory).transcribe(audios, options)
+    return Transcriber.from_pretrained(model, directory).transcribe(audios, options, batch_size=batch_size)

@@ -8,6 +8,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from weights_bridge import data_packages, fetch, quantization
 from weights_bridge.conversion import convert_checkpoint
@@ -15,7 +16,9 @@ from weights_bridge.fetching import resolve_model
 from whisper_core.audio import load_audio
 from whisper_core.feature_extraction import WhisperFeatureExtractor
 from whisper_core.tokenizer import WhisperTokenizer
-from whisper_core.transcribe import WRITERS, TranscribeOptions, Transcriber, transcribe_chunked, write_result
+from whisper_core.transcribe import WRITERS, TranscribeOptions, Transcriber, write_result
+from whisper_core.transcribe.batched import BATCHED_VAD_OPTIONS
+from whisper_core.vad import VadOptions
 
 from .compile_cache import keep_compilations
 from .parity import add_parity
@@ -91,6 +94,8 @@ def _transcribe(args: argparse.Namespace) -> int:
         word_timestamps=args.word_timestamps,
         clip_timestamps=tuple(float(t) for t in args.clip_timestamps.split(",") if t.strip()),
         hallucination_silence_threshold=args.hallucination_silence_threshold,
+        vad_filter=args.vad_filter,
+        vad_options=_vad_options(args.vad_parameters, args.batch_size > 1),
     )
     failures = 0
     loaded = []
@@ -100,18 +105,14 @@ def _transcribe(args: argparse.Namespace) -> int:
         except (OSError, ValueError) as error:
             print(f"whisper-mb transcribe: {path}: {error}", file=sys.stderr)
             failures += 1
-    if args.chunked:  # one file at a time, --batch-size of its windows side by side
-        groups = [[item] for item in loaded]
-    else:  # sequential windows, --batch-size files side by side
-        groups = [loaded[i : i + args.batch_size] for i in range(0, len(loaded), args.batch_size)]
+    batched = args.batch_size > 1  # the files' pieces share batches; sequential decoding takes one file at a time
+    groups = [loaded] if batched and loaded else [[item] for item in loaded]
     while groups:
         group = groups.pop(0)
         start = time.perf_counter()
         try:
-            if args.chunked:
-                results = [transcribe_chunked(transcriber, group[0][1], options, batch_size=args.batch_size)]
-            else:
-                results = transcriber.transcribe([audio for _, audio in group], options, progress=not args.quiet)
+            audios = [audio for _, audio in group]
+            results = transcriber.transcribe(audios, options, batch_size=args.batch_size, progress=not args.quiet)
         except (OSError, ValueError) as error:
             if len(group) > 1:  # one file spoilt the batch: run its files one by one to find it
                 groups[:0] = [[item] for item in group]
@@ -137,6 +138,25 @@ def _transcribe(args: argparse.Namespace) -> int:
             }
             print(json.dumps(summary, ensure_ascii=False), flush=True)
     return 1 if failures else 0
+
+
+def _vad_options(text: str | None, batched: bool) -> VadOptions | None:
+    """``--vad-parameters``: a JSON object or ``name=value,name=value`` of :class:`VadOptions` fields, over
+    the defaults of the mode (faster-whisper's batched ones with ``--batch-size`` above 1)."""
+    if not text:
+        return None
+    if text.lstrip().startswith("{"):
+        values = json.loads(text)
+    else:
+        pairs = [item.split("=", 1) for item in text.split(",") if item.strip()]
+        if any(len(pair) != 2 for pair in pairs):
+            raise ValueError(f"--vad-parameters: expected name=value pairs or a JSON object, got {text!r}")
+        values = {name.strip(): float(value) for name, value in pairs}
+    known = set(VadOptions.__dataclass_fields__)
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"--vad-parameters: unknown {unknown}; known: {sorted(known)}")
+    return replace(BATCHED_VAD_OPTIONS if batched else VadOptions(), **values)
 
 
 def _convert(args: argparse.Namespace) -> int:
@@ -214,8 +234,18 @@ def _add_transcribe(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--hallucination-silence-threshold", type=float, help="with --word-timestamps: skip silences this long (s)"
     )
-    parser.add_argument("--chunked", action="store_true", help="decode overlapping 30 s windows in parallel batches")
-    parser.add_argument("--batch-size", type=int, default=1, help="files (or, with --chunked, windows) per batch")
+    parser.add_argument("--vad-filter", action="store_true", help="decode only the speech that Silero VAD finds")
+    parser.add_argument(
+        "--vad-parameters",
+        help='VAD options as name=value,... or JSON, e.g. "min_silence_duration_ms=500,threshold=0.4"',
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=1,
+        help="above 1: cut each file in advance (with --vad-filter at silences, else in overlapping windows) "
+        "and decode this many pieces at once, across files, without previous-text conditioning",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(handler=_transcribe)
 

@@ -103,7 +103,7 @@ def run_parity(
     if unknown:
         raise ValueError(f"unknown backends {unknown}: choose from {sorted(BACKENDS)}")
     samples = load_audio(audio) if audio else probe_signal()
-    extractor = WhisperFeatureExtractor.from_pretrained(checkpoint)
+    extractor = WhisperFeatureExtractor.for_checkpoint(checkpoint)
     features = extractor(samples, sampling_rate=extractor.sampling_rate, return_tensors="np").input_features
     features = features.astype(np.float32)
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
+import shutil
 
 import numpy as np
 import pytest
 
 from whisper_core import WhisperFeatureExtractor, load_audio
-from whisper_core.feature_extraction import mel_filter_bank
+from whisper_core.feature_extraction import PREPROCESSOR_CONFIG_NAME, mel_filter_bank
 
 TOLERANCE = 1e-4  # DESIGN.md §3: log-mel features
 
@@ -143,6 +145,61 @@ def test_save_and_load_with_transformers(tmp_path):
     from transformers import WhisperFeatureExtractor as Reference
 
     assert Reference.from_pretrained(tmp_path / "again").feature_size == 128
+
+
+NOTICE = "has no preprocessor_config.json: using the WhisperFeatureExtractor defaults for"
+# The settings a feature extractor's output depends on (to_dict also carries bookkeeping keys).
+SETTINGS = ("feature_size", "sampling_rate", "hop_length", "chunk_length", "n_fft", "padding_value", "dither")
+
+
+def notices(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if NOTICE in r.getMessage()]
+
+
+def test_a_checkpoint_with_preprocessor_config_is_read_as_from_pretrained(tiny_en_dir, caplog):
+    with caplog.at_level(logging.WARNING, logger="whisper_core.feature_extraction"):
+        ours = WhisperFeatureExtractor.for_checkpoint(tiny_en_dir)
+    assert ours.to_dict() == WhisperFeatureExtractor.from_pretrained(tiny_en_dir).to_dict()
+    assert not notices(caplog)
+
+
+def test_without_preprocessor_config_the_config_mel_bins_give_the_same_extractor(
+    tiny_en_dir, tmp_path, jfk_audio, caplog
+):
+    shutil.copy(tiny_en_dir / "config.json", tmp_path / "config.json")
+    with caplog.at_level(logging.WARNING, logger="whisper_core.feature_extraction"):
+        ours = WhisperFeatureExtractor.for_checkpoint(tmp_path)
+        again = WhisperFeatureExtractor.for_checkpoint(str(tmp_path))  # same directory: no second notice
+    real = WhisperFeatureExtractor.from_pretrained(tiny_en_dir)  # the real preprocessor_config.json
+    assert ours.to_dict() == real.to_dict() == again.to_dict()
+    assert (
+        ours(jfk_audio, sampling_rate=16000)["input_features"] == real(jfk_audio, sampling_rate=16000)["input_features"]
+    ).all()
+    (notice,) = notices(caplog)
+    assert str(tmp_path) in notice and "defaults for 80 mel bins" in notice
+
+
+def test_128_mel_bins_give_transformers_defaults_for_128_mels(tiny_en_dir, tmp_path, caplog):
+    config = json.loads((tiny_en_dir / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "num_mel_bins": 128}))
+    with caplog.at_level(logging.WARNING, logger="whisper_core.feature_extraction"):
+        ours = WhisperFeatureExtractor.for_checkpoint(tmp_path)
+    theirs = reference(feature_size=128)
+    assert {key: getattr(ours, key) for key in SETTINGS} == {key: getattr(theirs, key) for key in SETTINGS}
+    assert np.abs(ours.mel_filters - theirs.mel_filters).max() < 1e-12
+    (notice,) = notices(caplog)
+    assert str(tmp_path) in notice and "defaults for 128 mel bins" in notice
+
+
+def test_a_directory_without_either_file_is_refused(tmp_path):
+    with pytest.raises(FileNotFoundError, match=f"{tmp_path} has neither {PREPROCESSOR_CONFIG_NAME} nor config.json"):
+        WhisperFeatureExtractor.for_checkpoint(tmp_path)
+
+
+def test_a_ctranslate2_config_does_not_pass_for_a_mel_count(tiny_en_tokenizer_dir):
+    # The data package's CTranslate2 config.json says nothing about mels: guessing 80 would be wrong for large-v3.
+    with pytest.raises(ValueError, match="not a transformers Whisper config"):
+        WhisperFeatureExtractor.for_checkpoint(tiny_en_tokenizer_dir)
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,7 @@ from whisper_core.transcribe import (
     needs_fallback,
     split_window,
 )
-from whisper_core.transcribe.chunked import _unfinished_piece, owned_span, window_starts
+from whisper_core.transcribe.batched import _unfinished_piece
 from whisper_core.transcribe.fallback import is_silent, max_new_tokens
 from whisper_core.transcribe.longform import clip_ranges
 from whisper_core.transcribe.word_timing import WordTiming, dtw, median_filter, merge_punctuations
@@ -89,6 +89,8 @@ def test_compression_ratio_flags_loops():
 
 class ScriptedBackend:
     """Returns, per temperature, a fixed average log-probability; records every call."""
+
+    bucket_prefix = False
 
     def __init__(self, logprob_by_temperature: dict[float, list[float]]) -> None:
         self.script = logprob_by_temperature
@@ -161,31 +163,23 @@ def test_the_loop_keeps_counting_past_30_s_and_prompts_with_the_previous_text(ti
     noise = np.random.default_rng(0).standard_normal(50 * SAMPLE_RATE).astype(np.float32) * 0.1
     (result,) = transcriber.transcribe([noise], TranscribeOptions(temperature=(0.0,)))
     starts = [segment.start for segment in result.segments]
-    assert starts == pytest.approx([4.0 * k for k in range(14)])  # windows at 0, 8, ..., 48 s
+    # windows at 0, 8, ..., 48 s; the last window's second segment (52-56 s) lies past the audio's end
+    assert starts == pytest.approx([4.0 * k for k in range(13)])
+    assert result.segments[-1].end == 50.0  # 48-52 s, cut at the end of the audio
     assert all(s.seek == round(s.start // 8 * 800) for s in result.segments)
     assert backend.prompts[0] == []
     assert backend.prompts[1][0] == 50360 and backend.prompts[1][1:] == [ts(0), 262, ts(4), ts(4), 262, ts(8)]
 
 
-# -- chunked windows -------------------------------------------------------------------------
-def test_chunk_windows_overlap_and_own_their_middles():
-    starts = window_starts(65.0, 30.0, 5.0)
-    assert starts == [0.0, 20.0, 40.0]
-    assert owned_span(0, starts, 30.0, 5.0) == (-np.inf, 25.0)
-    assert owned_span(1, starts, 30.0, 5.0) == (25.0, 45.0)
-    assert owned_span(2, starts, 30.0, 5.0) == (45.0, np.inf)
-    with pytest.raises(ValueError, match="half"):
-        window_starts(65.0, 30.0, 15.0)
-
-
-def test_the_last_window_keeps_the_segment_it_cut_off():
-    """Speech that runs to the end of the audio: no later window decodes it again, so it is kept,
-    from its opening timestamp to the end of the window's audio."""
+# -- batched pieces ---------------------------------------------------------------------------
+def test_a_closed_piece_keeps_the_segment_it_cut_off():
+    """Speech that runs to the end of a piece: no later piece decodes it again, so it is kept,
+    from its opening timestamp to the end of the piece's audio."""
     vocabulary = SimpleNamespace(eot=50256, timestamp_begin=T0, time_precision=0.02, frames_per_second=100)
-    split = split_window([ts(0), 11, ts(2.5), ts(3.0), 12, 13], T0, time_offset=40.0, segment_frames=1234)
-    assert _unfinished_piece(split, vocabulary, 40.0, 1234) == [(43.0, 52.34, [ts(3.0), 12, 13])]
-    closed = split_window([ts(0), 11, ts(2.5), ts(3.0)], T0, time_offset=40.0, segment_frames=1234)
-    assert closed.unfinished == [ts(3.0)] and _unfinished_piece(closed, vocabulary, 40.0, 1234) == []
+    split = split_window([ts(0), 11, ts(2.5), ts(3.0), 12, 13], T0, time_offset=0.0, segment_frames=1234)
+    assert _unfinished_piece(split, vocabulary, 1234) == [(3.0, 12.34, [ts(3.0), 12, 13])]
+    closed = split_window([ts(0), 11, ts(2.5), ts(3.0)], T0, time_offset=0.0, segment_frames=1234)
+    assert closed.unfinished == [ts(3.0)] and _unfinished_piece(closed, vocabulary, 1234) == []
 
 
 # -- word timing pieces ----------------------------------------------------------------------

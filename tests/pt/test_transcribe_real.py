@@ -18,7 +18,7 @@ import pytest
 import whisper_mb
 from tests.core.longform_audio import LongAudio, build_long_audio
 from whisper_core import SAMPLE_RATE, WhisperTokenizer
-from whisper_core.transcribe import TranscribeOptions, Transcriber, Transcription, transcribe_chunked
+from whisper_core.transcribe import TranscribeOptions, Transcriber, Transcription
 from whisper_mb import BACKENDS, load_backend
 
 pytestmark = pytest.mark.slow
@@ -169,15 +169,16 @@ def test_token_timestamps_follow_the_words(pt_transcriber, jfk_audio):
     assert times == sorted(times) and 0.0 <= times[0] < 1.5 and 9.0 < times[-1] <= 11.1
 
 
-def test_chunked_mode_transcribes_as_well(pt_transcriber, long_audio, tiny_en_dir):
-    result = transcribe_chunked(pt_transcriber, long_audio.audio, TranscribeOptions(temperature=(0.0,)), batch_size=4)
+def test_batched_windows_without_vad_transcribe_as_well(pt_transcriber, long_audio, tiny_en_dir):
+    """``batch_size`` above 1 without VAD: overlapping windows decoded four at a time, each keeping its middle."""
+    (result,) = pt_transcriber.transcribe([long_audio.audio], TranscribeOptions(temperature=(0.0,)), batch_size=4)
     starts = [s.start for s in result.segments]
     assert starts == sorted(starts) and starts[-1] > 90.0
     wer = _wer(WhisperTokenizer.from_pretrained(tiny_en_dir), long_audio.text, result.text)
-    print(f"WER chunked: {wer:.3f}")
+    print(f"WER batched windows: {wer:.3f}")
     assert wer <= 0.15
-    with pytest.raises(ValueError, match="initial_prompt"):  # refused, not silently ignored
-        transcribe_chunked(pt_transcriber, long_audio.audio, TranscribeOptions(initial_prompt="Kennedy"))
+    with pytest.raises(ValueError, match="clip_timestamps"):  # refused, not silently ignored
+        pt_transcriber.transcribe([long_audio.audio], TranscribeOptions(clip_timestamps=(0.0, 10.0)), batch_size=4)
 
 
 def test_command_line_writes_subtitles_and_reports_bad_files(jfk_path, tmp_path):

@@ -1,4 +1,5 @@
-"""Long-form transcription written once over every backend: seek loop, fallback, word timing, writers.
+"""Long-form transcription written once over every backend: seek loop, batched pieces, fallback, word timing,
+voice activity, writers.
 
 ``Transcriber.from_pretrained(backend, directory).transcribe(audios)`` returns one :class:`Transcription`
 per 16 kHz clip, for any :class:`ModelBackend` (``whisper_mb.load_backend("flax", directory)`` gives one,
@@ -8,9 +9,11 @@ and ``whisper_mb.transcribe`` does both steps). Nothing here imports a deep-lear
 from __future__ import annotations
 
 from .backends import Generated, ModelBackend
-from .chunked import transcribe_chunked
+from .batched import speech_chunks, transcribe_batched
 from .fallback import FallbackOptions, WindowDecoder, WindowResult, compression_ratio, needs_fallback
+from .guards import fit_to_audio, has_repetition_loop
 from .longform import TranscribeOptions, Transcriber, Transcription, TranscriptSegment, split_window
+from .speech_chunks import SpeechChunk, group_speech, map_to_file, overlapping_windows
 from .word_timing import WordTiming
 from .writers import WRITERS, write_result
 
@@ -19,6 +22,7 @@ __all__ = [
     "FallbackOptions",
     "Generated",
     "ModelBackend",
+    "SpeechChunk",
     "TranscribeOptions",
     "Transcriber",
     "TranscriptSegment",
@@ -27,8 +31,14 @@ __all__ = [
     "WindowResult",
     "WordTiming",
     "compression_ratio",
+    "fit_to_audio",
+    "group_speech",
+    "has_repetition_loop",
+    "map_to_file",
     "needs_fallback",
+    "overlapping_windows",
+    "speech_chunks",
     "split_window",
-    "transcribe_chunked",
+    "transcribe_batched",
     "write_result",
 ]

@@ -2,7 +2,8 @@
 
 Each window is decoded greedily first; a result that looks like a failure (too repetitive: the
 zlib compression ratio of its text is above a threshold; or too unsure: its average log-probability
-is below one) is decoded again at the next temperature, by sampling. A window that the model
+is below one; or caught in a loop, one phrase repeated back to back) is decoded again at the next
+temperature, by sampling. A window that the model
 thinks is silent (high no-speech probability and low log-probability) is accepted as it is, since
 the caller skips it. When every temperature fails, the result with the best average
 log-probability is kept. Only the rows that still fail are decoded again, so a batch shrinks.
@@ -18,9 +19,16 @@ from typing import Any
 import numpy as np
 
 from .backends import Generated, ModelBackend
+from .guards import has_repetition_loop
 
 DEFAULT_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 SAMPLE_LENGTH_DIVISOR = 2  # openai-whisper decodes at most n_text_ctx // 2 tokens per window
+
+
+def row_bucket(rows: int) -> int:
+    """The batch a compiled backend decodes ``rows`` in: the next power of two up to 8, then the next
+    multiple of 8, so that fallback's shrinking batches and a last short batch reuse a few programs."""
+    return 1 << (rows - 1).bit_length() if rows <= 8 else -(-rows // 8) * 8
 
 
 @dataclass(frozen=True)
@@ -32,6 +40,7 @@ class FallbackOptions:
     logprob_threshold: float | None = -1.0
     no_speech_threshold: float | None = 0.6
     best_of: int = 1  # samples drawn per window at temperature > 0; the most likely one is kept
+    loop_check: bool = True  # ours: a phrase repeated back to back also fails (see guards.has_repetition_loop)
 
 
 @dataclass(frozen=True)
@@ -42,6 +51,7 @@ class WindowResult:
     text: str
     temperature: float
     compression_ratio: float
+    looping: bool = False  # its text tokens hold a repetition loop
 
     @property
     def tokens(self) -> tuple[int, ...]:
@@ -63,11 +73,11 @@ def compression_ratio(text: str) -> float:
 
 
 def needs_fallback(result: WindowResult, options: FallbackOptions) -> bool:
-    """openai-whisper's rule: too repetitive or too unsure, unless the window looks silent."""
+    """openai-whisper's rule: too repetitive or too unsure, unless the window looks silent; and ours: a loop."""
     too_repetitive = (
         options.compression_ratio_threshold is not None
         and result.compression_ratio > options.compression_ratio_threshold
-    )
+    ) or (options.loop_check and result.looping)
     too_unsure = options.logprob_threshold is not None and result.avg_logprob < options.logprob_threshold
     silent = (
         options.no_speech_threshold is not None and result.no_speech_prob > options.no_speech_threshold and too_unsure
@@ -114,6 +124,9 @@ class WindowDecoder:
         accepted: list[WindowResult | None] = [None] * len(prompts)
         tried: list[list[WindowResult]] = [[] for _ in prompts]
         pending = list(range(len(prompts)))
+        if self.backend.bucket_prefix:  # compiled backends: a few batch shapes (padding rows are silence)
+            padding = np.zeros((row_bucket(len(features)) - len(features), *features.shape[1:]), features.dtype)
+            features = np.concatenate([features, padding])
         states = self.backend.encode(features)  # once: every temperature and draw decodes these
         for temperature in self.options.temperatures:
             rows = ([prompts[row] for row in pending], [languages[row] for row in pending])
@@ -141,12 +154,22 @@ class WindowDecoder:
         when sampling); the most likely draw of each row."""
         draws = self.options.best_of if temperature > 0 else 1
         self.seed += temperature > 0
+        rows = [row for row in pending for _ in range(draws)]
+        row_prompts = [prompt for prompt in prompts for _ in range(draws)]
+        row_languages = [language for language in languages for _ in range(draws)]
+        if self.backend.bucket_prefix:  # pad with copies of the first row; their results are dropped
+            extra = row_bucket(len(rows)) - len(rows)
+            rows, row_prompts, row_languages = (
+                rows + rows[:1] * extra,
+                row_prompts + row_prompts[:1] * extra,
+                row_languages + row_languages[:1] * extra,
+            )
         generated = self.backend.generate(
-            self.backend.take_rows(states, [row for row in pending for _ in range(draws)]),
-            [prompt for prompt in prompts for _ in range(draws)],
+            self.backend.take_rows(states, rows),
+            row_prompts,
             temperature=temperature,
             max_new_tokens=max_new_tokens(self.backend, prompts),
-            language=[language for language in languages for _ in range(draws)],
+            language=row_languages,
             task=self.task,
             seed=self.seed,
         )
@@ -155,7 +178,9 @@ class WindowDecoder:
 
     def _result(self, generated: Generated, temperature: float) -> WindowResult:
         text = self.tokenizer.decode(list(generated.tokens), skip_special_tokens=True)
-        return WindowResult(generated, text, temperature, compression_ratio(text.strip()))
+        text_tokens = [token for token in generated.tokens if token < self.tokenizer.eos_token_id]
+        looping = has_repetition_loop(text_tokens)
+        return WindowResult(generated, text, temperature, compression_ratio(text.strip()), looping)
 
 
 def _likelihood(generated: Generated) -> float:

@@ -5,11 +5,13 @@ openai-whisper does). A window of 30 s starts at ``seek``; it is decoded with ti
 previous text as prompt), cut into segments at each pair of consecutive timestamps, and ``seek``
 moves to the last complete segment's end (or to the window's end when the model closed the window
 with a lone timestamp, or when it heard no speech). Several files are decoded together: each
-batch holds the current window of every unfinished file.
+batch holds the current window of every unfinished file. With ``vad_filter`` only the speech that
+voice activity detection finds is heard (silences cut out), and times are mapped back to the file.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -20,8 +22,11 @@ from ..decoding.prefix import PrefixIds, decoder_prefix
 from ..feature_extraction import WhisperFeatureExtractor
 from ..languages import language_code
 from ..tokenizer import WhisperTokenizer
+from ..vad import VadOptions, get_speech_timestamps
 from .backends import ModelBackend
 from .fallback import DEFAULT_TEMPERATURES, FallbackOptions, WindowDecoder, WindowResult, is_silent
+from .guards import fit_to_audio
+from .speech_chunks import SpeechChunk, map_to_file
 from .word_timing import (
     APPEND_PUNCTUATIONS,
     PREPEND_PUNCTUATIONS,
@@ -83,6 +88,9 @@ class TranscribeOptions:
     clip_timestamps: tuple[float, ...] = ()  # start, end, start, end, ... in seconds; the last end defaults to the end
     hallucination_silence_threshold: float | None = None  # seconds; needs word_timestamps
     seed: int = 0
+    vad_filter: bool = False  # faster-whisper's: decode only the speech Silero VAD finds
+    vad_options: VadOptions | None = None  # faster-whisper's ``vad_parameters`` (None: VadOptions())
+    loop_check: bool = True  # ours: a window caught in a repetition loop is decoded again (fallback.py)
 
     def fallback(self) -> FallbackOptions:
         return FallbackOptions(
@@ -91,6 +99,7 @@ class TranscribeOptions:
             self.logprob_threshold,
             self.no_speech_threshold,
             self.best_of,
+            self.loop_check,
         )
 
 
@@ -102,7 +111,7 @@ class WindowSplit:
     advance: int  # mel frames
     single_timestamp_ending: bool
     # The tokens after the last closed segment, which the window cut off: the sequential loop decodes
-    # them again from the next ``seek``; the chunked mode keeps them when no later window follows.
+    # them again from the next ``seek``; a batched piece keeps them when no later piece follows.
     unfinished: list[int] = field(default_factory=list)
 
 
@@ -178,7 +187,7 @@ class Transcriber:
     @classmethod
     def from_pretrained(cls, backend: ModelBackend, directory: str) -> Transcriber:
         return cls(
-            backend, WhisperTokenizer.from_pretrained(directory), WhisperFeatureExtractor.from_pretrained(directory)
+            backend, WhisperTokenizer.from_pretrained(directory), WhisperFeatureExtractor.for_checkpoint(directory)
         )
 
     def segment(
@@ -201,6 +210,22 @@ class Transcriber:
             no_speech_prob=result.no_speech_prob,
         )
 
+    def windows_of(self, clips: Sequence[np.ndarray]) -> np.ndarray:
+        """``[b, mels, 3000]``: each clip of at most one window as the sequential loop hears a window: its
+        log-mel (:meth:`log_mel`), the frames past its end zero, as openai-whisper and faster-whisper pad."""
+        windows = np.zeros((len(clips), self.feature_extractor.feature_size, self.window_frames), np.float32)
+        for row, clip in enumerate(clips):
+            mel = self.log_mel(clip[: self.feature_extractor.n_samples])
+            frames = min(mel.shape[-1] - self.window_frames, self.window_frames)
+            windows[row, :, :frames] = mel[:, :frames]
+        return windows
+
+    def prompt_ids(self, initial_prompt: str | None) -> list[int]:
+        """The ids of ``initial_prompt`` (with the leading space the model expects), or none."""
+        if not initial_prompt:
+            return []
+        return self.tokenizer.encode(" " + initial_prompt.strip(), add_special_tokens=False)
+
     def log_mel(self, audio: np.ndarray) -> np.ndarray:
         """``[mels, frames + 3000]``: the whole file followed by 30 s of silence, normalised as one."""
         padded = np.concatenate([np.asarray(audio, np.float32), np.zeros(self.feature_extractor.n_samples, np.float32)])
@@ -211,18 +236,28 @@ class Transcriber:
         audios: Sequence[np.ndarray],
         options: TranscribeOptions = TranscribeOptions(),  # frozen: shared safely
         *,
+        batch_size: int = 1,
         progress: bool = False,
     ) -> list[Transcription]:
-        """Transcribe 16 kHz mono clips of any length, one window per clip per batch."""
+        """Transcribe 16 kHz mono clips of any length. Sequentially (``batch_size`` 1): one window per clip per
+        batch; with a larger ``batch_size``, pieces cut in advance, ``batch_size`` at a time (:mod:`.batched`)."""
+        if batch_size != 1:
+            from .batched import transcribe_batched  # it builds on this module
+
+            return transcribe_batched(self, audios, options, batch_size=batch_size, progress=progress)
         if options.hallucination_silence_threshold is not None and not options.word_timestamps:
             raise ValueError("hallucination_silence_threshold needs word_timestamps=True")
+        if options.vad_filter and options.clip_timestamps:
+            raise ValueError("vad_filter and clip_timestamps both choose what to decode: give one of them")
+        speech = [self.speech(audio, options) for audio in audios] if options.vad_filter else None
+        if speech is not None:
+            audios = [
+                chunk.audio(audio) if chunk else np.zeros(0, np.float32)
+                for chunk, audio in zip(speech, audios, strict=True)
+            ]
         mels = [self.log_mel(audio) for audio in audios]
         languages = self.languages(mels, options.language)
-        prompt = (
-            self.tokenizer.encode(" " + options.initial_prompt.strip(), add_special_tokens=False)
-            if options.initial_prompt
-            else []
-        )
+        prompt = self.prompt_ids(options.initial_prompt)
         files = [_FileSeek(self, mel, language, options, prompt) for mel, language in zip(mels, languages, strict=True)]
         decoder = WindowDecoder(self.backend, self.tokenizer, options.fallback(), task=options.task, seed=options.seed)
         total = sum(file_seek.content_frames for file_seek in files)
@@ -238,14 +273,36 @@ class Transcriber:
                     before = file_seek.seek
                     file_seek.accept(result, window)
                     bar.update(min(file_seek.content_frames, file_seek.seek) - before)
-        return [file_seek.finish() for file_seek in files]
+        results = [file_seek.finish() for file_seek in files]
+        for result, chunk in zip(results, speech or [], strict=False):
+            for segment in result.segments if chunk else ():
+                map_to_file(segment, chunk)
+        return results
+
+    def speech(self, audio: np.ndarray, options: TranscribeOptions) -> SpeechChunk | None:
+        """All the speech of ``audio`` as one chunk (silences cut out), or None when there is none."""
+        rate = self.feature_extractor.sampling_rate
+        spans = get_speech_timestamps(audio, options.vad_options or VadOptions(), rate)
+        return SpeechChunk(tuple((span.start, span.end) for span in spans), rate) if spans else None
+
+    def fixed_language(self, language: str | None) -> str | None:
+        """The language every file is decoded in, or None when each file's must be detected: English on
+        English-only models (another language asked for is warned about, as openai-whisper does), else the
+        one asked for."""
+        if not self.ids.is_multilingual:
+            if language is not None and language_code(language) != "en":
+                warnings.warn(
+                    f"this model is English-only: language {language!r} is ignored and English is used",
+                    stacklevel=3,
+                )
+            return "en"
+        return None if language is None else language_code(language)
 
     def languages(self, mels: list[np.ndarray], language: str | None) -> list[str | None]:
         """The given language, or the one detected on each file's first 30 s (English for English-only models)."""
-        if not self.ids.is_multilingual:
-            return ["en"] * len(mels)
-        if language is not None:
-            return [language_code(language)] * len(mels)
+        fixed = self.fixed_language(language)
+        if fixed is not None or not mels:
+            return [fixed] * len(mels)
         first = np.stack([mel[:, : self.window_frames] for mel in mels])
         return [max(probabilities, key=probabilities.get) for probabilities in self.backend.detect_language(first)]
 
@@ -360,7 +417,7 @@ class _FileSeek:
         for segment in segments:  # an instantaneous or empty segment keeps its times and nothing else
             if segment.start == segment.end or not segment.text.strip():
                 segment.text, segment.tokens, segment.text_tokens, segment.words = "", [], [], []
-        for segment in segments:
+        for segment in fit_to_audio(segments, self.content_frames / frames_per_second):
             segment.id = len(self.segments)
             self.segments.append(segment)
             self.all_tokens.extend(segment.tokens)

@@ -1,0 +1,57 @@
+"""Guards against Whisper's invented text: repetition loops, and segments timed past the end of the audio.
+
+A model stuck in a loop repeats a phrase until the window's token budget runs out. openai-whisper
+catches long loops by the zlib compression ratio of the whole window's text, but a short window
+with a loop, or a loop after a long genuine sentence, stays under the ratio threshold; a run of one
+n-gram repeated back to back is the loop itself, so it is looked for directly.
+
+In the last window of a file the model hears real audio followed by padding; there it sometimes
+repeats an earlier sentence and times it into the padding, past the end of the file (openai-whisper
+and faster-whisper both do). A segment mostly outside the audio is such an invention and is dropped;
+one that merely overruns the end is cut at it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+LOOP_MIN_TOKENS = 16  # a loop covers at least this many tokens ...
+LOOP_MIN_REPEATS = 3  # ... in at least this many back-to-back copies of one n-gram
+LOOP_MAX_NGRAM = 32
+
+
+def has_repetition_loop(tokens: Sequence[int]) -> bool:
+    """Whether some n-gram (n <= 32) repeats back to back at least ``max(3, ceil(16 / n))`` times: 16 copies
+    of one token, 8 of a pair, ... 3 of a phrase of six tokens or more. Pass text tokens only (timestamps
+    between the copies of a looping sentence differ)."""
+    ids = np.asarray(tokens)
+    for n in range(1, min(LOOP_MAX_NGRAM, len(ids) // LOOP_MIN_REPEATS) + 1):
+        repeats = max(LOOP_MIN_REPEATS, -(-LOOP_MIN_TOKENS // n))
+        needed = n * (repeats - 1)  # positions i with ids[i] == ids[i + n], in a row
+        if len(ids) - n < needed:
+            continue
+        same = np.concatenate([[False], ids[n:] == ids[:-n], [False]])
+        edges = np.flatnonzero(np.diff(same.astype(np.int8)))
+        if len(edges) and (edges[1::2] - edges[::2]).max() >= needed:
+            return True
+    return False
+
+
+def fit_to_audio(segments: list[Any], duration: float) -> list[Any]:
+    """The segments (``start``, ``end``, ``words``) that lie inside ``duration`` seconds of audio: a segment
+    starting at the end or beyond, or lying more than half past it, is dropped; the others, and their words,
+    are cut at the end."""
+    kept = []
+    for segment in segments:
+        overrun = segment.end - duration
+        if segment.start >= duration or overrun > (segment.end - segment.start) / 2:
+            continue
+        segment.end = min(segment.end, duration)
+        segment.words = [word for word in segment.words if word.start < duration]
+        for word in segment.words:
+            word.end = min(word.end, duration)
+        kept.append(segment)
+    return kept
