@@ -68,6 +68,18 @@ def drop_committed(words: Sequence[StreamWord], committed: Sequence[StreamWord])
     return fresh
 
 
+def in_order(words: Sequence[StreamWord], committed: Sequence[StreamWord]) -> list[StreamWord]:
+    """``words`` to commit after ``committed``, re-timed where alignment jitter would have one start before
+    the word before it ends: committed times only move forward."""
+    placed: list[StreamWord] = []
+    last = committed[-1].end if committed else 0.0
+    for word in words:
+        start = max(word.start, last)
+        placed.append(StreamWord(start, max(word.end, start), word.text))
+        last = placed[-1].end
+    return placed
+
+
 class LocalAgreement:
     """The hypotheses of one stream and what they agreed on; :meth:`insert` a pass, :meth:`flush` commits."""
 
@@ -87,8 +99,9 @@ class LocalAgreement:
             if old.key != new.key:
                 break
             agreed.append(new)
-        self.committed.extend(agreed)
         self.previous = self.current[len(agreed) :]
+        agreed = in_order(agreed, self.committed)
+        self.committed.extend(agreed)
         self.current = []
         return agreed
 
@@ -98,6 +111,6 @@ class LocalAgreement:
 
     def commit_all(self) -> list[StreamWord]:
         """At the end of an utterance or stream: commit what is pending."""
-        words, self.previous = self.previous, []
+        words, self.previous = in_order(self.previous, self.committed), []
         self.committed.extend(words)
         return words

@@ -26,7 +26,7 @@ from ..transcribe.fallback import FallbackOptions, WindowDecoder, is_silent
 from ..transcribe.longform import Transcriber
 from ..transcribe.word_timing import APPEND_PUNCTUATIONS, PREPEND_PUNCTUATIONS, find_alignment, merge_punctuations
 from ..vad import VadOptions, get_speech_timestamps
-from .agreement import LocalAgreement, StreamWord, drop_committed
+from .agreement import LocalAgreement, StreamWord, drop_committed, in_order
 
 POLICIES = ("localagreement", "alignatt")
 SENTENCE_ENDS = (".", "?", "!", "。", "？", "！")
@@ -134,7 +134,7 @@ class OnlineProcessor:
             self.agreement.insert(hypothesis.words)
             new = self.agreement.flush()
         else:
-            fresh = drop_committed(hypothesis.words[: hypothesis.stable], self.committed)
+            fresh = in_order(drop_committed(hypothesis.words[: hypothesis.stable], self.committed), self.committed)
             self.committed.extend(fresh)
             self.tentative = drop_committed(hypothesis.words[hypothesis.stable :], self.committed)
             new = fresh
@@ -213,7 +213,9 @@ class OnlineProcessor:
     # -- the buffer -----------------------------------------------------------------------------
     def _commit_buffer(self, samples: int) -> list[StreamWord]:
         """A final pass over the first ``samples`` of the buffer, every new word committed."""
-        new = drop_committed(self._hypothesis(final=True, samples=samples).words, self.committed)
+        new = in_order(
+            drop_committed(self._hypothesis(final=True, samples=samples).words, self.committed), self.committed
+        )
         self.committed.extend(new)
         self.agreement.previous, self.tentative = [], []
         return new
@@ -233,7 +235,7 @@ class OnlineProcessor:
         if length <= self.options.buffer_trimming_sec:
             return forced
         if length > self.window_seconds - WINDOW_MARGIN:
-            forced = drop_committed(self.pending(), self.committed)
+            forced = in_order(drop_committed(self.pending(), self.committed), self.committed)
             self.committed.extend(forced)
             self.agreement.previous, self.tentative = [], []
         inside = [word for word in self.committed if word.end > self.buffer_start]
