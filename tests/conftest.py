@@ -123,3 +123,17 @@ def mixed_audio(tmp_path_factory: pytest.TempPathFactory, jfk_path: Path) -> Any
     from tests.core.mixed_audio import build_mixed_audio  # here, not at the top: that module imports this one
 
     return build_mixed_audio(tmp_path_factory.mktemp("mixed_audio"), jfk_path)
+
+
+@pytest.fixture(scope="session")
+def transcribers(tiny_en_dir: Path) -> Any:
+    """The real tiny.en as a ``Transcriber`` per backend, loaded the first time each is asked for."""
+    from whisper_core.transcribe import Transcriber
+    from whisper_mb import load_backend
+
+    class Lazy(dict):
+        def __missing__(self, name: str) -> Transcriber:
+            self[name] = Transcriber.from_pretrained(load_backend(name, str(tiny_en_dir)), str(tiny_en_dir))
+            return self[name]
+
+    return Lazy()

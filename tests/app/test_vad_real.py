@@ -30,19 +30,6 @@ WORD_SLACK = 0.5  # seconds a word may lie outside the clip it belongs to
 
 
 @pytest.fixture(scope="module")
-def transcribers(tiny_en_dir) -> dict[str, Transcriber]:
-    """One transcriber per backend, loaded when first asked for."""
-    loaded: dict[str, Transcriber] = {}
-
-    class Lazy(dict):
-        def __missing__(self, name: str) -> Transcriber:
-            loaded[name] = Transcriber.from_pretrained(load_backend(name, str(tiny_en_dir)), str(tiny_en_dir))
-            return loaded[name]
-
-    return Lazy()
-
-
-@pytest.fixture(scope="module")
 def results(transcribers, mixed_audio) -> dict[str, Transcription]:
     """The mixed audio through tiny.en (PyTorch) four ways, computed once."""
     pt = transcribers["pt"]

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from tests.conftest import JFK_TEXT, synthesize
-from tests.core.longform_audio import Clip, _voiced_span
+from tests.core.longform_audio import Clip, LongAudio, _voiced_span
 from whisper_core import SAMPLE_RATE, load_audio
 
 SENTENCES = (
@@ -71,18 +71,10 @@ class Stretch:
 
 
 @dataclass(frozen=True)
-class MixedAudio:
-    audio: np.ndarray  # 16 kHz mono float32
-    clips: tuple[Clip, ...]  # the voiced part of each spoken clip
+class MixedAudio(LongAudio):
+    """Speech clips (the voiced part of each) and, between them, the non-speech stretches."""
+
     stretches: tuple[Stretch, ...]  # in order; neighbours may touch (noise straight into silence)
-
-    @property
-    def text(self) -> str:
-        return " ".join(clip.text for clip in self.clips)
-
-    @property
-    def duration(self) -> float:
-        return len(self.audio) / SAMPLE_RATE
 
 
 def _layout_fingerprint() -> str:

@@ -141,8 +141,14 @@ class OnlineProcessor:
         return new + self._trim()
 
     def finish(self) -> list[StreamWord]:
-        """The stream ended: decode what is left in the buffer and commit all of it."""
-        new = self._commit_buffer(len(self.buffer))
+        """The stream ended: decode what is left in the buffer (with voice activity control, its speech
+        only) and commit all of it."""
+        end = len(self.buffer)
+        if self.options.vac:
+            spans = get_speech_timestamps(self.buffer, self.options.vac_options, self.sampling_rate)
+            end = spans[-1].end if spans else 0
+        new = self._commit_buffer(end) if end else []
+        self.agreement.previous, self.tentative = [], []
         self._advance(len(self.buffer))
         return new
 
