@@ -6,7 +6,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SAMPLE ?= ../shared/data/jfk.flac
-SYSTEM_PACKAGES := espeak-ng sox
+# espeak-ng and sox make test speech; chromium and chromium-driver run the server's web page in the tests
+SYSTEM_PACKAGES := espeak-ng sox chromium chromium-driver
 PYTEST_ARGS ?=
 DEMO_DIR ?= /tmp/whisper-mb-demo
 
@@ -15,7 +16,7 @@ DEMO_DIR ?= /tmp/whisper-mb-demo
 install: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt Makefile
-	@missing=""; for p in $(SYSTEM_PACKAGES); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing system packages:$$missing"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \

@@ -23,6 +23,7 @@ from whisper_core.vad import VadOptions
 from .compile_cache import keep_compilations
 from .parity import add_parity
 from .registry import BACKENDS, load_backend
+from .server.cli import add_serve
 from .stream import add_stream
 from .verify import verify_conversion
 
@@ -278,6 +279,7 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_convert,
     add_parity,
     add_stream,
+    add_serve,
 ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from types import SimpleNamespace
 
@@ -23,7 +24,7 @@ from whisper_core.transcribe import (
     split_window,
 )
 from whisper_core.transcribe.batched import _unfinished_piece
-from whisper_core.transcribe.fallback import is_silent, max_new_tokens
+from whisper_core.transcribe.fallback import best_failure, is_silent, max_new_tokens
 from whisper_core.transcribe.longform import clip_ranges
 from whisper_core.transcribe.word_timing import WordTiming, dtw, median_filter, merge_punctuations
 from whisper_core.transcribe.writers import format_timestamp, write_srt, write_tsv, write_txt, write_vtt
@@ -68,6 +69,17 @@ def test_clip_timestamps_become_frame_ranges():
 def _result(avg_logprob: float, no_speech: float = 0.0, ratio: float = 1.5, temperature: float = 0.0) -> WindowResult:
     tokens = (1, 2, 3)
     return WindowResult(Generated(tokens, avg_logprob * (len(tokens) + 1), no_speech), "text", temperature, ratio)
+
+
+def test_when_every_temperature_fails_a_loop_is_not_kept():
+    options = FallbackOptions()
+    confident_loop = dataclasses.replace(_result(-1.2, temperature=0.0), looping=True)
+    repetitive = _result(-1.3, ratio=3.0, temperature=0.2)
+    unsure = _result(-1.8, temperature=0.4)
+    assert best_failure([confident_loop, repetitive, unsure], options) is unsure
+    assert best_failure([confident_loop, repetitive], options) is confident_loop  # all repeat: the most likely
+    no_checks = FallbackOptions(compression_ratio_threshold=None, loop_check=False)
+    assert best_failure([confident_loop, repetitive, unsure], no_checks) is confident_loop
 
 
 def test_fallback_rules():

@@ -21,10 +21,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..decoding.prefix import decoder_prefix
 from ..transcribe.fallback import FallbackOptions, WindowDecoder, is_silent
 from ..transcribe.longform import Transcriber
-from ..transcribe.word_timing import APPEND_PUNCTUATIONS, PREPEND_PUNCTUATIONS, find_alignment, merge_punctuations
+from ..transcribe.word_timing import APPEND_PUNCTUATIONS, PREPEND_PUNCTUATIONS, merge_punctuations
 from ..vad import VadOptions, get_speech_timestamps
 from .agreement import LocalAgreement, StreamWord, drop_committed, in_order
 
@@ -93,6 +92,7 @@ class OnlineProcessor:
         self.buffer_start = 0.0  # stream time of the buffer's first sample
         self.agreement = LocalAgreement()
         self.tentative: list[StreamWord] = []  # AlignAtt's words after its stopping point
+        self.utterance_end = 0  # VAC: buffer sample where the last committed utterance ended
         self.decoder = WindowDecoder(
             self.transcriber.backend,
             self.transcriber.tokenizer,
@@ -182,20 +182,14 @@ class OnlineProcessor:
         """Word timings of ``text_tokens`` (one pass with attentions), and how many words come before the
         first token AlignAtt stops at."""
         transcriber = self.transcriber
-        ids = transcriber.ids
-        language_token = ids.language_token(language) if ids.is_multilingual and language else None
-        prefix = decoder_prefix(ids, language_token, self.options.task, return_timestamps=False)
-        tokens = np.asarray([[*prefix, *text_tokens, transcriber.eot]], dtype=np.int64)
-        heads = transcriber.backend.generation_config.alignment_heads
-        states = self.decoder.row_states(0)  # the decoding's encoder pass
-        logits, weights = transcriber.backend.forward_attentions(window[None], tokens, heads, states)
         frames = min(samples // transcriber.feature_extractor.hop_length, transcriber.window_frames)
-        alignment = find_alignment(
-            transcriber.tokenizer, text_tokens, weights, logits, frames, len(prefix) - 1, language
+        states = self.decoder.row_states(0)  # the decoding's encoder pass
+        alignment, weights = transcriber.word_alignment(
+            window, text_tokens, frames, language, self.options.task, states
         )
         merge_punctuations(alignment.words, PREPEND_PUNCTUATIONS, APPEND_PUNCTUATIONS)
         stop = late_token(
-            weights, len(prefix) - 1, len(text_tokens), frames // transcriber.input_stride, self.options.frame_threshold
+            weights, 0, len(text_tokens), frames // transcriber.input_stride, self.options.frame_threshold
         )
         words, used, before_stop = [], 0, 0
         for word in alignment.words:
@@ -230,6 +224,7 @@ class OnlineProcessor:
         """Drop the buffer's first ``samples``."""
         samples = max(0, min(samples, len(self.buffer)))
         self.buffer = self.buffer[samples:]
+        self.utterance_end = max(0, self.utterance_end - samples)
         self.buffer_start += samples / self.sampling_rate
 
     def _trim(self) -> list[StreamWord]:
@@ -254,22 +249,29 @@ class OnlineProcessor:
         return forced
 
     def _voice_activity(self) -> list[StreamWord] | None:
-        """Voice activity control before a pass. Silence is dropped (None: nothing to decode); at the end of an
-        utterance what is pending is committed and returned; otherwise None and the pass goes on."""
+        """Voice activity control before a pass. Silence is not decoded (None: nothing to do); at the end of an
+        utterance what is pending is committed and returned; otherwise None and the pass goes on. The ended
+        utterance's audio stays in the buffer (until trimmed) as context for the next one: decoded alone, a
+        short phrase after a pause loses its words ("ask not" became "Not!")."""
         spans = get_speech_timestamps(self.buffer, self.options.vac_options, self.sampling_rate)
         if not spans:
             self._advance(len(self.buffer) - round(VAC_KEEP * self.sampling_rate))
+            self.utterance_end = 0
             return []
-        if spans[0].start > 0 and not self.pending():
+        if spans[0].start > 0 and not self.pending() and not self.utterance_end:
             self._advance(spans[0].start)  # leading silence
             spans = get_speech_timestamps(self.buffer, self.options.vac_options, self.sampling_rate)
             if not spans:
                 return []
+        if spans[-1].end <= self.utterance_end:  # still the silence after an utterance already committed
+            if self.buffer_end - self.buffer_start > self.options.buffer_trimming_sec:
+                self._advance(self.utterance_end)  # a long pause: the context is too old to help
+            return []
         silence_after = (len(self.buffer) - spans[-1].end) / self.sampling_rate
         if silence_after >= VAC_END_OF_UTTERANCE:
             new = self._commit_buffer(spans[-1].end)
-            self._advance(spans[-1].end)
-            return new
+            self.utterance_end = spans[-1].end
+            return new + self._trim()
         return None
 
 

@@ -6,7 +6,7 @@ is below one; or caught in a loop, one phrase repeated back to back) is decoded 
 temperature, by sampling. A window that the model
 thinks is silent (high no-speech probability and low log-probability) is accepted as it is, since
 the caller skips it. When every temperature fails, the result with the best average
-log-probability is kept. Only the rows that still fail are decoded again, so a batch shrinks.
+log-probability among those that do not repeat themselves is kept (faster-whisper's choice). Only the rows that still fail are decoded again, so a batch shrinks.
 """
 
 from __future__ import annotations
@@ -74,15 +74,27 @@ def compression_ratio(text: str) -> float:
 
 def needs_fallback(result: WindowResult, options: FallbackOptions) -> bool:
     """openai-whisper's rule: too repetitive or too unsure, unless the window looks silent; and ours: a loop."""
-    too_repetitive = (
-        options.compression_ratio_threshold is not None
-        and result.compression_ratio > options.compression_ratio_threshold
-    ) or (options.loop_check and result.looping)
     too_unsure = options.logprob_threshold is not None and result.avg_logprob < options.logprob_threshold
     silent = (
         options.no_speech_threshold is not None and result.no_speech_prob > options.no_speech_threshold and too_unsure
     )
-    return (too_repetitive or too_unsure) and not silent
+    return (is_repetitive(result, options) or too_unsure) and not silent
+
+
+def is_repetitive(result: WindowResult, options: FallbackOptions) -> bool:
+    """Its text compresses too well, or (with ``loop_check``) repeats a phrase back to back."""
+    over_ratio = (
+        options.compression_ratio_threshold is not None
+        and result.compression_ratio > options.compression_ratio_threshold
+    )
+    return over_ratio or (options.loop_check and result.looping)
+
+
+def best_failure(results: Sequence[WindowResult], options: FallbackOptions) -> WindowResult:
+    """When every temperature failed: the most likely result that does not repeat itself (faster-whisper's
+    choice; a loop is often the most confident), or the most likely of all when every one does."""
+    sane = [result for result in results if not is_repetitive(result, options)]
+    return max(sane or results, key=lambda result: result.avg_logprob)
 
 
 def is_silent(result: WindowResult, options: FallbackOptions) -> bool:
@@ -141,7 +153,7 @@ class WindowDecoder:
             if not pending:
                 break
         for row in pending:  # every temperature failed
-            accepted[row] = max(tried[row], key=lambda result: result.avg_logprob)
+            accepted[row] = best_failure(tried[row], self.options)
         return accepted  # type: ignore[return-value]  # every row is filled above
 
     def row_states(self, row: int) -> Any:

@@ -31,6 +31,7 @@ from .speech_chunks import SpeechChunk, map_to_file
 from .word_timing import (
     APPEND_PUNCTUATIONS,
     PREPEND_PUNCTUATIONS,
+    Alignment,
     WordTiming,
     assign_words,
     clip_long_words,
@@ -308,6 +309,28 @@ class Transcriber:
         first = np.stack([mel[:, : self.window_frames] for mel in mels])
         return [max(probabilities, key=probabilities.get) for probabilities in self.backend.detect_language(first)]
 
+    def word_alignment(
+        self,
+        window: np.ndarray,
+        text_tokens: list[int],
+        num_frames: int,
+        language: str | None,
+        task: str | None,
+        states: Any = None,
+    ) -> tuple[Alignment, np.ndarray]:
+        """The alignment of ``text_tokens`` on one window (one decoder pass with the alignment heads' cross
+        attentions), and those attentions ``[heads, tokens, frames]`` with the text from row
+        ``len(prefix) - 1``; with the window's encoder ``states`` only the decoder runs again."""
+        language_token = self.ids.language_token(language) if self.ids.is_multilingual and language else None
+        prefix = decoder_prefix(self.ids, language_token, task, return_timestamps=False)
+        tokens = np.asarray([[*prefix, *text_tokens, self.eot]], dtype=np.int64)
+        heads = self.backend.generation_config.alignment_heads
+        if not heads:
+            raise ValueError("word timestamps need generation_config.alignment_heads, which this checkpoint lacks")
+        logits, weights = self.backend.forward_attentions(window[None], tokens, heads, states)
+        alignment = find_alignment(self.tokenizer, text_tokens, weights, logits, num_frames, len(prefix) - 1, language)
+        return alignment, weights[:, len(prefix) - 1 :]
+
     def align(
         self,
         segments: list[TranscriptSegment],
@@ -324,14 +347,7 @@ class Transcriber:
         text_tokens = [token for segment in segments for token in segment.text_tokens]
         if not text_tokens:
             return
-        language_token = self.ids.language_token(language) if self.ids.is_multilingual and language else None
-        prefix = decoder_prefix(self.ids, language_token, options.task, return_timestamps=False)
-        tokens = np.asarray([[*prefix, *text_tokens, self.eot]], dtype=np.int64)
-        heads = self.backend.generation_config.alignment_heads
-        if not heads:
-            raise ValueError("word timestamps need generation_config.alignment_heads, which this checkpoint lacks")
-        logits, weights = self.backend.forward_attentions(window[None], tokens, heads, states)
-        alignment = find_alignment(self.tokenizer, text_tokens, weights, logits, num_frames, len(prefix) - 1, language)
+        alignment, _ = self.word_alignment(window, text_tokens, num_frames, language, options.task, states)
         if options.return_token_timestamps:
             starts = iter(alignment.token_starts)
             for segment in segments:

@@ -1,0 +1,124 @@
+"""Live audio as clients send it, turned into 16 kHz mono float32 samples as it arrives.
+
+Two kinds of frames come in: raw s16le 16 kHz mono PCM (whisper_streaming's clients, ``arecord``,
+WhisperLiveKit's AudioWorklet mode) and WebM/Opus as a browser's ``MediaRecorder`` cuts it (pieces of
+one growing file, decodable only in order). The WebM stream is decoded by PyAV on its own thread, which
+reads from a pipe the frames are written into; each decoded piece is handed back to the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+
+import av
+import numpy as np
+
+from whisper_core.audio import SAMPLE_RATE
+
+EBML_MAGIC = b"\x1a\x45\xdf\xa3"  # the first bytes of every Matroska/WebM file
+BYTES_PER_SAMPLE = 2
+
+Samples = Callable[[np.ndarray], None]
+
+
+def pcm_to_float(data: bytes) -> np.ndarray:
+    """s16le bytes as float32 in [-1, 1); a trailing odd byte is the caller's to keep."""
+    return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
+
+
+class PcmDecoder:
+    """Raw s16le 16 kHz mono: frames may split a sample, so an odd byte waits for the next frame."""
+
+    def __init__(self, on_samples: Samples) -> None:
+        self.on_samples = on_samples
+        self._carry = b""
+
+    def feed(self, data: bytes) -> None:
+        data = self._carry + data
+        usable = len(data) - len(data) % BYTES_PER_SAMPLE
+        self._carry = data[usable:]
+        if usable:
+            self.on_samples(pcm_to_float(data[:usable]))
+
+    async def finish(self) -> None:
+        self._carry = b""
+
+
+class _Pipe:
+    """A blocking file-like object PyAV reads from while the event loop writes into it."""
+
+    def __init__(self) -> None:
+        self._chunks: list[bytes] = []
+        self._closed = False
+        self._ready = threading.Condition()
+
+    def write(self, data: bytes) -> None:
+        with self._ready:
+            self._chunks.append(data)
+            self._ready.notify()
+
+    def close(self) -> None:
+        with self._ready:
+            self._closed = True
+            self._ready.notify()
+
+    def read(self, size: int = -1) -> bytes:
+        with self._ready:
+            while not self._chunks and not self._closed:
+                self._ready.wait()
+            if not self._chunks:
+                return b""  # end of stream
+            data = b"".join(self._chunks)
+            size = len(data) if size < 0 else size
+            self._chunks = [data[size:]] if len(data) > size else []
+            return data[:size]
+
+
+class WebmDecoder:
+    """A browser's WebM/Opus stream, decoded with PyAV on a thread as its pieces arrive."""
+
+    def __init__(self, on_samples: Samples, loop: asyncio.AbstractEventLoop) -> None:
+        self.on_samples = on_samples
+        self.error: str | None = None
+        self._loop = loop
+        self._pipe = _Pipe()
+        self._done = loop.create_future()
+        self._thread = threading.Thread(target=self._decode, name="whisper-mb-webm", daemon=True)
+        self._thread.start()
+
+    def feed(self, data: bytes) -> None:
+        self._pipe.write(data)
+
+    async def finish(self) -> None:
+        """The stream ended: decode what is left, wait until every sample was handed over."""
+        self._pipe.close()
+        await self._done
+
+    def _decode(self) -> None:
+        try:
+            # No probing beyond the header: a live stream has only a fraction of a second to show.
+            with av.open(self._pipe, mode="r", format="matroska", options={"probesize": "4096"}) as container:
+                if not container.streams.audio:
+                    raise ValueError("the WebM stream has no audio track")
+                resampler = av.AudioResampler(format="fltp", rate=SAMPLE_RATE)
+                for frame in container.decode(container.streams.audio[0]):
+                    self._hand_over(resampler.resample(frame))
+                self._hand_over(resampler.resample(None))
+        except (av.error.FFmpegError, ValueError) as error:
+            self.error = f"cannot decode the WebM/Opus stream: {error}"
+        finally:
+            self._loop.call_soon_threadsafe(self._done.set_result, None)
+
+    def _hand_over(self, frames: list) -> None:
+        for frame in frames:
+            samples = frame.to_ndarray().mean(axis=0).astype(np.float32)
+            self._loop.call_soon_threadsafe(self.on_samples, samples)
+
+
+def decoder_for(first_frame: bytes, on_samples: Samples, loop: asyncio.AbstractEventLoop) -> PcmDecoder | WebmDecoder:
+    """WebM when the stream starts as a Matroska file does, else raw PCM."""
+    if first_frame.startswith(EBML_MAGIC):
+        return WebmDecoder(on_samples, loop)
+    return PcmDecoder(on_samples)
