@@ -13,6 +13,7 @@ import jiwer
 import numpy as np
 import pytest
 
+from tests.conftest import JFK_TEXT
 from tests.core.longform_audio import LongAudio, build_long_audio
 from whisper_core import SAMPLE_RATE
 from whisper_core.normalizers import EnglishTextNormalizer
@@ -127,3 +128,16 @@ def test_command_line_streams_a_file_and_standard_input(jfk_path, jfk_audio):
 
 def _normal(text: str) -> str:
     return EnglishTextNormalizer()(text)
+
+
+@pytest.mark.parametrize("vac", [False, True])
+def test_finish_commits_a_buffer_longer_than_a_window_whole(transcribers, jfk_audio, vac):
+    """A server under load may hand over a minute at once before the end: nothing past the first window is lost."""
+    audio = np.concatenate([jfk_audio, np.zeros(SAMPLE_RATE, np.float32)] * 4)  # 48 s
+    processor = OnlineProcessor(transcribers["pt"], StreamingOptions(vac=vac))
+    processor.insert_audio_chunk(audio)
+    words = processor.finish()
+    text = "".join(word.text for word in words)
+    assert _wer(" ".join([JFK_TEXT] * 4), text) <= 0.05, text
+    ends = [word.end for word in words]
+    assert ends == sorted(ends) and ends[-1] > 44.0 and ends[-1] <= len(audio) / SAMPLE_RATE

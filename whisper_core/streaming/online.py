@@ -142,14 +142,29 @@ class OnlineProcessor:
 
     def finish(self) -> list[StreamWord]:
         """The stream ended: decode what is left in the buffer (with voice activity control, its speech
-        only) and commit all of it."""
+        only) and commit all of it; a buffer longer than one window is committed a window at a time."""
+        new = self._commit_overflow()
         end = len(self.buffer)
         if self.options.vac:
             spans = get_speech_timestamps(self.buffer, self.options.vac_options, self.sampling_rate)
             end = spans[-1].end if spans else 0
-        new = self._commit_buffer(end) if end else []
+        new += self._commit_buffer(end) if end else []
         self.agreement.previous, self.tentative = [], []
         self._advance(len(self.buffer))
+        return new
+
+    def _commit_overflow(self) -> list[StreamWord]:
+        """While the buffer is longer than a pass can hear, commit the words of its first window but the last
+        (which the window may cut) and drop the audio up to them."""
+        new: list[StreamWord] = []
+        span = round((self.window_seconds - WINDOW_MARGIN) * self.sampling_rate)
+        while len(self.buffer) > span:
+            words = drop_committed(self._hypothesis(final=True, samples=span).words[:-1], self.committed)
+            words = in_order(words, self.committed)
+            self.committed.extend(words)
+            new.extend(words)
+            cut = round((words[-1].end - self.buffer_start) * self.sampling_rate) if words else span
+            self._advance(max(cut, self.sampling_rate))  # always forward, by a second at least
         return new
 
     # -- passes ---------------------------------------------------------------------------------

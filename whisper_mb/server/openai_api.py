@@ -23,6 +23,7 @@ from whisper_core.transcribe.fallback import DEFAULT_TEMPERATURES
 
 from .state import ServerState
 from .uploads import UploadError, read_form
+from .worker import BATCH
 
 RESPONSE_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
 GRANULARITIES = ("segment", "word")
@@ -81,7 +82,9 @@ async def _transcribe_upload(request: Request, state: ServerState, task: str) ->
     options, batch_size = parsed.options, 1
     if state.vad_available and seconds > window:  # faster-whisper's batched pipeline cuts at shorter pauses
         options, batch_size = replace(options, vad_options=BATCHED_VAD_OPTIONS), state.settings.upload_batch_size
-    (result,) = await state.worker.run(state.transcriber.transcribe, [audio], options, batch_size=batch_size)
+    (result,) = await state.worker.run(
+        state.transcriber.transcribe, [audio], options, batch_size=batch_size, priority=BATCH
+    )
     return _respond(result, parsed, task, seconds)
 
 

@@ -63,10 +63,10 @@ class StreamSession:
             if self.cancelled:
                 return
             if self._waiting:
-                audio = np.concatenate(self._waiting)
+                self.processor.insert_audio_chunk(np.concatenate(self._waiting))
                 self._waiting, self._waiting_samples = [], 0
-                self.processor.insert_audio_chunk(audio)
-                yield await self.worker.run(self.processor.process_iter)
+                if not self._ended:  # at the end, finish() decodes the buffer once for all
+                    yield await self.worker.run(self.processor.process_iter)
             if self._ended and not self._waiting:
                 yield await self.worker.run(self.processor.finish)
                 return
