@@ -57,6 +57,10 @@ BENCHMARKS = {
         "Streaming in simulated real time, LocalAgreement-2 and AlignAtt, tiny.en and base on ~2 min "
         "(vs whisper_streaming's LocalAgreement over faster-whisper, WhisperLiveKit's)",
     ),
+    "server": (
+        ["load_server.py"],
+        "`whisper-mb serve` under load: 8 live WebSocket streams and 20 OpenAI-client uploads at once, tiny.en",
+    ),
 }
 # --quick: each benchmark at its smallest honest size (one model, 3 pairs, short inputs), to check that
 # the scripts run; its figures are noisy and go elsewhere than the report's.
@@ -69,6 +73,7 @@ QUICK = {
     "transcribe": ["--model", "tiny.en", "--pairs", "3", "--audio", str(SAMPLE)],
     "batched": ["--model", "tiny.en", "--pairs", "3", "--audio", str(SAMPLE)],
     "streaming": [*QUICK_MODEL, "--audio", str(SAMPLE)],
+    "server": ["--streams", "2", "--uploads", "4"],
 }
 NUMBER = r"([0-9]+(?:\.[0-9]+)?)"
 RATIO = re.compile(rf"^{NUMBER}x(?: \({NUMBER}-{NUMBER}\))?")  # "1.53x" or "1.53x (1.40-1.61)"

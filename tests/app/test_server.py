@@ -169,14 +169,16 @@ def test_an_upload_over_the_limit_gets_413_and_nothing_touches_the_disk(
     assert sorted(p.name for p in server.tmp.iterdir()) == before
 
 
-@pytest.mark.parametrize("encoding", ["pcm", "webm"])
+@pytest.mark.parametrize("encoding", ["pcm", "webm", "flac file"])
 def test_websocket_stream_in_whisperlivekit_messages(
-    server: ServerProcess, jfk_audio: np.ndarray, encoding: str
+    server: ServerProcess, jfk_audio: np.ndarray, jfk_path: Path, encoding: str
 ) -> None:
-    data = pcm_bytes(jfk_audio) if encoding == "pcm" else webm_opus(jfk_audio)
+    data = (
+        {"pcm": pcm_bytes, "webm": webm_opus}[encoding](jfk_audio) if encoding != "flac file" else jfk_path.read_bytes()
+    )
     chunk = len(data) // 20  # 0.55 s of audio per frame, sent twice as fast as real time
     result = asyncio.run(stream_websocket(f"{server.ws_url}/asr", data, chunk, 0.27))
-    assert result.config == {"type": "config", "useAudioWorklet": False, "backend": "pt", "model": server.args[3]}
+    assert result.config == {"type": "config", "useAudioWorklet": True, "backend": "pt", "model": server.args[3]}
     assert result.ready_to_stop and not result.errors
     assert len(result.updates) >= 3  # updates while it streams, not one answer at the end
     final = result.updates[-1]
@@ -188,6 +190,25 @@ def test_websocket_stream_in_whisperlivekit_messages(
     assert wer(result.text) <= 0.15, result.text
     pending = [update["buffer_transcription"] for update in result.updates[:-1]]
     assert any(pending), "the pending words were never shown"
+
+
+def test_whisperlivekits_own_client_works(server: ServerProcess, jfk_path: Path, monkeypatch) -> None:
+    from whisperlivekit import test_client
+
+    from whisper_core.audio import load_audio
+
+    # Its client turns the file into PCM with an ffmpeg binary, which this machine lacks: PyAV does the same.
+    monkeypatch.setattr(test_client, "load_audio_pcm", lambda path, sample_rate=RATE: pcm_bytes(load_audio(path)))
+    result = asyncio.run(test_client.transcribe_audio(str(jfk_path), url=f"{server.ws_url}/asr", speed=0, timeout=120))
+    assert result.n_updates >= 1 and wer(result.text) <= 0.15, result.text
+
+
+def test_the_page_needs_nothing_from_outside(server: ServerProcess) -> None:
+    page = requests.get(f"{server.url}/", timeout=10).text
+    assert not re.search(r"""(src|href|url)\s*[=(]\s*["']?(https?:)?//""", page), (
+        "the page loads something from outside"
+    )
+    assert all(marker in page for marker in ('id="record"', "MediaRecorder", 'id="download-srt"', "/asr"))
 
 
 def test_tcp_stream_speaks_whisper_streamings_protocol(server: ServerProcess, jfk_audio: np.ndarray) -> None:
@@ -290,8 +311,8 @@ def test_web_page_transcribes_the_microphone_in_chromium(
 
 @pytest.fixture(scope="module")
 def keyed_server(tmp_path_factory: pytest.TempPathFactory, tiny_en_dir: Path) -> Iterator[ServerProcess]:
-    """tiny.en on JAX behind an API key."""
-    args = ["--backend", "flax", "--model", str(tiny_en_dir), "--api-key", KEY]
+    """tiny.en on JAX behind an API key, one upload at a time."""
+    args = ["--backend", "flax", "--model", str(tiny_en_dir), "--api-key", KEY, "--max-uploads", "1"]
     with ServerProcess(args, tmp_path_factory.mktemp("keyed") / "log.txt") as process:
         yield process
 
@@ -322,6 +343,45 @@ def test_api_key_guards_every_route(keyed_server: ServerProcess, jfk_path: Path,
         assert wer(client.audio.transcriptions.create(model="whisper-1", file=file).text) <= 0.1
     result = asyncio.run(stream_websocket(f"{keyed_server.ws_url}/asr?token={KEY}", pcm_bytes(jfk_audio), 32000, 0.0))
     assert result.config["backend"] == "flax" and result.ready_to_stop and wer(result.text) <= 0.15
+
+
+def test_an_upload_past_the_limit_gets_503(keyed_server: ServerProcess, jfk_path: Path) -> None:
+    headers = {"Authorization": f"Bearer {KEY}"}
+    boundary = "bOuNdArY"
+    audio = jfk_path.read_bytes()
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="model"\r\n\r\nwhisper-1\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="jfk.flac"\r\n\r\n'
+    ).encode()
+
+    def slow_body() -> Iterator[bytes]:  # holds the one upload slot for a few seconds
+        yield head
+        time.sleep(4)
+        yield audio + f"\r\n--{boundary}--\r\n".encode()
+
+    first: list[requests.Response] = []
+    holder = threading.Thread(
+        target=lambda: first.append(
+            requests.post(
+                f"{keyed_server.url}/v1/audio/transcriptions",
+                data=slow_body(),
+                headers={**headers, "Content-Type": f"multipart/form-data; boundary={boundary}"},
+                timeout=300,
+            )
+        )
+    )
+    holder.start()
+    time.sleep(1.5)
+    busy = requests.post(
+        f"{keyed_server.url}/v1/audio/transcriptions",
+        files={"file": ("jfk.flac", audio)},
+        data={"model": "whisper-1"},
+        headers=headers,
+        timeout=60,
+    )
+    holder.join()
+    assert busy.status_code == 503 and "busy" in busy.json()["error"]["message"]
+    assert first[0].status_code == 200 and wer(first[0].json()["text"]) <= 0.1
 
 
 @pytest.fixture(scope="module")

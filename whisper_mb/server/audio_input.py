@@ -1,9 +1,11 @@
 """Live audio as clients send it, turned into 16 kHz mono float32 samples as it arrives.
 
-Two kinds of frames come in: raw s16le 16 kHz mono PCM (whisper_streaming's clients, ``arecord``,
-WhisperLiveKit's AudioWorklet mode) and WebM/Opus as a browser's ``MediaRecorder`` cuts it (pieces of
-one growing file, decodable only in order). The WebM stream is decoded by PyAV on its own thread, which
-reads from a pipe the frames are written into; each decoded piece is handed back to the event loop.
+Two kinds of streams come in: raw s16le 16 kHz mono PCM (whisper_streaming's clients, ``arecord``,
+WhisperLiveKit's AudioWorklet mode) and a container cut into frames: WebM/Opus as a browser's
+``MediaRecorder`` makes it, or a file's bytes (WAV, FLAC, Ogg, MP3 with an ID3 tag) as WhisperLiveKit's
+own test client sends them. Which one is told by the first bytes. A container is decoded by PyAV on its
+own thread, which reads from a pipe the frames are written into; each decoded piece is handed back to
+the event loop.
 """
 
 from __future__ import annotations
@@ -17,7 +19,14 @@ import numpy as np
 
 from whisper_core.audio import SAMPLE_RATE
 
-EBML_MAGIC = b"\x1a\x45\xdf\xa3"  # the first bytes of every Matroska/WebM file
+# The first bytes of the containers a stream may come in, and the demuxer to name (None: let FFmpeg probe).
+CONTAINERS = {
+    b"\x1a\x45\xdf\xa3": "matroska",  # WebM (MediaRecorder)
+    b"RIFF": None,  # WAV
+    b"fLaC": None,
+    b"OggS": None,
+    b"ID3": None,  # MP3 with its tag
+}
 BYTES_PER_SAMPLE = 2
 
 Samples = Callable[[np.ndarray], None]
@@ -76,11 +85,13 @@ class _Pipe:
             return data[:size]
 
 
-class WebmDecoder:
-    """A browser's WebM/Opus stream, decoded with PyAV on a thread as its pieces arrive."""
+class ContainerDecoder:
+    """A container stream (a browser's WebM/Opus, a file's bytes), decoded with PyAV on a thread as its pieces
+    arrive; ``container_format`` names the demuxer (None: FFmpeg probes the first bytes)."""
 
-    def __init__(self, on_samples: Samples, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, on_samples: Samples, loop: asyncio.AbstractEventLoop, container_format: str | None) -> None:
         self.on_samples = on_samples
+        self.container_format = container_format
         self.error: str | None = None
         self._loop = loop
         self._pipe = _Pipe()
@@ -98,16 +109,17 @@ class WebmDecoder:
 
     def _decode(self) -> None:
         try:
-            # No probing beyond the header: a live stream has only a fraction of a second to show.
-            with av.open(self._pipe, mode="r", format="matroska", options={"probesize": "4096"}) as container:
+            # WebM: no probing beyond the header, a live stream has only a fraction of a second to show.
+            options = {"probesize": "4096"} if self.container_format == "matroska" else {}
+            with av.open(self._pipe, mode="r", format=self.container_format, options=options) as container:
                 if not container.streams.audio:
-                    raise ValueError("the WebM stream has no audio track")
+                    raise ValueError("the stream has no audio track")
                 resampler = av.AudioResampler(format="fltp", rate=SAMPLE_RATE)
                 for frame in container.decode(container.streams.audio[0]):
                     self._hand_over(resampler.resample(frame))
                 self._hand_over(resampler.resample(None))
         except (av.error.FFmpegError, ValueError) as error:
-            self.error = f"cannot decode the WebM/Opus stream: {error}"
+            self.error = f"cannot decode the audio stream: {error}"
         finally:
             self._loop.call_soon_threadsafe(self._done.set_result, None)
 
@@ -117,8 +129,11 @@ class WebmDecoder:
             self._loop.call_soon_threadsafe(self.on_samples, samples)
 
 
-def decoder_for(first_frame: bytes, on_samples: Samples, loop: asyncio.AbstractEventLoop) -> PcmDecoder | WebmDecoder:
-    """WebM when the stream starts as a Matroska file does, else raw PCM."""
-    if first_frame.startswith(EBML_MAGIC):
-        return WebmDecoder(on_samples, loop)
+def decoder_for(
+    first_frame: bytes, on_samples: Samples, loop: asyncio.AbstractEventLoop
+) -> PcmDecoder | ContainerDecoder:
+    """A container's decoder when the stream starts as one of :data:`CONTAINERS` does, else raw PCM."""
+    for magic, container_format in CONTAINERS.items():
+        if first_frame.startswith(magic):
+            return ContainerDecoder(on_samples, loop, container_format)
     return PcmDecoder(on_samples)

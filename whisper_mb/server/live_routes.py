@@ -21,7 +21,8 @@ TCP_READ = 32000  # bytes: one second of s16le 16 kHz mono
 
 
 async def asr_websocket(websocket: WebSocket, state: ServerState) -> None:
-    """One browser (WebM/Opus) or PCM client; see :mod:`.messages` for what it is told."""
+    """One live client; see :mod:`.messages` for what it is told. The config asks WhisperLiveKit's clients for
+    PCM (``useAudioWorklet``), the simplest to send; a browser's WebM or a file's bytes are decoded too."""
     settings = state.settings
     if not is_authorized(settings.api_key, websocket.headers, websocket.query_params):
         state.metrics.errors["/asr"] += 1
@@ -46,7 +47,7 @@ async def asr_websocket(websocket: WebSocket, state: ServerState) -> None:
         await websocket.close(1008, "invalid session parameters")
         return
     await websocket.send_json(
-        {"type": "config", "useAudioWorklet": False, "backend": settings.backend, "model": settings.model}
+        {"type": "config", "useAudioWorklet": True, "backend": settings.backend, "model": settings.model}
     )
     receiver = asyncio.create_task(_receive(websocket, session))
     try:

@@ -39,23 +39,25 @@ class ServerState:
 
     def open_stream(self) -> bool:
         """Take a stream slot; False when ``max_streams`` are open."""
-        if self.metrics.open_streams >= self.settings.max_streams:
-            return False
-        self.metrics.open_streams += 1
-        return True
+        return self._take("open_streams", self.settings.max_streams)
 
     def close_stream(self) -> None:
         self.metrics.open_streams -= 1
 
     def open_upload(self) -> bool:
         """Take an upload slot; False when ``max_uploads`` are waiting or running."""
-        if self.metrics.open_uploads >= self.settings.max_uploads:
-            return False
-        self.metrics.open_uploads += 1
-        return True
+        return self._take("open_uploads", self.settings.max_uploads)
 
     def close_upload(self) -> None:
         self.metrics.open_uploads -= 1
+
+    def _take(self, gauge: str, limit: int) -> bool:
+        """Count one more in the metrics' ``gauge`` unless it is at ``limit`` already (the event loop is the
+        only caller, so no lock)."""
+        if getattr(self.metrics, gauge) >= limit:
+            return False
+        setattr(self.metrics, gauge, getattr(self.metrics, gauge) + 1)
+        return True
 
     def new_session(self, language: str | None) -> StreamSession:
         """A stream in ``language`` (None: detected; ValueError for an unknown one)."""
