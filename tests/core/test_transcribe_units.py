@@ -281,6 +281,24 @@ def _written(writer) -> str:
     return buffer.getvalue()
 
 
+def test_result_files_are_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    from whisper_core.transcribe import writers
+
+    written = writers.write_result(_transcription(), "talk.mp3", tmp_path, "all")
+    assert sorted(path.name for path in written) == sorted(f"talk.{name}" for name in writers.WRITERS)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(path.name for path in written)  # no temp files
+    assert (tmp_path / "talk.txt").read_text() == "Hi there.\nBye.\n"
+
+    def half_then_fail(result, file):
+        file.write("half a subt")
+        raise OSError("disk full")
+
+    monkeypatch.setitem(writers.WRITERS, "srt", half_then_fail)
+    with pytest.raises(OSError, match="disk full"):
+        writers.write_result(_transcription(), "other.wav", tmp_path, "srt")
+    assert not (tmp_path / "other.srt").exists() and len(list(tmp_path.iterdir())) == len(written)
+
+
 def test_subtitle_writers():
     assert (
         _written(write_srt)

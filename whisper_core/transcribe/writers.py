@@ -8,6 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TextIO
 
+from ..fileio import atomic_path
 from .longform import Transcription
 
 
@@ -73,7 +74,8 @@ WRITERS: dict[str, Callable[[Transcription, TextIO], None]] = {
 def write_result(
     result: Transcription, audio_path: str | Path, output_dir: str | Path, output_format: str
 ) -> list[Path]:
-    """Write ``<output_dir>/<audio file stem>.<ext>`` for one format or ``"all"``; return the paths written."""
+    """Write ``<output_dir>/<audio file stem>.<ext>`` for one format or ``"all"``, each atomically (a file is
+    whole or absent, never half written); return the paths written."""
     formats = list(WRITERS) if output_format == "all" else [output_format]
     unknown = [name for name in formats if name not in WRITERS]
     if unknown:
@@ -83,7 +85,7 @@ def write_result(
     written = []
     for name in formats:
         path = directory / f"{Path(audio_path).stem}.{name}"
-        with path.open("w", encoding="utf-8") as file:
+        with atomic_path(path) as temp_path, temp_path.open("w", encoding="utf-8") as file:
             WRITERS[name](result, file)
         written.append(path)
     return written
