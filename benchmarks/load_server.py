@@ -27,7 +27,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import jiwer
 import numpy as np
 import openai
 import requests
@@ -38,18 +37,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.app.live_clients import RATE, pcm_bytes
 from tests.app.server_process import ServerProcess
 from tests.conftest import JFK_FLAC, JFK_TEXT
+from tests.helpers import english_wer
 from weights_bridge import fetch
 from whisper_core.audio import load_audio
-from whisper_core.normalizers import EnglishTextNormalizer
 
 FRAME_SECONDS = 0.25
 RIGHT_WER = 0.15
 TIME_LIMIT = 600.0  # s for the whole load
-
-
-def wer(hypothesis: str, reference: str) -> float:
-    normalize = EnglishTextNormalizer()
-    return jiwer.wer(normalize(reference), normalize(hypothesis))
 
 
 def seconds_of(stamp: str) -> float:
@@ -120,7 +114,7 @@ async def load(server: ServerProcess, args: argparse.Namespace, stream_audio: np
     report["uploads"] = {
         "count": args.uploads,
         "errors": args.uploads - len(good_uploads),
-        "right": sum(wer(text, JFK_TEXT) <= RIGHT_WER for _, text in good_uploads),
+        "right": sum(english_wer(JFK_TEXT, text) <= RIGHT_WER for _, text in good_uploads),
         "p50_s": round(float(np.percentile(upload_latency, 50)), 2) if len(good_uploads) else None,
         "p95_s": round(float(np.percentile(upload_latency, 95)), 2) if len(good_uploads) else None,
     }
@@ -131,7 +125,7 @@ async def load(server: ServerProcess, args: argparse.Namespace, stream_audio: np
         "count": args.streams,
         "audio_s": round(len(stream_audio) / RATE, 1),
         "errors": args.streams - len(good_streams),
-        "right": sum(wer(r["text"], reference) <= RIGHT_WER for r in good_streams),
+        "right": sum(english_wer(reference, r["text"]) <= RIGHT_WER for r in good_streams),
         "commit_p50_s": round(float(np.percentile(commit, 50)), 2) if commit.size else None,
         "commit_p95_s": round(float(np.percentile(commit, 95)), 2) if commit.size else None,
         "final_p50_s": round(float(np.percentile(final, 50)), 2) if final.size else None,

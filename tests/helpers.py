@@ -257,3 +257,13 @@ def assert_bucketed_prefixes_match_unpadded(model: Any, features: np.ndarray, ma
             assert np.abs(a[finite] - b[finite]).max() <= 1e-5 * max(1.0, float(np.abs(b[finite]).max()))
     if hasattr(model, "_loop_traces"):
         assert model._loop_traces == traces + 4  # the four plain widths compiled; the bucketed one did not again
+
+
+def english_wer(reference: str, hypothesis: str) -> float:
+    """Word error rate after Whisper's English text normaliser (what every real-speech check compares)."""
+    import jiwer
+
+    from whisper_core.normalizers import EnglishTextNormalizer
+
+    normalize = EnglishTextNormalizer()
+    return jiwer.wer(normalize(reference), normalize(hypothesis))

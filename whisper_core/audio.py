@@ -4,21 +4,38 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import av
 import numpy as np
 
 SAMPLE_RATE = 16000
+PCM16_BYTES = 2  # one s16le sample
+
+
+def pcm16_to_float(data: bytes) -> np.ndarray:
+    """Raw s16le samples (an even number of bytes) as float32 in [-1, 1)."""
+    return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
+
+
+def mono_resampler(sampling_rate: int = SAMPLE_RATE) -> Callable[[av.AudioFrame | None], list[np.ndarray]]:
+    """Decoded frames (None flushes) -> float32 mono pieces at ``sampling_rate``. FFmpeg's resampler converts
+    the rate; channels are then averaged here, because FFmpeg's own float downmix weighs each stereo channel
+    by 1/sqrt(2) (louder than the plain mean openai-whisper's ``ffmpeg -ac 1`` to int16 gives)."""
+    resampler = av.AudioResampler(format="fltp", rate=sampling_rate)
+
+    def resample(frame: av.AudioFrame | None) -> list[np.ndarray]:
+        return [piece.to_ndarray().mean(axis=0).astype(np.float32) for piece in resampler.resample(frame)]
+
+    return resample
 
 
 def load_audio(source: str | os.PathLike | bytes | io.IOBase, sampling_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Return the first audio stream of ``source`` as mono float32 in [-1, 1] at ``sampling_rate`` Hz.
 
-    ``source`` is a path, the file's bytes, or a binary file object. FFmpeg's resampler
-    converts the rate; channels are then averaged here, because FFmpeg's own float downmix
-    weighs each stereo channel by 1/sqrt(2) (louder than the plain mean openai-whisper's
-    ``ffmpeg -ac 1`` to int16 gives). Raises ``FileNotFoundError`` for a missing path and ``ValueError`` for
+    ``source`` is a path, the file's bytes, or a binary file object (channels averaged: see
+    :func:`mono_resampler`). Raises ``FileNotFoundError`` for a missing path and ``ValueError`` for
     anything that holds no decodable audio.
     """
     if sampling_rate <= 0:
@@ -37,11 +54,11 @@ def load_audio(source: str | os.PathLike | bytes | io.IOBase, sampling_rate: int
             if not container.streams.audio:
                 raise ValueError(f"{name} has no audio stream")
             stream = container.streams.audio[0]
-            resampler = av.AudioResampler(format="fltp", rate=sampling_rate)
+            resample = mono_resampler(sampling_rate)
             chunks = []
             for frame in container.decode(stream):
-                chunks.extend(resampled.to_ndarray().mean(axis=0) for resampled in resampler.resample(frame))
-            chunks.extend(resampled.to_ndarray().mean(axis=0) for resampled in resampler.resample(None))
+                chunks.extend(resample(frame))
+            chunks.extend(resample(None))
     except av.error.FFmpegError as error:
         raise ValueError(f"cannot decode audio from {name}: {error}") from error
     if not chunks:

@@ -13,23 +13,21 @@ import numpy as np
 
 from weights_bridge import quantization
 from weights_bridge.fetching import resolve_model
-from whisper_core.audio import load_audio
+from whisper_core.audio import PCM16_BYTES, load_audio, pcm16_to_float
 from whisper_core.streaming import POLICIES, OnlineProcessor, StreamingOptions, StreamStats, live, simulate
 from whisper_core.transcribe import Transcriber
 
 from .compile_cache import keep_compilations
 from .registry import BACKENDS, load_backend
 
-BYTES_PER_SAMPLE = 2  # s16le
-
 
 def read_pcm(stream: BinaryIO, seconds: float, sampling_rate: int) -> Iterator[np.ndarray]:
     """Raw s16le mono samples from a binary stream, in chunks of ``seconds``, as float32 in [-1, 1). A
     buffered read blocks until the chunk is whole, so only the last one is short (an odd byte is dropped)."""
-    size = max(1, round(seconds * sampling_rate)) * BYTES_PER_SAMPLE
+    size = max(1, round(seconds * sampling_rate)) * PCM16_BYTES
     while data := stream.read(size):
-        usable = len(data) - len(data) % BYTES_PER_SAMPLE
-        yield np.frombuffer(data[:usable], dtype="<i2").astype(np.float32) / 32768.0
+        usable = len(data) - len(data) % PCM16_BYTES
+        yield pcm16_to_float(data[:usable])
 
 
 def _stream(args: argparse.Namespace) -> int:

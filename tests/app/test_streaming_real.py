@@ -9,12 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import jiwer
 import numpy as np
 import pytest
 
 from tests.conftest import JFK_TEXT
 from tests.core.longform_audio import LongAudio, build_long_audio
+from tests.helpers import english_wer
 from whisper_core import SAMPLE_RATE
 from whisper_core.normalizers import EnglishTextNormalizer
 from whisper_core.streaming import POLICIES, OnlineProcessor, StreamingOptions, StreamStats, simulate
@@ -31,11 +31,6 @@ def long_audio(tmp_path_factory, jfk_path) -> LongAudio:
 @pytest.fixture(scope="module")
 def offline_text(transcribers, long_audio) -> str:
     return transcribers["pt"].transcribe([long_audio.audio], TranscribeOptions())[0].text
-
-
-def _wer(reference: str, hypothesis: str) -> float:
-    normalize = EnglishTextNormalizer()
-    return jiwer.wer(normalize(reference), normalize(hypothesis))
 
 
 def passes_taking(seconds: float):
@@ -56,7 +51,7 @@ def _stream(transcriber, audio, options, clock=None):
 def test_streamed_text_is_as_good_as_offline_and_never_taken_back(transcribers, long_audio, offline_text, policy):
     commits, stats = _stream(transcribers["pt"], long_audio.audio, StreamingOptions(policy=policy), passes_taking(0.5))
     text = "".join(commit.word.text for commit in commits)
-    wer, offline = _wer(long_audio.text, text), _wer(long_audio.text, offline_text)
+    wer, offline = english_wer(long_audio.text, text), english_wer(long_audio.text, offline_text)
     print(f"{policy}: WER {wer:.3f} (offline {offline:.3f}), {stats.summary()}")
     assert wer <= offline + 0.05
     words = [commit.word for commit in commits]
@@ -89,7 +84,7 @@ def test_voice_activity_control_commits_at_pauses_and_skips_noise(transcribers, 
         word = commit.word
         assert any(c.start - 0.5 <= word.start and word.end <= c.end + 0.5 for c in clips), word
     reference = " ".join(clip.text for clip in clips)
-    assert _wer(reference, "".join(c.word.text for c in commits)) < 0.3
+    assert english_wer(reference, "".join(c.word.text for c in commits)) < 0.3
     print("vac:", stats.summary())
 
 
@@ -138,6 +133,6 @@ def test_finish_commits_a_buffer_longer_than_a_window_whole(transcribers, jfk_au
     processor.insert_audio_chunk(audio)
     words = processor.finish()
     text = "".join(word.text for word in words)
-    assert _wer(" ".join([JFK_TEXT] * 4), text) <= 0.05, text
+    assert english_wer(" ".join([JFK_TEXT] * 4), text) <= 0.05, text
     ends = [word.end for word in words]
     assert ends == sorted(ends) and ends[-1] > 44.0 and ends[-1] <= len(audio) / SAMPLE_RATE

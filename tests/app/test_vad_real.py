@@ -13,12 +13,11 @@ import sys
 import wave
 from pathlib import Path
 
-import jiwer
 import numpy as np
 import pytest
 
+from tests.helpers import english_wer
 from whisper_core import SAMPLE_RATE
-from whisper_core.normalizers import EnglishTextNormalizer
 from whisper_core.transcribe import TranscribeOptions, Transcriber, Transcription, speech_chunks
 from whisper_core.transcribe.batched import BATCHED_VAD_OPTIONS
 from whisper_core.transcribe.fallback import row_bucket
@@ -42,11 +41,6 @@ def results(transcribers, mixed_audio) -> dict[str, Transcription]:
     return {
         name: pt.transcribe([mixed_audio.audio], options, batch_size=size)[0] for name, (options, size) in runs.items()
     }
-
-
-def _wer(reference: str, hypothesis: str) -> float:
-    normalize = EnglishTextNormalizer()
-    return jiwer.wer(normalize(reference), normalize(hypothesis))
 
 
 def _times(spans: list) -> list[float]:
@@ -94,7 +88,7 @@ def test_nothing_ends_after_the_audio(results, mixed_audio, mode):
 
 def test_batched_is_as_accurate_as_sequential(results, mixed_audio):
     reference = " ".join(clip.text for clip in mixed_audio.clips)
-    wer = {name: _wer(reference, result.text) for name, result in results.items()}
+    wer = {name: english_wer(reference, result.text) for name, result in results.items()}
     print("WER tiny.en on the mixed audio:", {name: round(value, 3) for name, value in wer.items()})
     # on this audio tiny.en hallucinates in the noise without VAD; its own errors on espeak-ng speech shift by
     # a few words with the context a piece gives (batched ~0.19, sequential with VAD ~0.14), so the accuracy
@@ -112,7 +106,10 @@ def test_batched_is_as_accurate_as_sequential_with_base(base_dir, tmp_path_facto
     transcriber = Transcriber.from_pretrained(load_backend("pt", str(base_dir)), str(base_dir))
     batched = transcriber.transcribe([long_audio.audio], TranscribeOptions(vad_filter=True), batch_size=8)[0]
     sequential = transcriber.transcribe([long_audio.audio], TranscribeOptions())[0]
-    wer = {"batched": _wer(long_audio.text, batched.text), "sequential": _wer(long_audio.text, sequential.text)}
+    wer = {
+        "batched": english_wer(long_audio.text, batched.text),
+        "sequential": english_wer(long_audio.text, sequential.text),
+    }
     print("WER base on the long-form audio:", wer)
     assert wer["batched"] <= wer["sequential"] + 0.01
 
@@ -201,7 +198,7 @@ def test_command_line_vad_batched(mixed_audio, jfk_path, tmp_path):
     lines = [json.loads(line) for line in run.stdout.splitlines()]
     assert [Path(line["file"]).name for line in lines] == ["mixed.wav", "jfk.flac"]
     assert "ask not what your country can do for you" in lines[1]["text"]
-    assert _wer(" ".join(c.text for c in mixed_audio.clips), lines[0]["text"]) < 0.3
+    assert english_wer(" ".join(c.text for c in mixed_audio.clips), lines[0]["text"]) < 0.3
     for bad, message in [("threshold=2", "threshold"), ("sleep=1", "unknown"), ("threshold", "name=value")]:
         refused = subprocess.run(
             [*command[:3], "--vad-filter", "--vad-parameters", bad], capture_output=True, text=True

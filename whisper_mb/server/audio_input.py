@@ -17,7 +17,7 @@ from collections.abc import Callable
 import av
 import numpy as np
 
-from whisper_core.audio import SAMPLE_RATE
+from whisper_core.audio import PCM16_BYTES, mono_resampler, pcm16_to_float
 
 # The first bytes of the containers a stream may come in, and the demuxer to name (None: let FFmpeg probe).
 CONTAINERS = {
@@ -27,14 +27,8 @@ CONTAINERS = {
     b"OggS": None,
     b"ID3": None,  # MP3 with its tag
 }
-BYTES_PER_SAMPLE = 2
 
 Samples = Callable[[np.ndarray], None]
-
-
-def pcm_to_float(data: bytes) -> np.ndarray:
-    """s16le bytes as float32 in [-1, 1); a trailing odd byte is the caller's to keep."""
-    return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
 
 
 class PcmDecoder:
@@ -46,10 +40,10 @@ class PcmDecoder:
 
     def feed(self, data: bytes) -> None:
         data = self._carry + data
-        usable = len(data) - len(data) % BYTES_PER_SAMPLE
+        usable = len(data) - len(data) % PCM16_BYTES
         self._carry = data[usable:]
         if usable:
-            self.on_samples(pcm_to_float(data[:usable]))
+            self.on_samples(pcm16_to_float(data[:usable]))
 
     async def finish(self) -> None:
         self._carry = b""
@@ -114,18 +108,17 @@ class ContainerDecoder:
             with av.open(self._pipe, mode="r", format=self.container_format, options=options) as container:
                 if not container.streams.audio:
                     raise ValueError("the stream has no audio track")
-                resampler = av.AudioResampler(format="fltp", rate=SAMPLE_RATE)
+                resample = mono_resampler()
                 for frame in container.decode(container.streams.audio[0]):
-                    self._hand_over(resampler.resample(frame))
-                self._hand_over(resampler.resample(None))
+                    self._hand_over(resample(frame))
+                self._hand_over(resample(None))
         except (av.error.FFmpegError, ValueError) as error:
             self.error = f"cannot decode the audio stream: {error}"
         finally:
             self._loop.call_soon_threadsafe(self._done.set_result, None)
 
-    def _hand_over(self, frames: list) -> None:
-        for frame in frames:
-            samples = frame.to_ndarray().mean(axis=0).astype(np.float32)
+    def _hand_over(self, pieces: list[np.ndarray]) -> None:
+        for samples in pieces:
             self._loop.call_soon_threadsafe(self.on_samples, samples)
 
 

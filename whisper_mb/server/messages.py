@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from whisper_core.streaming import StreamWord
+from whisper_core.streaming.online import SENTENCE_ENDS
 
-SENTENCE_ENDS = (".", "?", "!", "。", "？", "！")
 LINE_PAUSE = 2.0  # s of silence between two words also starts a new line
 SPEAKER = 1  # no diarization: every line is WhisperLiveKit's default speaker
 
