@@ -31,7 +31,8 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 	# openai-whisper only for its assets and as a reference; its deps pull triton, which breaks TensorFlow.
 	# whisperlivekit only as bench_streaming.py's peer (whisper_streaming's LocalAgreement); its deps pull
 	# torchaudio and a server stack, and the path the benchmark drives needs only soundfile beyond ours.
-	$(BIN)/pip install -q --no-deps openai-whisper==20250625 whisperlivekit==0.2.26
+	# mlx-whisper only to load converted checkpoints in tests; it lists torch, which it never imports here.
+	$(BIN)/pip install -q --no-deps openai-whisper==20250625 whisperlivekit==0.2.26 mlx-whisper==0.4.3
 	touch $(STAMP)
 
 demo: install

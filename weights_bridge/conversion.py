@@ -1,8 +1,9 @@
 """Convert a Whisper checkpoint from any supported format to any other: ``convert_checkpoint(src, dst, to=...)``.
 
 Sources: a canonical/HF directory (``model.safetensors`` or shards, ``pytorch_model.bin``,
-``tf_model.h5``, ``flax_model.msgpack``), an openai-whisper ``.pt`` file, or a CTranslate2 directory
-(``model.bin`` + its ``config.json`` + ``tokenizer.json``). Targets:
+``tf_model.h5``, ``flax_model.msgpack``), an openai-whisper ``.pt`` file, a CTranslate2 directory
+(``model.bin``, float or int8/int16, + its ``config.json`` + ``tokenizer.json``), a whisper.cpp
+``ggml-*.bin`` file or an mlx-whisper directory. Targets:
 
 | ``to`` | writes |
 | --- | --- |
@@ -10,6 +11,13 @@ Sources: a canonical/HF directory (``model.safetensors`` or shards, ``pytorch_mo
 | ``tf`` / ``flax`` | the canonical directory plus ``tf_model.h5`` / ``flax_model.msgpack`` |
 | ``openai`` | one ``.pt`` file |
 | ``ct2`` | a CTranslate2 directory as faster-whisper loads it: ``model.bin``, ``config.json``, ``tokenizer.json``, ``vocabulary.txt`` |
+| ``ggml`` | one whisper.cpp model file |
+| ``mlx`` | an mlx-whisper directory: ``config.json``, ``weights.safetensors`` (plus the tokenizer and generation config, which mlx-whisper ignores) |
+
+``dtype`` casts every weight to float32 or float16; ``ct2`` also takes ``int8`` (CTranslate2's int8
+weights with float32 scales, what faster-whisper runs with ``compute_type="int8"``) and ``ggml`` takes
+``q8_0``. ``ggml`` defaults to float16, as whisper.cpp's own files: its CPU backend cannot run the
+float32 convolutions of a float32 file (a GPU backend can).
 
 Config, generation config and feature-extractor settings the source lacks are derived (from CT2's
 config and tokenizer, from openai's ``dims``, or from the model config); tokenizer files are copied.
@@ -51,10 +59,12 @@ from whisper_core.tokenizer import (
     WhisperTokenizer,
 )
 
-from . import canonical, ctranslate2, engine, fetching, flax_msgpack, openai_models, openai_pt, tf_h5
+from . import canonical, ctranslate2, engine, fetching, flax_msgpack, ggml, mlx, openai_models, openai_pt, tf_h5
 
-TARGETS: tuple[str, ...] = ("canonical", "pt", "tf", "flax", "openai", "ct2")
+TARGETS: tuple[str, ...] = ("canonical", "pt", "tf", "flax", "openai", "ct2", "ggml", "mlx")
 DTYPES: tuple[str, ...] = ("float32", "float16")
+# Quantized dtypes a target's writer makes itself, from float32 weights.
+QUANTIZED_DTYPES: dict[str, tuple[str, ...]] = {"ct2": ("int8",), "ggml": ("q8_0",)}
 # Tokenizer files of an HF checkpoint, copied as they are when the source has them.
 TOKENIZER_FILES: tuple[str, ...] = (
     TOKENIZER_FILE,
@@ -73,7 +83,9 @@ class Checkpoint:
     """A source read into canonical form: tensors may be lazy (loaded from the file on access)."""
 
     path: Path
-    format: str  # "safetensors", "pytorch_model.bin", "tf_model.h5", "flax_model.msgpack", "openai", "ct2"
+    format: (
+        str  # "safetensors", "pytorch_model.bin", "tf_model.h5", "flax_model.msgpack", "openai", "ct2", "ggml", "mlx"
+    )
     config: WhisperConfig
     tensors: Mapping[str, np.ndarray]
     generation_config: GenerationConfig
@@ -215,6 +227,8 @@ def read_checkpoint(src: str | os.PathLike, *, tokenizer: str | os.PathLike | No
     files; an openai-whisper ``.pt`` file otherwise gets openai-whisper's own when it is installed.
     """
     path = Path(src)
+    if path.is_file() and ggml.is_ggml(path):
+        return _read_ggml(path, tokenizer)
     if path.is_file():
         config, tensors = openai_pt.read(path)
         built = _openai_tokenizer(config, tokenizer)
@@ -229,10 +243,13 @@ def read_checkpoint(src: str | os.PathLike, *, tokenizer: str | os.PathLike | No
         tokenizer_dir = Path(tokenizer)
         if not (tokenizer_dir / TOKENIZER_FILE).is_file():
             raise FileNotFoundError(f"{tokenizer_dir} holds no {TOKENIZER_FILE}")
+    if mlx.is_mlx(path):
+        return _read_mlx(path, tokenizer_dir)
     if _is_ct2(path):
         if tokenizer_dir is None:
             raise FileNotFoundError(f"{path}: a CTranslate2 directory needs {TOKENIZER_FILE} to derive the config")
         model = ctranslate2.read_model(path / ctranslate2.MODEL_FILE)
+        model = ctranslate2.dequantize(model, source=str(path / ctranslate2.MODEL_FILE))
         ct2_config = ctranslate2.read_config(path)
         text_tokenizer = WhisperTokenizer.from_pretrained(tokenizer_dir)
         source = str(path / ctranslate2.MODEL_FILE)
@@ -256,16 +273,45 @@ def read_checkpoint(src: str | os.PathLike, *, tokenizer: str | os.PathLike | No
     return Checkpoint(path, weights_format, config, tensors, generation_config, extractor, tokenizer_dir)
 
 
+def _read_ggml(path: Path, tokenizer: str | os.PathLike | None) -> Checkpoint:
+    """A whisper.cpp file: its tokenizer is rebuilt from the file's own vocabulary unless one is given."""
+    model = ggml.read(path)
+    config, tensors = ggml.to_canonical(model, source=str(path))
+    if tokenizer is not None:
+        built = _openai_tokenizer(config, tokenizer)
+    else:
+        built = ggml.vocabulary_tokenizer(model, config, source=str(path))
+    official_name = path.name.removeprefix(ggml.FILE_PREFIX)  # ggml-base.en.bin is openai's base.en
+    generation_config = generation_config_from_model_config(config, built, file_name=official_name)
+    return Checkpoint(path, "ggml", config, tensors, generation_config, _extractor(config), None, built)
+
+
+def _read_mlx(path: Path, tokenizer_dir: Path | None) -> Checkpoint:
+    """An mlx-whisper directory: the tokenizer and generation config a conversion wrote beside the
+    weights if there, else openai-whisper's tokenizer; its stored alignment heads win."""
+    config, tensors, heads = mlx.read(path)
+    built = None if tokenizer_dir is not None else _openai_tokenizer(config, None)
+    if (path / GENERATION_CONFIG_NAME).is_file():
+        generation_config = GenerationConfig.from_pretrained(path)
+    else:
+        text_tokenizer = WhisperTokenizer.from_pretrained(tokenizer_dir) if tokenizer_dir is not None else built
+        generation_config = generation_config_from_model_config(config, text_tokenizer, file_name=path.name)
+    if heads is not None:
+        generation_config.alignment_heads = heads
+    return Checkpoint(path, "mlx", config, tensors, generation_config, _extractor(config), tokenizer_dir, built)
+
+
 def _extractor(config: WhisperConfig) -> WhisperFeatureExtractor:
     return WhisperFeatureExtractor(feature_size=config.num_mel_bins)
 
 
 def _cast(checkpoint: Checkpoint, dtype: str | None) -> tuple[WhisperConfig, Mapping[str, np.ndarray]]:
-    """The config and tensors to write: cast tensor by tensor (and the config's dtype noted) when asked."""
+    """The config and tensors to write: cast tensor by tensor (and the config's dtype noted) when asked.
+    A quantized dtype leaves the float tensors it does not quantize as they are, as CTranslate2's converter does."""
     if dtype is None:
         return checkpoint.config, checkpoint.tensors
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    if any(dtype in quantized for quantized in QUANTIZED_DTYPES.values()):
+        return checkpoint.config, checkpoint.tensors  # quantized from float32 by the writer; the rest kept
     config = WhisperConfig.from_dict({**checkpoint.config.to_dict(), "torch_dtype": dtype})
     tensors = engine.lazy(checkpoint.tensors).map(lambda array: array.astype(dtype, copy=False))
     return config, tensors
@@ -279,6 +325,10 @@ def _write_canonical(directory: Path, checkpoint: Checkpoint, config: WhisperCon
         generation_config=checkpoint.generation_config,
         feature_extractor=checkpoint.feature_extractor,
     )
+    _write_tokenizer(directory, checkpoint)
+
+
+def _write_tokenizer(directory: Path, checkpoint: Checkpoint) -> None:
     if checkpoint.tokenizer_dir is not None:
         for name in TOKENIZER_FILES:
             if (checkpoint.tokenizer_dir / name).is_file():
@@ -287,14 +337,45 @@ def _write_canonical(directory: Path, checkpoint: Checkpoint, config: WhisperCon
         checkpoint.tokenizer.save_pretrained(directory)
 
 
-def _write_ct2(directory: Path, checkpoint: Checkpoint, config: WhisperConfig, tensors: Mapping) -> None:
+def _write_mlx(directory: Path, checkpoint: Checkpoint, config: WhisperConfig, tensors: Mapping) -> None:
+    mlx.write(directory, tensors, config, checkpoint.generation_config.alignment_heads, source=str(checkpoint.path))
+    checkpoint.generation_config.save_pretrained(directory)
+    _write_tokenizer(directory, checkpoint)
+
+
+def _required_tokenizer(checkpoint: Checkpoint, target: str) -> WhisperTokenizer:
     tokenizer = checkpoint.load_tokenizer()
     if tokenizer is None:
         raise ValueError(
-            f"{checkpoint.path} has no tokenizer, which a CTranslate2 model needs: pass one (a directory with "
+            f"{checkpoint.path} has no tokenizer, which a {target} model needs: pass one (a directory with "
             f"{TOKENIZER_FILE} or a .tiktoken file), or install openai-whisper for its own"
         )
+    return tokenizer
+
+
+def _write_ggml(path: Path, checkpoint: Checkpoint, config: WhisperConfig, tensors: Mapping, dtype: str | None) -> None:
+    tokenizer = _required_tokenizer(checkpoint, "whisper.cpp")
+    # whisper.cpp's own files are float16, and its CPU backend runs only float16 convolutions (ggml's
+    # im2col asserts on a float32 kernel), so float32 is written only when asked for.
+    dtype = dtype or "float16"
+    model, kinds = ggml.from_canonical(
+        tensors,
+        config,
+        weights_type=dtype,
+        mel_filters=checkpoint.feature_extractor.mel_filters.T,
+        vocabulary=ggml.vocabulary_of(tokenizer),
+        source=str(checkpoint.path),
+    )
+    ggml.write(path, model, kinds)
+
+
+def _write_ct2(
+    directory: Path, checkpoint: Checkpoint, config: WhisperConfig, tensors: Mapping, dtype: str | None
+) -> None:
+    tokenizer = _required_tokenizer(checkpoint, "CTranslate2")
     view = engine.foreign_view(tensors, "ct2", config, source=str(checkpoint.path))
+    if dtype == "int8":
+        view = ctranslate2.quantize(view, engine.foreign_kinds(config, "ct2"))
     settings = {name: np.array(value(config), dtype=dtype) for name, (dtype, value) in ctranslate2.CT2_SCALARS.items()}
     variables = engine.LazyTensors(
         {name: (lambda name=name: view[name]) for name in sorted(view)}
@@ -326,12 +407,15 @@ def convert_checkpoint(
 ) -> Path:
     """Convert the checkpoint at ``src`` into format ``to`` at ``dst`` (which must not exist yet).
 
-    ``dtype`` ("float32" or "float16") casts every weight; by default weights keep their dtype and
-    the conversion is bit-identical. ``tokenizer`` is for a source without tokenizer files (see
+    ``dtype`` ("float32" or "float16") casts every weight, and "int8" (``ct2``) or "q8_0" (``ggml``)
+    quantizes as that runtime does; by default weights keep their dtype and the conversion is bit-identical. ``tokenizer`` is for a source without tokenizer files (see
     :func:`read_checkpoint`); it is written with the output.
     """
     if to not in TARGETS:
         raise ValueError(f"unknown target format {to!r}; choose one of {TARGETS}")
+    allowed = DTYPES + QUANTIZED_DTYPES.get(to, ())
+    if dtype is not None and dtype not in allowed:
+        raise ValueError(f"dtype for --to {to} must be one of {allowed}, got {dtype!r}")
     destination = Path(dst)
     if destination.exists() and not (destination.is_dir() and not any(destination.iterdir())):
         raise FileExistsError(f"{destination} already exists; convert into a new path")
@@ -340,10 +424,15 @@ def convert_checkpoint(
     destination.parent.mkdir(parents=True, exist_ok=True)
     if to == "openai":
         return openai_pt.write(destination, tensors, config)
+    if to == "ggml":
+        _write_ggml(destination, checkpoint, config, tensors, dtype)
+        return destination
     staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", suffix=".tmp", dir=destination.parent))
     try:
         if to == "ct2":
-            _write_ct2(staging, checkpoint, config, tensors)
+            _write_ct2(staging, checkpoint, config, tensors, dtype)
+        elif to == "mlx":
+            _write_mlx(staging, checkpoint, config, tensors)
         else:
             _write_canonical(staging, checkpoint, config, tensors)
             if to == "tf":

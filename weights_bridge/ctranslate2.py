@@ -10,6 +10,11 @@ is how every checkpoint here starts. Layout of ``model.bin`` (little-endian)::
 where a string is a uint16 byte length (counting a trailing NUL) and the bytes. The file is read
 tensor by tensor straight into NumPy arrays (the base model arrives in two parts, read as one
 stream), keeping its dtype: float16 stays float16, so nothing is rounded on the way through.
+
+Quantized files (faster-whisper's ``int8`` models) hold a weight as int8 or int16 values plus a float32
+sibling ``<name>_scale`` (per row for int8, one for int16): :func:`dequantize` turns them back into
+floats as CTranslate2's CPU kernels do, and :func:`quantize` writes int8 exactly as CTranslate2's
+converter does (:func:`weights_bridge.quantization.ct2_int8`).
 """
 
 from __future__ import annotations
@@ -25,8 +30,8 @@ import numpy as np
 
 from whisper_core.fileio import atomic_path, read_json, write_json
 
-from . import bfloat16, engine
-from .rules import CT2_SCALARS
+from . import bfloat16, engine, quantization
+from .rules import CT2_OPTIONAL_SCALARS, CT2_SCALARS
 
 MODEL_FILE = "model.bin"
 CONFIG_FILE = "config.json"
@@ -198,19 +203,84 @@ def write_model(path: str | os.PathLike, model: Ct2Model) -> Path:
     return path
 
 
+# -- quantized variables -----------------------------------------------------------------------
+SCALE_SUFFIX = "_scale"
+# Layout kinds CTranslate2 quantizes (its Linear, Conv1D and Embeddings specs have a weight scale).
+QUANTIZED_KINDS: tuple[str, ...] = ("linear", "conv1d", "embedding")
+
+
+def dequantize(model: Ct2Model, dtype: str | None = None, *, source: str = MODEL_FILE) -> Ct2Model:
+    """``model`` with every int8/int16 weight replaced by its float values and the scales dropped.
+
+    ``dtype`` is the float type wanted; by default that of the file's float weights (float32 in an
+    ``int8`` model, float16 in ``int8_float16``), so all tensors come out in one dtype."""
+    variables = dict(model.variables)
+    scales = {name for name in variables if name.endswith(SCALE_SUFFIX)}
+    if not scales:
+        return model
+    if dtype is None:
+        floats = [a.dtype for n, a in variables.items() if n not in scales and a.ndim and a.dtype.kind == "f"]
+        dtype = str(floats[0]) if floats else "float32"
+    for scale_name in sorted(scales):
+        name = scale_name.removesuffix(SCALE_SUFFIX)
+        values, factors = variables.get(name), variables.pop(scale_name)
+        if values is None or values.dtype not in (np.dtype("i1"), np.dtype("<i2")):
+            raise ValueError(
+                f"{source}: {scale_name} scales {name}, which is {'missing' if values is None else values.dtype}, "
+                "not an int8 or int16 weight: corrupt file"
+            )
+        expected = () if values.dtype == np.dtype("<i2") else (len(values),)
+        if factors.shape != expected or factors.dtype != np.float32 or not np.all(factors > 0):
+            raise ValueError(
+                f"{source}: {scale_name} must be positive float32 of shape {expected} for {values.dtype} {name}, "
+                f"got {factors.dtype} {factors.shape}: corrupt file"
+            )
+        variables[name] = quantization.dequantize_ct2(values, factors).astype(dtype)
+    unscaled = [n for n, a in variables.items() if a.dtype in (np.dtype("i1"), np.dtype("<i2")) and a.ndim > 0]
+    if unscaled:
+        raise ValueError(f"{source}: integer weights without a {SCALE_SUFFIX}: {', '.join(unscaled[:3])}")
+    return Ct2Model(variables, model.aliases, model.spec, model.revision, model.version)
+
+
+def quantize(variables: Mapping[str, np.ndarray], kinds: Mapping[str, str]) -> engine.LazyTensors:
+    """Variables (lazy) with each weight of a quantized kind as int8 plus its ``_scale``, as CTranslate2's
+    ``int8`` models hold them; each weight is read and quantized once, with its scale kept until asked for."""
+    pending: dict[str, np.ndarray] = {}
+
+    def values(name: str) -> np.ndarray:
+        array, pending[name] = quantization.ct2_int8(variables[name])
+        return array
+
+    def factors(name: str) -> np.ndarray:
+        if name not in pending:
+            values(name)
+        return pending.pop(name)
+
+    loaders = {}
+    for name in variables:
+        if kinds.get(name) in QUANTIZED_KINDS:
+            loaders[name] = lambda name=name: values(name)
+            loaders[name + SCALE_SUFFIX] = lambda name=name: factors(name)
+        else:
+            loaders[name] = lambda name=name: variables[name]
+    return engine.LazyTensors(loaders)
+
+
 # -- conversion --------------------------------------------------------------------------------
 def to_canonical(model: Ct2Model, config: Any, *, source: str = MODEL_FILE) -> dict[str, np.ndarray]:
     """CTranslate2 Whisper variables -> stored canonical tensors, checking the settings and aliases too."""
     if model.spec != WHISPER_SPEC:
         raise ValueError(f"{source}: spec {model.spec!r} is not {WHISPER_SPEC!r}: not a Whisper model")
     weights = dict(model.variables)
-    for name, (dtype, value) in CT2_SCALARS.items():
+    settings = {name: (dtype, value(config)) for name, (dtype, value) in CT2_SCALARS.items()}
+    settings.update({name: expected for name, expected in CT2_OPTIONAL_SCALARS.items() if name in weights})
+    for name, (dtype, value) in settings.items():
         if name not in weights:
             raise ValueError(f"{source}: setting {name} is missing")
         array = weights.pop(name)
-        if array.shape != () or array.dtype != np.dtype(dtype) or int(array) != value(config):
+        if array.shape != () or array.dtype != np.dtype(dtype) or int(array) != value:
             raise ValueError(
-                f"{source}: setting {name} is {array.dtype} {array.tolist()}, expected {dtype} {value(config)} "
+                f"{source}: setting {name} is {array.dtype} {array.tolist()}, expected {dtype} {value} "
                 "(this spec is not one this converter understands)"
             )
     expected_aliases = engine.tied_names(config, "ct2")

@@ -19,7 +19,24 @@ from typing import Any
 
 import numpy as np
 
-from .rules import FORMATS, FUSED_LAYOUTS, LAYOUTS, RULES_BY_CANONICAL, Part, Rule, concrete, expand, resolve_shape
+from whisper_core.modeling_rules import sinusoids
+
+from .rules import (
+    FORMATS,
+    FUSED_LAYOUTS,
+    LAYOUTS,
+    RULES_BY_CANONICAL,
+    Computed,
+    Part,
+    Rule,
+    concrete,
+    expand,
+    resolve_shape,
+)
+
+# How close a canonical tensor must be to what a format's runtime computes in its place (a float16 ulp
+# near 1; the frameworks' float32 sinusoids differ from NumPy's by up to 2.5e-4).
+COMPUTED_TOLERANCE = 1e-3
 
 
 class LazyTensors(Mapping[str, np.ndarray]):
@@ -79,25 +96,29 @@ class _Entry:
     canonical: str
     kind: str
     shape: tuple[int, ...]  # canonical shape
-    foreign: str | Part
+    foreign: str | Part | Computed
 
 
 @dataclass(frozen=True)
 class _Plan:
-    """A format's concrete layout for one config: plain tensors and fused groups by foreign name."""
+    """A format's concrete layout for one config: plain tensors and fused groups by foreign name, and
+    the canonical tensors the format computes instead of storing."""
 
     plain: dict[str, _Entry]
     fused: dict[str, list[_Entry]]  # foreign name -> the entries of its claimed slices
+    computed: list[_Entry]
 
     @property
     def foreign_names(self) -> set[str]:
         return set(self.plain) | set(self.fused)
 
 
-def _foreign_name(rule: Rule, fmt: str, index: int | None) -> str | Part:
+def _foreign_name(rule: Rule, fmt: str, index: int | None) -> str | Part | Computed:
     name = rule.names.get(fmt)
     if name is None:
         raise ValueError(f"the {fmt!r} column of the weight table has no entry for {rule.canonical}")
+    if isinstance(name, Computed):
+        return name
     if isinstance(name, Part):
         return Part(concrete(name.name, index), name.layout, name.index)
     return concrete(name, index)
@@ -119,8 +140,11 @@ def _plan(config: Any, fmt: str) -> _Plan:
     """Group ``fmt``'s entries, checking the table maps each foreign tensor (or slice) only once."""
     plain: dict[str, _Entry] = {}
     fused: dict[str, list[_Entry]] = {}
+    computed: list[_Entry] = []
     for entry in _entries(config, fmt):
-        if isinstance(entry.foreign, Part):
+        if isinstance(entry.foreign, Computed):
+            computed.append(entry)
+        elif isinstance(entry.foreign, Part):
             group = fused.setdefault(entry.foreign.name, [])
             clash = [
                 e for e in group if e.foreign.index == entry.foreign.index or e.foreign.layout != entry.foreign.layout
@@ -133,7 +157,23 @@ def _plan(config: Any, fmt: str) -> _Plan:
             if entry.foreign in plain or entry.foreign in fused:
                 raise ValueError(f"weight table error: {fmt} tensor {entry.foreign} is claimed twice")
             plain[entry.foreign] = entry
-    return _Plan(plain, fused)
+    return _Plan(plain, fused, computed)
+
+
+def foreign_kinds(config: Any, fmt: str) -> dict[str, str]:
+    """Each stored tensor of format ``fmt`` -> its layout kind (a fused tensor has its parts' kind), for
+    writers whose container records a per-kind fact (whisper.cpp's storage types)."""
+    plan = _plan(config, fmt)
+    kinds = {name: entry.kind for name, entry in plan.plain.items()}
+    kinds.update({name: entries[0].kind for name, entries in plan.fused.items()})
+    return kinds
+
+
+def _compute(entry: _Entry) -> np.ndarray:
+    """The float32 value of a tensor a format computes instead of storing."""
+    if entry.foreign.function == "sinusoids":
+        return sinusoids(*entry.shape)
+    raise ValueError(f"no computation for {entry.foreign}")
 
 
 def canonical_shapes(config: Any) -> dict[str, tuple[int, ...]]:
@@ -230,6 +270,13 @@ def canonical_view(foreign: Mapping[str, np.ndarray], fmt: str, config: Any, *, 
                 foreign, name, entries, entry.foreign.index, source
             )
             shapes[entry.canonical] = entry.shape
+    # A computed tensor takes the dtype of the stored ones (of the first, which is small: a convolution).
+    reference = next(iter(plan.plain), None)
+    for entry in plan.computed:
+        loaders[entry.canonical] = lambda entry=entry: _compute(entry).astype(
+            foreign[reference].dtype if reference is not None else np.float32
+        )
+        shapes[entry.canonical] = entry.shape
     order = list(canonical_shapes(config))
     return LazyTensors({name: loaders[name] for name in order}, shapes)
 
@@ -278,9 +325,13 @@ def foreign_view(tensors: Mapping[str, np.ndarray], fmt: str, config: Any, *, so
     tensors = drop_tied(tensors, config, source=source)
     check_canonical(tensors, config, source=source)
     plan = _plan(config, fmt)
+    for entry in plan.computed:
+        _check_computed(tensors[entry.canonical], entry, fmt, source)
     loaders: dict[str, Callable[[], np.ndarray]] = {}
     shapes: dict[str, tuple[int, ...]] = {}
     for entry in _entries(config, fmt):
+        if isinstance(entry.foreign, Computed):
+            continue
         if isinstance(entry.foreign, Part):
             name = entry.foreign.name
             if name not in loaders:
@@ -294,6 +345,16 @@ def foreign_view(tensors: Mapping[str, np.ndarray], fmt: str, config: Any, *, so
             )
             shapes[entry.foreign] = entry.shape if permutation is None else tuple(entry.shape[i] for i in permutation)
     return LazyTensors(loaders, shapes)
+
+
+def _check_computed(array: np.ndarray, entry: _Entry, fmt: str, source: str) -> None:
+    """Refuse to drop a tensor the format's runtime would compute differently (a trained one, say)."""
+    error = float(np.max(np.abs(array.astype(np.float32) - _compute(entry)), initial=0.0))
+    if not error <= COMPUTED_TOLERANCE:
+        raise ValueError(
+            f"{source}: {fmt} does not store {entry.canonical}, its runtime computes it ({entry.foreign.function}), "
+            f"but this checkpoint's differs from that by up to {error:.3g}: it cannot be written as {fmt}"
+        )
 
 
 def _permute(array: np.ndarray, permutation: tuple[int, ...] | None) -> np.ndarray:

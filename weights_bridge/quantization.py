@@ -4,9 +4,11 @@ Every backend's ``from_pretrained(..., compute_type=...)`` asks here which float
 canonical tensors become int8, and what their int8 values and scales are, so that PyTorch (integer
 kernels), TensorFlow and JAX (dequantized on load) all run the same int8 numbers.
 
-int8 is CTranslate2's scheme: symmetric, one float32 scale per output channel (row of a canonical
-``[out, in]`` weight), ``scale = max|row| / 127``, ``int8 = round(row / scale)``; an all-zero row gets
-scale 1 (CTranslate2 does the same), so dequantizing gives it back exactly. The quantized tensors are
+int8 is CTranslate2's scheme, with its arithmetic to the bit (so that the int8 values here are the
+ones in a CT2 ``model.bin``): symmetric, one float32 factor per output channel (row of a canonical
+``[out, in]`` weight; a convolution's [out, in·k]), ``factor = 127 / max|row|`` and ``int8 =
+rint(row · factor)`` in float32; an all-zero row gets factor 1 (CT2 takes its max as 127), so it comes
+back exactly. CTranslate2 stores the factor; the backends multiply by its inverse, the ``scale``. The quantized tensors are
 every Linear weight of the encoder and decoder layers (attention q/k/v/out, fc1, fc2) and the output
 projection, which Whisper ties to the token embedding. On CPU ``int8`` and ``int8_float32`` are the same
 thing, as in CTranslate2: int8 weights, every other layer and every activation in float32.
@@ -85,15 +87,33 @@ class Int8Weight:
         return self.values.nbytes + self.scales.nbytes
 
 
+def ct2_int8(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """CTranslate2's int8 of a weight (``[out, ...]``, rows along axis 0): ``(int8 values of its shape,
+    float32 factors [out])``, where ``values / factor`` is the weight; as ``ctranslate2.specs`` computes it."""
+    weight = np.asarray(weight, np.float32)
+    rows = weight.reshape(len(weight), -1)
+    amax = np.abs(rows).max(axis=1)
+    amax[amax == 0] = 127.0
+    factors = (np.float32(127) / np.maximum(amax, np.float32(127) / np.finfo(np.float32).max)).astype(np.float32)
+    values = np.clip(np.rint(rows * factors[:, None]), -127, 127).astype(np.int8)
+    return values.reshape(weight.shape), factors
+
+
+def dequantize_ct2(values: np.ndarray, factors: np.ndarray) -> np.ndarray:
+    """CT2 int8 ``values`` (rows along axis 0) times the float32 inverse of their ``factors``, as its CPU
+    kernels dequantize; a scalar factor (int16 weights) applies to the whole tensor."""
+    inverse = np.float32(1) / np.asarray(factors, np.float32)
+    return values.astype(np.float32) * inverse.reshape(inverse.shape + (1,) * (values.ndim - inverse.ndim))
+
+
 def quantize(weight: np.ndarray) -> Int8Weight:
-    """Symmetric per-row int8 of a ``[out, in]`` weight: ``|weight - dequantize| <= scale / 2`` per row."""
+    """Symmetric per-row int8 of a ``[out, in]`` weight, CTranslate2's values: ``|weight - dequantize|`` is
+    about ``scale / 2`` per row at most."""
     weight = np.asarray(weight, np.float32)
     if weight.ndim != 2:
         raise ValueError(f"int8 quantization takes [out, in] weights, got shape {weight.shape}")
-    amax = np.abs(weight).max(axis=1).astype(np.float64)
-    scales = np.where(amax > 0, amax / 127.0, 1.0).astype(np.float32)
-    values = np.clip(np.rint(weight / scales[:, None].astype(np.float64)), -127, 127).astype(np.int8)
-    return Int8Weight(values, scales)
+    values, factors = ct2_int8(weight)
+    return Int8Weight(values, np.float32(1) / factors)
 
 
 def dequantize(values: np.ndarray, scales: np.ndarray) -> np.ndarray:

@@ -10,12 +10,15 @@ does the rest and checks coverage. A foreign name is either
 - a :class:`Part`: the tensor is one equal slice, along axis 0, of a fused foreign tensor
   (CTranslate2 fuses q,k,v and cross-attention k,v); slices no rule claims hold zeros, because
   Whisper's k projections have no bias;
+- a :class:`Computed`: the format does not store this tensor because its runtime computes it (mlx-whisper's
+  sinusoidal encoder positions); the reader computes it and the writer checks the canonical tensor equals it;
 - ``None``: the format does not store this tensor (only for ``tied`` rules).
 
 Layout kinds (canonical layout in brackets): ``linear`` [out, in], ``bias`` [out], ``conv1d``
-[out, in, k], ``norm_weight`` / ``norm_bias`` [d] (gamma/beta, scale/bias), ``embedding``
-[vocab, d], ``positions`` [n, d], ``vector`` [n] (a classification head's layer weights), and ``tied``:
-not stored, it is the tensor named by ``tied_to``.
+[out, in, k], ``conv_bias`` [out] (whisper.cpp stores a convolution's bias as a column [out, 1]),
+``norm_weight`` / ``norm_bias`` [d] (gamma/beta, scale/bias), ``embedding`` [vocab, d], ``positions``
+[n, d], ``vector`` [n] (a classification head's layer weights), and ``tied``: not stored, it is the
+tensor named by ``tied_to``.
 
 Live models name their parameters by one column too (:class:`Naming`, :func:`parameter_names`): the
 backends assign and read their weights through it and never rename anything themselves.
@@ -26,12 +29,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-# Formats with a column in the table: CTranslate2, openai-whisper's ``.pt``, and HF's TensorFlow
-# (``tf_model.h5``) and Flax (``flax_model.msgpack``) files.
-FORMATS: tuple[str, ...] = ("ct2", "openai", "hf_tf", "hf_flax")
+# Formats with a column in the table: CTranslate2, openai-whisper's ``.pt``, HF's TensorFlow
+# (``tf_model.h5``) and Flax (``flax_model.msgpack``) files, whisper.cpp's ``ggml-*.bin`` and
+# mlx-whisper's ``weights.safetensors``. whisper.cpp names its tensors exactly as openai-whisper does;
+# mlx-whisper does too, except that its MLP layers are ``mlp1``/``mlp2`` rather than ``mlp.0``/``mlp.2``.
+FORMATS: tuple[str, ...] = ("ct2", "openai", "hf_tf", "hf_flax", "ggml", "mlx")
 
 KINDS: tuple[str, ...] = (
-    "linear", "bias", "conv1d", "norm_weight", "norm_bias", "embedding", "positions", "tied", "vector"
+    "linear", "bias", "conv1d", "conv_bias", "norm_weight", "norm_bias", "embedding", "positions", "tied", "vector"
 )  # fmt: skip
 
 # Fused layouts: how many equal slices along axis 0 the foreign tensor holds.
@@ -48,7 +53,16 @@ LAYOUTS: dict[str, dict[str, tuple[int, ...]]] = {
     "openai": {},  # openai-whisper is PyTorch
     "hf_tf": _KERAS_AND_FLAX_LAYOUT,
     "hf_flax": _KERAS_AND_FLAX_LAYOUT,
+    "ggml": {},  # whisper.cpp lists dimensions innermost first, but the bytes are PyTorch's C-order tensors
+    "mlx": {"conv1d": (0, 2, 1)},  # MLX's Conv1d kernel is [out, k, in] (channels last)
 }
+
+# whisper.cpp's loader fixes each kind's storage type: "float32" always, "half" (float16, or float32 in
+# an all-float32 file: the convolutions), or "weights" (the file's own type: float32, float16 or q8_0).
+GGML_STORAGE: dict[str, str] = {
+    "linear": "weights", "embedding": "weights", "conv1d": "half",
+    "bias": "float32", "conv_bias": "float32", "norm_weight": "float32", "norm_bias": "float32", "positions": "float32",
+}  # fmt: skip
 
 # HF's TF and Flax models mirror the PyTorch module tree, so their names come from one module path
 # per format plus the tensor's role inside its module. Role -> leaf name, per format (PyTorch first):
@@ -73,6 +87,21 @@ class Part:
             raise ValueError(f"bad fused part {self}")
 
 
+COMPUTED_FUNCTIONS: tuple[str, ...] = ("sinusoids",)
+
+
+@dataclass(frozen=True)
+class Computed:
+    """A tensor the format does not store because its runtime computes it: ``function`` names how
+    (``"sinusoids"``: Whisper's fixed sinusoidal encoder positions, :func:`whisper_core.modeling_rules.sinusoids`)."""
+
+    function: str
+
+    def __post_init__(self) -> None:
+        if self.function not in COMPUTED_FUNCTIONS:
+            raise ValueError(f"unknown computed tensor {self.function!r}; known: {COMPUTED_FUNCTIONS}")
+
+
 @dataclass(frozen=True)
 class Rule:
     """One canonical tensor: ``{i}`` in names stands for the layer index of ``stack``."""
@@ -80,7 +109,7 @@ class Rule:
     canonical: str
     kind: str
     shape: tuple[str | int, ...]  # symbols resolved by :func:`resolve_shape`
-    names: dict[str, str | Part | None] = field(default_factory=dict)
+    names: dict[str, str | Part | Computed | None] = field(default_factory=dict)
     stack: str | None = None  # "encoder" or "decoder" for per-layer rules
     tied_to: str | None = None  # for kind "tied": the canonical tensor this one is
 
@@ -124,21 +153,37 @@ def _rule(
     stack: str | None = None,
     **names: Any,
 ) -> Rule:
-    """The rule for tensor ``role`` of ``module``: HF PyTorch, TF and Flax names follow from the module path."""
+    """The rule for tensor ``role`` of ``module``: HF PyTorch, TF and Flax names follow from the module path;
+    whisper.cpp's are openai-whisper's, and so are mlx-whisper's unless ``mlx`` is given."""
     tree_names = {
         "hf_tf": f"{module.tf}/{LEAVES['hf_tf'][role]}",
         "hf_flax": f"{module.flax}/{LEAVES['hf_flax'][role]}",
     }
-    return Rule(f"{module.hf}.{LEAVES['hf'][role]}", kind, shape, {**names, **tree_names}, stack)
+    openai_names = {"ggml": names["openai"], "mlx": names.get("mlx", names["openai"])}
+    return Rule(f"{module.hf}.{LEAVES['hf'][role]}", kind, shape, {**openai_names, **names, **tree_names}, stack)
 
 
 def _projection(
-    module: Module, stack: str, shape: tuple[str, str], weight: str | Part, bias: str | Part | None, openai: str
+    module: Module,
+    stack: str,
+    shape: tuple[str, str],
+    weight: str | Part,
+    bias: str | Part | None,
+    openai: str,
+    mlx: str | None = None,
 ) -> list[Rule]:
-    """A linear layer [out, in] and its bias [out] (``bias=None``: no bias, as in Whisper's k projections)."""
-    rules = [_rule(module, "kernel", "linear", shape, stack, ct2=weight, openai=f"{openai}.weight")]
+    """A linear layer [out, in] and its bias [out] (``bias=None``: no bias, as in Whisper's k projections);
+    ``mlx`` is mlx-whisper's module name where it differs from openai-whisper's."""
+    mlx_module = mlx or openai
+    rules = [
+        _rule(
+            module, "kernel", "linear", shape, stack, ct2=weight, openai=f"{openai}.weight", mlx=f"{mlx_module}.weight"
+        )
+    ]
     if bias is not None:
-        rules.append(_rule(module, "bias", "bias", shape[:1], stack, ct2=bias, openai=f"{openai}.bias"))
+        rules.append(
+            _rule(module, "bias", "bias", shape[:1], stack, ct2=bias, openai=f"{openai}.bias", mlx=f"{mlx_module}.bias")
+        )
     return rules
 
 
@@ -194,8 +239,8 @@ def _layer(stack: str) -> list[Rule]:
             ),
         ]
     rules += [
-        *_projection(hf.child("fc1"), stack, ("ffn", "d"), f"{ct2}/ffn/linear_0/weight", f"{ct2}/ffn/linear_0/bias", f"{openai}.mlp.0"),
-        *_projection(hf.child("fc2"), stack, ("d", "ffn"), f"{ct2}/ffn/linear_1/weight", f"{ct2}/ffn/linear_1/bias", f"{openai}.mlp.2"),
+        *_projection(hf.child("fc1"), stack, ("ffn", "d"), f"{ct2}/ffn/linear_0/weight", f"{ct2}/ffn/linear_0/bias", f"{openai}.mlp.0", f"{openai}.mlp1"),
+        *_projection(hf.child("fc2"), stack, ("d", "ffn"), f"{ct2}/ffn/linear_1/weight", f"{ct2}/ffn/linear_1/bias", f"{openai}.mlp.2", f"{openai}.mlp2"),
         *_norm(hf.child("final_layer_norm"), f"{ct2}/ffn/layer_norm", f"{openai}.mlp_ln", stack),
     ]  # fmt: skip
     return rules
@@ -207,11 +252,11 @@ _ENCODER, _DECODER = ROOT.child("encoder"), ROOT.child("decoder")
 RULES: tuple[Rule, ...] = (
     # Encoder stem: two convolutions over the log-mel frames, then learned (CT2) / sinusoidal positions.
     _rule(_ENCODER.child("conv1"), "kernel", "conv1d", ("d", "mels", 3), ct2="encoder/conv1/weight", openai="encoder.conv1.weight"),
-    _rule(_ENCODER.child("conv1"), "bias", "bias", ("d",), ct2="encoder/conv1/bias", openai="encoder.conv1.bias"),
+    _rule(_ENCODER.child("conv1"), "bias", "conv_bias", ("d",), ct2="encoder/conv1/bias", openai="encoder.conv1.bias"),
     _rule(_ENCODER.child("conv2"), "kernel", "conv1d", ("d", "d", 3), ct2="encoder/conv2/weight", openai="encoder.conv2.weight"),
-    _rule(_ENCODER.child("conv2"), "bias", "bias", ("d",), ct2="encoder/conv2/bias", openai="encoder.conv2.bias"),
+    _rule(_ENCODER.child("conv2"), "bias", "conv_bias", ("d",), ct2="encoder/conv2/bias", openai="encoder.conv2.bias"),
     _rule(_ENCODER.child("embed_positions"), "positions", "positions", ("source", "d"),
-          ct2="encoder/position_encodings/encodings", openai="encoder.positional_embedding"),
+          ct2="encoder/position_encodings/encodings", openai="encoder.positional_embedding", mlx=Computed("sinusoids")),
     *_layer("encoder"),
     *_norm(_ENCODER.child("layer_norm"), "encoder/layer_norm", "encoder.ln_post"),
     # Decoder.
@@ -225,7 +270,7 @@ RULES: tuple[Rule, ...] = (
     # by token_embedding directly, HF's save_pretrained stores only embed_tokens (in every framework:
     # TF and Flax multiply by the embedding matrix and have no proj_out variable).
     Rule("proj_out.weight", "tied", ("vocab", "d"),
-         {"ct2": "decoder/projection/weight", "openai": None, "hf_tf": None, "hf_flax": None},
+         {"ct2": "decoder/projection/weight", "openai": None, "hf_tf": None, "hf_flax": None, "ggml": None, "mlx": None},
          tied_to="model.decoder.embed_tokens.weight"),
 )
 # fmt: on
@@ -260,6 +305,14 @@ CT2_SCALARS: dict[str, tuple[str, Any]] = {
     "decoder/pre_norm": ("int8", lambda config: 1),
     "decoder/scale_embeddings": ("int8", lambda config: int(config.scale_embedding)),
     "decoder/start_from_zero_embedding": ("int8", lambda config: 0),
+}
+
+
+# Settings newer CTranslate2 converters (4.7+) add, same spec revision: accepted when present with these
+# values (ALiBi off), never written, so files match what faster-whisper's published models hold.
+CT2_OPTIONAL_SCALARS: dict[str, tuple[str, int]] = {
+    "decoder/alibi_use_positive_positions": ("int8", 0),
+    "decoder/scale_alibi": ("int8", 0),
 }
 
 

@@ -31,7 +31,7 @@ from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, 
 from .config import MULTILINGUAL_VOCAB_SIZE
 from .languages import LANGUAGES
 
-__all__ = ["load_tiktoken_ranks", "special_token_ids", "tokenizer_from_tiktoken"]
+__all__ = ["load_tiktoken_ranks", "special_token_ids", "token_bytes", "tokenizer_from_ranks", "tokenizer_from_tiktoken"]
 
 # large-v3 added Cantonese as the 100th language; HF converted it with its tiktoken converter,
 # which spells the no-speech token the way OpenAI does, while the older hub files say
@@ -69,6 +69,18 @@ _BYTE_TO_UNICODE = _byte_to_unicode()
 def _spell(token: bytes) -> str:
     """The token's spelling in the byte-level alphabet."""
     return "".join(_BYTE_TO_UNICODE[byte] for byte in token)
+
+
+_UNICODE_TO_BYTE = {character: byte for byte, character in _BYTE_TO_UNICODE.items()}
+
+
+def token_bytes(spelling: str) -> bytes:
+    """The bytes a byte-level BPE token stands for (the inverse of its ``tokenizer.json`` spelling), as
+    runtimes that store raw byte vocabularies (whisper.cpp) want them."""
+    try:
+        return bytes(_UNICODE_TO_BYTE[character] for character in spelling)
+    except KeyError as error:
+        raise ValueError(f"token {spelling!r} is not spelled in the byte-level alphabet ({error})") from None
 
 
 def _decode_token(field: bytes) -> bytes:
@@ -128,7 +140,7 @@ def load_tiktoken_ranks(path: str | os.PathLike[str]) -> dict[bytes, int]:
     return ranks
 
 
-def _recover_merges(ranks: dict[bytes, int], path: Path) -> list[tuple[str, str]]:
+def _recover_merges(ranks: dict[bytes, int], path: str | os.PathLike[str]) -> list[tuple[str, str]]:
     """The merge list, in rank order, that reproduces tiktoken's rank-based BPE.
 
     A multi-byte token of rank ``r`` is created by exactly one merge: BPE over its bytes that
@@ -214,13 +226,20 @@ def tokenizer_from_tiktoken(
             single-byte tokens, has a token that BPE cannot build, or ``num_languages`` is not
             between 1 and ``len(LANGUAGES)``.
     """
+    path = Path(path)
+    return tokenizer_from_ranks(load_tiktoken_ranks(path), path, num_languages, with_timestamps)
+
+
+def tokenizer_from_ranks(
+    ranks: dict[bytes, int], source: str | os.PathLike[str], num_languages: int = 99, with_timestamps: bool = True
+) -> Tokenizer:
+    """:func:`tokenizer_from_tiktoken` for ranks read from elsewhere (a whisper.cpp file's vocabulary);
+    ``source`` names where they came from in errors. The ranks must run from 0 without gaps."""
     if not 1 <= num_languages <= len(LANGUAGES):
         raise ValueError(f"num_languages must be between 1 and {len(LANGUAGES)}, got {num_languages}")
-    path = Path(path)
-    ranks = load_tiktoken_ranks(path)
     missing_bytes = [byte for byte in range(256) if bytes([byte]) not in ranks]
     if missing_bytes:
-        raise ValueError(f"{path}: byte-level BPE needs all 256 single-byte tokens; missing {bytes(missing_bytes)!r}")
+        raise ValueError(f"{source}: byte-level BPE needs all 256 single-byte tokens; missing {bytes(missing_bytes)!r}")
 
     special = _special_tokens(num_languages)
     end_of_text = special[0]
@@ -229,7 +248,7 @@ def tokenizer_from_tiktoken(
     tokenizer = Tokenizer(
         models.BPE(
             vocab=vocab,
-            merges=_recover_merges(ranks, path),
+            merges=_recover_merges(ranks, source),
             continuing_subword_prefix="",
             end_of_word_suffix="",
             fuse_unk=False,

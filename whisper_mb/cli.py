@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from weights_bridge import data_packages, fetch, quantization
-from weights_bridge.conversion import convert_checkpoint
+from weights_bridge.conversion import DTYPES, QUANTIZED_DTYPES, TARGETS, convert_checkpoint
 from weights_bridge.fetching import resolve_model
 from whisper_core.audio import load_audio
 from whisper_core.feature_extraction import WhisperFeatureExtractor
@@ -180,11 +180,22 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _add_convert(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("convert", help="convert a checkpoint between formats (HF PT/TF/Flax, openai, CT2)")
-    parser.add_argument("src", help="tiny.en, base, a checkpoint directory, an openai .pt file or a CTranslate2 dir")
-    parser.add_argument("dst", help="the new directory (or .pt file for --to openai)")
-    parser.add_argument("--to", required=True, choices=("canonical", "pt", "tf", "flax", "openai", "ct2"))
-    parser.add_argument("--dtype", choices=("float32", "float16"), help="cast the weights (default: keep)")
+    parser = subparsers.add_parser(
+        "convert", help="convert a checkpoint between formats (HF PT/TF/Flax, openai, CT2, whisper.cpp, mlx-whisper)"
+    )
+    parser.add_argument(
+        "src",
+        help="tiny.en, base, a checkpoint directory, an openai .pt file, a CTranslate2 or mlx-whisper directory, "
+        "or a whisper.cpp ggml file",
+    )
+    parser.add_argument("dst", help="the new directory (or file for --to openai / ggml)")
+    parser.add_argument("--to", required=True, choices=TARGETS)
+    quantized = sorted({dtype for dtypes in QUANTIZED_DTYPES.values() for dtype in dtypes})
+    parser.add_argument(
+        "--dtype",
+        choices=(*DTYPES, *quantized),
+        help="cast the weights (default: keep; ggml: float16), or quantize: int8 for --to ct2, q8_0 for --to ggml",
+    )
     parser.add_argument(
         "--tokenizer",
         help="for a source without tokenizer files (an openai .pt): a tokenizer directory or .tiktoken file "

@@ -6,6 +6,7 @@ import numpy as np
 
 from weights_bridge.engine import canonical_shapes
 from whisper_core import WhisperConfig
+from whisper_core.modeling_rules import sinusoids
 
 
 def small_config() -> WhisperConfig:
@@ -28,9 +29,16 @@ def small_config() -> WhisperConfig:
     )
 
 
+ENCODER_POSITIONS = "model.encoder.embed_positions.weight"
+
+
 def random_weights(config: WhisperConfig, dtype: str = "float16", seed: int = 0) -> dict[str, np.ndarray]:
+    """Random weights, except the encoder positions: Whisper's fixed sinusoids, as in every real checkpoint
+    (mlx-whisper computes them instead of storing them, and refuses a checkpoint whose differ)."""
     rng = np.random.default_rng(seed)
-    return {name: rng.standard_normal(shape).astype(dtype) for name, shape in canonical_shapes(config).items()}
+    weights = {name: rng.standard_normal(shape).astype(dtype) for name, shape in canonical_shapes(config).items()}
+    weights[ENCODER_POSITIONS] = sinusoids(*weights[ENCODER_POSITIONS].shape).astype(dtype)
+    return weights
 
 
 def assert_bit_identical(actual: dict[str, np.ndarray], expected: dict[str, np.ndarray]) -> None:

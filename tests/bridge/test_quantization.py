@@ -19,7 +19,7 @@ def test_round_trip_is_within_half_a_step_per_row():
     assert q.values.dtype == np.int8 and q.scales.dtype == np.float32 and q.scales.shape == (64,)
     assert np.abs(q.values.astype(np.int32)).max() <= 127
     np.testing.assert_array_equal(np.abs(q.values).max(axis=1), 127)  # each row's largest entry hits the end
-    np.testing.assert_allclose(q.scales, np.abs(weight).max(axis=1) / 127, rtol=1e-7)
+    np.testing.assert_allclose(q.scales, np.abs(weight).max(axis=1) / 127, rtol=1e-6)  # 1 / (127 / max), as CT2
     error = np.abs(weight - q.dequantize())
     # half a step, plus the float32 rounding of the scale and of the product
     assert np.all(error <= q.scales[:, None] / 2 * (1 + 1e-6) + 1e-7 * np.abs(weight))
@@ -105,3 +105,26 @@ def test_compute_type_and_dtype_together_are_refused():
     assert quantization.weights_dtype(None, "float16") == "float16"
     with pytest.raises(ValueError, match="not both"):
         quantization.weights_dtype("int8", "float16", dtype_name="torch_dtype")
+
+
+@pytest.mark.parametrize("shape", [(24, 16), (8, 4, 3)])
+def test_int8_is_ctranslate2s_own_to_the_bit(shape):
+    """CTranslate2's converter (its spec's quantization) gives the same int8 values and factors."""
+    common_spec = pytest.importorskip("ctranslate2.specs.common_spec")
+    rng = np.random.default_rng(1)
+    weight = rng.standard_normal(shape).astype(np.float32) * rng.uniform(
+        1e-3, 5, size=(shape[0],) + (1,) * (len(shape) - 1)
+    )
+    weight = weight.astype(np.float32)
+    weight[2] = 0.0  # an all-zero row
+    spec = common_spec.LinearSpec() if len(shape) == 2 else common_spec.Conv1DSpec()
+    spec.weight = weight.copy()
+    spec.bias = np.zeros(shape[0], np.float32)
+    spec.validate()  # wraps the arrays as the converter's variables
+    spec.optimize("int8")
+    values, factors = quantization.ct2_int8(weight)
+    np.testing.assert_array_equal(values, spec.weight.numpy())
+    np.testing.assert_array_equal(factors, spec.weight_scale.numpy())
+    if len(shape) == 2:
+        q = quantization.quantize(weight)
+        np.testing.assert_array_equal(q.values, spec.weight.numpy())
