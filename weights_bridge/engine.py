@@ -160,6 +160,11 @@ def _plan(config: Any, fmt: str) -> _Plan:
     return _Plan(plain, fused, computed)
 
 
+def computed_names(config: Any, fmt: str) -> list[str]:
+    """The canonical tensors format ``fmt`` does not store because its runtime computes them."""
+    return [entry.canonical for entry in _plan(config, fmt).computed]
+
+
 def foreign_kinds(config: Any, fmt: str) -> dict[str, str]:
     """Each stored tensor of format ``fmt`` -> its layout kind (a fused tensor has its parts' kind), for
     writers whose container records a per-kind fact (whisper.cpp's storage types)."""

@@ -54,6 +54,7 @@ TYPE_CODES: dict[str, int] = {name: code for code, name in TENSOR_TYPES.items()}
 FREQUENCY_BINS = 201  # n_fft 400 / 2 + 1: whisper.cpp computes its log-mel with the file's filters
 Q8_BLOCK = 32
 Q8_RECORD = np.dtype([("scale", "<f2"), ("values", "i1", (Q8_BLOCK,))])  # 34 bytes, unpadded
+Q8_CHUNK = Q8_BLOCK * 32768  # values quantized at a time while writing, to bound the temporaries
 MAX_DIMS = 4
 FILE_PREFIX = "ggml-"  # whisper.cpp's official files: ggml-<openai model name>.bin
 
@@ -85,10 +86,14 @@ def quantize_q8_0(array: np.ndarray) -> np.ndarray:
     blocks = np.ascontiguousarray(array, dtype=np.float32).reshape(-1, Q8_BLOCK)
     scale = np.abs(blocks).max(axis=1) / np.float32(127)
     inverse = np.divide(np.float32(1), scale, out=np.zeros_like(scale), where=scale != 0)
-    scaled = (blocks * inverse[:, None]).astype(np.float64)
+    scaled = blocks * inverse[:, None]
+    rounded = np.rint(scaled)  # half to even; ggml's roundf takes halves away from zero:
+    truncated = np.trunc(scaled)
+    ties = np.abs(scaled - truncated) == 0.5  # exact: a float's fraction is representable
+    rounded[ties] = truncated[ties] + np.sign(scaled[ties])
     records = np.empty(len(blocks), Q8_RECORD)
     records["scale"] = scale.astype(np.float16)
-    records["values"] = np.trunc(scaled + np.copysign(0.5, scaled)).astype(np.int8)
+    records["values"] = rounded.astype(np.int8)
     return records
 
 
@@ -251,19 +256,21 @@ def storage_type(kind: str, weights_type: str) -> str:
 def _write_tensor(file: Any, name: str, array: np.ndarray, kind: str, weights_type: str, path: Path) -> None:
     type_name = storage_type(kind, weights_type)
     shape = (*array.shape, 1) if kind == "conv_bias" else array.shape  # whisper.cpp's conv bias is [out, 1]
-    if type_name == "q8_0":
-        if shape[-1] % Q8_BLOCK:
-            raise ValueError(
-                f"{path}: {name} has rows of {shape[-1]} values; q8_0 needs a multiple of {Q8_BLOCK}: "
-                "write this model as float16 or float32"
-            )
-        data = quantize_q8_0(array)
-    else:
-        data = np.ascontiguousarray(array, dtype=np.dtype(type_name).newbyteorder("<"))
+    if type_name == "q8_0" and shape[-1] % Q8_BLOCK:
+        raise ValueError(
+            f"{path}: {name} has rows of {shape[-1]} values; q8_0 needs a multiple of {Q8_BLOCK}: "
+            "write this model as float16 or float32"
+        )
     encoded = name.encode("utf-8")
     file.write(struct.pack(f"<3i{len(shape)}i", len(shape), len(encoded), TYPE_CODES[type_name], *reversed(shape)))
     file.write(encoded)
-    file.write(memoryview(data.reshape(-1).view(np.uint8)))
+    if type_name == "q8_0":
+        flat = array.reshape(-1)
+        for start in range(0, flat.size, Q8_CHUNK):
+            file.write(quantize_q8_0(flat[start : start + Q8_CHUNK]).tobytes())
+    else:
+        data = np.ascontiguousarray(array, dtype=np.dtype(type_name).newbyteorder("<"))
+        file.write(memoryview(data.reshape(-1).view(np.uint8)))
 
 
 # -- vocabulary ----------------------------------------------------------------------------------------

@@ -95,7 +95,9 @@ def ct2_int8(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     amax = np.abs(rows).max(axis=1)
     amax[amax == 0] = 127.0
     factors = (np.float32(127) / np.maximum(amax, np.float32(127) / np.finfo(np.float32).max)).astype(np.float32)
-    values = np.clip(np.rint(rows * factors[:, None]), -127, 127).astype(np.int8)
+    scaled = rows * factors[:, None]
+    np.rint(scaled, out=scaled)  # in place: an embedding's temporaries are the size of the matrix
+    values = np.clip(scaled, -127, 127, out=scaled).astype(np.int8)
     return values.reshape(weight.shape), factors
 
 

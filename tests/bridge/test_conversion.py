@@ -25,12 +25,12 @@ def small_checkpoint(tmp_path):
     return directory, config, weights
 
 
-@pytest.mark.parametrize("to", ["canonical", "pt", "tf", "flax", "openai"])
+@pytest.mark.parametrize("to", ["canonical", "pt", "tf", "flax", "openai", "mlx"])
 def test_every_target_reads_back_bit_identically(small_checkpoint, tmp_path, to):
     source, config, weights = small_checkpoint
     destination = convert_checkpoint(source, tmp_path / ("out.pt" if to == "openai" else "out"), to=to)
     assert_bit_identical(dict(read_written(destination, to, config)), weights)
-    if to != "openai":
+    if to not in ("openai", "mlx"):  # mlx-whisper's config.json holds openai's dimensions, nothing else
         assert json.loads((destination / "preprocessor_config.json").read_text())["feature_size"] == 4
 
 
@@ -62,6 +62,49 @@ def test_failed_conversion_leaves_nothing(small_checkpoint, tmp_path):
         convert_checkpoint(source, out / "taken", to="tf")
     with pytest.raises(ValueError, match="unknown target format 'keras'"):
         convert_checkpoint(source, out / "k", to="keras")
+    with pytest.raises(ValueError, match=r"src has no tokenizer, which a whisper\.cpp model needs"):
+        convert_checkpoint(source, out / "model.bin", to="ggml")
+    with pytest.raises(ValueError, match=r"dtype for --to tf must be one of \('float32', 'float16'\), got 'int8'"):
+        convert_checkpoint(source, out / "tf", to="tf", dtype="int8")
+    assert sorted(p.name for p in out.iterdir()) == ["taken"]
+
+
+@pytest.mark.slow
+def test_truncated_runtime_files_are_refused_and_nothing_is_written(tmp_path):
+    """A cut-off whisper.cpp file, mlx weights file or int8 model.bin: the error names the file and what
+    is wrong, and the destination never appears."""
+    source = fetch("tiny.en")
+    ggml_file = convert_checkpoint(source, tmp_path / "ggml-tiny.en.bin", to="ggml", dtype="q8_0")
+    mlx_dir = convert_checkpoint(source, tmp_path / "mlx", to="mlx")
+    int8_dir = convert_checkpoint(source, tmp_path / "int8", to="ct2", dtype="int8")
+    for path in (ggml_file, mlx_dir / "weights.safetensors", int8_dir / "model.bin"):
+        path.write_bytes(path.read_bytes()[: path.stat().st_size * 2 // 3])
+    cases = [
+        (
+            ggml_file,
+            r"ggml-tiny\.en\.bin: truncated whisper\.cpp file: the data of decoder\.token_embedding\.weight needs",
+        ),
+        (mlx_dir, r"weights\.safetensors: not a readable safetensors file"),
+        (int8_dir, r"model\.bin: truncated CTranslate2 file"),
+    ]
+    for index, (broken, message) in enumerate(cases):
+        for to in ("pt", "ct2"):
+            with pytest.raises(ValueError, match=message):
+                convert_checkpoint(broken, tmp_path / f"out{index}{to}", to=to)
+            assert not (tmp_path / f"out{index}{to}").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ggml-tiny.en.bin", "int8", "mlx"]
+
+
+@pytest.mark.slow
+def test_cli_converts_to_every_runtime(tmp_path, capsys):
+    for to, dtype, name in (("ggml", "q8_0", "ggml-tiny.en.bin"), ("mlx", None, "mlx"), ("ct2", "int8", "int8")):
+        arguments = ["convert", "tiny.en", str(tmp_path / name), "--to", to] + (["--dtype", dtype] if dtype else [])
+        assert main(arguments) == 0
+        report = json.loads(capsys.readouterr().out)
+        assert report["to"] == to and (tmp_path / name).exists()
+        assert read_checkpoint(tmp_path / name).config.d_model == 384
+    assert main(["convert", "tiny.en", str(tmp_path / "x"), "--to", "mlx", "--dtype", "q8_0"]) == 2
+    assert "dtype for --to mlx must be one of ('float32', 'float16'), got 'q8_0'" in capsys.readouterr().err
 
 
 @pytest.mark.slow

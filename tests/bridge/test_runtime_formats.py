@@ -98,6 +98,20 @@ def test_q8_0_rounds_as_ggml_does():
     assert np.all(error <= step / 2 + np.abs(weights).reshape(-1, 32).max(axis=1, keepdims=True) * 1e-3)
 
 
+def test_q8_0_is_ggmls_own_to_the_bit():
+    """gguf-py (ggml's Python package) quantizes q8_0 bit for bit as ggml-quants.c does."""
+    quants = pytest.importorskip("gguf.quants")
+    from gguf import GGMLQuantizationType
+
+    rng = np.random.default_rng(2)
+    weights = rng.standard_normal((64, 96)).astype(np.float32) * rng.uniform(1e-4, 30, size=(64, 1)).astype(np.float32)
+    weights[3] = 0.0
+    weights[5, :32] = np.arange(32) * 127 / 31  # exact halves after scaling
+    ours = ggml.quantize_q8_0(weights)
+    theirs = quants.quantize(weights, GGMLQuantizationType.Q8_0)
+    assert ours.tobytes() == np.ascontiguousarray(theirs).tobytes()
+
+
 def test_ggml_q8_0_file_reads_back_dequantized(tmp_path):
     config = _openai_config(32)
     weights = random_weights(config, "float32")

@@ -155,12 +155,15 @@ def test_faster_whisper_runs_our_int8_model_as_ctranslate2_writes_it(tiny_en_dir
     assert set(ours) <= set(theirs)
     for name, array in ours.items():
         assert array.dtype == theirs[name].dtype and array.tobytes() == theirs[name].tobytes(), name
-    assert sum(array.dtype == np.int8 for array in ours.values()) == 2 + 4 * 6 + 1 + 4 * 10  # conv, enc, emb, dec
+    weights = [array for array in ours.values() if array.dtype == np.int8 and array.ndim]  # not the int8 settings
+    assert len(weights) == 2 + 4 * 4 + 1 + 4 * 7  # convolutions, encoder layers, embedding, decoder layers
     # Both read back, to the same float values; CTranslate2's newer file included.
     back = read_checkpoint(directory)
     for name, array in back.tensors.items():
         step = np.abs(tiny_en_tensors[name]).astype(np.float32).max() / 127
-        np.testing.assert_allclose(array, tiny_en_tensors[name].astype(np.float32), atol=0.51 * step, err_msg=name)
+        np.testing.assert_allclose(
+            array, tiny_en_tensors[name].astype(np.float32), atol=0.6 * step, err_msg=name
+        )  # and float16 rounding
     (reference / "tokenizer.json").write_bytes((data_packages.metadata_dir("tiny.en") / "tokenizer.json").read_bytes())
     theirs_back = read_checkpoint(reference)
     for name, array in back.tensors.items():
