@@ -41,7 +41,14 @@ BENCHMARKS = {
         ["bench_longform.py", "--audio", str(SAMPLE)],
         "Short-form transcription of jfk, 11 s (vs openai-whisper and faster-whisper)",
     ),
-    "conversion": (["bench_conversion.py"], "Checkpoint conversion time and peak memory (vs transformers)"),
+    "conversion": (
+        ["bench_conversion.py"],
+        "Checkpoint conversion time and peak memory (vs transformers and CTranslate2's converter)",
+    ),
+    "runtimes": (
+        ["bench_runtimes.py"],
+        "jfk in whisper.cpp, faster-whisper int8 and mlx-whisper from the files we write, beside ours",
+    ),
     "longform": (["bench_longform.py"], "Long-form transcription (vs openai-whisper and faster-whisper)"),
     "transcribe": (
         ["bench_transcribe.py"],

@@ -21,6 +21,7 @@ from whisper_core.transcribe.batched import BATCHED_VAD_OPTIONS
 from whisper_core.vad import VadOptions
 
 from .compile_cache import keep_compilations
+from .finetune import add_finetune
 from .parity import add_parity
 from .registry import BACKENDS, load_backend
 from .server.cli import add_serve
@@ -291,6 +292,7 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     add_parity,
     add_stream,
     add_serve,
+    add_finetune,
 ]
 
 

@@ -36,6 +36,10 @@ class BackendSpec:
             raise ValueError(f"unknown model kind {kind!r}: choose from {KINDS}")
         return getattr(importlib.import_module(self.package), self.class_prefix + kind)
 
+    def finetuner(self) -> Any:
+        """The backend's ``Finetuner`` class (``<package>.finetune``; importing its framework)."""
+        return importlib.import_module(f"{self.package}.finetune").Finetuner
+
     def is_installed(self) -> bool:
         """Whether the package and its framework import (an extra the user did not install does not)."""
         if importlib.util.find_spec(self.package) is None:

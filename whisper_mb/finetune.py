@@ -1,0 +1,259 @@
+"""``whisper-mb finetune``: one loop that fine-tunes with any backend, evaluates, checkpoints and resumes.
+
+The corpus is read and checked once (:mod:`whisper_core.finetune.data`; bad rows are counted and
+reported, never fatal), batches are drawn in a seeded, length-sorted order, and the backend's
+``Finetuner`` (``whisper_pt.finetune``, ``whisper_tf.finetune``, ``whisper_flax.finetune``) takes each
+update natively. Every ``eval_every`` updates (and before the first and after the last, when there is
+eval data) the loop measures the eval loss and the word error rate of greedy transcription with the
+live model. Every ``save_every`` updates it writes ``OUTPUT/checkpoint-N``: the weights as a canonical
+checkpoint, the optimizer state, and ``trainer_state.json`` (update count, where the batch order
+stands, the history); the directory is built aside and renamed into place, and the two newest are
+kept. ``resume=True`` continues from the newest, drawing exactly the batches an uninterrupted run
+would have. The finished model is written to ``OUTPUT`` as a canonical checkpoint with its tokenizer
+and feature extractor, which every backend loads and ``whisper-mb convert`` takes to any runtime.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from weights_bridge.fetching import resolve_model
+from whisper_core.config import WhisperConfig
+from whisper_core.feature_extraction import WhisperFeatureExtractor
+from whisper_core.fileio import read_json, write_json
+from whisper_core.finetune import BatchOrder, Example, FinetuneOptions, Prepared, SkipReport, prepare, read_corpus
+from whisper_core.finetune.data import make_batch
+from whisper_core.finetune.metrics import word_error_rate
+from whisper_core.tokenizer import WhisperTokenizer
+from whisper_core.transcribe import TranscribeOptions, Transcriber
+
+from .registry import backend as backend_spec
+
+STATE_FILE = "trainer_state.json"
+CHECKPOINT_PREFIX = "checkpoint-"
+KEEP_CHECKPOINTS = 2
+
+
+@dataclass
+class FinetuneResult:
+    """What a run did: where the model is, the per-update log, the evaluations and the rows it skipped."""
+
+    output: Path
+    steps: int
+    history: list[dict[str, float]] = field(default_factory=list)
+    evaluations: list[dict[str, float]] = field(default_factory=list)
+    skipped: dict[str, Any] = field(default_factory=dict)
+
+
+def _prepared(
+    data: str | os.PathLike | Sequence[Example],
+    tokenizer: WhisperTokenizer,
+    config: WhisperConfig,
+    options: FinetuneOptions,
+) -> tuple[list[Prepared], SkipReport]:
+    report = SkipReport()
+    examples = list(data) if isinstance(data, Sequence) and not isinstance(data, str) else read_corpus(data, report)
+    return prepare(
+        examples, tokenizer, config.max_target_positions, language=options.language, task=options.task, report=report
+    )
+
+
+def latest_checkpoint(output: Path) -> Path | None:
+    """The newest ``checkpoint-N`` under ``output`` (None when there is none)."""
+    found = [
+        p for p in output.glob(f"{CHECKPOINT_PREFIX}*") if p.is_dir() and p.name[len(CHECKPOINT_PREFIX) :].isdigit()
+    ]
+    return max(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX) :]), default=None)
+
+
+class _Evaluator:
+    """Eval loss and greedy-transcription WER of the live model on a prepared set."""
+
+    def __init__(
+        self,
+        backend: str,
+        rows: list[Prepared],
+        tokenizer: WhisperTokenizer,
+        extractor: WhisperFeatureExtractor,
+        options: FinetuneOptions,
+    ) -> None:
+        self.backend, self.rows, self.tokenizer, self.extractor, self.options = (
+            backend,
+            rows,
+            tokenizer,
+            extractor,
+            options,
+        )
+
+    def __call__(self, trainer: Any) -> dict[str, float]:
+        total, tokens = 0.0, 0
+        size = self.options.batch_size
+        for start in range(0, len(self.rows), size):
+            summed, count = trainer.eval_loss(make_batch(self.rows[start : start + size], self.extractor, size))
+            total, tokens = total + summed, tokens + count
+        transcriber = Transcriber(
+            backend_spec(self.backend).adapter(trainer.inference_model()), self.tokenizer, self.extractor
+        )
+        options = TranscribeOptions(
+            language=self.options.language, task=self.options.task, temperature=(0.0,), condition_on_prev_tokens=False
+        )
+        audios = [row.example.audio if isinstance(row.example.audio, np.ndarray) else _load(row) for row in self.rows]
+        texts = [result.text for result in transcriber.transcribe(audios, options)]
+        language = self.options.language or next(
+            (row.example.language for row in self.rows if row.example.language), None
+        )
+        wer = word_error_rate([row.example.text for row in self.rows], texts, language)
+        return {"eval_loss": total / max(tokens, 1), "wer": wer}
+
+
+def _load(row: Prepared) -> np.ndarray:
+    from whisper_core.audio import load_audio
+
+    return load_audio(row.example.audio)
+
+
+def _save_checkpoint(output: Path, trainer: Any, order: BatchOrder, state: dict[str, Any]) -> Path:
+    """``OUTPUT/checkpoint-N``, built aside and renamed; older ones beyond the newest two are removed."""
+    final = output / f"{CHECKPOINT_PREFIX}{trainer.step}"
+    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=output))
+    try:
+        trainer.save_model(staging)
+        trainer.save_optimizer(staging)
+        write_json(staging / STATE_FILE, {**state, "step": trainer.step, "order": order.state()})
+        if final.exists():
+            shutil.rmtree(final)
+        staging.rename(final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    kept = sorted(output.glob(f"{CHECKPOINT_PREFIX}*"), key=lambda p: int(p.name[len(CHECKPOINT_PREFIX) :]))
+    for old in kept[:-KEEP_CHECKPOINTS]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def finetune(
+    backend: str,
+    model: str | os.PathLike,
+    train: str | os.PathLike | Sequence[Example],
+    output: str | os.PathLike,
+    *,
+    eval_data: str | os.PathLike | Sequence[Example] | None = None,
+    options: FinetuneOptions = FinetuneOptions(),  # noqa: B008 (frozen: shared safely)
+    resume: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> FinetuneResult:
+    """Fine-tune ``model`` (a name :func:`weights_bridge.resolve_model` knows, or a checkpoint directory)
+    with ``backend`` on ``train`` (an audio folder, a JSONL manifest, or :class:`Example` rows), writing to
+    ``output``; see the module docstring."""
+    log = log or (lambda line: print(line, file=sys.stderr))
+    spec = backend_spec(backend)
+    directory = resolve_model(str(model))
+    config = WhisperConfig.from_pretrained(directory)
+    tokenizer = WhisperTokenizer.from_pretrained(directory)
+    extractor = WhisperFeatureExtractor.for_checkpoint(str(directory))
+    rows, train_report = _prepared(train, tokenizer, config, options)
+    eval_rows, eval_report = (
+        _prepared(eval_data, tokenizer, config, options) if eval_data is not None else ([], SkipReport())
+    )
+    log(f"train: {len(rows)} rows ({train_report.summary()}); eval: {len(eval_rows)} rows ({eval_report.summary()})")
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    total = options.total_steps(len(rows))
+    order = BatchOrder([row.seconds for row in rows], options.rows_per_update, options.seed)
+    finetuner = spec.finetuner()
+    checkpoint = latest_checkpoint(output) if resume else None
+    trainer = finetuner.from_pretrained(checkpoint or directory, options, total)
+    history: list[dict[str, float]] = []
+    evaluations: list[dict[str, float]] = []
+    if checkpoint is not None:
+        trainer.load_optimizer(checkpoint)
+        saved = read_json(checkpoint / STATE_FILE)
+        order.epoch, order.position = saved["order"]["epoch"], saved["order"]["position"]
+        history, evaluations = saved["history"], saved["evaluations"]
+        log(f"resumed from {checkpoint} at update {trainer.step} of {total}")
+    evaluate = _Evaluator(backend, eval_rows, tokenizer, extractor, options) if eval_rows else None
+    if evaluate is not None and trainer.step == 0:
+        evaluations.append({"step": 0, **evaluate(trainer)})
+        log(f"update 0: eval loss {evaluations[-1]['eval_loss']:.4f}, WER {evaluations[-1]['wer']:.3f}")
+    while trainer.step < total:
+        started = time.perf_counter()
+        items = [rows[i] for i in order.next()]
+        metrics = trainer.train_step(make_batch(items, extractor, options.rows_per_update))
+        seconds = time.perf_counter() - started
+        audio = sum(item.seconds for item in items)
+        history.append({"step": trainer.step, **metrics, "audio_seconds_per_second": audio / seconds})
+        log(
+            f"update {trainer.step}/{total}: loss {metrics['loss']:.4f}, lr {metrics['learning_rate']:.3g}, "
+            f"{audio / seconds:.1f} audio-s/s"
+        )
+        last = trainer.step == total
+        if evaluate is not None and ((options.eval_every and trainer.step % options.eval_every == 0) or last):
+            evaluations.append({"step": trainer.step, **evaluate(trainer)})
+            log(
+                f"update {trainer.step}: eval loss {evaluations[-1]['eval_loss']:.4f}, WER {evaluations[-1]['wer']:.3f}"
+            )
+        if options.save_every and trainer.step % options.save_every == 0:
+            state = {"history": history, "evaluations": evaluations, "options": options.to_dict(), "backend": backend}
+            log(f"saved {_save_checkpoint(output, trainer, order, state)}")
+    trainer.save_model(output)
+    tokenizer.save_pretrained(output)
+    extractor.save_pretrained(output)
+    skipped = {"train": train_report.to_dict(), "eval": eval_report.to_dict()}
+    write_json(output / "finetune_report.json", {"history": history, "evaluations": evaluations, "skipped": skipped,
+                                                 "options": options.to_dict(), "backend": backend})  # fmt: skip
+    log(f"done: {output}; train {train_report.summary()}; eval {eval_report.summary()}")
+    return FinetuneResult(output, trainer.step, history, evaluations, skipped)
+
+
+# -- command line --------------------------------------------------------------------------------------
+def _run(args: argparse.Namespace) -> int:
+    options = FinetuneOptions(
+        epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size, grad_accum=args.grad_accum,
+        lr=args.lr, warmup=args.warmup, weight_decay=args.weight_decay, freeze_encoder=args.freeze_encoder,
+        spec_augment=args.spec_augment, dtype=args.dtype, eval_every=args.eval_every, save_every=args.save_every,
+        seed=args.seed, language=args.language, task=args.task,
+    )  # fmt: skip
+    result = finetune(
+        args.backend, args.model, args.train, args.output, eval_data=args.eval, options=options, resume=args.resume
+    )
+    print(json.dumps({"output": str(result.output), "steps": result.steps, "evaluations": result.evaluations,
+                      "skipped": {k: v["skipped"] for k, v in result.skipped.items()}}))  # fmt: skip
+    return 0
+
+
+def add_finetune(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("finetune", help="fine-tune a model on an audio folder or JSONL manifest")
+    parser.add_argument("--backend", choices=("pt", "tf", "flax"), default="pt")
+    parser.add_argument("--model", default="tiny.en", help="tiny.en, base, or a checkpoint directory")
+    parser.add_argument("--train", required=True, help="an audio folder (metadata.csv/.jsonl) or a .jsonl manifest")
+    parser.add_argument("--eval", help="held-out data in the same layouts: eval loss and WER")
+    parser.add_argument("--output", required=True, help="the directory for checkpoints and the finished model")
+    parser.add_argument("--language", help="language of rows that name none (multilingual models)")
+    parser.add_argument("--task", choices=("transcribe", "translate"))
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--max-steps", type=int, help="updates to run (wins over --epochs)")
+    parser.add_argument("--batch-size", type=int, default=8, help="rows per micro-batch")
+    parser.add_argument("--grad-accum", type=int, default=1, help="micro-batches per update")
+    parser.add_argument("--lr", type=float, default=1e-5)
+    parser.add_argument("--warmup", type=int, default=0, help="updates of linear warm-up")
+    parser.add_argument("--weight-decay", type=float, default=0.0)
+    parser.add_argument("--freeze-encoder", action="store_true")
+    parser.add_argument("--spec-augment", action="store_true", help="SpecAugment time and feature masks")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+    parser.add_argument("--eval-every", type=int, help="updates between evaluations")
+    parser.add_argument("--save-every", type=int, help="updates between checkpoints")
+    parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --output")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.set_defaults(handler=_run)

@@ -1,0 +1,106 @@
+"""Fine-tuning in PyTorch: its own loop and ``torch.optim.AdamW``, one update per batch.
+
+The update is the one every backend takes (see :mod:`whisper_core.finetune`): the token-mean
+cross-entropy of the whole batch, accumulated over micro-batches as summed token losses divided once
+by the batch's token count; gradients clipped to a global norm; AdamW with decoupled weight decay on
+matrices only (not on biases and LayerNorm scales); the rate from
+:func:`whisper_core.finetune.learning_rate`, set before each update.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from whisper_core.finetune import FinetuneOptions, learning_rate
+from whisper_core.finetune.data import IGNORE_INDEX, micro_batches
+
+from .modeling import WhisperForConditionalGeneration
+
+OPTIMIZER_FILE = "optimizer.pt"
+
+
+def _summed_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sum of the float32 token cross-entropies, count) over the labels that are not -100."""
+    logits = logits.reshape(-1, logits.shape[-1]).float()
+    labels = labels.reshape(-1)
+    valid = labels != IGNORE_INDEX
+    picked = logits.gather(-1, labels.clamp(min=0)[:, None])[:, 0]
+    return ((torch.logsumexp(logits, dim=-1) - picked) * valid).sum(), valid.sum()
+
+
+class Finetuner:
+    """Trains a :class:`WhisperForConditionalGeneration` in place, update by update."""
+
+    def __init__(self, model: WhisperForConditionalGeneration, options: FinetuneOptions, total_steps: int) -> None:
+        self.model, self.options, self.total_steps, self.step = model, options, total_steps, 0
+        torch.manual_seed(options.seed)
+        model.config.apply_spec_augment = options.spec_augment
+        if options.freeze_encoder:
+            model.freeze_encoder()
+        trained = [p for p in model.parameters() if p.requires_grad]
+        groups = [
+            {"params": [p for p in trained if p.ndim > 1], "weight_decay": options.weight_decay},
+            {"params": [p for p in trained if p.ndim <= 1], "weight_decay": 0.0},
+        ]
+        self.optimizer = torch.optim.AdamW(groups, lr=options.lr, betas=(0.9, 0.999), eps=1e-8)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike, options: FinetuneOptions, total_steps: int) -> Finetuner:
+        dtype = torch.bfloat16 if options.dtype == "bfloat16" else torch.float32
+        return cls(WhisperForConditionalGeneration.from_pretrained(directory, torch_dtype=dtype), options, total_steps)
+
+    def _summed_loss(self, batch: dict[str, np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        features = torch.from_numpy(batch["input_features"]).to(self.model.dtype)
+        labels = torch.from_numpy(batch["labels"].astype(np.int64))
+        logits = self.model(input_features=features, labels=labels).logits
+        return _summed_cross_entropy(logits, labels)
+
+    def train_step(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
+        """One update on ``batch`` (``grad_accum`` micro-batches); the loss is the batch's before the update."""
+        rate = learning_rate(self.step, self.options.lr, self.total_steps, self.options.warmup)
+        for group in self.optimizer.param_groups:
+            group["lr"] = rate
+        self.model.train()
+        parts = micro_batches(batch, self.options.grad_accum)
+        tokens = max(int((batch["labels"] != IGNORE_INDEX).sum()), 1)
+        total = 0.0
+        self.optimizer.zero_grad(set_to_none=True)
+        for part in parts:
+            summed, _ = self._summed_loss(part)
+            (summed / tokens).backward()
+            total += float(summed.detach())
+        trained = [p for group in self.optimizer.param_groups for p in group["params"]]
+        if self.options.max_grad_norm is None:
+            norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in trained if p.grad is not None]))
+        else:
+            norm = torch.nn.utils.clip_grad_norm_(trained, self.options.max_grad_norm)
+        self.optimizer.step()
+        self.step += 1
+        return {"loss": total / tokens, "grad_norm": float(norm), "learning_rate": rate}
+
+    @torch.no_grad()
+    def eval_loss(self, batch: dict[str, np.ndarray]) -> tuple[float, int]:
+        """(summed token loss, token count) of ``batch``, deterministic (no dropout, no SpecAugment)."""
+        self.model.eval()
+        summed, count = self._summed_loss(batch)
+        return float(summed), int(count)
+
+    def inference_model(self) -> Any:
+        """The live model, in eval mode, for transcription between updates."""
+        return self.model.eval()
+
+    def save_model(self, directory: str | os.PathLike) -> Path:
+        return self.model.save_pretrained(directory)
+
+    def save_optimizer(self, directory: str | os.PathLike) -> None:
+        torch.save({"optimizer": self.optimizer.state_dict(), "step": self.step}, Path(directory) / OPTIMIZER_FILE)
+
+    def load_optimizer(self, directory: str | os.PathLike) -> None:
+        state = torch.load(Path(directory) / OPTIMIZER_FILE, map_location="cpu", weights_only=True)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step = int(state["step"])

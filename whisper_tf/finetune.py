@@ -1,0 +1,118 @@
+"""Fine-tuning in TensorFlow: a compiled update step over the Keras model's variables, Keras's AdamW.
+
+The same update as the other backends (see :mod:`whisper_core.finetune`): micro-batches accumulate
+summed token losses on one ``GradientTape`` each and are divided once by the batch's token count;
+gradients are clipped to a global norm; ``keras.optimizers.AdamW`` decays matrices only (1-D variables
+are excluded) and its rate is set from :func:`whisper_core.finetune.learning_rate` before each update.
+``model.fit`` (:class:`whisper_tf.training.TFWhisperTrainingMixin`) stays available for users' own
+loops; this step differs only in weighting micro-batches by their tokens, which ``fit``'s gradient
+accumulation (a mean of per-call means) does not.
+
+Keras's Adam adds epsilon to ``sqrt(v)`` before the bias correction, PyTorch and optax after it; with
+epsilon 1e-8 the updates differ only for gradients near 1e-8 in size.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from whisper_core.finetune import FinetuneOptions, learning_rate
+from whisper_core.finetune.data import IGNORE_INDEX, micro_batches
+
+from .modeling import TFWhisperForConditionalGeneration
+
+OPTIMIZER_FILE = "optimizer.npz"
+
+
+def _summed_cross_entropy(logits: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """(sum of the float32 token cross-entropies, count) over the labels that are not -100."""
+    logits = tf.cast(logits, tf.float32)
+    valid = tf.not_equal(labels, IGNORE_INDEX)
+    safe = tf.where(valid, labels, tf.zeros_like(labels))
+    losses = tf.reduce_logsumexp(logits, axis=-1) - tf.gather(logits, safe, axis=-1, batch_dims=2)
+    return tf.reduce_sum(tf.where(valid, losses, 0.0)), tf.reduce_sum(tf.cast(valid, tf.int32))
+
+
+class Finetuner:
+    """Trains a :class:`TFWhisperForConditionalGeneration` in place, update by update."""
+
+    def __init__(self, model: TFWhisperForConditionalGeneration, options: FinetuneOptions, total_steps: int) -> None:
+        self.model, self.options, self.total_steps, self.step = model, options, total_steps, 0
+        keras.utils.set_random_seed(options.seed)
+        model.config.apply_spec_augment = options.spec_augment
+        if options.freeze_encoder:
+            model.freeze_encoder()
+        self.variables = list(model.trainable_variables)
+        self.optimizer = keras.optimizers.AdamW(
+            learning_rate=options.lr, weight_decay=options.weight_decay, beta_1=0.9, beta_2=0.999, epsilon=1e-8
+        )
+        self.optimizer.exclude_from_weight_decay(var_list=[v for v in self.variables if len(v.shape) <= 1])
+        self.optimizer.build(self.variables)
+        self._update = tf.function(self._update_step, reduce_retracing=True)
+        self._eval = tf.function(lambda features, labels: self._summed_loss(features, labels, False))
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike, options: FinetuneOptions, total_steps: int) -> Finetuner:
+        dtype = "mixed_bfloat16" if options.dtype == "bfloat16" else "float32"
+        return cls(TFWhisperForConditionalGeneration.from_pretrained(directory, dtype=dtype), options, total_steps)
+
+    def _summed_loss(self, features: tf.Tensor, labels: tf.Tensor, training: bool) -> tuple[tf.Tensor, tf.Tensor]:
+        logits = self.model(features, labels=labels, training=training).logits
+        return _summed_cross_entropy(logits, labels)
+
+    def _update_step(self, parts: list[tuple[tf.Tensor, tf.Tensor]], tokens: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        total = tf.zeros((), tf.float32)
+        grads = [tf.zeros_like(v) for v in self.variables]
+        for features, labels in parts:
+            with tf.GradientTape() as tape:
+                summed, _ = self._summed_loss(features, labels, True)
+                scaled = summed / tokens
+            grads = [
+                g + (d if d is not None else 0.0)
+                for g, d in zip(grads, tape.gradient(scaled, self.variables), strict=True)
+            ]
+            total += summed
+        norm = tf.linalg.global_norm(grads)
+        if self.options.max_grad_norm is not None:
+            grads, _ = tf.clip_by_global_norm(grads, self.options.max_grad_norm, use_norm=norm)
+        self.optimizer.apply(grads, self.variables)
+        return total / tokens, norm
+
+    def train_step(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
+        """One update on ``batch`` (``grad_accum`` micro-batches); the loss is the batch's before the update."""
+        rate = learning_rate(self.step, self.options.lr, self.total_steps, self.options.warmup)
+        self.optimizer.learning_rate.assign(rate)
+        parts = [
+            (tf.constant(p["input_features"]), tf.constant(p["labels"]))
+            for p in micro_batches(batch, self.options.grad_accum)
+        ]
+        tokens = tf.constant(max(int((batch["labels"] != IGNORE_INDEX).sum()), 1), tf.float32)
+        loss, norm = self._update(parts, tokens)
+        self.step += 1
+        return {"loss": float(loss), "grad_norm": float(norm), "learning_rate": rate}
+
+    def eval_loss(self, batch: dict[str, np.ndarray]) -> tuple[float, int]:
+        summed, count = self._eval(tf.constant(batch["input_features"]), tf.constant(batch["labels"]))
+        return float(summed), int(count)
+
+    def inference_model(self) -> Any:
+        return self.model
+
+    def save_model(self, directory: str | os.PathLike) -> Path:
+        return self.model.save_pretrained(directory)
+
+    def save_optimizer(self, directory: str | os.PathLike) -> None:
+        values = {f"v{i}": np.asarray(v) for i, v in enumerate(self.optimizer.variables)}
+        np.savez(Path(directory) / OPTIMIZER_FILE, step=np.array(self.step), **values)
+
+    def load_optimizer(self, directory: str | os.PathLike) -> None:
+        with np.load(Path(directory) / OPTIMIZER_FILE) as saved:
+            for i, variable in enumerate(self.optimizer.variables):
+                variable.assign(saved[f"v{i}"])
+            self.step = int(saved["step"])
