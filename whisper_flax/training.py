@@ -147,8 +147,15 @@ def state_shardings(tree: Any, mesh: Mesh, min_shard_size: int = MIN_SHARD_SIZE)
 
 
 def shard_batch(batch: Batch, mesh: Mesh) -> dict[str, jax.Array]:
-    """Put every array of ``batch`` on ``mesh``, split along the batch axis over "data"."""
-    return {key: jax.device_put(value, NamedSharding(mesh, P("data"))) for key, value in batch.items()}
+    """Put every array of ``batch`` on ``mesh``, split along the batch axis over "data". Every process of
+    a multi-process run passes the same whole batch and places the rows its own devices hold."""
+    sharding = NamedSharding(mesh, P("data"))
+
+    def place(value: Any) -> jax.Array:
+        value = np.asarray(value)
+        return jax.make_array_from_callback(value.shape, sharding, lambda index: value[index])
+
+    return {key: place(value) for key, value in batch.items()}
 
 
 def create_train_state(

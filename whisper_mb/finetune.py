@@ -55,6 +55,7 @@ class FinetuneResult:
     history: list[dict[str, float]] = field(default_factory=list)
     evaluations: list[dict[str, float]] = field(default_factory=list)
     skipped: dict[str, Any] = field(default_factory=dict)
+    is_main: bool = True  # False on the other ranks of a distributed run, which write nothing
 
 
 def _prepared(
@@ -175,6 +176,8 @@ def finetune(
     finetuner = spec.finetuner()
     checkpoint = latest_checkpoint(output) if resume else None
     trainer = finetuner.from_pretrained(checkpoint or directory, options, total)
+    if not trainer.is_main:  # other ranks of a distributed run train; the first one reports and writes
+        log = lambda line: None  # noqa: E731
     history: list[dict[str, float]] = []
     evaluations: list[dict[str, float]] = []
     if checkpoint is not None:
@@ -183,7 +186,7 @@ def finetune(
         order.epoch, order.position = saved["order"]["epoch"], saved["order"]["position"]
         history, evaluations = saved["history"], saved["evaluations"]
         log(f"resumed from {checkpoint} at update {trainer.step} of {total}")
-    evaluate = _Evaluator(backend, eval_rows, tokenizer, extractor, options) if eval_rows else None
+    evaluate = _Evaluator(backend, eval_rows, tokenizer, extractor, options) if eval_rows and trainer.is_main else None
     if evaluate is not None and trainer.step == 0:
         evaluations.append({"step": 0, **evaluate(trainer)})
         log(f"update 0: eval loss {evaluations[-1]['eval_loss']:.4f}, WER {evaluations[-1]['wer']:.3f}")
@@ -204,13 +207,15 @@ def finetune(
             log(
                 f"update {trainer.step}: eval loss {evaluations[-1]['eval_loss']:.4f}, WER {evaluations[-1]['wer']:.3f}"
             )
-        if options.save_every and trainer.step % options.save_every == 0:
+        if options.save_every and trainer.step % options.save_every == 0 and trainer.is_main:
             state = {"history": history, "evaluations": evaluations, "options": options.to_dict(), "backend": backend}
             log(f"saved {_save_checkpoint(output, trainer, order, state)}")
+    skipped = {"train": train_report.to_dict(), "eval": eval_report.to_dict()}
+    if not trainer.is_main:
+        return FinetuneResult(output, trainer.step, history, evaluations, skipped, is_main=False)
     trainer.save_model(output)
     tokenizer.save_pretrained(output)
     extractor.save_pretrained(output)
-    skipped = {"train": train_report.to_dict(), "eval": eval_report.to_dict()}
     write_json(output / "finetune_report.json", {"history": history, "evaluations": evaluations, "skipped": skipped,
                                                  "options": options.to_dict(), "backend": backend})  # fmt: skip
     log(f"done: {output}; train {train_report.summary()}; eval {eval_report.summary()}")
@@ -228,6 +233,8 @@ def _run(args: argparse.Namespace) -> int:
     result = finetune(
         args.backend, args.model, args.train, args.output, eval_data=args.eval, options=options, resume=args.resume
     )
+    if not result.is_main:
+        return 0
     print(json.dumps({"output": str(result.output), "steps": result.steps, "evaluations": result.evaluations,
                       "skipped": {k: v["skipped"] for k, v in result.skipped.items()}}))  # fmt: skip
     return 0

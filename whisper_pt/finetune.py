@@ -5,16 +5,24 @@ cross-entropy of the whole batch, accumulated over micro-batches as summed token
 by the batch's token count; gradients clipped to a global norm; AdamW with decoupled weight decay on
 matrices only (not on biases and LayerNorm scales); the rate from
 :func:`whisper_core.finetune.learning_rate`, set before each update.
+
+Past one process, ``torchrun`` starts the same command on every rank: the process group comes up from
+torchrun's environment (gloo on CPU, nccl on GPU), the model is wrapped in ``DistributedDataParallel``,
+and each rank takes its share of every micro-batch's rows. Each rank scales its summed loss by the
+world size over the whole batch's token count, so DDP's averaged gradient is the one-process gradient.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 
 from whisper_core.finetune import FinetuneOptions, learning_rate
 from whisper_core.finetune.data import IGNORE_INDEX, micro_batches
@@ -33,11 +41,20 @@ def _summed_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> tuple[t
     return ((torch.logsumexp(logits, dim=-1) - picked) * valid).sum(), valid.sum()
 
 
+def _process_group() -> tuple[int, int]:
+    """(rank, world size): the process group torchrun describes in the environment, joined once."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+
+
 class Finetuner:
     """Trains a :class:`WhisperForConditionalGeneration` in place, update by update."""
 
     def __init__(self, model: WhisperForConditionalGeneration, options: FinetuneOptions, total_steps: int) -> None:
         self.model, self.options, self.total_steps, self.step = model, options, total_steps, 0
+        self.rank, self.world_size = _process_group()
+        self.is_main = self.rank == 0
         torch.manual_seed(options.seed)
         model.config.apply_spec_augment = options.spec_augment
         if options.freeze_encoder:
@@ -48,16 +65,17 @@ class Finetuner:
             {"params": [p for p in trained if p.ndim <= 1], "weight_decay": 0.0},
         ]
         self.optimizer = torch.optim.AdamW(groups, lr=options.lr, betas=(0.9, 0.999), eps=1e-8)
+        self.network = DistributedDataParallel(model) if self.world_size > 1 else model
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike, options: FinetuneOptions, total_steps: int) -> Finetuner:
         dtype = torch.bfloat16 if options.dtype == "bfloat16" else torch.float32
         return cls(WhisperForConditionalGeneration.from_pretrained(directory, torch_dtype=dtype), options, total_steps)
 
-    def _summed_loss(self, batch: dict[str, np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _summed_loss(self, batch: dict[str, np.ndarray], network: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
         features = torch.from_numpy(batch["input_features"]).to(self.model.dtype)
         labels = torch.from_numpy(batch["labels"].astype(np.int64))
-        logits = self.model(input_features=features, labels=labels).logits
+        logits = (network or self.model)(input_features=features, labels=labels).logits
         return _summed_cross_entropy(logits, labels)
 
     def train_step(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
@@ -68,12 +86,17 @@ class Finetuner:
         self.model.train()
         parts = micro_batches(batch, self.options.grad_accum)
         tokens = max(int((batch["labels"] != IGNORE_INDEX).sum()), 1)
-        total = 0.0
+        total = torch.zeros(())
         self.optimizer.zero_grad(set_to_none=True)
-        for part in parts:
-            summed, _ = self._summed_loss(part)
-            (summed / tokens).backward()
-            total += float(summed.detach())
+        for index, part in enumerate(parts):
+            share = {key: value[self.rank :: self.world_size] for key, value in part.items()}
+            last = index == len(parts) - 1
+            with self.network.no_sync() if self.world_size > 1 and not last else contextlib.nullcontext():
+                summed, _ = self._summed_loss(share, self.network)
+                (summed * (self.world_size / tokens)).backward()
+            total += summed.detach()
+        if self.world_size > 1:
+            dist.all_reduce(total)
         trained = [p for group in self.optimizer.param_groups for p in group["params"]]
         if self.options.max_grad_norm is None:
             norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in trained if p.grad is not None]))
@@ -81,7 +104,7 @@ class Finetuner:
             norm = torch.nn.utils.clip_grad_norm_(trained, self.options.max_grad_norm)
         self.optimizer.step()
         self.step += 1
-        return {"loss": total / tokens, "grad_norm": float(norm), "learning_rate": rate}
+        return {"loss": float(total) / tokens, "grad_norm": float(norm), "learning_rate": rate}
 
     @torch.no_grad()
     def eval_loss(self, batch: dict[str, np.ndarray]) -> tuple[float, int]:

@@ -44,6 +44,7 @@ class Finetuner:
 
     def __init__(self, model: TFWhisperForConditionalGeneration, options: FinetuneOptions, total_steps: int) -> None:
         self.model, self.options, self.total_steps, self.step = model, options, total_steps, 0
+        self.is_main = True
         keras.utils.set_random_seed(options.seed)
         model.config.apply_spec_augment = options.spec_augment
         if options.freeze_encoder:

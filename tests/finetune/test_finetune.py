@@ -176,3 +176,58 @@ def test_real_finetune_lowers_held_out_wer_and_ships_to_faster_whisper(tiny_en_d
         load_audio(held_out / "clip000.wav"), beam_size=1
     )
     assert "".join(segment.text for segment in segments).strip()
+
+
+def _losses(output: Path) -> list[float]:
+    return [entry["loss"] for entry in json.loads((output / "finetune_report.json").read_text())["history"]]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["pt", "flax"])
+def test_two_processes_give_the_one_process_losses(backend, small_model, train_dir, tmp_path):
+    """torchrun (DDP over gloo) and jax.distributed (two CPU processes, gloo) against one process; JAX
+    also over two devices in one process."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    arguments = ["finetune", "--backend", backend, "--model", str(small_model), "--train", str(train_dir),
+                 "--max-steps", "3", "--batch-size", "4", "--grad-accum", "2", "--lr", "1e-3", "--seed", "3"]  # fmt: skip
+    command = [str(Path(sys.executable).parent / "whisper-mb"), *arguments]
+    subprocess.run([*command, "--output", str(tmp_path / "one")], check=True, capture_output=True, timeout=900)
+    with socket.socket() as probe:  # a free port for the coordinator
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    runs = []
+    if backend == "pt":
+        torchrun = str(Path(sys.executable).parent / "torchrun")
+        runs.append([torchrun, "--nproc-per-node", "2", f"--master-port={port}", "--no-python", *command,
+                     "--output", str(tmp_path / "two")])  # fmt: skip
+        done = subprocess.run(runs[0], capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, done.stderr[-3000:]
+    else:
+        workers = [
+            subprocess.Popen(
+                [*command, "--output", str(tmp_path / "two")],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env={
+                    **os.environ,
+                    "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
+                    "JAX_NUM_PROCESSES": "2",
+                    "JAX_PROCESS_ID": str(rank),
+                },
+            )  # fmt: skip
+            for rank in range(2)
+        ]
+        for worker in workers:
+            _, error = worker.communicate(timeout=900)
+            assert worker.returncode == 0, error[-3000:]
+        devices = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+        subprocess.run(
+            [*command, "--output", str(tmp_path / "devices")], check=True, capture_output=True, env=devices, timeout=900
+        )
+        np.testing.assert_allclose(_losses(tmp_path / "devices"), _losses(tmp_path / "one"), rtol=1e-5)
+    np.testing.assert_allclose(_losses(tmp_path / "two"), _losses(tmp_path / "one"), rtol=1e-5)
+    assert (tmp_path / "two" / "model.safetensors").is_file()
