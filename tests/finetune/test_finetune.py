@@ -218,7 +218,7 @@ def test_two_processes_give_the_one_process_losses(backend, small_model, train_d
                     "JAX_NUM_PROCESSES": "2",
                     "JAX_PROCESS_ID": str(rank),
                 },
-            )  # fmt: skip
+            )
             for rank in range(2)
         ]
         for worker in workers:
