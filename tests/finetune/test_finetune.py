@@ -178,17 +178,24 @@ def test_real_finetune_lowers_held_out_wer_and_ships_to_faster_whisper(tiny_en_d
     assert "".join(segment.text for segment in segments).strip()
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def _losses(output: Path) -> list[float]:
     return [entry["loss"] for entry in json.loads((output / "finetune_report.json").read_text())["history"]]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["pt", "flax"])
+@pytest.mark.parametrize("backend", ["pt", "tf", "flax"])
 def test_two_processes_give_the_one_process_losses(backend, small_model, train_dir, tmp_path):
-    """torchrun (DDP over gloo) and jax.distributed (two CPU processes, gloo) against one process; JAX
-    also over two devices in one process."""
+    """torchrun (DDP over gloo), TensorFlow's MultiWorkerMirroredStrategy (TF_CONFIG) and jax.distributed
+    (two CPU processes, gloo) against one process; JAX also over two devices in one process."""
     import os
-    import socket
     import subprocess
     import sys
 
@@ -196,34 +203,38 @@ def test_two_processes_give_the_one_process_losses(backend, small_model, train_d
                  "--max-steps", "3", "--batch-size", "4", "--grad-accum", "2", "--lr", "1e-3", "--seed", "3"]  # fmt: skip
     command = [str(Path(sys.executable).parent / "whisper-mb"), *arguments]
     subprocess.run([*command, "--output", str(tmp_path / "one")], check=True, capture_output=True, timeout=900)
-    with socket.socket() as probe:  # a free port for the coordinator
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    runs = []
+    port = _free_port()
     if backend == "pt":
         torchrun = str(Path(sys.executable).parent / "torchrun")
-        runs.append([torchrun, "--nproc-per-node", "2", f"--master-port={port}", "--no-python", *command,
-                     "--output", str(tmp_path / "two")])  # fmt: skip
-        done = subprocess.run(runs[0], capture_output=True, text=True, timeout=900)
+        two = [torchrun, "--nproc-per-node", "2", f"--master-port={port}", "--no-python", *command,
+               "--output", str(tmp_path / "two")]  # fmt: skip
+        done = subprocess.run(two, capture_output=True, text=True, timeout=900)
         assert done.returncode == 0, done.stderr[-3000:]
     else:
-        workers = [
+        if backend == "tf":
+            workers = [f"127.0.0.1:{port}", f"127.0.0.1:{_free_port()}"]
+            environments = [
+                {"TF_CONFIG": json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": rank}})}
+                for rank in range(2)
+            ]
+        else:
+            environments = [
+                {"JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}", "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": str(rank)}
+                for rank in range(2)
+            ]
+        processes = [
             subprocess.Popen(
                 [*command, "--output", str(tmp_path / "two")],
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
-                env={
-                    **os.environ,
-                    "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
-                    "JAX_NUM_PROCESSES": "2",
-                    "JAX_PROCESS_ID": str(rank),
-                },
+                env={**os.environ, **environment},
             )
-            for rank in range(2)
+            for environment in environments
         ]
-        for worker in workers:
-            _, error = worker.communicate(timeout=900)
-            assert worker.returncode == 0, error[-3000:]
+        for process in processes:
+            _, error = process.communicate(timeout=900)
+            assert process.returncode == 0, error[-3000:]
+    if backend == "flax":
         devices = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
         subprocess.run(
             [*command, "--output", str(tmp_path / "devices")], check=True, capture_output=True, env=devices, timeout=900
