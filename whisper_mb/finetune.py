@@ -22,7 +22,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,16 @@ from weights_bridge.fetching import resolve_model
 from whisper_core.config import WhisperConfig
 from whisper_core.feature_extraction import WhisperFeatureExtractor
 from whisper_core.fileio import read_json, write_json
-from whisper_core.finetune import BatchOrder, Example, FinetuneOptions, Prepared, SkipReport, prepare, read_corpus
+from whisper_core.finetune import (
+    BatchOrder,
+    Example,
+    FinetuneOptions,
+    Prepared,
+    SkipReport,
+    from_dataset,
+    prepare,
+    read_corpus,
+)
 from whisper_core.finetune.data import make_batch
 from whisper_core.finetune.metrics import word_error_rate
 from whisper_core.tokenizer import WhisperTokenizer
@@ -59,16 +68,42 @@ class FinetuneResult:
 
 
 def _prepared(
-    data: str | os.PathLike | Sequence[Example],
+    data: str | os.PathLike | Iterable[Any],
     tokenizer: WhisperTokenizer,
     config: WhisperConfig,
     options: FinetuneOptions,
 ) -> tuple[list[Prepared], SkipReport]:
     report = SkipReport()
-    examples = list(data) if isinstance(data, Sequence) and not isinstance(data, str) else read_corpus(data, report)
+    if isinstance(data, str | os.PathLike):
+        examples = read_corpus(data, report)
+    else:  # Example rows, or a datasets.Dataset (any iterable of dicts with an audio column)
+        rows = list(data)
+        examples = rows if all(isinstance(row, Example) for row in rows) else from_dataset(rows)
     return prepare(
         examples, tokenizer, config.max_target_positions, language=options.language, task=options.task, report=report
     )
+
+
+class _Progress:
+    """A progress bar on a terminal (one line redrawn: updates, loss, rate, audio-seconds per second);
+    elsewhere (a log file, a CI job) one line per update."""
+
+    WIDTH = 24
+
+    def __init__(self, total: int, log: Callable[[str], None], live: bool) -> None:
+        self.total, self.log, self.live, self.stream = total, log, live, sys.stderr
+
+    def update(self, step: int, metrics: dict[str, float]) -> None:
+        text = (
+            f"update {step}/{self.total}: loss {metrics['loss']:.4f}, lr {metrics['learning_rate']:.3g}, "
+            f"{metrics['audio_seconds_per_second']:.1f} audio-s/s"
+        )
+        if not self.live:
+            self.log(text)
+            return
+        done = self.WIDTH * step // max(self.total, 1)
+        self.stream.write(f"\r[{'#' * done}{'.' * (self.WIDTH - done)}] {text}" + ("\n" if step == self.total else ""))
+        self.stream.flush()
 
 
 def latest_checkpoint(output: Path) -> Path | None:
@@ -147,16 +182,17 @@ def _save_checkpoint(output: Path, trainer: Any, order: BatchOrder, state: dict[
 def finetune(
     backend: str,
     model: str | os.PathLike,
-    train: str | os.PathLike | Sequence[Example],
+    train: str | os.PathLike | Iterable[Any],
     output: str | os.PathLike,
     *,
-    eval_data: str | os.PathLike | Sequence[Example] | None = None,
+    eval_data: str | os.PathLike | Iterable[Any] | None = None,
     options: FinetuneOptions = FinetuneOptions(),  # noqa: B008 (frozen: shared safely)
     resume: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> FinetuneResult:
     """Fine-tune ``model`` (a name :func:`weights_bridge.resolve_model` knows, or a checkpoint directory)
-    with ``backend`` on ``train`` (an audio folder, a JSONL manifest, or :class:`Example` rows), writing to
+    with ``backend`` on ``train`` (an audio folder, a JSONL manifest, :class:`Example` rows or a
+    ``datasets.Dataset`` with an audio column), writing to
     ``output``; see the module docstring."""
     log = log or (lambda line: print(line, file=sys.stderr))
     spec = backend_spec(backend)
@@ -190,6 +226,7 @@ def finetune(
     if evaluate is not None and trainer.step == 0:
         evaluations.append({"step": 0, **evaluate(trainer)})
         log(f"update 0: eval loss {evaluations[-1]['eval_loss']:.4f}, WER {evaluations[-1]['wer']:.3f}")
+    progress = _Progress(total, log, live=trainer.is_main and sys.stderr.isatty())
     while trainer.step < total:
         started = time.perf_counter()
         items = [rows[i] for i in order.next()]
@@ -197,10 +234,7 @@ def finetune(
         seconds = time.perf_counter() - started
         audio = sum(item.seconds for item in items)
         history.append({"step": trainer.step, **metrics, "audio_seconds_per_second": audio / seconds})
-        log(
-            f"update {trainer.step}/{total}: loss {metrics['loss']:.4f}, lr {metrics['learning_rate']:.3g}, "
-            f"{audio / seconds:.1f} audio-s/s"
-        )
+        progress.update(trainer.step, history[-1])
         last = trainer.step == total
         if evaluate is not None and ((options.eval_every and trainer.step % options.eval_every == 0) or last):
             evaluations.append({"step": trainer.step, **evaluate(trainer)})

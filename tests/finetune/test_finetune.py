@@ -116,6 +116,24 @@ def test_batches_are_length_sorted_seeded_and_padded(train_dir, tiny_en_dir):
     assert [len(part["labels"]) for part in parts] == [2, 2] and (parts[1]["labels"][0] == batch["labels"][1]).all()
 
 
+def test_rows_shaped_as_datasets_decodes_them(train_dir, tiny_en_dir):
+    """A ``datasets.Dataset``'s rows: decoded audio at its own rate (resampled here), or a path; the text
+    column found by name."""
+    from whisper_core.audio import load_audio
+    from whisper_core.finetune import from_dataset
+
+    samples = load_audio(train_dir / "clip000.wav", sampling_rate=22050)
+    rows = [
+        {"audio": {"array": samples, "sampling_rate": 22050, "path": None}, "sentence": "Zorvex opened the meeting."},
+        {"audio": {"path": str(train_dir / "clip001.wav")}, "transcription": "Kelbrax", "language": "en"},
+    ]
+    examples = from_dataset(rows)
+    assert [e.text for e in examples] == ["Zorvex opened the meeting.", "Kelbrax"] and examples[1].language == "en"
+    assert abs(len(examples[0].audio) - len(load_audio(train_dir / "clip000.wav"))) <= 2
+    prepared, report = prepare(examples, WhisperTokenizer.from_pretrained(tiny_en_dir), 448)
+    assert len(prepared) == 2 and report.total == 0
+
+
 def test_schedule_and_wer():
     rates = [learning_rate(step, 1.0, 5, 2) for step in range(5)]
     assert rates == [0.5, 1.0, 1.0, 2 / 3, 1 / 3]

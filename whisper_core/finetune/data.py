@@ -130,13 +130,15 @@ def read_corpus(source: str | os.PathLike, report: SkipReport | None = None) -> 
 
 
 def from_dataset(
-    dataset: Iterable[dict[str, Any]], audio_column: str = "audio", text_column: str = "sentence"
+    dataset: Iterable[dict[str, Any]], audio_column: str = "audio", text_column: str | None = None
 ) -> list[Example]:
     """Rows of a ``datasets.Dataset`` (or any iterable of dicts): the audio column holds a path, or a dict
-    with ``array`` and ``sampling_rate`` (what ``datasets.Audio`` decodes to), or ``path``."""
+    with ``array`` and ``sampling_rate`` (what ``datasets.Audio`` decodes to), or ``path``; the text is
+    ``text_column``, by default the first of ``text``, ``transcription``, ``sentence`` a row has."""
     examples = []
     for index, row in enumerate(dataset):
         audio = row[audio_column]
+        text = row[text_column] if text_column is not None else _pick(row, TEXT_KEYS)
         if isinstance(audio, dict) and audio.get("array") is not None:
             samples = np.asarray(audio["array"], np.float32)
             rate = int(audio.get("sampling_rate") or SAMPLE_RATE)
@@ -146,7 +148,7 @@ def from_dataset(
             audio = samples
         elif isinstance(audio, dict):
             audio = audio.get("path")
-        examples.append(Example(audio, str(row[text_column]), row.get("language") or None, f"row {index}"))
+        examples.append(Example(audio, "" if text is None else str(text), row.get("language") or None, f"row {index}"))
     return examples
 
 
