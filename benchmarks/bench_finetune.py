@@ -1,0 +1,127 @@
+"""Fine-tuning throughput (audio-seconds per second): each backend's ``Finetuner`` against transformers
+4.57's PyTorch ``Seq2SeqTrainer``, the path of the transformers fine-tuning blog post.
+
+Same data (a synthesized espeak-ng corpus, as the tests build it), same model (tiny.en), batch size,
+learning rate and number of updates. Each run loads a fresh model untimed, then times its updates:
+ours include computing each batch's log-mel features (the loop does that as it draws batches); the
+Trainer gets features computed beforehand, as the blog's ``dataset.map`` does, and is timed around
+``trainer.train()``. Ours and the Trainer alternate run by run (DESIGN §8) and the ratio is the median
+over pairs. CPU, float32, 2 threads.
+
+    .venv/bin/python benchmarks/bench_finetune.py [--backends pt tf flax] [--updates 3] [--pairs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.timing import alternate_measurements
+from tests.finetune import corpus
+
+BATCH = 8
+LEARNING_RATE = 1e-5
+
+
+def ours(backend: str, directory: Path, rows: list, extractor: object, updates: int) -> float:
+    """Seconds for ``updates`` updates of our loop (the model loaded beforehand, untimed)."""
+    from whisper_core.finetune import BatchOrder, FinetuneOptions
+    from whisper_core.finetune.data import make_batch
+    from whisper_mb.registry import backend as spec
+
+    options = FinetuneOptions(max_steps=updates, batch_size=BATCH, lr=LEARNING_RATE)
+    trainer = spec(backend).finetuner().from_pretrained(directory, options, updates)
+    order = BatchOrder([row.seconds for row in rows], BATCH, seed=0)
+    start = time.perf_counter()
+    for _ in range(updates):
+        trainer.train_step(make_batch([rows[i] for i in order.next()], extractor, BATCH))
+    return time.perf_counter() - start
+
+
+def trainer_run(directory: Path, features: list[dict], updates: int, scratch: str) -> float:
+    """Seconds of ``Seq2SeqTrainer.train()`` for ``updates`` updates on precomputed features."""
+    import torch
+    from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments, WhisperForConditionalGeneration
+
+    model = WhisperForConditionalGeneration.from_pretrained(directory)
+
+    def collate(items: list[dict]) -> dict[str, torch.Tensor]:
+        longest = max(len(item["labels"]) for item in items)
+        labels = torch.full((len(items), longest), -100, dtype=torch.long)
+        for row, item in enumerate(items):
+            labels[row, : len(item["labels"])] = torch.tensor(item["labels"])
+        return {
+            "input_features": torch.from_numpy(np.stack([item["input_features"] for item in items])),
+            "labels": labels,
+        }
+
+    arguments = Seq2SeqTrainingArguments(
+        output_dir=scratch, per_device_train_batch_size=BATCH, max_steps=updates, learning_rate=LEARNING_RATE,
+        warmup_steps=0, report_to=[], save_strategy="no", logging_strategy="no", disable_tqdm=True, use_cpu=True,
+        dataloader_num_workers=0, seed=0, remove_unused_columns=False,
+    )  # fmt: skip
+    trainer = Seq2SeqTrainer(model=model, args=arguments, train_dataset=features, data_collator=collate)
+    start = time.perf_counter()
+    trainer.train()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backends", nargs="+", default=["pt", "tf", "flax"])
+    parser.add_argument("--updates", type=int, default=3)
+    parser.add_argument("--pairs", type=int, default=3)
+    args = parser.parse_args()
+
+    import torch
+
+    from weights_bridge import fetch
+    from whisper_core.feature_extraction import WhisperFeatureExtractor
+    from whisper_core.finetune import prepare, read_corpus
+    from whisper_core.tokenizer import WhisperTokenizer
+
+    torch.set_num_threads(2)
+    directory = fetch("tiny.en")
+    tokenizer = WhisperTokenizer.from_pretrained(directory)
+    extractor = WhisperFeatureExtractor.for_checkpoint(str(directory))
+    with tempfile.TemporaryDirectory() as scratch:
+        data = corpus.build(Path(scratch) / "train", corpus.TRAIN_FRAMES)
+        rows, _ = prepare(read_corpus(data), tokenizer, 448)
+        audio_per_run = args.updates * BATCH * float(np.mean([row.seconds for row in rows]))
+        features = [
+            {"input_features": extractor([np.asarray(_audio(row))], sampling_rate=16000, return_tensors="np")["input_features"][0],
+             "labels": list(row.labels)}
+            for row in rows
+        ]  # fmt: skip
+        print(f"tiny.en, {len(rows)} synthesized rows, batch {BATCH}, {args.updates} updates per run, "
+              f"{args.pairs} alternated pairs, CPU float32\n")  # fmt: skip
+        print("| backend | ours audio-s/s | Seq2SeqTrainer audio-s/s | ours / Trainer throughput |")
+        print("| --- | --- | --- | --- |")
+        for backend in args.backends:
+            result = alternate_measurements(
+                lambda backend=backend: ours(backend, directory, rows, extractor, args.updates),
+                lambda: trainer_run(directory, features, args.updates, scratch),
+                args.pairs,
+                warm=backend != "pt",  # the compiled backends' first run is their compilation
+            )
+            print(
+                f"| {backend} | {audio_per_run / result.ours_s:.2f} | {audio_per_run / result.peer_s:.2f} | "
+                f"{result.cell()} |"
+            )
+
+
+def _audio(row: object) -> np.ndarray:
+    from whisper_core.audio import load_audio
+
+    return load_audio(row.example.audio)
+
+
+if __name__ == "__main__":
+    main()
