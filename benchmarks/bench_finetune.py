@@ -2,11 +2,12 @@
 4.57's PyTorch ``Seq2SeqTrainer``, the path of the transformers fine-tuning blog post.
 
 Same data (a synthesized espeak-ng corpus, as the tests build it), same model (tiny.en), batch size,
-learning rate and number of updates. Each run loads a fresh model untimed, then times its updates:
-ours include computing each batch's log-mel features (the loop does that as it draws batches); the
-Trainer gets features computed beforehand, as the blog's ``dataset.map`` does, and is timed around
-``trainer.train()``. Ours and the Trainer alternate run by run (DESIGN §8) and the ratio is the median
-over pairs. CPU, float32, 2 threads.
+learning rate and number of updates. Every run is its own process (a fresh model, its memory its own);
+it takes one untimed update first (the compiled backends compile there; the Trainer sets up), then
+times the next ones: ours include computing each batch's log-mel features (the loop does that as it
+draws batches); the Trainer's batches come from features computed beforehand, as the blog's
+``dataset.map`` does. Ours and the Trainer alternate run by run (DESIGN §8) and the ratio is the
+median over pairs. CPU, float32, 2 threads.
 
     .venv/bin/python benchmarks/bench_finetune.py [--backends pt tf flax] [--updates 3] [--pairs 3]
 """
@@ -14,10 +15,14 @@ over pairs. CPU, float32, 2 threads.
 from __future__ import annotations
 
 import argparse
+import json
+import pickle
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -36,9 +41,10 @@ def ours(backend: str, directory: Path, rows: list, extractor: object, updates: 
     from whisper_core.finetune.data import make_batch
     from whisper_mb.registry import backend as spec
 
-    options = FinetuneOptions(max_steps=updates, batch_size=BATCH, lr=LEARNING_RATE)
-    trainer = spec(backend).finetuner().from_pretrained(directory, options, updates)
+    options = FinetuneOptions(max_steps=updates + 1, batch_size=BATCH, lr=LEARNING_RATE)
+    trainer = spec(backend).finetuner().from_pretrained(directory, options, updates + 1)
     order = BatchOrder([row.seconds for row in rows], BATCH, seed=0)
+    trainer.train_step(make_batch([rows[i] for i in order.next()], extractor, BATCH))  # compiles, untimed
     start = time.perf_counter()
     for _ in range(updates):
         trainer.train_step(make_batch([rows[i] for i in order.next()], extractor, BATCH))
@@ -48,7 +54,7 @@ def ours(backend: str, directory: Path, rows: list, extractor: object, updates: 
 def trainer_run(directory: Path, features: list[dict], updates: int, scratch: str) -> float:
     """Seconds of ``Seq2SeqTrainer.train()`` for ``updates`` updates on precomputed features."""
     import torch
-    from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments, WhisperForConditionalGeneration
+    from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments, TrainerCallback, WhisperForConditionalGeneration
 
     model = WhisperForConditionalGeneration.from_pretrained(directory)
 
@@ -63,14 +69,51 @@ def trainer_run(directory: Path, features: list[dict], updates: int, scratch: st
         }
 
     arguments = Seq2SeqTrainingArguments(
-        output_dir=scratch, per_device_train_batch_size=BATCH, max_steps=updates, learning_rate=LEARNING_RATE,
+        output_dir=scratch, per_device_train_batch_size=BATCH, max_steps=updates + 1, learning_rate=LEARNING_RATE,
         warmup_steps=0, report_to=[], save_strategy="no", logging_strategy="no", disable_tqdm=True, use_cpu=True,
         dataloader_num_workers=0, seed=0, remove_unused_columns=False,
     )  # fmt: skip
-    trainer = Seq2SeqTrainer(model=model, args=arguments, train_dataset=features, data_collator=collate)
-    start = time.perf_counter()
+    times: list[float] = []
+
+    class Clock(TrainerCallback):  # the time of every update after the first
+        def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            times.append(time.perf_counter())
+
+        def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            times.append(time.perf_counter())
+
+    trainer = Seq2SeqTrainer(
+        model=model, args=arguments, train_dataset=features, data_collator=collate, callbacks=[Clock()]
+    )
     trainer.train()
-    return time.perf_counter() - start
+    return times[-1] - times[1]
+
+
+def child(side: str, data_path: str, updates: int) -> None:
+    """One timed run in this process; prints its seconds."""
+    import torch
+
+    torch.set_num_threads(2)
+    with open(data_path, "rb") as file:
+        directory, rows, features = pickle.load(file)
+    if side == "trainer":
+        with tempfile.TemporaryDirectory() as scratch:
+            seconds = trainer_run(directory, features, updates, scratch)
+    else:
+        from whisper_core.feature_extraction import WhisperFeatureExtractor
+
+        seconds = ours(side, directory, rows, WhisperFeatureExtractor.for_checkpoint(str(directory)), updates)
+    print(json.dumps({"seconds": seconds}))
+
+
+def run(side: str, data_path: Path, updates: int) -> float:
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", side, str(data_path), "--updates", str(updates)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if done.returncode:
+        raise RuntimeError(f"{side} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])["seconds"]
 
 
 def main() -> None:
@@ -78,16 +121,17 @@ def main() -> None:
     parser.add_argument("--backends", nargs="+", default=["pt", "tf", "flax"])
     parser.add_argument("--updates", type=int, default=3)
     parser.add_argument("--pairs", type=int, default=3)
+    parser.add_argument("--child", nargs=2, metavar=("SIDE", "DATA"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-
-    import torch
+    if args.child:
+        child(args.child[0], args.child[1], args.updates)
+        return
 
     from weights_bridge import fetch
     from whisper_core.feature_extraction import WhisperFeatureExtractor
     from whisper_core.finetune import prepare, read_corpus
     from whisper_core.tokenizer import WhisperTokenizer
 
-    torch.set_num_threads(2)
     directory = fetch("tiny.en")
     tokenizer = WhisperTokenizer.from_pretrained(directory)
     extractor = WhisperFeatureExtractor.for_checkpoint(str(directory))
@@ -96,24 +140,28 @@ def main() -> None:
         rows, _ = prepare(read_corpus(data), tokenizer, 448)
         audio_per_run = args.updates * BATCH * float(np.mean([row.seconds for row in rows]))
         features = [
-            {"input_features": extractor([np.asarray(_audio(row))], sampling_rate=16000, return_tensors="np")["input_features"][0],
+            {"input_features": extractor([_audio(row)], sampling_rate=16000, return_tensors="np")["input_features"][0],
              "labels": list(row.labels)}
             for row in rows
         ]  # fmt: skip
-        print(f"tiny.en, {len(rows)} synthesized rows, batch {BATCH}, {args.updates} updates per run, "
-              f"{args.pairs} alternated pairs, CPU float32\n")  # fmt: skip
+        data_path = Path(scratch) / "data.pickle"
+        with open(data_path, "wb") as file:
+            pickle.dump((directory, rows, features), file)
+        print(f"tiny.en, {len(rows)} synthesized rows, batch {BATCH}, {args.updates} timed updates per run "
+              f"(after one untimed), {args.pairs} alternated pairs, one process per run, CPU float32, 2 threads\n")  # fmt: skip
         print("| backend | ours audio-s/s | Seq2SeqTrainer audio-s/s | ours / Trainer throughput |")
         print("| --- | --- | --- | --- |")
         for backend in args.backends:
             result = alternate_measurements(
-                lambda backend=backend: ours(backend, directory, rows, extractor, args.updates),
-                lambda: trainer_run(directory, features, args.updates, scratch),
+                lambda backend=backend: run(backend, data_path, args.updates),
+                lambda: run("trainer", data_path, args.updates),
                 args.pairs,
-                warm=backend != "pt",  # the compiled backends' first run is their compilation
+                warm=False,
             )
             print(
                 f"| {backend} | {audio_per_run / result.ours_s:.2f} | {audio_per_run / result.peer_s:.2f} | "
-                f"{result.cell()} |"
+                f"{result.cell()} |",
+                flush=True,
             )
 
 

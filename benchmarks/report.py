@@ -45,6 +45,10 @@ BENCHMARKS = {
         ["bench_conversion.py"],
         "Checkpoint conversion time and peak memory (vs transformers and CTranslate2's converter)",
     ),
+    "finetune": (
+        ["bench_finetune.py"],
+        "Fine-tuning throughput, tiny.en, batch 8 (vs transformers' Seq2SeqTrainer)",
+    ),
     "runtimes": (
         ["bench_runtimes.py"],
         "jfk in whisper.cpp, faster-whisper int8 and mlx-whisper from the files we write, beside ours",

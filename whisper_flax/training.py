@@ -29,6 +29,8 @@ from flax.training import train_state
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from whisper_core.finetune import data as finetune_data
+
 from .modeling import summed_cross_entropy
 
 Params = Any
@@ -36,7 +38,7 @@ Params = Any
 # processor's frame "attention_mask" [b, frames] (1 on real audio; SpecAugment then spares the padding).
 Batch = Mapping[str, Any]
 Metrics = dict[str, jax.Array]
-IGNORE_INDEX = -100
+IGNORE_INDEX = finetune_data.IGNORE_INDEX
 MIN_SHARD_SIZE = 2**18  # smaller leaves are cheaper replicated than gathered
 
 
@@ -112,13 +114,7 @@ def pad_labels(
     the model puts it back when it shifts the labels right, and it must not be predicted.
     """
     rows = [list(ids[1:] if ids and ids[0] == decoder_start_token_id else ids) for ids in token_ids]
-    length = length if length is not None else max(map(len, rows))
-    if any(len(row) > length for row in rows):
-        raise ValueError(f"a label sequence is longer than length={length}")
-    labels = np.full((len(rows), length), IGNORE_INDEX, np.int32)
-    for i, row in enumerate(rows):
-        labels[i, : len(row)] = row
-    return labels
+    return finetune_data.pad_labels(rows, length)
 
 
 def make_mesh(model_parallel: int = 1, devices: Sequence[jax.Device] | None = None) -> Mesh:

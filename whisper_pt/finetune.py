@@ -27,18 +27,9 @@ from torch.nn.parallel import DistributedDataParallel
 from whisper_core.finetune import FinetuneOptions, learning_rate
 from whisper_core.finetune.data import IGNORE_INDEX, micro_batches
 
-from .modeling import WhisperForConditionalGeneration
+from .modeling import WhisperForConditionalGeneration, summed_cross_entropy
 
 OPTIMIZER_FILE = "optimizer.pt"
-
-
-def _summed_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(sum of the float32 token cross-entropies, count) over the labels that are not -100."""
-    logits = logits.reshape(-1, logits.shape[-1]).float()
-    labels = labels.reshape(-1)
-    valid = labels != IGNORE_INDEX
-    picked = logits.gather(-1, labels.clamp(min=0)[:, None])[:, 0]
-    return ((torch.logsumexp(logits, dim=-1) - picked) * valid).sum(), valid.sum()
 
 
 def _process_group() -> tuple[int, int]:
@@ -76,7 +67,7 @@ class Finetuner:
         features = torch.from_numpy(batch["input_features"]).to(self.model.dtype)
         labels = torch.from_numpy(batch["labels"].astype(np.int64))
         logits = (network or self.model)(input_features=features, labels=labels).logits
-        return _summed_cross_entropy(logits, labels)
+        return summed_cross_entropy(logits, labels)
 
     def train_step(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
         """One update on ``batch`` (``grad_accum`` micro-batches); the loss is the batch's before the update."""

@@ -33,7 +33,7 @@ import tensorflow as tf
 from whisper_core.finetune import FinetuneOptions, learning_rate
 from whisper_core.finetune.data import IGNORE_INDEX, micro_batches
 
-from .modeling import TFWhisperForConditionalGeneration
+from .modeling import TFWhisperForConditionalGeneration, summed_cross_entropy
 
 OPTIMIZER_FILE = "optimizer.npz"
 
@@ -50,15 +50,6 @@ def _is_chief() -> bool:
     """The first worker of a ``TF_CONFIG`` cluster (or the only process)."""
     task = json.loads(os.environ.get("TF_CONFIG") or "{}").get("task", {})
     return task.get("type", "worker") in ("worker", "chief") and int(task.get("index", 0)) == 0
-
-
-def _summed_cross_entropy(logits: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """(sum of the float32 token cross-entropies, count) over the labels that are not -100."""
-    logits = tf.cast(logits, tf.float32)
-    valid = tf.not_equal(labels, IGNORE_INDEX)
-    safe = tf.where(valid, labels, tf.zeros_like(labels))
-    losses = tf.reduce_logsumexp(logits, axis=-1) - tf.gather(logits, safe, axis=-1, batch_dims=2)
-    return tf.reduce_sum(tf.where(valid, losses, 0.0)), tf.reduce_sum(tf.cast(valid, tf.int32))
 
 
 class Finetuner:
@@ -124,7 +115,7 @@ class Finetuner:
 
     def _summed_loss(self, features: tf.Tensor, labels: tf.Tensor, training: bool) -> tuple[tf.Tensor, tf.Tensor]:
         logits = self.model(features, labels=labels, training=training).logits
-        return _summed_cross_entropy(logits, labels)
+        return summed_cross_entropy(logits, labels)
 
     def train_step(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
         """One update on ``batch`` (``grad_accum`` micro-batches); the loss is the batch's before the update."""

@@ -801,14 +801,21 @@ class TFWhisperModel(TFWhisperPreTrainedModel):
         return out if config_flag(return_dict, self.config, "return_dict") else out.to_tuple()
 
 
-def cross_entropy(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
-    """Mean cross-entropy (float32) over the ``labels [...]`` that are not -100 (PyTorch's ignore_index)."""
+def summed_cross_entropy(logits: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """(sum of the float32 cross-entropies, count) over the ``labels [...]`` that are not -100; fine-tuning
+    sums over micro-batches and divides once by the whole batch's count."""
     labels = tf.cast(labels, tf.int32)
     valid = labels != -100
     losses = tf.nn.sparse_softmax_cross_entropy_with_logits(
         labels=tf.where(valid, labels, 0), logits=tf.cast(logits, tf.float32)
     )
-    return tf.reduce_sum(tf.where(valid, losses, 0.0)) / tf.reduce_sum(tf.cast(valid, tf.float32))
+    return tf.reduce_sum(tf.where(valid, losses, 0.0)), tf.reduce_sum(tf.cast(valid, tf.int32))
+
+
+def cross_entropy(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+    """Mean cross-entropy (float32) over the ``labels [...]`` that are not -100 (PyTorch's ignore_index)."""
+    total, count = summed_cross_entropy(logits, labels)
+    return total / tf.cast(count, tf.float32)
 
 
 def classification_loss(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
