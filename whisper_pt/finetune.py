@@ -4,7 +4,8 @@ The update is the one every backend takes (see :mod:`whisper_core.finetune`): th
 cross-entropy of the whole batch, accumulated over micro-batches as summed token losses divided once
 by the batch's token count; gradients clipped to a global norm; AdamW with decoupled weight decay on
 matrices only (not on biases and LayerNorm scales); the rate from
-:func:`whisper_core.finetune.learning_rate`, set before each update.
+:func:`whisper_core.finetune.learning_rate`, set before each update. ``dtype="bfloat16"`` is mixed
+precision, as in the other backends: float32 weights and optimizer, bfloat16 arithmetic under autocast.
 
 Past one process, ``torchrun`` starts the same command on every rank: the process group comes up from
 torchrun's environment (gloo on CPU, nccl on GPU), the model is wrapped in ``DistributedDataParallel``,
@@ -60,13 +61,13 @@ class Finetuner:
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike, options: FinetuneOptions, total_steps: int) -> Finetuner:
-        dtype = torch.bfloat16 if options.dtype == "bfloat16" else torch.float32
-        return cls(WhisperForConditionalGeneration.from_pretrained(directory, torch_dtype=dtype), options, total_steps)
+        return cls(WhisperForConditionalGeneration.from_pretrained(directory), options, total_steps)
 
     def _summed_loss(self, batch: dict[str, np.ndarray], network: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
-        features = torch.from_numpy(batch["input_features"]).to(self.model.dtype)
+        features = torch.from_numpy(batch["input_features"])
         labels = torch.from_numpy(batch["labels"].astype(np.int64))
-        logits = (network or self.model)(input_features=features, labels=labels).logits
+        with torch.autocast(self.model.device.type, dtype=torch.bfloat16, enabled=self.options.dtype == "bfloat16"):
+            logits = (network or self.model)(input_features=features, labels=labels).logits
         return summed_cross_entropy(logits, labels)
 
     def train_step(self, batch: dict[str, np.ndarray]) -> dict[str, float]:

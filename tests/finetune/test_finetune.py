@@ -260,3 +260,33 @@ def test_two_processes_give_the_one_process_losses(backend, small_model, train_d
         np.testing.assert_allclose(_losses(tmp_path / "devices"), _losses(tmp_path / "one"), rtol=1e-5)
     np.testing.assert_allclose(_losses(tmp_path / "two"), _losses(tmp_path / "one"), rtol=1e-5)
     assert (tmp_path / "two" / "model.safetensors").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["pt", "tf", "flax"])
+def test_freeze_encoder_bfloat16_and_spec_augment(backend, small_model, train_dir, tmp_path):
+    """--freeze-encoder leaves every encoder weight as it was and trains the decoder; --dtype bfloat16 and
+    --spec-augment train to a finite loss near float32's."""
+    from weights_bridge.conversion import read_checkpoint
+
+    frozen = FinetuneOptions(max_steps=2, batch_size=4, lr=1e-2, freeze_encoder=True, seed=1)
+    finetune(backend, small_model, train_dir, tmp_path / "frozen", options=frozen, log=lambda line: None)
+    before, after = read_checkpoint(small_model).tensors, read_checkpoint(tmp_path / "frozen").tensors
+    for name in before:
+        unchanged = np.array_equal(before[name], after[name])
+        assert unchanged == name.startswith("model.encoder."), name
+    plain = finetune(
+        backend,
+        small_model,
+        train_dir,
+        tmp_path / "plain",
+        options=FinetuneOptions(max_steps=1, batch_size=4),
+        log=lambda line: None,
+    )
+    for changed in ({"dtype": "bfloat16"}, {"spec_augment": True}):
+        options = FinetuneOptions(max_steps=1, batch_size=4, **changed)
+        result = finetune(
+            backend, small_model, train_dir, tmp_path / str(changed), options=options, log=lambda line: None
+        )
+        assert np.isfinite(result.history[0]["loss"])
+        np.testing.assert_allclose(result.history[0]["loss"], plain.history[0]["loss"], rtol=0.02, err_msg=str(changed))
