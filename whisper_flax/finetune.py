@@ -19,6 +19,7 @@ from its own copy.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from flax import serialization
 
 from whisper_core.fileio import atomic_path
 from whisper_core.finetune import FinetuneOptions
+from whisper_core.finetune.updates import AfterUpdate, Batch, step_by_step
 
 from . import training
 from .modeling import FlaxWhisperForConditionalGeneration
@@ -99,6 +101,10 @@ class Finetuner:
         self.state, metrics = self._train_step(self.state, batch)
         metrics = _local(metrics)
         return {"loss": float(metrics["loss"]), "grad_norm": float(metrics["grad_norm"]), "learning_rate": rate}
+
+    def fit(self, batches: Iterator[Batch], steps: int, after_update: AfterUpdate) -> None:
+        """``steps`` updates in this backend's own loop, each reported to ``after_update``."""
+        step_by_step(self.train_step, batches, steps, after_update)
 
     def eval_loss(self, batch: dict[str, np.ndarray]) -> tuple[float, int]:
         summed, count = self._eval(self.inference_model().params, dict(batch))

@@ -22,7 +22,8 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -160,14 +161,14 @@ def _load(row: Prepared) -> np.ndarray:
     return load_audio(row.example.audio)
 
 
-def _save_checkpoint(output: Path, trainer: Any, order: BatchOrder, state: dict[str, Any]) -> Path:
+def _save_checkpoint(output: Path, trainer: Any, order_state: dict[str, int], state: dict[str, Any]) -> Path:
     """``OUTPUT/checkpoint-N``, built aside and renamed; older ones beyond the newest two are removed."""
     final = output / f"{CHECKPOINT_PREFIX}{trainer.step}"
     staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=output))
     try:
         trainer.save_model(staging)
         trainer.save_optimizer(staging)
-        write_json(staging / STATE_FILE, {**state, "step": trainer.step, "order": order.state()})
+        write_json(staging / STATE_FILE, {**state, "step": trainer.step, "order": order_state})
         if final.exists():
             shutil.rmtree(final)
         staging.rename(final)
@@ -177,6 +178,58 @@ def _save_checkpoint(output: Path, trainer: Any, order: BatchOrder, state: dict[
     for old in kept[:-KEEP_CHECKPOINTS]:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+class _Updates:
+    """The run's side of the backend's ``fit``: it draws the batches, and after each update logs it,
+    evaluates and checkpoints. A backend may draw batches ahead of its updates (Keras's input pipeline
+    does), so each drawn batch's audio length and batch-order state wait in a queue for their update."""
+
+    def __init__(
+        self,
+        backend: str,
+        rows: list[Prepared],
+        extractor: WhisperFeatureExtractor,
+        options: FinetuneOptions,
+        order: BatchOrder,
+        trainer: Any,
+        output: Path,
+        evaluate: _Evaluator | None,
+        log: Callable[[str], None],
+        history: list[dict[str, float]],
+        evaluations: list[dict[str, float]],
+    ) -> None:
+        self.backend, self.rows, self.extractor, self.options, self.order = backend, rows, extractor, options, order
+        self.trainer, self.output, self.evaluate, self.log = trainer, output, evaluate, log
+        self.history, self.evaluations = history, evaluations
+        self.drawn: deque[tuple[float, dict[str, int]]] = deque()
+        self.total = options.total_steps(len(rows))
+        self.progress = _Progress(self.total, log, live=trainer.is_main and sys.stderr.isatty())
+        self.clock = time.perf_counter()
+
+    def batches(self) -> Iterator[dict[str, np.ndarray]]:
+        while True:
+            items = [self.rows[i] for i in self.order.next()]
+            self.drawn.append((sum(item.seconds for item in items), self.order.state()))
+            yield make_batch(items, self.extractor, self.options.rows_per_update)
+
+    def after_update(self, metrics: dict[str, float]) -> None:
+        audio, order_state = self.drawn.popleft()
+        step, options = self.trainer.step, self.options
+        speed = audio / max(time.perf_counter() - self.clock, 1e-9)
+        self.history.append({"step": step, **metrics, "audio_seconds_per_second": speed})
+        self.progress.update(step, self.history[-1])
+        if self.evaluate is not None and (
+            (options.eval_every and step % options.eval_every == 0) or step == self.total
+        ):
+            self.evaluations.append({"step": step, **self.evaluate(self.trainer)})
+            latest = self.evaluations[-1]
+            self.log(f"update {step}: eval loss {latest['eval_loss']:.4f}, WER {latest['wer']:.3f}")
+        if options.save_every and step % options.save_every == 0 and self.trainer.is_main:
+            state = {"history": self.history, "evaluations": self.evaluations, "options": options.to_dict(),
+                     "backend": self.backend}  # fmt: skip
+            self.log(f"saved {_save_checkpoint(self.output, self.trainer, order_state, state)}")
+        self.clock = time.perf_counter()  # evaluation and saving are not training time
 
 
 def finetune(
@@ -226,24 +279,8 @@ def finetune(
     if evaluate is not None and trainer.step == 0:
         evaluations.append({"step": 0, **evaluate(trainer)})
         log(f"update 0: eval loss {evaluations[-1]['eval_loss']:.4f}, WER {evaluations[-1]['wer']:.3f}")
-    progress = _Progress(total, log, live=trainer.is_main and sys.stderr.isatty())
-    while trainer.step < total:
-        started = time.perf_counter()
-        items = [rows[i] for i in order.next()]
-        metrics = trainer.train_step(make_batch(items, extractor, options.rows_per_update))
-        seconds = time.perf_counter() - started
-        audio = sum(item.seconds for item in items)
-        history.append({"step": trainer.step, **metrics, "audio_seconds_per_second": audio / seconds})
-        progress.update(trainer.step, history[-1])
-        last = trainer.step == total
-        if evaluate is not None and ((options.eval_every and trainer.step % options.eval_every == 0) or last):
-            evaluations.append({"step": trainer.step, **evaluate(trainer)})
-            log(
-                f"update {trainer.step}: eval loss {evaluations[-1]['eval_loss']:.4f}, WER {evaluations[-1]['wer']:.3f}"
-            )
-        if options.save_every and trainer.step % options.save_every == 0 and trainer.is_main:
-            state = {"history": history, "evaluations": evaluations, "options": options.to_dict(), "backend": backend}
-            log(f"saved {_save_checkpoint(output, trainer, order, state)}")
+    run = _Updates(backend, rows, extractor, options, order, trainer, output, evaluate, log, history, evaluations)
+    trainer.fit(run.batches(), total - trainer.step, run.after_update)
     skipped = {"train": train_report.to_dict(), "eval": eval_report.to_dict()}
     if not trainer.is_main:
         return FinetuneResult(output, trainer.step, history, evaluations, skipped, is_main=False)

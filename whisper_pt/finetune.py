@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from whisper_core.finetune import FinetuneOptions, learning_rate
 from whisper_core.finetune.data import IGNORE_INDEX, micro_batches
+from whisper_core.finetune.updates import AfterUpdate, Batch, step_by_step
 
 from .modeling import WhisperForConditionalGeneration, summed_cross_entropy
 
@@ -97,6 +99,10 @@ class Finetuner:
         self.optimizer.step()
         self.step += 1
         return {"loss": float(total) / tokens, "grad_norm": float(norm), "learning_rate": rate}
+
+    def fit(self, batches: Iterator[Batch], steps: int, after_update: AfterUpdate) -> None:
+        """``steps`` updates in this backend's own loop, each reported to ``after_update``."""
+        step_by_step(self.train_step, batches, steps, after_update)
 
     @torch.no_grad()
     def eval_loss(self, batch: dict[str, np.ndarray]) -> tuple[float, int]:
