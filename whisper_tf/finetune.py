@@ -55,6 +55,11 @@ class _Updates(keras.Model):
     def train_step(self, data: Any) -> dict[str, tf.Tensor]:
         return self._update(data)
 
+    def _maybe_symbolic_build(self, iterator: Any = None, data_batch: Any = None) -> None:
+        """Nothing to build: the network and optimizer are built before ``fit``. Under a strategy Keras
+        would read a batch here to build, taking it from the run (its order would shift) and, under
+        ``MultiWorkerMirroredStrategy``, failing to average that batch across the workers."""
+
 
 class _EachUpdate(keras.callbacks.Callback):
     """Sets the scheduled rate before each update and reports the update to the run after it."""
@@ -69,9 +74,8 @@ class _EachUpdate(keras.callbacks.Callback):
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         self.finetuner.step += 1
         logs = logs or {}
-        self.after_update(
-            {"loss": float(logs["loss"]), "grad_norm": float(logs["grad_norm"]), "learning_rate": self.rate}
-        )
+        loss, norm = (np.asarray(logs[name]).item() for name in ("loss", "grad_norm"))
+        self.after_update({"loss": loss, "grad_norm": norm, "learning_rate": self.rate})
 
 
 def _strategy() -> tf.distribute.Strategy:
@@ -146,7 +150,8 @@ class Finetuner:
             limit = tf.constant(self.options.max_grad_norm, norm.dtype)
             grads = [g * (limit / tf.maximum(norm, limit)) for g in grads]
         self.optimizer.apply(grads, self.variables)  # sums the replicas' shares
-        return {"loss": total / tokens, "grad_norm": norm}
+        # One row per replica: across workers Keras averages the outputs along their first axis.
+        return {"loss": tf.reshape(total / tokens, [1]), "grad_norm": tf.reshape(norm, [1])}
 
     def _summed_loss(self, features: tf.Tensor, labels: tf.Tensor, training: bool) -> tuple[tf.Tensor, tf.Tensor]:
         logits = self.model(features, labels=labels, training=training).logits

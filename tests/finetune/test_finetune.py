@@ -204,6 +204,21 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
+def _wait_for_all(processes: list, logs: list[Path], timeout: float) -> None:
+    """Waits for every worker; the first that fails stops the others (which would wait for it forever)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while any(process.poll() is None for process in processes):
+        if any(process.returncode not in (None, 0) for process in processes) or time.monotonic() > deadline:
+            for process in processes:
+                process.kill()
+            break
+        time.sleep(0.5)
+    for process, log in zip(processes, logs, strict=True):
+        assert process.wait() == 0, log.read_text(errors="replace")[-3000:]
+
+
 def _losses(output: Path) -> list[float]:
     return [entry["loss"] for entry in json.loads((output / "finetune_report.json").read_text())["history"]]
 
@@ -240,18 +255,19 @@ def test_two_processes_give_the_one_process_losses(backend, small_model, train_d
                 {"JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}", "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": str(rank)}
                 for rank in range(2)
             ]
-        processes = [
-            subprocess.Popen(
-                [*command, "--output", str(tmp_path / "two")],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                env={**os.environ, **environment},
-            )
-            for environment in environments
-        ]
-        for process in processes:
-            _, error = process.communicate(timeout=900)
-            assert process.returncode == 0, error[-3000:]
+        logs = [tmp_path / f"worker{rank}.log" for rank in range(2)]
+        processes = []
+        for environment, log in zip(environments, logs, strict=True):
+            with log.open("wb") as stderr:
+                processes.append(
+                    subprocess.Popen(
+                        [*command, "--output", str(tmp_path / "two")],
+                        stdout=subprocess.DEVNULL,
+                        stderr=stderr,
+                        env={**os.environ, **environment},
+                    )
+                )
+        _wait_for_all(processes, logs, timeout=900)
     if backend == "flax":
         devices = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
         subprocess.run(
