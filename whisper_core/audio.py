@@ -67,3 +67,22 @@ def load_audio(source: str | os.PathLike | bytes | io.IOBase, sampling_rate: int
     if audio.size == 0:
         raise ValueError(f"{name} holds no audio samples")
     return audio
+
+
+def resample(samples: np.ndarray, rate: int, sampling_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Samples already decoded (``[n]``, or ``[channels, n]``) at ``rate`` Hz -> mono float32 at
+    ``sampling_rate`` Hz through the FFmpeg resampler :func:`load_audio` uses, so that audio handed over
+    as an array gets the same samples as the file it came from."""
+    if rate <= 0 or sampling_rate <= 0:
+        raise ValueError(f"sampling rates must be positive, got {rate} and {sampling_rate}")
+    samples = np.asarray(samples, np.float32)
+    samples = samples.mean(axis=0) if samples.ndim == 2 else samples
+    if samples.ndim != 1:
+        raise ValueError(f"expected samples shaped [n] or [channels, n], got {samples.shape}")
+    if rate == sampling_rate or not samples.size:
+        return samples
+    frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[None, :]), format="flt", layout="mono")
+    frame.sample_rate = rate
+    convert = mono_resampler(sampling_rate)
+    pieces = convert(frame) + convert(None)
+    return np.concatenate(pieces).astype(np.float32, copy=False) if pieces else np.zeros(0, np.float32)

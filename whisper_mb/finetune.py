@@ -36,10 +36,10 @@ from whisper_core.feature_extraction import WhisperFeatureExtractor
 from whisper_core.fileio import read_json, write_json
 from whisper_core.finetune import (
     BatchOrder,
-    Example,
     FinetuneOptions,
     Prepared,
     SkipReport,
+    example_audio,
     from_dataset,
     prepare,
     read_corpus,
@@ -75,11 +75,8 @@ def _prepared(
     options: FinetuneOptions,
 ) -> tuple[list[Prepared], SkipReport]:
     report = SkipReport()
-    if isinstance(data, str | os.PathLike):
-        examples = read_corpus(data, report)
-    else:  # Example rows, or a datasets.Dataset (any iterable of dicts with an audio column)
-        rows = list(data)
-        examples = rows if all(isinstance(row, Example) for row in rows) else from_dataset(rows)
+    # a folder or manifest; else Example rows, or a datasets.Dataset (any iterable of dicts with an audio column)
+    examples = read_corpus(data, report) if isinstance(data, str | os.PathLike) else from_dataset(data)
     return prepare(
         examples, tokenizer, config.max_target_positions, language=options.language, task=options.task, report=report
     )
@@ -146,19 +143,13 @@ class _Evaluator:
         options = TranscribeOptions(
             language=self.options.language, task=self.options.task, temperature=(0.0,), condition_on_prev_tokens=False
         )
-        audios = [row.example.audio if isinstance(row.example.audio, np.ndarray) else _load(row) for row in self.rows]
+        audios = [example_audio(row.example.audio) for row in self.rows]
         texts = [result.text for result in transcriber.transcribe(audios, options)]
         language = self.options.language or next(
             (row.example.language for row in self.rows if row.example.language), None
         )
         wer = word_error_rate([row.example.text for row in self.rows], texts, language)
         return {"eval_loss": total / max(tokens, 1), "wer": wer}
-
-
-def _load(row: Prepared) -> np.ndarray:
-    from whisper_core.audio import load_audio
-
-    return load_audio(row.example.audio)
 
 
 def _save_checkpoint(output: Path, trainer: Any, order_state: dict[str, int], state: dict[str, Any]) -> Path:

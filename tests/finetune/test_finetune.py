@@ -134,6 +134,31 @@ def test_rows_shaped_as_datasets_decodes_them(train_dir, tiny_en_dir):
     assert len(prepared) == 2 and report.total == 0
 
 
+def test_a_datasets_dataset_trains_as_its_folder(small_model, train_dir, tmp_path):
+    """A real ``datasets.Dataset`` whose audio column would decode (through torchcodec, which is not
+    installed here) is read undecoded and decoded by PyAV: by path or by embedded bytes, it gives the
+    folder's losses."""
+    import csv
+
+    import datasets
+
+    with (train_dir / "metadata.csv").open() as file:
+        rows = list(csv.DictReader(file))
+    paths, texts = [str(train_dir / row["file_name"]) for row in rows], [row["transcription"] for row in rows]
+    by_path = datasets.Dataset.from_dict({"audio": paths, "transcription": texts}).cast_column(
+        "audio", datasets.Audio(sampling_rate=16000)
+    )
+    embedded = [{"bytes": Path(path).read_bytes(), "path": None} for path in paths]
+    by_bytes = datasets.Dataset.from_dict({"audio": embedded, "sentence": texts}).cast_column("audio", datasets.Audio())
+    assert by_path.features["audio"].decode and by_bytes.features["audio"].decode
+    options = FinetuneOptions(max_steps=2, batch_size=4, lr=1e-3, seed=5)
+    curves = []
+    for name, data in (("folder", train_dir), ("path", by_path), ("bytes", by_bytes)):
+        finetune("pt", small_model, data, tmp_path / name, options=options, log=lambda line: None)
+        curves.append(_losses(tmp_path / name))
+    assert len(curves[0]) == 2 and curves[1] == curves[0] and curves[2] == curves[0]
+
+
 def test_schedule_and_wer():
     rates = [learning_rate(step, 1.0, 5, 2) for step in range(5)]
     assert rates == [0.5, 1.0, 1.0, 2 / 3, 1 / 3]

@@ -4,7 +4,17 @@ The backends train natively (``whisper_pt.finetune``, ``whisper_tf.finetune``, `
 ``whisper_mb.finetune`` drives any of them through one loop.
 """
 
-from .data import BatchOrder, Example, Prepared, SkipReport, from_dataset, make_batch, prepare, read_corpus
+from .data import (
+    BatchOrder,
+    Example,
+    Prepared,
+    SkipReport,
+    example_audio,
+    from_dataset,
+    make_batch,
+    prepare,
+    read_corpus,
+)
 from .options import FinetuneOptions, learning_rate
 
 __all__ = [
@@ -13,6 +23,7 @@ __all__ = [
     "FinetuneOptions",
     "Prepared",
     "SkipReport",
+    "example_audio",
     "from_dataset",
     "learning_rate",
     "make_batch",

@@ -19,6 +19,7 @@ of decoded audio would not fit), sorted by length so a batch pads little, in an 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 from collections import Counter
@@ -29,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from ..audio import SAMPLE_RATE, load_audio
+from ..audio import SAMPLE_RATE, load_audio, resample
 from ..feature_extraction import WhisperFeatureExtractor
 from ..tokenizer import WhisperTokenizer
 
@@ -43,9 +44,10 @@ METADATA_FILES = ("metadata.jsonl", "metadata.csv")
 
 @dataclass(frozen=True)
 class Example:
-    """One row of a corpus: its audio (a file, or samples at 16 kHz), text, language and where it came from."""
+    """One row of a corpus: its audio (a file's path or bytes, or samples at 16 kHz), text, language and where
+    it came from."""
 
-    audio: str | np.ndarray
+    audio: str | bytes | np.ndarray | None  # None: the row had no audio (it is skipped as unreadable)
     text: str
     language: str | None = None
     origin: str = ""
@@ -129,27 +131,35 @@ def read_corpus(source: str | os.PathLike, report: SkipReport | None = None) -> 
     return examples
 
 
-def from_dataset(
-    dataset: Iterable[dict[str, Any]], audio_column: str = "audio", text_column: str | None = None
-) -> list[Example]:
-    """Rows of a ``datasets.Dataset`` (or any iterable of dicts): the audio column holds a path, or a dict
-    with ``array`` and ``sampling_rate`` (what ``datasets.Audio`` decodes to), or ``path``; the text is
-    ``text_column``, by default the first of ``text``, ``transcription``, ``sentence`` a row has."""
+def from_dataset(dataset: Iterable[Any], audio_column: str = "audio", text_column: str | None = None) -> list[Example]:
+    """Rows of a ``datasets.Dataset`` (or any iterable of dicts, or of :class:`Example`).
+
+    The audio column may hold a path, a dict with ``bytes`` and/or ``path`` (``datasets.Audio`` without
+    decoding), or a dict with ``array`` and ``sampling_rate`` (decoded samples, resampled here). A
+    ``datasets`` audio column that would decode is read undecoded instead, so its files go through PyAV
+    like every other corpus's (and ``datasets``' own decoder, torchcodec, is not needed). The text is
+    ``text_column``, by default the first of ``text``, ``transcription``, ``sentence`` a row has.
+    """
+    feature = getattr(dataset, "features", None) and dataset.features.get(audio_column)
+    if dataclasses.is_dataclass(feature) and getattr(feature, "decode", False) and hasattr(dataset, "cast_column"):
+        dataset = dataset.cast_column(audio_column, dataclasses.replace(feature, decode=False))
     examples = []
     for index, row in enumerate(dataset):
-        audio = row[audio_column]
+        if isinstance(row, Example):
+            examples.append(row)
+            continue
         text = row[text_column] if text_column is not None else _pick(row, TEXT_KEYS)
-        if isinstance(audio, dict) and audio.get("array") is not None:
-            samples = np.asarray(audio["array"], np.float32)
-            rate = int(audio.get("sampling_rate") or SAMPLE_RATE)
-            if rate != SAMPLE_RATE:  # linear resampling is enough for a label's audio; PyAV does files
-                positions = np.arange(0, len(samples) * SAMPLE_RATE / rate) * rate / SAMPLE_RATE
-                samples = np.interp(positions, np.arange(len(samples)), samples).astype(np.float32)
-            audio = samples
-        elif isinstance(audio, dict):
-            audio = audio.get("path")
+        audio = _dataset_audio(row[audio_column])
         examples.append(Example(audio, "" if text is None else str(text), row.get("language") or None, f"row {index}"))
     return examples
+
+
+def _dataset_audio(value: Any) -> str | bytes | np.ndarray | None:
+    if not isinstance(value, dict):
+        return value
+    if value.get("array") is not None:
+        return resample(value["array"], int(value.get("sampling_rate") or SAMPLE_RATE))
+    return bytes(value["bytes"]) if value.get("bytes") else value.get("path")
 
 
 @dataclass(frozen=True)
@@ -184,7 +194,7 @@ def prepare(
     prepared = []
     for example in examples:
         try:
-            audio = _samples(example.audio)
+            audio = example_audio(example.audio)
         except (OSError, ValueError, RuntimeError) as error:
             report.add("unreadable audio", f"{example.origin} ({type(error).__name__})")
             continue
@@ -207,8 +217,13 @@ def prepare(
     return prepared, report
 
 
-def _samples(audio: str | np.ndarray) -> np.ndarray:
-    return np.asarray(audio, np.float32) if isinstance(audio, np.ndarray) else load_audio(audio)
+def example_audio(audio: str | bytes | np.ndarray | None) -> np.ndarray:
+    """An :class:`Example`'s audio as 16 kHz mono float32 samples (files are decoded on every call)."""
+    if isinstance(audio, np.ndarray):
+        return np.asarray(audio, np.float32)
+    if not isinstance(audio, str | bytes | os.PathLike):
+        raise ValueError(f"cannot read audio from {type(audio).__name__}")
+    return load_audio(audio)
 
 
 def pad_labels(rows: Sequence[Sequence[int]], length: int | None = None, bucket: int = 1) -> np.ndarray:
@@ -230,7 +245,7 @@ def make_batch(
     """``input_features [rows, mels, 3000]`` float32 and ``labels [rows, T]`` (T a multiple of
     :data:`LABEL_BUCKET`). A short batch (an epoch's last) is filled up to ``rows`` with silent rows
     whose labels are all -100: they carry no loss and no gradient, and every update sees one shape."""
-    audios = [_samples(item.example.audio) for item in items]
+    audios = [example_audio(item.example.audio) for item in items]
     labels = [item.labels for item in items]
     fill = 0 if rows is None else rows - len(items)
     if fill < 0:
