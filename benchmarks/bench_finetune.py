@@ -139,7 +139,7 @@ def main() -> None:
         rows, _ = prepare(read_corpus(data), tokenizer, 448)
         audio_per_run = args.updates * BATCH * float(np.mean([row.seconds for row in rows]))
         features = [
-            {"input_features": extractor([example_audio(row.example.audio)], return_tensors="np")["input_features"][0],
+            {"input_features": extractor([example_audio(row.example.audio)], sampling_rate=16000, return_tensors="np")["input_features"][0],
              "labels": list(row.labels)}
             for row in rows
         ]  # fmt: skip

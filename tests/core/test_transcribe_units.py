@@ -25,7 +25,7 @@ from whisper_core.transcribe import (
 )
 from whisper_core.transcribe.batched import _unfinished_piece
 from whisper_core.transcribe.fallback import best_failure, is_silent, max_new_tokens
-from whisper_core.transcribe.longform import clip_ranges
+from whisper_core.transcribe.windows import clip_ranges
 from whisper_core.transcribe.word_timing import WordTiming, dtw, median_filter, merge_punctuations
 from whisper_core.transcribe.writers import format_timestamp, write_srt, write_tsv, write_txt, write_vtt
 

@@ -12,8 +12,11 @@ from .backends import Generated, ModelBackend
 from .batched import speech_chunks, transcribe_batched
 from .fallback import FallbackOptions, WindowDecoder, WindowResult, compression_ratio, needs_fallback
 from .guards import fit_to_audio, has_repetition_loop
-from .longform import TranscribeOptions, Transcriber, Transcription, TranscriptSegment, split_window
+from .longform import Transcriber
+from .options import TranscribeOptions
+from .results import Transcription, TranscriptSegment
 from .speech_chunks import SpeechChunk, group_speech, map_to_file, overlapping_windows
+from .windows import split_window
 from .word_timing import WordTiming
 from .writers import WRITERS, write_result
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm import tqdm
@@ -22,8 +22,13 @@ from tqdm import tqdm
 from ..vad import VadOptions, get_speech_timestamps
 from .fallback import WindowDecoder, WindowResult, is_silent
 from .guards import fit_to_audio
-from .longform import TranscribeOptions, Transcriber, Transcription, TranscriptSegment, WindowSplit, split_window
+from .options import TranscribeOptions
+from .results import Transcription, TranscriptSegment
 from .speech_chunks import SpeechChunk, group_speech, map_to_file, overlapping_windows
+from .windows import WindowSplit, split_window
+
+if TYPE_CHECKING:  # the transcriber calls this module; this module only names it
+    from .longform import Transcriber
 
 SEQUENTIAL_ONLY = ("clip_timestamps", "hallucination_silence_threshold")
 # faster-whisper's for its batched pipeline: cut at every pause of 160 ms, so pieces fill their 30 s

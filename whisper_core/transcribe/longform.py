@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -25,9 +24,13 @@ from ..languages import language_code
 from ..tokenizer import WhisperTokenizer
 from ..vad import VadOptions, get_speech_timestamps
 from .backends import ModelBackend
-from .fallback import DEFAULT_TEMPERATURES, FallbackOptions, WindowDecoder, WindowResult, is_silent
+from .batched import transcribe_batched
+from .fallback import WindowDecoder, WindowResult, is_silent
 from .guards import fit_to_audio
+from .options import TranscribeOptions
+from .results import Transcription, TranscriptSegment
 from .speech_chunks import SpeechChunk, map_to_file
+from .windows import WindowSplit, clip_ranges, split_window
 from .word_timing import (
     APPEND_PUNCTUATIONS,
     PREPEND_PUNCTUATIONS,
@@ -40,130 +43,6 @@ from .word_timing import (
 )
 
 PUNCTUATION = PREPEND_PUNCTUATIONS + APPEND_PUNCTUATIONS
-
-
-@dataclass
-class TranscriptSegment:
-    """One timestamped piece of a transcript (openai-whisper's segment dict, as attributes)."""
-
-    id: int
-    seek: int  # mel frame where the window that produced it starts
-    start: float
-    end: float
-    text: str
-    tokens: list[int]  # text and timestamp ids
-    text_tokens: list[int]  # ``tokens`` without the timestamps
-    temperature: float
-    avg_logprob: float
-    compression_ratio: float
-    no_speech_prob: float
-    words: list[WordTiming] = field(default_factory=list)
-    token_timestamps: list[float] | None = None  # start of each text token, with return_token_timestamps
-
-
-@dataclass
-class Transcription:
-    """The transcript of one file."""
-
-    text: str
-    segments: list[TranscriptSegment]
-    language: str | None
-
-
-@dataclass(frozen=True)
-class TranscribeOptions:
-    """openai-whisper's ``transcribe`` options (``condition_on_prev_tokens`` is its ``condition_on_previous_text``)."""
-
-    language: str | None = None
-    task: str | None = None
-    temperature: tuple[float, ...] = DEFAULT_TEMPERATURES
-    compression_ratio_threshold: float | None = 2.4
-    logprob_threshold: float | None = -1.0
-    no_speech_threshold: float | None = 0.6
-    best_of: int = 1
-    condition_on_prev_tokens: bool = True
-    initial_prompt: str | None = None
-    word_timestamps: bool = False
-    return_token_timestamps: bool = False
-    prepend_punctuations: str = PREPEND_PUNCTUATIONS
-    append_punctuations: str = APPEND_PUNCTUATIONS
-    clip_timestamps: tuple[float, ...] = ()  # start, end, start, end, ... in seconds; the last end defaults to the end
-    hallucination_silence_threshold: float | None = None  # seconds; needs word_timestamps
-    seed: int = 0
-    vad_filter: bool = False  # faster-whisper's: decode only the speech Silero VAD finds
-    vad_options: VadOptions | None = None  # faster-whisper's ``vad_parameters`` (None: VadOptions())
-    loop_check: bool = True  # ours: a window caught in a repetition loop is decoded again (fallback.py)
-
-    def fallback(self) -> FallbackOptions:
-        return FallbackOptions(
-            self.temperature,
-            self.compression_ratio_threshold,
-            self.logprob_threshold,
-            self.no_speech_threshold,
-            self.best_of,
-            self.loop_check,
-        )
-
-
-@dataclass(frozen=True)
-class WindowSplit:
-    """How the tokens of one window become segments, and how far ``seek`` moves."""
-
-    segments: list[tuple[float, float, list[int]]]  # (start, end, tokens) in seconds from the file start
-    advance: int  # mel frames
-    single_timestamp_ending: bool
-    # The tokens after the last closed segment, which the window cut off: the sequential loop decodes
-    # them again from the next ``seek``; a batched piece keeps them when no later piece follows.
-    unfinished: list[int] = field(default_factory=list)
-
-
-def split_window(
-    tokens: Sequence[int],
-    timestamp_begin: int,
-    time_offset: float,
-    segment_frames: int,
-    input_stride: int = 2,
-    time_precision: float = 0.02,
-) -> WindowSplit:
-    """openai-whisper's segmentation of a window's generated ids (no ``<|endoftext|>``).
-
-    Consecutive timestamps close one segment and open the next. A window ending on a lone
-    timestamp has no speech after it: ``seek`` jumps to the window's end; otherwise the unfinished
-    last segment is dropped and ``seek`` goes to the last closing timestamp. Without consecutive
-    timestamps the whole window is one segment, ending at its last timestamp when there is one.
-    """
-    tokens = list(tokens)
-    is_time = [token >= timestamp_begin for token in tokens]
-    single_ending = is_time[-2:] == [False, True]
-    cuts = [index + 1 for index in range(len(tokens) - 1) if is_time[index] and is_time[index + 1]]
-    if not cuts:
-        times = [token for token in tokens if token >= timestamp_begin]
-        duration = segment_frames * time_precision / input_stride
-        if times and times[-1] != timestamp_begin:
-            duration = (times[-1] - timestamp_begin) * time_precision
-        return WindowSplit([(time_offset, time_offset + duration, tokens)], segment_frames, single_ending)
-    if single_ending:
-        cuts.append(len(tokens))
-    segments = []
-    previous = 0
-    for cut in cuts:
-        piece = tokens[previous:cut]
-        start = time_offset + (piece[0] - timestamp_begin) * time_precision
-        end = time_offset + (piece[-1] - timestamp_begin) * time_precision
-        segments.append((start, end, piece))
-        previous = cut
-    advance = segment_frames if single_ending else (tokens[previous - 1] - timestamp_begin) * input_stride
-    return WindowSplit(segments, advance, single_ending, tokens[previous:])
-
-
-def clip_ranges(
-    clip_timestamps: Sequence[float], content_frames: int, frames_per_second: int = 100
-) -> list[tuple[int, int]]:
-    """``start, end, start, end, ...`` seconds -> mel frame ranges; an open last clip runs to the end."""
-    points = [round(seconds * frames_per_second) for seconds in clip_timestamps] or [0]
-    if len(points) % 2:
-        points.append(content_frames)
-    return list(zip(points[::2], points[1::2], strict=True))
 
 
 class Transcriber:
@@ -236,7 +115,7 @@ class Transcriber:
     def transcribe(
         self,
         audios: Sequence[np.ndarray],
-        options: TranscribeOptions = TranscribeOptions(),  # frozen: shared safely
+        options: TranscribeOptions = TranscribeOptions(),  # noqa: B008  # frozen: shared safely
         *,
         batch_size: int = 1,
         progress: bool = False,
@@ -244,8 +123,6 @@ class Transcriber:
         """Transcribe 16 kHz mono clips of any length. Sequentially (``batch_size`` 1): one window per clip per
         batch; with a larger ``batch_size``, pieces cut in advance, ``batch_size`` at a time (:mod:`.batched`)."""
         if batch_size != 1:
-            from .batched import transcribe_batched  # it builds on this module
-
             return transcribe_batched(self, audios, options, batch_size=batch_size, progress=progress)
         if options.hallucination_silence_threshold is not None and not options.word_timestamps:
             raise ValueError("hallucination_silence_threshold needs word_timestamps=True")

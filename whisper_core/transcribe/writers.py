@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TextIO
 
 from ..fileio import atomic_path
-from .longform import Transcription
+from .results import Transcription
 
 
 def format_timestamp(seconds: float, always_include_hours: bool = False, decimal_marker: str = ".") -> str:
