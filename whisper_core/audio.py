@@ -71,8 +71,8 @@ def load_audio(source: str | os.PathLike | bytes | io.IOBase, sampling_rate: int
 
 def resample(samples: np.ndarray, rate: int, sampling_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Samples already decoded (``[n]``, or ``[channels, n]``) at ``rate`` Hz -> mono float32 at
-    ``sampling_rate`` Hz through the FFmpeg resampler :func:`load_audio` uses, so that audio handed over
-    as an array gets the same samples as the file it came from."""
+    ``sampling_rate`` Hz through the FFmpeg resampler :func:`load_audio` uses (not a linear interpolation),
+    so audio handed over as an array is resampled as a file's would be."""
     if rate <= 0 or sampling_rate <= 0:
         raise ValueError(f"sampling rates must be positive, got {rate} and {sampling_rate}")
     samples = np.asarray(samples, np.float32)
