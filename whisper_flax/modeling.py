@@ -186,19 +186,56 @@ def attend(
     return out, weights
 
 
+def _flat_heads(x: jax.Array) -> jax.Array:
+    return x.reshape(-1, *x.shape[-2:])
+
+
+def _head_weights(q_head: jax.Array, k_head: jax.Array) -> jax.Array:
+    """softmax(q k^T) in float32 for one head: ``[T, hd], [S, hd] -> [T, S]``."""
+    return jax.nn.softmax((q_head @ k_head.T).astype(jnp.float32), axis=-1)
+
+
+@jax.custom_vjp
 def _attend_head_by_head(q: jax.Array, k: jax.Array, v: jax.Array) -> jax.Array:
     """Unmasked, dropout-free softmax(q k^T) v one (batch row, head) at a time: ``q, k, v [..., T, hd]``
-    -> ``[..., T, hd]``. Only one ``[T, S]`` score matrix exists at a time, whatever the batch size."""
+    -> ``[..., T, hd]``. Only one ``[T, S]`` score matrix exists at a time, whatever the batch size.
+
+    Its gradient (:func:`_head_by_head_backward`) recomputes each head's weights instead of keeping
+    them all from the forward pass, as flash attention does: the ``[b * h, T, S]`` weights a plain
+    gradient stores (432 MB for tiny.en at batch 8) no longer go through memory, and a tiny.en
+    encoder layer's attention gradient at batch 8 takes 1.2 s instead of 1.6 s on the 2-core CPU."""
 
     def one_head(qkv: tuple[jax.Array, jax.Array, jax.Array]) -> jax.Array:
         q_head, k_head, v_head = qkv  # [T, hd], [S, hd], [S, hd]
-        weights = jax.nn.softmax((q_head @ k_head.T).astype(jnp.float32), axis=-1)
-        return weights.astype(q.dtype) @ v_head
+        return _head_weights(q_head, k_head).astype(v_head.dtype) @ v_head
 
-    def flat(x: jax.Array) -> jax.Array:
-        return x.reshape(-1, *x.shape[-2:])
+    return jax.lax.map(one_head, (_flat_heads(q), _flat_heads(k), _flat_heads(v))).reshape(q.shape)
 
-    return jax.lax.map(one_head, (flat(q), flat(k), flat(v))).reshape(q.shape)
+
+def _head_by_head_forward(q: jax.Array, k: jax.Array, v: jax.Array) -> tuple[jax.Array, tuple]:
+    out = _attend_head_by_head(q, k, v)
+    return out, (q, k, v, out)
+
+
+def _head_by_head_backward(residuals: tuple, d_out: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Per head, with W = softmax(q k^T) recomputed and O = W v: dv = W^T dO, and dS = W * (dO v^T -
+    rowsum(dO * O)) gives dq = dS k and dk = dS^T q."""
+    q, k, v, out = residuals
+
+    def one_head(heads: tuple[jax.Array, ...]) -> tuple[jax.Array, jax.Array, jax.Array]:
+        q_head, k_head, v_head, out_head, d_head = heads
+        weights = _head_weights(q_head, k_head)
+        d_v = weights.T.astype(v_head.dtype) @ d_head
+        d_weights = (d_head @ v_head.T).astype(jnp.float32)
+        row_dot = jnp.sum((d_head * out_head).astype(jnp.float32), axis=-1, keepdims=True)
+        d_scores = (weights * (d_weights - row_dot)).astype(q_head.dtype)
+        return d_scores @ k_head, d_scores.T @ q_head, d_v
+
+    d_q, d_k, d_v = jax.lax.map(one_head, tuple(_flat_heads(x) for x in (q, k, v, out, d_out)))
+    return d_q.reshape(q.shape), d_k.reshape(k.shape), d_v.reshape(v.shape)
+
+
+_attend_head_by_head.defvjp(_head_by_head_forward, _head_by_head_backward)
 
 
 class FlaxWhisperAttention(nn.Module):

@@ -248,17 +248,24 @@ def _losses(output: Path) -> list[float]:
     return [entry["loss"] for entry in json.loads((output / "finetune_report.json").read_text())["history"]]
 
 
+def _evaluations(output: Path) -> list[dict[str, float]]:
+    return json.loads((output / "finetune_report.json").read_text())["evaluations"]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["pt", "tf", "flax"])
-def test_two_processes_give_the_one_process_losses(backend, small_model, train_dir, tmp_path):
+def test_two_processes_give_the_one_process_losses(backend, small_model, train_dir, eval_dir, tmp_path):
     """torchrun (DDP over gloo), TensorFlow's MultiWorkerMirroredStrategy (TF_CONFIG) and jax.distributed
-    (two CPU processes, gloo) against one process; JAX also over two devices in one process."""
+    (two CPU processes, gloo) against one process; JAX also over two devices in one process. The first
+    process evaluates mid-run while the other waits for the next update: the same evaluations as one
+    process."""
     import os
     import subprocess
     import sys
 
     arguments = ["finetune", "--backend", backend, "--model", str(small_model), "--train", str(train_dir),
-                 "--max-steps", "3", "--batch-size", "4", "--grad-accum", "2", "--lr", "1e-3", "--seed", "3"]  # fmt: skip
+                 "--max-steps", "3", "--batch-size", "4", "--grad-accum", "2", "--lr", "1e-3", "--seed", "3",
+                 "--eval", str(eval_dir), "--eval-every", "2"]  # fmt: skip
     command = [str(Path(sys.executable).parent / "whisper-mb"), *arguments]
     subprocess.run([*command, "--output", str(tmp_path / "one")], check=True, capture_output=True, timeout=900)
     port = _free_port()
@@ -300,6 +307,10 @@ def test_two_processes_give_the_one_process_losses(backend, small_model, train_d
         )
         np.testing.assert_allclose(_losses(tmp_path / "devices"), _losses(tmp_path / "one"), rtol=1e-5)
     np.testing.assert_allclose(_losses(tmp_path / "two"), _losses(tmp_path / "one"), rtol=1e-5)
+    one, two = _evaluations(tmp_path / "one"), _evaluations(tmp_path / "two")
+    assert [entry["step"] for entry in two] == [entry["step"] for entry in one] == [0, 2, 3]
+    np.testing.assert_allclose([e["eval_loss"] for e in two], [e["eval_loss"] for e in one], rtol=1e-5)
+    assert [entry["wer"] for entry in two] == [entry["wer"] for entry in one]
     assert (tmp_path / "two" / "model.safetensors").is_file()
 
 
