@@ -17,6 +17,7 @@ from whisper_core.transcribe import (
     fit_to_audio,
     group_speech,
     has_repetition_loop,
+    loop_start,
     map_to_file,
     needs_fallback,
     overlapping_windows,
@@ -102,6 +103,15 @@ def test_loops_are_found_and_sentences_are_not():
     assert not has_repetition_loop([])
     # "no, no, no" and a phrase said twice are speech, not loops
     assert not has_repetition_loop([3, 4, 3, 4, 3, 4, 99, 5, 6, 7, 8, 9, 10, 5, 6, 7, 8, 9, 10])
+
+
+def test_a_loop_is_cut_after_its_first_copy():
+    sentence = list(range(100, 112))
+    assert loop_start([7] * 16) == 1
+    assert loop_start([1, 2] * 8) == 2
+    assert loop_start(sentence + [5, 6, 7, 8, 9, 10] * 3 + [11]) == len(sentence) + 6
+    assert loop_start(sentence * 3) == len(sentence)
+    assert loop_start(sentence * 2) is None and loop_start([]) is None
 
 
 def test_a_loop_sends_the_window_to_the_next_temperature():

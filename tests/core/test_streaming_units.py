@@ -51,6 +51,23 @@ def test_words_already_committed_are_not_committed_again():
     assert [w.text for w in drop_committed(jittered, committed)] == [" your"]
 
 
+def test_an_echo_of_the_committed_text_is_not_new_wherever_it_is_timed():
+    committed = words(
+        (0.0, 0.3, " The"), (0.3, 0.6, " orchestra"), (0.6, 1.0, " knew"), (1.0, 1.3, " it"), (1.3, 1.8, " well.")
+    )
+    # a buffer that begins in silence: Whisper says the prompt's last sentence again, timed to no time
+    echo = words(
+        (5.0, 5.0, " The"), (5.0, 5.0, " orchestra"), (5.0, 5.8, " knew"), (5.8, 5.8, " it"), (5.8, 5.8, " well.")
+    )
+    assert drop_committed(echo + words((6.5, 7.0, " Strong")), committed) == words((6.5, 7.0, " Strong"))
+    # the same words spoken again take time: speech, not an echo; nor are three words timed to no time
+    spoken = words(
+        (5.0, 5.3, " The"), (5.3, 5.6, " orchestra"), (5.6, 6.0, " knew"), (6.0, 6.3, " it"), (6.3, 6.8, " well.")
+    )
+    assert drop_committed(spoken, committed) == spoken
+    assert drop_committed(echo[2:], committed) == echo[2:]
+
+
 def test_alignatt_stops_before_the_first_token_reading_the_last_frames():
     heads, tokens, frames = 2, 6, 100
     weights = np.zeros((heads, 2 + tokens, frames))
@@ -61,6 +78,9 @@ def test_alignatt_stops_before_the_first_token_reading_the_last_frames():
     assert late_token(weights, 1, tokens, frames, 10) == 5
     assert late_token(weights, 1, tokens, frames, 5) == tokens
     assert late_token(weights, 1, tokens, frames, 0) == tokens
+    # token 4 reads 20 frames before token 3: a jump back of more than rewind_threshold stops it too
+    assert late_token(weights, 1, tokens, frames, 10, rewind_threshold=15) == 4
+    assert late_token(weights, 1, tokens, frames, 10, rewind_threshold=20) == 5
 
 
 def test_streaming_options_refuse_unknown_policies():

@@ -21,7 +21,7 @@ from whisper_flax import (  # noqa: E402
     FlaxWhisperModel,
     KVCache,
 )
-from whisper_flax.modeling import shift_tokens_right, sinusoids  # noqa: E402
+from whisper_flax.modeling import _attend_head_by_head, shift_tokens_right, sinusoids  # noqa: E402
 
 TOL = 1e-5
 LOSS_RTOL = 1e-5
@@ -196,3 +196,21 @@ def test_encoder_attention_head_by_head_matches_the_whole(monkeypatch):
     assert len(calls) == SMALL["encoder_layers"], "the head-by-head path ran once per encoder layer, then not again"
     assert max_abs(by_head, whole.last_hidden_state) <= 1e-6
     assert max_abs(by_head, reference.encode(features).last_hidden_state) <= TOL
+
+
+def test_head_by_head_attention_has_the_gradient_of_plain_attention():
+    """The encoder's attention recomputes each head's weights in its hand-written backward pass: the
+    gradients must be those jax differentiates from plain softmax(q k^T) v."""
+    q, k, v, d_out = (jax.random.normal(key, (2, 3, 16, 8)) for key in jax.random.split(jax.random.PRNGKey(0), 4))
+
+    def plain(q, k, v):
+        return jax.nn.softmax(jnp.einsum("...qd,...kd->...qk", q, k), axis=-1) @ v
+
+    def loss(attend):
+        return lambda q, k, v: jnp.sum(attend(q, k, v) * d_out)
+
+    assert max_abs(_attend_head_by_head(q, k, v), plain(q, k, v)) <= TOL
+    ours = jax.grad(loss(_attend_head_by_head), argnums=(0, 1, 2))(q, k, v)
+    reference = jax.grad(loss(plain), argnums=(0, 1, 2))(q, k, v)
+    for name, mine, theirs in zip("qkv", ours, reference, strict=True):
+        assert max_abs(mine, theirs) <= TOL, name

@@ -17,6 +17,11 @@ OVERLAP_SLACK = 0.1  # s: a new word starting this little before the last commit
 NGRAM_WINDOW = 1.0  # s: only a hypothesis starting this close to the last commit is checked for repeats
 MAX_NGRAM = 5  # the longest run of committed words looked for again at a hypothesis' start
 MATCH_TAIL = 30  # committed words matched against a new hypothesis
+# With the committed text as prompt and a buffer that begins in silence, Whisper may say the prompt's last
+# sentence again; aligned to audio that does not hold it, most of its words last no time at all. The committed
+# text's last words said again, this many or more and timed so, are such an echo wherever they lie.
+ECHO_WORDS = 4
+NO_TIME = 0.02  # s: one alignment frame
 
 
 @dataclass(frozen=True)
@@ -30,9 +35,13 @@ class StreamWord:
 
     @property
     def key(self) -> str:
-        """What two hypotheses must share for the word to agree: case and punctuation aside, as Whisper
-        often adds a comma or capital once it hears what follows."""
-        return self.text.strip().lower().strip(string.punctuation + "“”‘’¿¡")
+        return word_key(self.text)
+
+
+def word_key(text: str) -> str:
+    """What two hypotheses must share for a word to agree: case and punctuation aside, as Whisper often adds
+    a comma or capital once it hears what follows. Punctuation alone has an empty key: it is no word."""
+    return text.strip().lower().strip(string.punctuation + "“”‘’¿¡")
 
 
 def drop_committed(words: Sequence[StreamWord], committed: Sequence[StreamWord]) -> list[StreamWord]:
@@ -40,7 +49,8 @@ def drop_committed(words: Sequence[StreamWord], committed: Sequence[StreamWord])
 
     The buffer still holds the audio of the last committed words, so a hypothesis usually says them again,
     timed a little differently each pass. Where the committed tail is found again in the hypothesis (its
-    last word matched within a second of where it was committed), what follows the match is new; without
+    last word matched within a second of where it was committed, or an echo: at least ``ECHO_WORDS`` of
+    its words, most of them timed to no time, wherever they lie), what follows the match is new; without
     a match, the words that start after the last commit (less a little slack) are, less a leading run of
     up to five words that repeats the committed tail.
     """
@@ -55,7 +65,10 @@ def drop_committed(words: Sequence[StreamWord], committed: Sequence[StreamWord])
         for block in matcher.get_matching_blocks()
         if block.size
         and block.a + block.size == len(tail)
-        and words[block.b + block.size - 1].start < last + NGRAM_WINDOW
+        and (
+            words[block.b + block.size - 1].start < last + NGRAM_WINDOW
+            or (block.size >= ECHO_WORDS and timed_to_nothing(words[block.b : block.b + block.size]))
+        )
     ]
     if ends:
         return list(words[ends[-1] :])
@@ -66,6 +79,12 @@ def drop_committed(words: Sequence[StreamWord], committed: Sequence[StreamWord])
             if tail[-size:] == [word.key for word in fresh[:size]]:
                 return fresh[size:]
     return fresh
+
+
+def timed_to_nothing(words: Sequence[StreamWord]) -> bool:
+    """Whether most of ``words`` last less than one alignment frame: text the audio does not hold (a
+    phrase said twice in speech takes time both times)."""
+    return 2 * sum(word.end - word.start < NO_TIME for word in words) >= len(words)
 
 
 def in_order(words: Sequence[StreamWord], committed: Sequence[StreamWord]) -> list[StreamWord]:

@@ -8,7 +8,13 @@ times every word from the alignment heads. Which words are committed is the poli
 - ``localagreement`` (whisper_streaming's LocalAgreement-2): the words two consecutive passes agree on;
 - ``alignatt`` (SimulStreaming's AlignAtt): the words before the first token whose attention on the
   alignment heads reaches the last ``frame_threshold`` encoder frames of the buffer: the model is then
-  reading audio it has not heard whole, so what it says from there on may still change.
+  reading audio it has not heard whole, so what it says from there on may still change. As in
+  SimulStreaming, a token whose attention jumps back more than ``rewind_threshold`` frames also stops
+  it: the model is reading again what it already said, which is how a hallucinated repeat begins.
+
+AlignAtt commits from a single pass, so a pass that invents text would commit it at once: a pass's text
+is cut where a repetition loop starts (after the phrase's first copy), and words that are punctuation
+alone (Whisper says "." to a buffer that begins in silence) are not words.
 
 The buffer is trimmed at the end of a committed sentence (or word) once it is longer than
 ``buffer_trimming_sec``; before it outgrows the window what is pending is committed. With voice activity control
@@ -22,16 +28,18 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..transcribe.fallback import FallbackOptions, WindowDecoder, is_silent
+from ..transcribe.guards import loop_start
 from ..transcribe.longform import Transcriber
 from ..transcribe.word_timing import APPEND_PUNCTUATIONS, PREPEND_PUNCTUATIONS, merge_punctuations
 from ..vad import VadOptions, get_speech_timestamps
-from .agreement import LocalAgreement, StreamWord, drop_committed, in_order
+from .agreement import LocalAgreement, StreamWord, drop_committed, in_order, word_key
 
 POLICIES = ("localagreement", "alignatt")
 SENTENCE_ENDS = (".", "?", "!", "。", "？", "！")
 MIN_PASS_SECONDS = 0.3  # less audio than this is not worth a pass
 # A buffer that never rises above -60 dBFS holds no speech; Whisper says "you" to digital silence.
 SILENT_PEAK = 1e-3
+STUCK_SECONDS = 3.0  # AlignAtt: audio after the last committed word that a pass found nothing new in
 WINDOW_MARGIN = 1.0  # s: the buffer is cut before it comes this close to the 30 s window
 # Voice activity control: short pads and half a second of silence end an utterance.
 VAC_OPTIONS = VadOptions(min_silence_duration_ms=500, speech_pad_ms=100)
@@ -49,6 +57,7 @@ class StreamingOptions:
     buffer_trimming_sec: float = 15.0
     prompt_chars: int = 200  # committed text before the buffer given as prompt
     frame_threshold: int = 25  # AlignAtt: encoder frames (20 ms each) at the end of the buffer
+    rewind_threshold: int = 200  # AlignAtt: a jump back of more frames than this (4 s) stops it too
     vac: bool = False
     vac_options: VadOptions = VAC_OPTIONS
     temperatures: tuple[float, ...] = (0.0,)  # a fallback per pass would cost more than it saves
@@ -56,8 +65,10 @@ class StreamingOptions:
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
             raise ValueError(f"policy must be one of {POLICIES}, got {self.policy!r}")
-        if self.buffer_trimming_sec <= 0 or self.prompt_chars < 0 or self.frame_threshold < 0:
-            raise ValueError("buffer_trimming_sec must be positive, prompt_chars and frame_threshold non-negative")
+        if self.buffer_trimming_sec <= 0 or min(self.prompt_chars, self.frame_threshold, self.rewind_threshold) < 0:
+            raise ValueError(
+                "buffer_trimming_sec must be positive, prompt_chars, frame_threshold and rewind_threshold non-negative"
+            )
 
 
 @dataclass
@@ -134,10 +145,14 @@ class OnlineProcessor:
             self.agreement.insert(hypothesis.words)
             new = self.agreement.flush()
         else:
-            fresh = in_order(drop_committed(hypothesis.words[: hypothesis.stable], self.committed), self.committed)
-            self.committed.extend(fresh)
-            self.tentative = drop_committed(hypothesis.words[hypothesis.stable :], self.committed)
-            new = fresh
+            # what is new is judged on the whole pass: an echo of committed text may straddle the stopping point
+            uncommitted = drop_committed(hypothesis.words, self.committed)
+            stable = {id(word) for word in hypothesis.words[: hypothesis.stable]}
+            new = in_order([word for word in uncommitted if id(word) in stable], self.committed)
+            self.committed.extend(new)
+            self.tentative = [word for word in uncommitted if id(word) not in stable]
+            if not new and not self.tentative:
+                self._unstick()
         return new + self._trim()
 
     def finish(self) -> list[StreamWord]:
@@ -181,6 +196,7 @@ class OnlineProcessor:
             language = max(probabilities, key=probabilities.get)
         (result,) = self.decoder.decode(window, [self._prompt()], [language])
         text_tokens = [token for token in result.tokens if token < transcriber.eot]
+        text_tokens = text_tokens[: loop_start(text_tokens)]
         if is_silent(result, self.decoder.options) or not text_tokens:
             return Hypothesis()
         words, stops = self._align(window[0], text_tokens, len(audio), language)
@@ -188,7 +204,7 @@ class OnlineProcessor:
         placed = [
             StreamWord(self.buffer_start + word.start, self.buffer_start + min(word.end, duration), word.word)
             for word in words
-            if word.start < duration
+            if word.start < duration and word_key(word.word)
         ]
         stable = len(placed) if final or self.options.policy == "localagreement" else min(stops, len(placed))
         return Hypothesis(placed, stable)
@@ -203,8 +219,14 @@ class OnlineProcessor:
             window, text_tokens, frames, language, self.options.task, states
         )
         merge_punctuations(alignment.words, PREPEND_PUNCTUATIONS, APPEND_PUNCTUATIONS)
+        options = self.options
         stop = late_token(
-            weights, 0, len(text_tokens), frames // transcriber.input_stride, self.options.frame_threshold
+            weights,
+            0,
+            len(text_tokens),
+            frames // transcriber.input_stride,
+            options.frame_threshold,
+            options.rewind_threshold,
         )
         words, used, before_stop = [], 0, 0
         for word in alignment.words:
@@ -263,6 +285,18 @@ class OnlineProcessor:
             self._advance(round((cut - self.buffer_start) * self.sampling_rate))
         return forced
 
+    def _unstick(self) -> None:
+        """AlignAtt heard nothing new: when more than ``STUCK_SECONDS`` of audio follow the last committed word,
+        cut the buffer at the last committed sentence end. Whisper often stops after the first sentence of a
+        buffer, so a pass that re-reads committed sentences may never reach the speech after them; AlignAtt
+        compares no passes, so the committed audio is only context, which the prompt keeps."""
+        inside = [word for word in self.committed if word.end > self.buffer_start]
+        if not inside or self.buffer_end - inside[-1].end <= STUCK_SECONDS:
+            return
+        sentence_ends = [word.end for word in inside if word.text.rstrip().endswith(SENTENCE_ENDS)]
+        if sentence_ends:
+            self._advance(round((sentence_ends[-1] - self.buffer_start) * self.sampling_rate))
+
     def _voice_activity(self) -> list[StreamWord] | None:
         """Voice activity control before a pass. Silence is not decoded (None: nothing to do); at the end of an
         utterance what is pending is committed and returned; otherwise None and the pass goes on. The ended
@@ -290,10 +324,21 @@ class OnlineProcessor:
         return None
 
 
-def late_token(weights: np.ndarray, first_row: int, count: int, frames: int, frame_threshold: int) -> int:
+def late_token(
+    weights: np.ndarray,
+    first_row: int,
+    count: int,
+    frames: int,
+    frame_threshold: int,
+    rewind_threshold: int | None = None,
+) -> int:
     """AlignAtt's stopping point: the index of the first of ``count`` text tokens whose most attended encoder
     frame (attention rows ``first_row`` on, averaged over the alignment heads ``weights [heads, T, frames]``)
-    lies in the last ``frame_threshold`` of the buffer's ``frames``; ``count`` when none does."""
-    rows = weights[:, first_row : first_row + count, :frames].mean(axis=0)
-    late = np.flatnonzero(rows.argmax(axis=-1) >= frames - frame_threshold)
+    lies in the last ``frame_threshold`` of the buffer's ``frames``, or lies more than ``rewind_threshold``
+    frames before the token before's; ``count`` when none does."""
+    attended = weights[:, first_row : first_row + count, :frames].mean(axis=0).argmax(axis=-1)
+    stops = attended >= frames - frame_threshold
+    if rewind_threshold is not None:
+        stops[1:] |= attended[1:] < attended[:-1] - rewind_threshold
+    late = np.flatnonzero(stops)
     return int(late[0]) if late.size else count

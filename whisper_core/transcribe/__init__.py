@@ -11,7 +11,7 @@ from __future__ import annotations
 from .backends import Generated, ModelBackend
 from .batched import speech_chunks, transcribe_batched
 from .fallback import FallbackOptions, WindowDecoder, WindowResult, compression_ratio, needs_fallback
-from .guards import fit_to_audio, has_repetition_loop
+from .guards import fit_to_audio, has_repetition_loop, loop_start
 from .longform import Transcriber
 from .options import TranscribeOptions
 from .results import Transcription, TranscriptSegment
@@ -37,6 +37,7 @@ __all__ = [
     "fit_to_audio",
     "group_speech",
     "has_repetition_loop",
+    "loop_start",
     "map_to_file",
     "needs_fallback",
     "overlapping_windows",

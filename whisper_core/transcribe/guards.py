@@ -27,7 +27,15 @@ def has_repetition_loop(tokens: Sequence[int]) -> bool:
     """Whether some n-gram (n <= 32) repeats back to back at least ``max(3, ceil(16 / n))`` times: 16 copies
     of one token, 8 of a pair, ... 3 of a phrase of six tokens or more. Pass text tokens only (timestamps
     between the copies of a looping sentence differ)."""
+    return loop_start(tokens) is not None
+
+
+def loop_start(tokens: Sequence[int]) -> int | None:
+    """Where the first repetition loop (see :func:`has_repetition_loop`) repeats its phrase: the index of the
+    second copy, so ``tokens[:loop_start(tokens)]`` keeps what was said before the loop and its phrase once.
+    None without a loop."""
     ids = np.asarray(tokens)
+    starts = []
     for n in range(1, min(LOOP_MAX_NGRAM, len(ids) // LOOP_MIN_REPEATS) + 1):
         repeats = max(LOOP_MIN_REPEATS, -(-LOOP_MIN_TOKENS // n))
         needed = n * (repeats - 1)  # positions i with ids[i] == ids[i + n], in a row
@@ -35,9 +43,10 @@ def has_repetition_loop(tokens: Sequence[int]) -> bool:
             continue
         same = np.concatenate([[False], ids[n:] == ids[:-n], [False]])
         edges = np.flatnonzero(np.diff(same.astype(np.int8)))
-        if len(edges) and (edges[1::2] - edges[::2]).max() >= needed:
-            return True
-    return False
+        runs = np.flatnonzero(edges[1::2] - edges[::2] >= needed)
+        if runs.size:
+            starts.append(int(edges[::2][runs[0]]) + n)
+    return min(starts) if starts else None
 
 
 def fit_to_audio(segments: list[Any], duration: float) -> list[Any]:
