@@ -259,6 +259,36 @@ def assert_bucketed_prefixes_match_unpadded(model: Any, features: np.ndarray, ma
         assert model._loop_traces == traces + 4  # the four plain widths compiled; the bucketed one did not again
 
 
+def assert_text_prefix_continues_the_decoding(model: Any, features: np.ndarray, max_new_tokens: int) -> None:
+    """``generate(text_prefix_ids=...)`` given each row's first greedy tokens goes on exactly as the greedy
+    decoding did (tokens and scores), with bucketed prefixes too; the prefix is refused with timestamps."""
+    import pytest
+
+    kwargs = dict(language="en", return_timestamps=False, output_scores=True, return_dict_in_generate=True)
+    full = model.generate(features, max_new_tokens=max_new_tokens, **kwargs)
+    generated = as_numpy(full.sequences)[:, -len(full.scores) :]
+    forced = 2
+    prefixes = [row[:forced].tolist() for row in generated]
+    assert all(model.generation_config.eos_token_id not in prefix for prefix in prefixes)
+    for bucket_prefix in (False, True):
+        continued = model.generate(
+            features,
+            max_new_tokens=max_new_tokens - forced,
+            text_prefix_ids=prefixes,
+            bucket_prefix=bucket_prefix,
+            **kwargs,
+        )
+        assert len(continued.scores) == len(full.scores) - forced
+        np.testing.assert_array_equal(as_numpy(continued.sequences)[:, -len(continued.scores) :], generated[:, forced:])
+        for a, b in zip(continued.scores, full.scores[forced:], strict=True):
+            a, b = as_numpy(a), as_numpy(b)
+            finite = np.isfinite(b)
+            assert (np.isfinite(a) == finite).all()
+            assert np.abs(a[finite] - b[finite]).max() <= 1e-4 * max(1.0, float(np.abs(b[finite]).max()))
+    with pytest.raises(ValueError, match="text_prefix_ids needs return_timestamps=False"):
+        model.generate(features, language="en", return_timestamps=True, max_new_tokens=2, text_prefix_ids=[1, 2])
+
+
 def english_wer(reference: str, hypothesis: str) -> float:
     """Word error rate after Whisper's English text normaliser (what every real-speech check compares)."""
     import jiwer

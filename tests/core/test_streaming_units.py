@@ -16,6 +16,7 @@ from whisper_core.streaming import (
     late_token,
     simulate,
 )
+from whisper_core.streaming.online import Hypothesis
 
 
 def words(*spec: tuple[float, float, str]) -> list[StreamWord]:
@@ -66,6 +67,15 @@ def test_an_echo_of_the_committed_text_is_not_new_wherever_it_is_timed():
     )
     assert drop_committed(spoken, committed) == spoken
     assert drop_committed(echo[2:], committed) == echo[2:]
+
+
+def test_a_pass_that_continues_the_committed_words_has_only_new_words():
+    committed = words((0.0, 0.3, " coffee"), (0.3, 0.6, " and"), (0.6, 0.8, " a"))
+    # decoded after the committed words (AlignAtt continues them): its " a" is a new word, not the committed one
+    after = words((0.8, 1.0, " good"), (1.0, 1.2, " book"), (1.2, 1.4, " make"), (1.4, 1.5, " a"), (1.5, 1.8, " long"))
+    assert Hypothesis(after, continued=True).uncommitted(committed) == after
+    # decoded afresh, the same words would be read as the committed tail said again up to " a"
+    assert Hypothesis(after).uncommitted(committed) == after[-1:]
 
 
 def test_alignatt_stops_before_the_first_token_reading_the_last_frames():

@@ -125,7 +125,9 @@ class ScriptedBackend:
     def take_rows(self, states, rows):
         return states[np.asarray(rows)]
 
-    def generate(self, features, prompts, *, temperature, max_new_tokens, language, task, seed):
+    def generate(
+        self, features, prompts, *, temperature, max_new_tokens, language, task, seed, timestamps, text_prefixes
+    ):
         self.calls.append((temperature, len(prompts)))
         rows = [int(row[0, 0]) for row in features]
         return [Generated((10 + row,), 2 * self.script[temperature][row], 0.0) for row in rows]
@@ -161,7 +163,9 @@ class SeekBackend(ScriptedBackend):
         super().__init__({})
         self.prompts: list[list[int] | None] = []
 
-    def generate(self, features, prompts, *, temperature, max_new_tokens, language, task, seed):
+    def generate(
+        self, features, prompts, *, temperature, max_new_tokens, language, task, seed, timestamps, text_prefixes
+    ):
         self.prompts.extend(prompts)
         tokens = (ts(0), 262, ts(4), ts(4), 262, ts(8), ts(8), 262)
         return [Generated(tokens, -0.1 * (len(tokens) + 1), 0.0) for _ in prompts]

@@ -12,6 +12,7 @@ from tests.helpers import (
     assert_bucketed_prefixes_match_unpadded,
     assert_generate_takes_encoder_outputs,
     assert_seeded_top_k_sampling,
+    assert_text_prefix_continues_the_decoding,
     scale_weights,
 )
 from whisper_core import GenerationConfig, WhisperConfig
@@ -246,3 +247,8 @@ def test_beam_search_gives_sequences_scores(models, features):
 def test_bucketed_prefixes_give_the_tokens_of_unpadded_rows(models, features):
     ours, _ = models
     assert_bucketed_prefixes_match_unpadded(ours, features, 6)
+
+
+def test_a_text_prefix_continues_the_decoding(models, features):
+    ours, _ = models
+    assert_text_prefix_continues_the_decoding(ours, features, 6)

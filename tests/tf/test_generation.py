@@ -13,6 +13,7 @@ from tests.helpers import (
     assert_detect_language_matches_pt,
     assert_generate_takes_encoder_outputs,
     assert_seeded_top_k_sampling,
+    assert_text_prefix_continues_the_decoding,
     max_abs,
     timestamp_rules_case,
     whisper_like_pt_model,
@@ -154,3 +155,8 @@ def test_first_argmax_is_numpys_argmax():
 def test_bucketed_prefixes_compile_once(models, features):
     _, ours = models
     assert_bucketed_prefixes_match_unpadded(ours, features, NEW)
+
+
+def test_a_text_prefix_continues_the_decoding(models, features):
+    _, ours = models
+    assert_text_prefix_continues_the_decoding(ours, features, NEW)

@@ -140,6 +140,7 @@ def plan_generation(
     task: str | None = None,
     return_timestamps: bool | None = None,
     prompt_ids: Any = None,
+    text_prefix_ids: Any = None,
     max_new_tokens: int | None = None,
     do_sample: bool | None = None,
     temperature: float | None = None,
@@ -162,6 +163,13 @@ def plan_generation(
     given. ``attention_mask`` (the processor's, over the audio frames) is accepted as transformers
     accepts it and unused: short-form features are always padded to 30 s, which the encoder sees whole.
 
+    ``text_prefix_ids`` (ours): text tokens each row's transcript is forced to begin with (as ``prompt_ids``:
+    one list for every row or one per row); decoding continues after them and returns them in ``sequences``
+    but gives them no scores. A streaming decoder passes the words it already committed, so a pass decodes
+    only what is new. The transcript has then begun, so the begin-suppressed tokens (a blank,
+    ``<|endoftext|>``) are allowed at once in every row of the batch, and no timestamps are decoded: the
+    forced text carries none, and the timestamp rules would force one first.
+
     ``bucket_prefix`` (ours, not transformers'): left-pad the prefix rows further, to the next width in
     :data:`PREFIX_BUCKETS`, so that compiled loops (TF, JAX) see a bounded set of shapes over a long
     file. The padding is masked and each row counts its positions from its first real token, so the
@@ -180,6 +188,9 @@ def plan_generation(
     return_dict = config.return_dict_in_generate if return_dict_in_generate is None else return_dict_in_generate
     if return_segments and not return_timestamps:
         raise ValueError("return_segments needs return_timestamps=True")
+    text_prefixes = [p or [] for p in prompts_per_row(text_prefix_ids, batch)]
+    if any(text_prefixes) and return_timestamps:
+        raise ValueError("text_prefix_ids needs return_timestamps=False: the forced text carries no timestamps")
     if num_beams > 1 and do_sample:
         raise ValueError("beam search with sampling is not supported: pass do_sample=False or num_beams=1")
     ids = PrefixIds.from_generation_config(config)
@@ -196,8 +207,8 @@ def plan_generation(
     prompts = [prompt_tokens(ids, p, model_config.max_target_positions) for p in prompts_per_row(prompt_ids, batch)]
     task = task if task is not None else config.task
     rows = [
-        prompt + decoder_prefix(ids, token, task, return_timestamps)
-        for prompt, token in zip(prompts, language_tokens, strict=True)
+        prompt + decoder_prefix(ids, token, task, return_timestamps) + text_prefix
+        for prompt, token, text_prefix in zip(prompts, language_tokens, text_prefixes, strict=True)
     ]
     pad = config.pad_token_id if config.pad_token_id is not None else config.eos_token_id
     begin = max(len(row) for row in rows)  # the widest real prefix: what bounds the room left to generate
@@ -219,7 +230,7 @@ def plan_generation(
         eos_token_id=config.eos_token_id,
         no_timestamps_token_id=ids.no_timestamps_token_id,
         suppress_tokens=tuple(config.suppress_tokens or ()),
-        begin_suppress_tokens=tuple(config.begin_suppress_tokens or ()),
+        begin_suppress_tokens=() if any(text_prefixes) else tuple(config.begin_suppress_tokens or ()),
         return_timestamps=return_timestamps,
         max_initial_timestamp_index=config.max_initial_timestamp_index,
     )

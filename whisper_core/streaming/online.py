@@ -2,8 +2,8 @@
 
 One processor is one stream; the model behind its :class:`~whisper_core.transcribe.Transcriber` is
 shared, so one loaded model serves many streams. Each :meth:`OnlineProcessor.process_iter` decodes the
-whole audio buffer (at most 30 s, one window) with the committed text before the buffer as prompt, and
-times every word from the alignment heads. Which words are committed is the policy's choice:
+audio buffer (at most 30 s, one window) with the committed text before the buffer as prompt, and times
+every word from the alignment heads. Which words are committed is the policy's choice:
 
 - ``localagreement`` (whisper_streaming's LocalAgreement-2): the words two consecutive passes agree on;
 - ``alignatt`` (SimulStreaming's AlignAtt): the words before the first token whose attention on the
@@ -11,10 +11,18 @@ times every word from the alignment heads. Which words are committed is the poli
   reading audio it has not heard whole, so what it says from there on may still change. As in
   SimulStreaming, a token whose attention jumps back more than ``rewind_threshold`` frames also stops
   it: the model is reading again what it already said, which is how a hallucinated repeat begins.
+  A word whose aligned end lies in those last frames is not committed either.
+
+LocalAgreement decodes the whole buffer on every pass (it compares passes). AlignAtt, as SimulStreaming,
+decodes each pass as the continuation of the words it already committed in the buffer (forced as the
+transcript's beginning, without timestamps), so a pass decodes only what is new: with base on a 2-core CPU
+that halves a pass over a 15 s buffer.
 
 AlignAtt commits from a single pass, so a pass that invents text would commit it at once: a pass's text
-is cut where a repetition loop starts (after the phrase's first copy), and words that are punctuation
-alone (Whisper says "." to a buffer that begins in silence) are not words.
+is cut where a repetition loop starts (after the phrase's first copy), words that are punctuation alone
+(Whisper says "." to a buffer that begins in silence) are not words, and an echo of the prompt (the
+committed text said again, timed to no time) is not new. When a pass finds nothing new long after the last
+committed word, the buffer is cut at the last committed sentence end.
 
 The buffer is trimmed at the end of a committed sentence (or word) once it is longer than
 ``buffer_trimming_sec``; before it outgrows the window what is pending is committed. With voice activity control
@@ -40,6 +48,8 @@ MIN_PASS_SECONDS = 0.3  # less audio than this is not worth a pass
 # A buffer that never rises above -60 dBFS holds no speech; Whisper says "you" to digital silence.
 SILENT_PEAK = 1e-3
 STUCK_SECONDS = 3.0  # AlignAtt: audio after the last committed word that a pass found nothing new in
+# s: a cut at a word's end lands on a whole sample, so the word may end this little after the buffer starts
+CUT_ROUNDING = 1e-3
 WINDOW_MARGIN = 1.0  # s: the buffer is cut before it comes this close to the 30 s window
 # Voice activity control: short pads and half a second of silence end an utterance.
 VAC_OPTIONS = VadOptions(min_silence_duration_ms=500, speech_pad_ms=100)
@@ -78,6 +88,12 @@ class Hypothesis:
 
     words: list[StreamWord] = field(default_factory=list)
     stable: int = 0
+    continued: bool = False  # the pass continued committed words, so none of its words says them again
+
+    def uncommitted(self, committed: list[StreamWord]) -> list[StreamWord]:
+        """The words that are not committed yet: all of a continued pass's, else those :func:`drop_committed`
+        finds new (a pass that decodes the buffer afresh says its committed words again)."""
+        return list(self.words) if self.continued else drop_committed(self.words, committed)
 
 
 class OnlineProcessor:
@@ -109,7 +125,15 @@ class OnlineProcessor:
             self.transcriber.tokenizer,
             FallbackOptions(temperatures=self.options.temperatures),
             task=self.options.task,
+            timestamps=not self.continues,
         )
+
+    @property
+    def continues(self) -> bool:
+        """Whether a pass continues the words committed in the buffer rather than decoding it afresh: AlignAtt's
+        passes do (as SimulStreaming's), so each decodes only what is new. LocalAgreement compares whole
+        passes, so its passes decode everything."""
+        return self.options.policy == "alignatt"
 
     @property
     def committed(self) -> list[StreamWord]:
@@ -146,7 +170,7 @@ class OnlineProcessor:
             new = self.agreement.flush()
         else:
             # what is new is judged on the whole pass: an echo of committed text may straddle the stopping point
-            uncommitted = drop_committed(hypothesis.words, self.committed)
+            uncommitted = hypothesis.uncommitted(self.committed)
             stable = {id(word) for word in hypothesis.words[: hypothesis.stable]}
             new = in_order([word for word in uncommitted if id(word) in stable], self.committed)
             self.committed.extend(new)
@@ -174,8 +198,9 @@ class OnlineProcessor:
         new: list[StreamWord] = []
         span = round((self.window_seconds - WINDOW_MARGIN) * self.sampling_rate)
         while len(self.buffer) > span:
-            words = drop_committed(self._hypothesis(final=True, samples=span).words[:-1], self.committed)
-            words = in_order(words, self.committed)
+            words = in_order(
+                self._hypothesis(final=True, samples=span).uncommitted(self.committed)[:-1], self.committed
+            )
             self.committed.extend(words)
             new.extend(words)
             cut = round((words[-1].end - self.buffer_start) * self.sampling_rate) if words else span
@@ -194,35 +219,45 @@ class OnlineProcessor:
         if transcriber.ids.is_multilingual and language is None:
             probabilities = transcriber.backend.detect_language(window)[0]
             language = max(probabilities, key=probabilities.get)
-        (result,) = self.decoder.decode(window, [self._prompt()], [language])
+        continued = self._continued_text(len(audio)) if self.continues else []
+        (result,) = self.decoder.decode(window, [self._prompt()], [language], [continued])
         text_tokens = [token for token in result.tokens if token < transcriber.eot]
         text_tokens = text_tokens[: loop_start(text_tokens)]
         if is_silent(result, self.decoder.options) or not text_tokens:
             return Hypothesis()
-        words, stops = self._align(window[0], text_tokens, len(audio), language)
+        words, stops = self._align(window[0], continued, text_tokens, len(audio), language)
         duration = len(audio) / self.sampling_rate
         placed = [
             StreamWord(self.buffer_start + word.start, self.buffer_start + min(word.end, duration), word.word)
             for word in words
             if word.start < duration and word_key(word.word)
         ]
-        stable = len(placed) if final or self.options.policy == "localagreement" else min(stops, len(placed))
-        return Hypothesis(placed, stable)
+        stable = len(placed)
+        if not final and self.options.policy == "alignatt":
+            # also before the first word timed into the buffer's last frames: it may not be whole yet, and text
+            # the audio does not hold (an echo of the prompt) is squeezed there, each word lasting no time
+            late = self.buffer_start + duration - self.options.frame_threshold * transcriber.time_precision
+            stable = min([stops, len(placed)] + [i for i, word in enumerate(placed) if word.end >= late])
+        return Hypothesis(placed, stable, bool(continued))
 
-    def _align(self, window: np.ndarray, text_tokens: list[int], samples: int, language: str | None):
-        """Word timings of ``text_tokens`` (one pass with attentions), and how many words come before the
-        first token AlignAtt stops at."""
+    def _align(
+        self, window: np.ndarray, continued: list[int], text_tokens: list[int], samples: int, language: str | None
+    ):
+        """Word timings of ``text_tokens`` decoded after the ``continued`` text (one pass with attentions over
+        both), and how many of those words come before the first token AlignAtt stops at. Words that begin in
+        the continued text are not returned: they are committed already (punctuation decoded after the last
+        one is lost with it)."""
         transcriber = self.transcriber
         frames = min(samples // transcriber.feature_extractor.hop_length, transcriber.window_frames)
         states = self.decoder.row_states(0)  # the decoding's encoder pass
         alignment, weights = transcriber.word_alignment(
-            window, text_tokens, frames, language, self.options.task, states
+            window, continued + text_tokens, frames, language, self.options.task, states
         )
         merge_punctuations(alignment.words, PREPEND_PUNCTUATIONS, APPEND_PUNCTUATIONS)
         options = self.options
-        stop = late_token(
+        stop = len(continued) + late_token(
             weights,
-            0,
+            len(continued),
             len(text_tokens),
             frames // transcriber.input_stride,
             options.frame_threshold,
@@ -230,17 +265,24 @@ class OnlineProcessor:
         )
         words, used, before_stop = [], 0, 0
         for word in alignment.words:
-            used += len(word.tokens)
-            if not word.word:
+            first, used = used, used + len(word.tokens)
+            if not word.word or first < len(continued):
                 continue
             words.append(word)
             if used <= stop:
                 before_stop = len(words)
         return words, before_stop
 
+    def _continued_text(self, samples: int) -> list[int]:
+        """The tokens of the committed words inside the buffer's first ``samples``, which a pass continues."""
+        end = self.buffer_start + samples / self.sampling_rate
+        inside = [word.text for word in self._committed_inside() if word.end <= end + CUT_ROUNDING]
+        text = "".join(inside)
+        return self.transcriber.tokenizer.encode(text, add_special_tokens=False) if text.strip() else []
+
     def _prompt(self) -> list[int]:
         """``<|startofprev|>`` and the committed text that precedes the buffer (its last ``prompt_chars``)."""
-        before = [word.text for word in self.committed if word.end <= self.buffer_start + 1e-6]
+        before = [word.text for word in self.committed if word.end <= self.buffer_start + CUT_ROUNDING]
         text = "".join(before)[-self.options.prompt_chars :].strip() if self.options.prompt_chars else ""
         if not text:
             return []
@@ -250,9 +292,7 @@ class OnlineProcessor:
     # -- the buffer -----------------------------------------------------------------------------
     def _commit_buffer(self, samples: int) -> list[StreamWord]:
         """A final pass over the first ``samples`` of the buffer, every new word committed."""
-        new = in_order(
-            drop_committed(self._hypothesis(final=True, samples=samples).words, self.committed), self.committed
-        )
+        new = in_order(self._hypothesis(final=True, samples=samples).uncommitted(self.committed), self.committed)
         self.committed.extend(new)
         self.agreement.previous, self.tentative = [], []
         return new
@@ -276,26 +316,31 @@ class OnlineProcessor:
             forced = in_order(drop_committed(self.pending(), self.committed), self.committed)
             self.committed.extend(forced)
             self.agreement.previous, self.tentative = [], []
-        inside = [word for word in self.committed if word.end > self.buffer_start]
-        sentence_ends = [word.end for word in inside if word.text.rstrip().endswith(SENTENCE_ENDS)]
-        cut = sentence_ends[-1] if sentence_ends else inside[-1].end if inside else None
+        inside = self._committed_inside()
+        cut = last_sentence_end(inside)
+        if cut is None and inside:
+            cut = inside[-1].end
         if cut is None and length > self.window_seconds - WINDOW_MARGIN:
             cut = self.buffer_end - self.options.buffer_trimming_sec  # no words at all in 29 s: not speech
         if cut is not None:
             self._advance(round((cut - self.buffer_start) * self.sampling_rate))
         return forced
 
+    def _committed_inside(self) -> list[StreamWord]:
+        """The committed words whose audio is still in the buffer."""
+        return [word for word in self.committed if word.end > self.buffer_start + CUT_ROUNDING]
+
     def _unstick(self) -> None:
         """AlignAtt heard nothing new: when more than ``STUCK_SECONDS`` of audio follow the last committed word,
         cut the buffer at the last committed sentence end. Whisper often stops after the first sentence of a
         buffer, so a pass that re-reads committed sentences may never reach the speech after them; AlignAtt
         compares no passes, so the committed audio is only context, which the prompt keeps."""
-        inside = [word for word in self.committed if word.end > self.buffer_start]
+        inside = self._committed_inside()
         if not inside or self.buffer_end - inside[-1].end <= STUCK_SECONDS:
             return
-        sentence_ends = [word.end for word in inside if word.text.rstrip().endswith(SENTENCE_ENDS)]
-        if sentence_ends:
-            self._advance(round((sentence_ends[-1] - self.buffer_start) * self.sampling_rate))
+        cut = last_sentence_end(inside)
+        if cut is not None:
+            self._advance(round((cut - self.buffer_start) * self.sampling_rate))
 
     def _voice_activity(self) -> list[StreamWord] | None:
         """Voice activity control before a pass. Silence is not decoded (None: nothing to do); at the end of an
@@ -322,6 +367,12 @@ class OnlineProcessor:
             self.utterance_end = spans[-1].end
             return new + self._trim()
         return None
+
+
+def last_sentence_end(words: list[StreamWord]) -> float | None:
+    """When the last of ``words`` that ends a sentence ends (None if none does)."""
+    ends = [word.end for word in words if word.text.rstrip().endswith(SENTENCE_ENDS)]
+    return ends[-1] if ends else None
 
 
 def late_token(

@@ -89,9 +89,12 @@ class ModelBackend(ABC):
         language: str | Sequence[str | None] | None = None,
         task: str | None = None,
         seed: int = 0,
+        timestamps: bool = True,
+        text_prefixes: Sequence[Sequence[int]] | None = None,
     ) -> list[Generated]:
-        """Decode encoder ``states`` (:meth:`encode`, one row per prompt) with timestamps; ``prompts`` are
-        ``<|startofprev|>`` rows (or None)."""
+        """Decode encoder ``states`` (:meth:`encode`, one row per prompt), with timestamps unless told not to;
+        ``prompts`` are ``<|startofprev|>`` rows (or None). ``text_prefixes`` (no timestamps): per row, text
+        the transcript is forced to begin with; the results hold only the tokens decoded after it."""
         kwargs: dict[str, Any] = {"do_sample": False}
         if temperature > 0:
             kwargs = {"do_sample": True, "temperature": temperature, "top_k": 0, **self.sampling_kwargs(seed)}
@@ -99,8 +102,9 @@ class ModelBackend(ABC):
             encoder_outputs=states,
             language=language,
             task=task,
-            return_timestamps=True,
+            return_timestamps=timestamps,
             prompt_ids=[list(prompt) if prompt else None for prompt in prompts],
+            text_prefix_ids=[list(prefix) for prefix in text_prefixes] if text_prefixes else None,
             max_new_tokens=max_new_tokens,
             bucket_prefix=self.bucket_prefix,
             output_scores=True,

@@ -104,17 +104,27 @@ def is_silent(result: WindowResult, options: FallbackOptions) -> bool:
     return options.logprob_threshold is None or result.avg_logprob <= options.logprob_threshold
 
 
-def max_new_tokens(backend: ModelBackend, prompts: Sequence[Sequence[int] | None]) -> int:
+def max_new_tokens(
+    backend: ModelBackend,
+    prompts: Sequence[Sequence[int] | None],
+    timestamps: bool = True,
+    text_prefixes: Sequence[Sequence[int]] | None = None,
+) -> int:
     """openai-whisper's sample length (half the text context), within the room the longest prefix leaves."""
     context = backend.config.max_target_positions
     multilingual = bool(backend.generation_config.is_multilingual)
     start_sequence = 3 if multilingual else 1  # <|startoftranscript|> [<|lang|> <|task|>]
-    longest = max(len(prompt or ()) for prompt in prompts) + start_sequence
+    start_sequence += not timestamps  # <|notimestamps|>
+    text_prefixes = text_prefixes or [()] * len(prompts)
+    longest = max(len(prompt or ()) + len(text) for prompt, text in zip(prompts, text_prefixes, strict=True))
+    longest += start_sequence
     return min(context // SAMPLE_LENGTH_DIVISOR, context - longest)
 
 
 class WindowDecoder:
-    """Decodes batches of windows with fallback; keeps a sampling seed that advances with every draw."""
+    """Decodes batches of windows with fallback; keeps a sampling seed that advances with every draw. With
+    ``timestamps=False`` it decodes text alone (``<|notimestamps|>``), which lets a row's transcript be
+    forced to begin with given text."""
 
     def __init__(
         self,
@@ -124,16 +134,23 @@ class WindowDecoder:
         *,
         task: str | None = None,
         seed: int = 0,
+        timestamps: bool = True,
     ) -> None:
         self.backend, self.tokenizer, self.options = backend, tokenizer, options
-        self.task, self.seed = task, seed
+        self.task, self.seed, self.timestamps = task, seed, timestamps
         self.states: Any = None  # the encoder states of the last decoded batch
 
     def decode(
-        self, features: np.ndarray, prompts: Sequence[Sequence[int] | None], languages: Sequence[str | None]
+        self,
+        features: np.ndarray,
+        prompts: Sequence[Sequence[int] | None],
+        languages: Sequence[str | None],
+        text_prefixes: Sequence[Sequence[int]] | None = None,
     ) -> list[WindowResult]:
         """``features [b, mels, 3000]``, one ``<|startofprev|>`` prompt (or None) and one language (None on
-        English-only models) per row -> one result per row."""
+        English-only models) per row -> one result per row. ``text_prefixes`` (without timestamps): per row,
+        text its transcript begins with; a result holds what was decoded after it."""
+        text_prefixes = [list(prefix) for prefix in text_prefixes] if text_prefixes else [[] for _ in prompts]
         accepted: list[WindowResult | None] = [None] * len(prompts)
         tried: list[list[WindowResult]] = [[] for _ in prompts]
         pending = list(range(len(prompts)))
@@ -144,7 +161,7 @@ class WindowDecoder:
         self.states = states  # and the word-timing pass may reuse them (rows as in ``features``)
         for temperature in self.options.temperatures:
             rows = ([prompts[row] for row in pending], [languages[row] for row in pending])
-            results = self._decode_at(states, pending, *rows, temperature)
+            results = self._decode_at(states, pending, *rows, [text_prefixes[row] for row in pending], temperature)
             for row, result in zip(pending, results, strict=True):
                 tried[row].append(result)
                 if not needs_fallback(result, self.options):
@@ -166,6 +183,7 @@ class WindowDecoder:
         pending: list[int],
         prompts: list[Sequence[int] | None],
         languages: list[str | None],
+        text_prefixes: list[list[int]],
         temperature: float,
     ) -> list[WindowResult]:
         """Decode the ``pending`` rows of the encoder ``states`` at ``temperature`` (``best_of`` draws each
@@ -175,21 +193,25 @@ class WindowDecoder:
         rows = [row for row in pending for _ in range(draws)]
         row_prompts = [prompt for prompt in prompts for _ in range(draws)]
         row_languages = [language for language in languages for _ in range(draws)]
+        row_texts = [text for text in text_prefixes for _ in range(draws)]
         if self.backend.bucket_prefix:  # pad with copies of the first row; their results are dropped
             extra = row_bucket(len(rows)) - len(rows)
-            rows, row_prompts, row_languages = (
+            rows, row_prompts, row_languages, row_texts = (
                 rows + rows[:1] * extra,
                 row_prompts + row_prompts[:1] * extra,
                 row_languages + row_languages[:1] * extra,
+                row_texts + row_texts[:1] * extra,
             )
         generated = self.backend.generate(
             self.backend.take_rows(states, rows),
             row_prompts,
             temperature=temperature,
-            max_new_tokens=max_new_tokens(self.backend, prompts),
+            max_new_tokens=max_new_tokens(self.backend, prompts, self.timestamps, text_prefixes),
             language=row_languages,
             task=self.task,
             seed=self.seed,
+            timestamps=self.timestamps,
+            text_prefixes=row_texts if any(row_texts) else None,
         )
         best = [max(generated[row * draws : (row + 1) * draws], key=_likelihood) for row in range(len(prompts))]
         return [self._result(candidate, temperature) for candidate in best]
