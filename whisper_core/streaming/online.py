@@ -15,8 +15,8 @@ every word from the alignment heads. Which words are committed is the policy's c
 
 LocalAgreement decodes the whole buffer on every pass (it compares passes). AlignAtt, as SimulStreaming,
 decodes each pass as the continuation of the words it already committed in the buffer (forced as the
-transcript's beginning, without timestamps), so a pass decodes only what is new: with base on a 2-core CPU
-that halves a pass over a 15 s buffer.
+transcript's beginning, without timestamps), so a pass decodes the few tokens that are new rather than the
+whole buffer's text again.
 
 AlignAtt commits from a single pass, so a pass that invents text would commit it at once: a pass's text
 is cut where a repetition loop starts (after the phrase's first copy), words that are punctuation alone
