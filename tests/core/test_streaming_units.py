@@ -16,7 +16,7 @@ from whisper_core.streaming import (
     late_token,
     simulate,
 )
-from whisper_core.streaming.online import Hypothesis
+from whisper_core.streaming.online import Hypothesis, first_late_word
 
 
 def words(*spec: tuple[float, float, str]) -> list[StreamWord]:
@@ -31,7 +31,9 @@ def test_two_passes_commit_what_they_agree_on():
     committed = agreement.flush()
     assert [w.text for w in committed] == [" and", " so,"]  # case and punctuation aside; the newer text kept
     assert [w.text for w in agreement.pending()] == [" by", " fellow"]
-    agreement.insert(words((0.0, 0.4, " and"), (0.4, 0.6, " so,"), (0.6, 0.9, " my"), (0.9, 1.2, " fellow")))
+    # a pass over the whole buffer says the committed words again: only what follows them is inserted
+    again = words((0.0, 0.4, " and"), (0.4, 0.6, " so,"), (0.6, 0.9, " my"), (0.9, 1.2, " fellow"))
+    agreement.insert(drop_committed(again, agreement.committed))
     assert agreement.flush() == []  # " by" against " my": nothing more agreed
     agreement.insert(words((0.6, 0.9, " my"), (0.9, 1.2, " fellow"), (1.2, 1.8, " Americans")))
     assert [w.text for w in agreement.flush()] == [" my", " fellow"]
@@ -91,6 +93,18 @@ def test_alignatt_stops_before_the_first_token_reading_the_last_frames():
     # token 4 reads 20 frames before token 3: a jump back of more than rewind_threshold stops it too
     assert late_token(weights, 1, tokens, frames, 10, rewind_threshold=15) == 4
     assert late_token(weights, 1, tokens, frames, 10, rewind_threshold=20) == 5
+
+
+def test_alignatt_does_not_commit_a_word_timed_into_the_last_frames():
+    # a buffer ending at 10 s, frame_threshold 25 (0.5 s): words ending at 9.5 s or later wait
+    late = 10.0 - 25 * 0.02
+    spoken = words((8.0, 8.6, " strong"), (8.6, 9.3, " coffee"), (9.3, 9.7, " and"))
+    assert first_late_word(spoken, late) == 2
+    assert first_late_word(spoken[:2], late) == 2  # none late: all of them
+    # the prompt said again over a buffer of silence: every word squeezed into its end, none committed
+    echo = words((9.96, 9.96, " The"), (9.96, 9.98, " orchestra"), (9.98, 10.0, " knew"))
+    assert first_late_word(echo, late) == 0
+    assert first_late_word([], late) == 0
 
 
 def test_streaming_options_refuse_unknown_policies():

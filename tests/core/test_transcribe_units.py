@@ -153,6 +153,11 @@ def test_sample_length_leaves_room_for_the_prompt():
     backend = ScriptedBackend({})
     assert max_new_tokens(backend, [None]) == 224
     assert max_new_tokens(backend, [list(range(224)), None]) == 448 - 225
+    # a limit is rounded up to a power of two, so compiled backends compile a few lengths
+    assert max_new_tokens(backend, [None], limit=40) == 64
+    assert max_new_tokens(backend, [None], limit=64) == 64
+    assert max_new_tokens(backend, [None], limit=1000) == 224
+    assert max_new_tokens(backend, [list(range(400))], limit=64) == 448 - 401
 
 
 # -- the seek loop, driven by a scripted model -------------------------------------------------

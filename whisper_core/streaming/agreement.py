@@ -1,9 +1,9 @@
 """LocalAgreement-2 (whisper_streaming's policy): commit the words two consecutive hypotheses agree on.
 
-Every pass re-transcribes the whole audio buffer. A word is committed once the newest hypothesis and
-the one before it begin with the same words up to it: a word two passes over growing audio agree on
-seldom changes later. The words of a new hypothesis that say again what was already committed (the
-buffer still holds its audio) are dropped first.
+A word is committed once the newest hypothesis and the one before it begin with the same uncommitted words
+up to it: a word two passes over growing audio agree on seldom changes later. A pass that transcribes the
+buffer afresh says again what was already committed (the buffer still holds its audio): :func:`drop_committed`
+finds where the new words begin.
 """
 
 from __future__ import annotations
@@ -108,8 +108,8 @@ class LocalAgreement:
         self.current: list[StreamWord] = []
 
     def insert(self, words: Sequence[StreamWord]) -> None:
-        """A new hypothesis over the buffer (file-time words)."""
-        self.current = drop_committed(words, self.committed)
+        """A new hypothesis' words that are not committed yet (file-time words)."""
+        self.current = list(words)
 
     def flush(self) -> list[StreamWord]:
         """Commit the longest common prefix of the last two hypotheses; return the newly committed words."""

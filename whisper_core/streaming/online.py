@@ -13,10 +13,11 @@ every word from the alignment heads. Which words are committed is the policy's c
   it: the model is reading again what it already said, which is how a hallucinated repeat begins.
   A word whose aligned end lies in those last frames is not committed either.
 
-LocalAgreement decodes the whole buffer on every pass (it compares passes). AlignAtt, as SimulStreaming,
-decodes each pass as the continuation of the words it already committed in the buffer (forced as the
-transcript's beginning, without timestamps), so a pass decodes the few tokens that are new rather than the
-whole buffer's text again.
+Each pass continues the words already committed in the buffer, as SimulStreaming's AlignAtt does: they are
+forced as the transcript's beginning (decoded without timestamps), so a pass decodes the few tokens that are
+new rather than the whole buffer's text again, and every word it returns is new. LocalAgreement then compares
+the new words of two consecutive passes (whisper_streaming decodes the whole buffer each pass and drops what
+it said again; a buffer with no committed word in it is still decoded so).
 
 AlignAtt commits from a single pass, so a pass that invents text would commit it at once: a pass's text
 is cut where a repetition loop starts (after the phrase's first copy), words that are punctuation alone
@@ -50,6 +51,11 @@ SILENT_PEAK = 1e-3
 STUCK_SECONDS = 3.0  # AlignAtt: audio after the last committed word that a pass found nothing new in
 # s: a cut at a word's end lands on a whole sample, so the word may end this little after the buffer starts
 CUT_ROUNDING = 1e-3
+# A pass decodes at most this many tokens per second of audio its continued text does not cover, plus a few:
+# speech rarely reaches 6 (fast English is about 4 words a second), so only a repetition loop meets the bound,
+# and it stops there instead of at half the text context (224 tokens: 6 s of decoding with base here).
+MAX_TOKENS_PER_SECOND = 10
+EXTRA_TOKENS = 16
 WINDOW_MARGIN = 1.0  # s: the buffer is cut before it comes this close to the 30 s window
 # Voice activity control: short pads and half a second of silence end an utterance.
 VAC_OPTIONS = VadOptions(min_silence_duration_ms=500, speech_pad_ms=100)
@@ -125,15 +131,8 @@ class OnlineProcessor:
             self.transcriber.tokenizer,
             FallbackOptions(temperatures=self.options.temperatures),
             task=self.options.task,
-            timestamps=not self.continues,
+            timestamps=False,  # a pass continues committed text (see _continued); words are timed by alignment
         )
-
-    @property
-    def continues(self) -> bool:
-        """Whether a pass continues the words committed in the buffer rather than decoding it afresh: AlignAtt's
-        passes do (as SimulStreaming's), so each decodes only what is new. LocalAgreement compares whole
-        passes, so its passes decode everything."""
-        return self.options.policy == "alignatt"
 
     @property
     def committed(self) -> list[StreamWord]:
@@ -166,7 +165,7 @@ class OnlineProcessor:
             return []
         hypothesis = self._hypothesis(final=False)
         if self.options.policy == "localagreement":
-            self.agreement.insert(hypothesis.words)
+            self.agreement.insert(hypothesis.uncommitted(self.committed))
             new = self.agreement.flush()
         else:
             # what is new is judged on the whole pass: an echo of committed text may straddle the stopping point
@@ -219,14 +218,15 @@ class OnlineProcessor:
         if transcriber.ids.is_multilingual and language is None:
             probabilities = transcriber.backend.detect_language(window)[0]
             language = max(probabilities, key=probabilities.get)
-        continued = self._continued_text(len(audio)) if self.continues else []
-        (result,) = self.decoder.decode(window, [self._prompt()], [language], [continued])
+        continued, covered = self._continued(len(audio))
+        duration = len(audio) / self.sampling_rate
+        limit = int(np.ceil((duration - covered) * MAX_TOKENS_PER_SECOND)) + EXTRA_TOKENS
+        (result,) = self.decoder.decode(window, [self._prompt()], [language], [continued], max_tokens=limit)
         text_tokens = [token for token in result.tokens if token < transcriber.eot]
         text_tokens = text_tokens[: loop_start(text_tokens)]
         if is_silent(result, self.decoder.options) or not text_tokens:
             return Hypothesis()
         words, stops = self._align(window[0], continued, text_tokens, len(audio), language)
-        duration = len(audio) / self.sampling_rate
         placed = [
             StreamWord(self.buffer_start + word.start, self.buffer_start + min(word.end, duration), word.word)
             for word in words
@@ -234,10 +234,8 @@ class OnlineProcessor:
         ]
         stable = len(placed)
         if not final and self.options.policy == "alignatt":
-            # also before the first word timed into the buffer's last frames: it may not be whole yet, and text
-            # the audio does not hold (an echo of the prompt) is squeezed there, each word lasting no time
             late = self.buffer_start + duration - self.options.frame_threshold * transcriber.time_precision
-            stable = min([stops, len(placed)] + [i for i, word in enumerate(placed) if word.end >= late])
+            stable = min(stops, first_late_word(placed, late))
         return Hypothesis(placed, stable, bool(continued))
 
     def _align(
@@ -273,12 +271,16 @@ class OnlineProcessor:
                 before_stop = len(words)
         return words, before_stop
 
-    def _continued_text(self, samples: int) -> list[int]:
-        """The tokens of the committed words inside the buffer's first ``samples``, which a pass continues."""
+    def _continued(self, samples: int) -> tuple[list[int], float]:
+        """The tokens of the committed words inside the buffer's first ``samples``, which a pass continues, and
+        the seconds of the buffer they cover."""
         end = self.buffer_start + samples / self.sampling_rate
-        inside = [word.text for word in self._committed_inside() if word.end <= end + CUT_ROUNDING]
-        text = "".join(inside)
-        return self.transcriber.tokenizer.encode(text, add_special_tokens=False) if text.strip() else []
+        inside = [word for word in self._committed_inside() if word.end <= end + CUT_ROUNDING]
+        text = "".join(word.text for word in inside)
+        if not text.strip():
+            return [], 0.0
+        tokens = self.transcriber.tokenizer.encode(text, add_special_tokens=False)
+        return tokens, max(inside[-1].end - self.buffer_start, 0.0)
 
     def _prompt(self) -> list[int]:
         """``<|startofprev|>`` and the committed text that precedes the buffer (its last ``prompt_chars``)."""
@@ -373,6 +375,14 @@ def last_sentence_end(words: list[StreamWord]) -> float | None:
     """When the last of ``words`` that ends a sentence ends (None if none does)."""
     ends = [word.end for word in words if word.text.rstrip().endswith(SENTENCE_ENDS)]
     return ends[-1] if ends else None
+
+
+def first_late_word(words: list[StreamWord], late: float) -> int:
+    """AlignAtt's stop on word times: the index of the first of ``words`` that ends at ``late`` (the start of the
+    buffer's last ``frame_threshold`` frames) or after, ``len(words)`` when none does. Such a word may not be
+    whole yet, and text the audio does not hold (an echo of the prompt) is squeezed there, each word lasting
+    no time."""
+    return next((index for index, word in enumerate(words) if word.end >= late), len(words))
 
 
 def late_token(

@@ -109,8 +109,10 @@ def max_new_tokens(
     prompts: Sequence[Sequence[int] | None],
     timestamps: bool = True,
     text_prefixes: Sequence[Sequence[int]] | None = None,
+    limit: int | None = None,
 ) -> int:
-    """openai-whisper's sample length (half the text context), within the room the longest prefix leaves."""
+    """openai-whisper's sample length (half the text context), within the room the longest prefix leaves and
+    within ``limit`` rounded up to a power of two (so compiled backends see a few lengths)."""
     context = backend.config.max_target_positions
     multilingual = bool(backend.generation_config.is_multilingual)
     start_sequence = 3 if multilingual else 1  # <|startoftranscript|> [<|lang|> <|task|>]
@@ -118,7 +120,10 @@ def max_new_tokens(
     text_prefixes = text_prefixes or [()] * len(prompts)
     longest = max(len(prompt or ()) + len(text) for prompt, text in zip(prompts, text_prefixes, strict=True))
     longest += start_sequence
-    return min(context // SAMPLE_LENGTH_DIVISOR, context - longest)
+    bound = context // SAMPLE_LENGTH_DIVISOR
+    if limit is not None:
+        bound = min(bound, 1 << max(limit - 1, 0).bit_length())
+    return min(bound, context - longest)
 
 
 class WindowDecoder:
@@ -146,10 +151,12 @@ class WindowDecoder:
         prompts: Sequence[Sequence[int] | None],
         languages: Sequence[str | None],
         text_prefixes: Sequence[Sequence[int]] | None = None,
+        max_tokens: int | None = None,
     ) -> list[WindowResult]:
         """``features [b, mels, 3000]``, one ``<|startofprev|>`` prompt (or None) and one language (None on
         English-only models) per row -> one result per row. ``text_prefixes`` (without timestamps): per row,
-        text its transcript begins with; a result holds what was decoded after it."""
+        text its transcript begins with; a result holds what was decoded after it. ``max_tokens`` bounds what
+        a row may decode (see :func:`max_new_tokens`): a repetition loop then costs less."""
         text_prefixes = [list(prefix) for prefix in text_prefixes] if text_prefixes else [[] for _ in prompts]
         accepted: list[WindowResult | None] = [None] * len(prompts)
         tried: list[list[WindowResult]] = [[] for _ in prompts]
@@ -161,7 +168,8 @@ class WindowDecoder:
         self.states = states  # and the word-timing pass may reuse them (rows as in ``features``)
         for temperature in self.options.temperatures:
             rows = ([prompts[row] for row in pending], [languages[row] for row in pending])
-            results = self._decode_at(states, pending, *rows, [text_prefixes[row] for row in pending], temperature)
+            texts = [text_prefixes[row] for row in pending]
+            results = self._decode_at(states, pending, *rows, texts, temperature, max_tokens)
             for row, result in zip(pending, results, strict=True):
                 tried[row].append(result)
                 if not needs_fallback(result, self.options):
@@ -185,6 +193,7 @@ class WindowDecoder:
         languages: list[str | None],
         text_prefixes: list[list[int]],
         temperature: float,
+        max_tokens: int | None = None,
     ) -> list[WindowResult]:
         """Decode the ``pending`` rows of the encoder ``states`` at ``temperature`` (``best_of`` draws each
         when sampling); the most likely draw of each row."""
@@ -206,7 +215,7 @@ class WindowDecoder:
             self.backend.take_rows(states, rows),
             row_prompts,
             temperature=temperature,
-            max_new_tokens=max_new_tokens(self.backend, prompts, self.timestamps, text_prefixes),
+            max_new_tokens=max_new_tokens(self.backend, prompts, self.timestamps, text_prefixes, max_tokens),
             language=row_languages,
             task=self.task,
             seed=self.seed,
