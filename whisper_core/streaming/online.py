@@ -52,7 +52,7 @@ STUCK_SECONDS = 3.0  # AlignAtt: audio after the last committed word that a pass
 # s: a cut at a word's end lands on a whole sample, so the word may end this little after the buffer starts
 CUT_ROUNDING = 1e-3
 # A pass decodes at most this many tokens per second of audio its continued text does not cover, plus a few:
-# speech rarely reaches 6 (fast English is about 4 words a second), so only a repetition loop meets the bound,
+# speech rarely reaches 6 tokens a second (fast English is about 4 words), so only a repetition loop meets it,
 # and it stops there instead of at half the text context (224 tokens: 6 s of decoding with base here).
 MAX_TOKENS_PER_SECOND = 10
 EXTRA_TOKENS = 16
@@ -315,7 +315,7 @@ class OnlineProcessor:
         if length <= self.options.buffer_trimming_sec:
             return forced
         if length > self.window_seconds - WINDOW_MARGIN:
-            forced = in_order(drop_committed(self.pending(), self.committed), self.committed)
+            forced = in_order(self.pending(), self.committed)  # pending words are new (Hypothesis.uncommitted)
             self.committed.extend(forced)
             self.agreement.previous, self.tentative = [], []
         inside = self._committed_inside()
