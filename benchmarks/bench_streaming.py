@@ -12,8 +12,8 @@ latency are defined once: a pass runs when ``--min-chunk-size`` (1.0 s) of new a
 clock advances with the audio and with each pass's processing time (audio that arrived meanwhile goes into
 the next pass), and a word's latency is when it was committed on that clock less the word's end.
 
-Decoding: ours is greedy at temperature 0 with the committed text before the buffer as prompt, and
-times words from the alignment heads. ``--peer-decoding ours`` (the default) gives faster-whisper the
+Decoding: ours is greedy at temperature 0 with the committed text before the buffer as prompt, each pass
+continuing the words committed in the buffer (both policies), and times words from the alignment heads. ``--peer-decoding ours`` (the default) gives faster-whisper the
 same: beam_size 1, temperature 0 only (WhisperLiveKit's code path unchanged, the two options forced
 on the model it calls); ``own`` keeps WhisperLiveKit's beam_size 5 and faster-whisper's temperature
 fallback. The peer keeps its own: timestamps decoded, condition_on_previous_text, its 200-character

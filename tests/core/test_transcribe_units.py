@@ -158,6 +158,8 @@ def test_sample_length_leaves_room_for_the_prompt():
     assert max_new_tokens(backend, [None], limit=64) == 64
     assert max_new_tokens(backend, [None], limit=1000) == 224
     assert max_new_tokens(backend, [list(range(400))], limit=64) == 448 - 401
+    backend.bucket_prefix = True  # a compiled backend: a new length would be a new program
+    assert max_new_tokens(backend, [None], limit=40) == 224
 
 
 # -- the seek loop, driven by a scripted model -------------------------------------------------

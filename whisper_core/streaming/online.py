@@ -53,7 +53,8 @@ STUCK_SECONDS = 3.0  # AlignAtt: audio after the last committed word that a pass
 CUT_ROUNDING = 1e-3
 # A pass decodes at most this many tokens per second of audio its continued text does not cover, plus a few:
 # speech rarely reaches 6 tokens a second (fast English is about 4 words), so only a repetition loop meets it,
-# and it stops there instead of at half the text context (224 tokens: 6 s of decoding with base here).
+# and it stops there instead of at half the text context (224 tokens: 6 s of decoding with base here). TF and
+# JAX keep 224 (see max_new_tokens): a new length would be a new program.
 MAX_TOKENS_PER_SECOND = 10
 EXTRA_TOKENS = 16
 WINDOW_MARGIN = 1.0  # s: the buffer is cut before it comes this close to the 30 s window

@@ -111,8 +111,9 @@ def max_new_tokens(
     text_prefixes: Sequence[Sequence[int]] | None = None,
     limit: int | None = None,
 ) -> int:
-    """openai-whisper's sample length (half the text context), within the room the longest prefix leaves and
-    within ``limit`` rounded up to a power of two (so compiled backends see a few lengths)."""
+    """openai-whisper's sample length (half the text context), within the room the longest prefix leaves and,
+    on an eager backend, within ``limit`` rounded up to a power of two. A compiled backend keeps the sample
+    length: each new length would be one more decoding program."""
     context = backend.config.max_target_positions
     multilingual = bool(backend.generation_config.is_multilingual)
     start_sequence = 3 if multilingual else 1  # <|startoftranscript|> [<|lang|> <|task|>]
@@ -121,7 +122,7 @@ def max_new_tokens(
     longest = max(len(prompt or ()) + len(text) for prompt, text in zip(prompts, text_prefixes, strict=True))
     longest += start_sequence
     bound = context // SAMPLE_LENGTH_DIVISOR
-    if limit is not None:
+    if limit is not None and not backend.bucket_prefix:
         bound = min(bound, 1 << max(limit - 1, 0).bit_length())
     return min(bound, context - longest)
 
@@ -156,7 +157,7 @@ class WindowDecoder:
         """``features [b, mels, 3000]``, one ``<|startofprev|>`` prompt (or None) and one language (None on
         English-only models) per row -> one result per row. ``text_prefixes`` (without timestamps): per row,
         text its transcript begins with; a result holds what was decoded after it. ``max_tokens`` bounds what
-        a row may decode (see :func:`max_new_tokens`): a repetition loop then costs less."""
+        a row may decode on an eager backend (see :func:`max_new_tokens`): a repetition loop then costs less."""
         text_prefixes = [list(prefix) for prefix in text_prefixes] if text_prefixes else [[] for _ in prompts]
         accepted: list[WindowResult | None] = [None] * len(prompts)
         tried: list[list[WindowResult]] = [[] for _ in prompts]
