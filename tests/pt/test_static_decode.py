@@ -13,7 +13,7 @@ import torch
 
 from tests.helpers import max_abs, whisper_like_pt_model
 from whisper_pt import WhisperForConditionalGeneration
-from whisper_pt.generation import COMPILE_VARIABLE, use_compiled_step
+from whisper_pt.generation import COMPILE_VARIABLE, _copies, use_compiled_step
 
 PAD = 50  # WHISPER_LIKE's pad (= eos) token
 CAPACITY = 20  # cache positions for the eager steps: a prefix of 6 and up to 14 steps
@@ -33,15 +33,25 @@ def plain_last_logits(model, states: torch.Tensor, sequences: torch.Tensor, padd
 
 
 def step_against_plain(
-    model, states, prefix, padding, steps: int, reorder_at: int, order: torch.Tensor, reorder_cache: bool = True
+    model,
+    states,
+    prefix,
+    padding,
+    steps: int,
+    reorder_at: int,
+    order: torch.Tensor,
+    reorder_cache: bool = True,
+    copies: int = 1,
 ) -> tuple[float, bool]:
     """Steps through the static cache, the rows reordered by ``order`` before step ``reorder_at`` (as
     beam search does: only among rows of the same input and padding): ``(largest logit difference to
-    the plain forward pass, whether every step's greedy token is the plain pass's)``."""
+    the plain forward pass, whether every step's greedy token is the plain pass's)``. With ``copies``,
+    the prefix pass runs over every ``copies``-th row and its cache serves that many rows per input."""
+    inputs = slice(None, None, copies)
     with torch.inference_mode():
-        prefix_logits, cache = model._decode_prefix(states, prefix, padding, CAPACITY)
+        hidden, cache = model._decode_prefix(states[inputs], prefix[inputs], padding[inputs], CAPACITY, copies)
         step = model._step_function(cache)
-        sequences, last = prefix, prefix_logits[:, -1]
+        sequences, last = prefix, model.proj_out(hidden[:, -1]).repeat_interleave(copies, dim=0)
         worst, same_ids = max_abs(last, plain_last_logits(model, states, prefix, padding)), True
         for index in range(steps):
             sequences = torch.cat([sequences, _distinct_picks(last)], dim=1)
@@ -109,11 +119,23 @@ def padded_rows():
     return states, prefix, torch.tensor([2, 2, 0, 0])
 
 
-def test_static_steps_match_the_plain_forward_pass(model, padded_rows):
+@pytest.mark.parametrize("copies", [1, 2])
+def test_static_steps_match_the_plain_forward_pass(model, padded_rows, copies):
+    """Also when each input's two rows share one prefix pass and one copy of its cross-attention keys/values."""
     order = torch.tensor([1, 1, 3, 2])  # beams: row 0 follows row 1, rows 2 and 3 swap
-    worst, same_ids = step_against_plain(model, *padded_rows, steps=8, reorder_at=3, order=order)
+    worst, same_ids = step_against_plain(model, *padded_rows, steps=8, reorder_at=3, order=order, copies=copies)
     assert worst <= 1e-5
     assert same_ids
+
+
+def test_rows_repeating_their_input_are_found(padded_rows):
+    states, prefix, padding = padded_rows
+    assert _copies(states, prefix, padding) == 2
+    assert _copies(states[:3], prefix[:3], padding[:3]) == 1  # 3 rows are no whole blocks of 2
+    other = prefix.clone()
+    other[3, -1] = 62  # the second input's rows now differ in their prefix
+    assert _copies(states, other, padding) == 1
+    assert _copies(states[:1], prefix[:1], padding[:1]) == 1
 
 
 def test_the_comparison_sees_a_cache_left_unordered(model, padded_rows):
@@ -130,10 +152,10 @@ def test_quantized_modules_decode_eagerly_like_the_cached_forward_pass(padded_ro
     quantized.torch_compile = True
     states, prefix, padding = padded_rows
     with torch.inference_mode():
-        prefix_logits, cache = quantized._decode_prefix(states, prefix, padding, CAPACITY)
+        hidden, cache = quantized._decode_prefix(states, prefix, padding, CAPACITY)
         assert not use_compiled_step(quantized)
         step, sequences, found = quantized._step_function(cache), prefix, []
-        last = prefix_logits[:, -1]
+        last = quantized.proj_out(hidden[:, -1])
         for _ in range(4):
             sequences = torch.cat([sequences, _distinct_picks(last)], dim=1)
             last = step(sequences[:, -1], sequences.shape[1] - 1)
