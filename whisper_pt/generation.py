@@ -6,8 +6,8 @@ the torch array ops and the loops. Unlike the TF and Flax loops, each search (gr
 runs one Python step per token, and stops as soon as every row has ended: the prefix is decoded once by
 the model's own forward pass, then each token by :func:`decode_step` over a :class:`StaticCache`
 (self-attention keys/values preallocated for the whole loop, ``max_target_positions`` when compiled,
-and written in place at the step's position; cross-attention keys/values from the prefix pass), so
-every step has the same shapes.
+and written in place at the step's position; cross-attention keys/values from the prefix pass, one
+copy per input that sampling draws or beams share), so every step has the same shapes.
 That step calls the ``nn.Linear`` modules as modules (a quantized model decodes through it as it is);
 it runs eagerly, or ``torch.compile``d when asked (:func:`use_compiled_step`).
 """
