@@ -176,7 +176,10 @@ def test_switch_reads_the_attribute_then_the_environment(monkeypatch):
     assert not use_compiled_step(fresh.half())
 
 
-def test_real_tiny_en_steps_match_the_plain_forward_pass(tiny_en_dir, jfk_audio):
+@pytest.mark.parametrize("copies", [1, 2])
+def test_real_tiny_en_steps_match_the_plain_forward_pass(tiny_en_dir, jfk_audio, copies):
+    """Each input's two rows (beams) decoding through their own cache rows, or sharing one prefix pass and
+    one copy of the cross-attention keys/values."""
     from whisper_core import WhisperProcessor
 
     processor = WhisperProcessor.from_pretrained(tiny_en_dir)
@@ -190,7 +193,9 @@ def test_real_tiny_en_steps_match_the_plain_forward_pass(tiny_en_dir, jfk_audio)
     prefix = torch.tensor([[eos] * 4 + [sot, no_timestamps]] * 2 + [[*prompt[:4], sot, no_timestamps]] * 2)
     padding = torch.tensor([4, 4, 0, 0])
     order = torch.tensor([1, 0, 2, 2])
-    worst, same_ids = step_against_plain(real, states, prefix, padding, steps=8, reorder_at=2, order=order)
+    worst, same_ids = step_against_plain(
+        real, states, prefix, padding, steps=8, reorder_at=2, order=order, copies=copies
+    )
     assert worst <= 1e-4
     assert same_ids
 
