@@ -461,8 +461,8 @@ def _copies(encoder_states: torch.Tensor, prefix: torch.Tensor, padding: torch.T
 
 def _pick(logits: torch.Tensor, sampling: tuple[float, int] | None, generator: torch.Generator | None) -> torch.Tensor:
     """Greedy argmax, or a sample at ``temperature`` from the ``top_k`` most likely tokens: the Gumbel-max
-    draw, ``argmax(logits / temperature + Gumbel noise)``, which samples the softmax exactly, in a
-    third of ``torch.multinomial``'s time over the 51865-token vocabulary (3.4 ms against 8.7 at five rows)."""
+    draw, ``argmax(logits / temperature + Gumbel noise)``, which samples the softmax exactly, in under
+    half of ``torch.multinomial``'s time over the 51865-token vocabulary (3.4 ms against 8.7 at five rows)."""
     if sampling is None:
         return first_argmax(TorchOps(), logits)
     temperature, top_k = sampling
@@ -471,4 +471,5 @@ def _pick(logits: torch.Tensor, sampling: tuple[float, int] | None, generator: t
         kth = torch.topk(logits, min(top_k, logits.shape[-1]), dim=-1).values[:, -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
     uniform = torch.rand(logits.shape, generator=generator, device=logits.device, dtype=logits.dtype)
+    uniform = uniform.clamp_(min=torch.finfo(logits.dtype).tiny)  # a draw of 0 would rule its token out
     return (logits - torch.log(-torch.log(uniform))).argmax(dim=-1)
