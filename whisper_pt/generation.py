@@ -35,9 +35,9 @@ from whisper_core.decoding import GenerationFrontEnd, GenerationPlan, LoopSpec, 
 # with an empty on-disk cache, ~7 s and ~2 s with a warm one, so at best thousands of tokens repay it.
 COMPILE_VARIABLE = "WHISPER_MB_TORCH_COMPILE"
 COMPILE_DEFAULT = "0"
-PROJECTION_BLOCK = 2048  # vocabulary columns per block of the output projection (output_projection)
-# Up to this many rows a step projects onto the vocabulary as ``W [vocab, d] @ x^T`` (see output_projection).
-COLUMN_PRODUCT_ROWS = 8
+# The row count oneDNN packs the decoder's weights for (packed_linears): one packing serves every step of
+# two or more rows (3-16 rows ran as fast with it as with their own; a packing for one row was slower).
+PACKING_ROWS = 8
 
 
 class TorchOps:
@@ -190,8 +190,8 @@ class WhisperGenerationMixin(GenerationFrontEnd):
         step when :func:`use_compiled_step` says so, else the eager one: also when compiling fails, which
         includes a ninth shape (torch's ``recompile_limit``: batch sizes times beams), after which this
         model decodes eagerly."""
-        projection = output_projection(self)
         compiled = use_compiled_step(self) and cache.self_k[0].shape[2] >= self.config.max_target_positions
+        packed = packed_linears(self, rows=cache.self_k[0].shape[0])
 
         def step(tokens: torch.Tensor, position: int) -> torch.Tensor:
             nonlocal compiled
@@ -199,12 +199,12 @@ class WhisperGenerationMixin(GenerationFrontEnd):
             tokens = tokens.contiguous()  # a beam column's stride changes with the capacity: a recompile
             if compiled:
                 try:
-                    return _compiled_decode_step()(self, tokens, at, cache, projection)
+                    return _compiled_decode_step()(self, tokens, at, cache, {})
                 except Exception as error:  # any compiler failure: fall back, and say so once
                     warnings.warn(f"torch.compile of the decode step failed, decoding eagerly: {error}", stacklevel=2)
                     self._torch_compile_failed = True
                     compiled = False
-            return decode_step(self, tokens, at, cache, projection)
+            return decode_step(self, tokens, at, cache, packed)
 
         return step
 
@@ -330,12 +330,12 @@ def decode_step(
     tokens: torch.Tensor,
     position: torch.Tensor,
     cache: StaticCache,
-    projection: tuple[torch.Tensor, ...] | None,
+    packed: dict[nn.Module, torch.Tensor],
 ) -> torch.Tensor:
     """One decoder step over the static cache: ``tokens [rows]`` at ``position`` (a 0-d tensor, so a
     compiled step sees the same input at every step) -> ``logits [rows, vocab]``; writes the step's
-    self-attention keys/values into ``cache`` at ``position``. ``projection`` is the output projection
-    as ``[d, block]`` column blocks (see :func:`output_projection`), or None to call ``model.proj_out``."""
+    self-attention keys/values into ``cache`` at ``position``. ``packed`` holds the linears that run through
+    oneDNN (:func:`packed_linears`); the others are called as modules."""
     decoder = model.model.decoder
     columns = torch.arange(cache.self_k[0].shape[2], device=tokens.device)
     visible = (columns <= position) & (columns >= cache.first[:, None])  # [rows, capacity]
@@ -344,82 +344,106 @@ def decode_step(
     x = decoder.embed_tokens(tokens) + decoder.embed_positions.weight[places]  # [rows, d]
     for index, layer in enumerate(decoder.layers):
         h = layer.self_attn_layer_norm(x)
-        x = x + _self_attention(layer.self_attn, h, cache.self_k[index], cache.self_v[index], position, mask)
+        x = x + _self_attention(layer.self_attn, h, cache.self_k[index], cache.self_v[index], position, mask, packed)
         h = layer.encoder_attn_layer_norm(x)
-        x = x + _cross_attention(layer.encoder_attn, h, cache.cross_k[index], cache.cross_v[index])
-        x = x + layer.fc2(layer.activation_fn(layer.fc1(layer.final_layer_norm(x))))
-    x = decoder.layer_norm(x)
-    if projection is None:
-        return model.proj_out(x)
-    if 1 < x.shape[0] <= COLUMN_PRODUCT_ROWS:
-        return (model.proj_out.weight @ x.t()).t().contiguous()  # [rows, vocab]
-    return torch.cat([x @ block for block in projection], dim=-1)  # [rows, vocab]
+        x = x + _cross_attention(layer.encoder_attn, h, cache.cross_k[index], cache.cross_v[index], packed)
+        h = layer.activation_fn(_linear(layer.fc1, layer.final_layer_norm(x), packed))
+        x = x + _linear(layer.fc2, h, packed)
+    return _linear(model.proj_out, decoder.layer_norm(x), packed)
 
 
 def _self_attention(
-    attention: Any, h: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, position: torch.Tensor, mask: Any
+    attention: Any,
+    h: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    position: torch.Tensor,
+    mask: Any,
+    packed: dict[nn.Module, torch.Tensor],
 ) -> torch.Tensor:
     """Write this step's keys/values into ``k_cache, v_cache [rows, heads, capacity, head_dim]`` at
     ``position``, then attend over the whole buffer (``mask`` hides the unwritten columns)."""
     at = position.reshape(1)
-    k_cache.index_copy_(2, at, _split_heads(attention, attention.k_proj(h)))
-    v_cache.index_copy_(2, at, _split_heads(attention, attention.v_proj(h)))
-    return _attention(attention, h, k_cache, v_cache, mask)
+    k_cache.index_copy_(2, at, _split_heads(attention, _linear(attention.k_proj, h, packed)))
+    v_cache.index_copy_(2, at, _split_heads(attention, _linear(attention.v_proj, h, packed)))
+    q = _split_heads(attention, _linear(attention.q_proj, h, packed) * attention.scaling)
+    out = F.scaled_dot_product_attention(q, k_cache, v_cache, attn_mask=mask, scale=1.0)  # [rows, heads, 1, hd]
+    return _linear(attention.out_proj, out.reshape(h.shape), packed)
 
 
-def _attention(attention: Any, h: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: Any) -> torch.Tensor:
-    """``h [rows, d]`` attending to ``k, v [rows, heads, S, head_dim]``, q scaled before the product as
-    :class:`~whisper_pt.modeling.WhisperAttention` does -> ``[rows, d]``."""
-    q = _split_heads(attention, attention.q_proj(h) * attention.scaling)
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=1.0)  # [rows, heads, 1, head_dim]
-    return attention.out_proj(out.reshape(h.shape))
-
-
-def _cross_attention(attention: Any, h: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+def _cross_attention(
+    attention: Any, h: torch.Tensor, k: torch.Tensor, v: torch.Tensor, packed: dict[nn.Module, torch.Tensor]
+) -> torch.Tensor:
     """``h [rows, d]`` attending to the encoder's ``k, v [inputs, heads, frames, head_dim]``, where each
     input's consecutive rows (its copies) share its keys/values: they attend as that input's queries,
     ``[inputs, heads, copies, head_dim]``, so each frame is read once per input (no mask: every row sees
     every frame) -> ``[rows, d]``."""
     inputs = k.shape[0]
-    q = attention.q_proj(h) * attention.scaling
+    q = _linear(attention.q_proj, h, packed) * attention.scaling
     q = q.view(inputs, -1, attention.num_heads, attention.head_dim).transpose(1, 2)
     out = F.scaled_dot_product_attention(q, k, v, scale=1.0)  # [inputs, heads, copies, head_dim]
-    return attention.out_proj(out.transpose(1, 2).reshape(h.shape))
+    return _linear(attention.out_proj, out.transpose(1, 2).reshape(h.shape), packed)
 
 
 def _split_heads(attention: Any, x: torch.Tensor) -> torch.Tensor:
     return x.view(x.shape[0], attention.num_heads, 1, attention.head_dim)  # [rows, d] -> [rows, h, 1, hd]
 
 
-def output_projection(model: Any) -> tuple[torch.Tensor, ...] | None:
-    """``proj_out``'s weight as contiguous ``[d, 2048]`` column blocks of its ``[d, vocab]`` transpose,
-    when ``proj_out`` is a plain bias-free ``nn.Linear`` (None otherwise: a quantized or replaced module
-    is called as it is).
+def packed_linears(model: Any, rows: int) -> dict[nn.Module, torch.Tensor]:
+    """The weights :func:`decode_step` hands to oneDNN instead of calling their ``nn.Linear``, for steps of
+    ``rows`` rows: at one row the output projection's own weight (no copy); at more rows a oneDNN-packed
+    copy of every decoder linear and of the projection (:data:`PACKING_ROWS`). Empty where oneDNN cannot
+    serve (no oneDNN build, another device or dtype, a module that is not a plain ``nn.Linear``, as a
+    quantized one): those modules are called as they are.
 
-    Why: at a few rows per step the product is matrix-vector and this matrix is most of what a step
-    reads. torch (MKL) streams ``x @ W^T`` with ``W [vocab, d]`` at about a third of the rate it streams
-    ``x @ W'`` with ``W' [d, vocab]`` (tiny.en's 80 MB table: 7.9 ms against 2.8 ms at one row); and at
-    2-5 rows (sampling draws, beams) one product over the whole table takes 3x one row's time while
-    2048-column blocks take under 2x (base, five rows: 14 ms against 29 ms). From 2 to
-    ``COLUMN_PRODUCT_ROWS`` rows :func:`decode_step` uses neither: ``W @ x^T`` over the weight as it is,
-    with the rows as columns, streams faster still (base, 2-8 rows: 6-10 ms against the blocks' 10-18
-    ms; slower at one row, 9 ms against 7; measured 2026-12-04). (The decoder's own, smaller matrices
-    gain nothing measurable from either layout in a whole step.) The copy costs ``vocab x d`` more memory; it
-    is kept on the model and made again when the weight changes (another tensor, device or dtype, or an
-    in-place update)."""
-    linear = model.proj_out
-    if type(linear) is not nn.Linear or linear.bias is not None:
-        return None
-    weight = linear.weight
-    key = (weight.data_ptr(), weight._version, weight.dtype, weight.device)
-    cached = model.__dict__.get("_proj_out_columns")
+    Why: on this 2-core AMD CPU (2026-12-04, base) torch's ``linear`` (MKL) multiplies a few rows at a
+    third of the speed it multiplies one: ``fc1`` takes 108 us at one row and 300-370 us at three or five.
+    oneDNN's packed weights take 110-140 us at three or five rows, and the 51865-column projection 4.5-5.4
+    ms against 7-9 ms for the best plain layout; at one row the projection through oneDNN on the weight as
+    it is takes 3.7 ms against 8.7 ms, while the small linears are fastest through torch. The packed copy
+    costs the decoder's linears and the projection again in memory; it is kept on the model and made again
+    when a weight changes (another tensor, device or dtype, or an in-place update)."""
+    linears = [*(m for m in model.model.decoder.modules() if isinstance(m, nn.Linear)), model.proj_out]
+    eligible = [
+        m for m in linears if type(m) is nn.Linear and m.weight.dtype == torch.float32 and m.weight.device.type == "cpu"
+    ]
+    if not eligible or not _onednn_linear_works():
+        return {}
+    if rows == 1:
+        return {m: m.weight for m in eligible if m is model.proj_out}
+    key = tuple((m.weight.data_ptr(), m.weight._version) for m in eligible)
+    cached = model.__dict__.get("_onednn_packed")
     if cached is None or cached[0] != key:
         with torch.no_grad():
-            columns = weight.detach().t()  # [d, vocab]
-            blocks = tuple(block.contiguous() for block in columns.split(PROJECTION_BLOCK, dim=1))
-        cached = (key, blocks)
-        model.__dict__["_proj_out_columns"] = cached
+            packed = {m: torch.ops.mkldnn._reorder_linear_weight(m.weight.detach(), PACKING_ROWS) for m in eligible}
+        cached = (key, packed)
+        model.__dict__["_onednn_packed"] = cached
     return cached[1]
+
+
+@functools.cache
+def _onednn_linear_works() -> bool:
+    """Whether this torch build runs oneDNN's linear on packed and plain weights, checked once on a small
+    product against ``F.linear`` (a build without oneDNN, or whose private op changed, decodes through
+    ``nn.Linear``)."""
+    try:
+        weight, bias, x = torch.randn(8, 4), torch.randn(8), torch.randn(3, 4)
+        packed = torch.ops.mkldnn._reorder_linear_weight(weight, PACKING_ROWS)
+        expected = F.linear(x, weight, bias)
+        return all(
+            torch.allclose(torch.ops.mkldnn._linear_pointwise(x, w, bias, "none", [], ""), expected, atol=1e-5)
+            for w in (packed, weight)
+        )
+    except (RuntimeError, AttributeError):
+        return False
+
+
+def _linear(module: nn.Module, x: torch.Tensor, packed: dict[nn.Module, torch.Tensor]) -> torch.Tensor:
+    """``module(x)``, through oneDNN on the module's entry in ``packed`` when it has one."""
+    weight = packed.get(module)
+    if weight is None:
+        return module(x)
+    return torch.ops.mkldnn._linear_pointwise(x, weight, module.bias, "none", [], "")
 
 
 def use_compiled_step(model: Any) -> bool:
