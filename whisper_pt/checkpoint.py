@@ -9,6 +9,7 @@ them back.
 
 from __future__ import annotations
 
+import contextvars
 import os
 import warnings
 from pathlib import Path
@@ -22,6 +23,11 @@ from whisper_core.config import WhisperConfig
 from whisper_core.generation_config import GenerationConfig
 
 DTYPES = {name: getattr(torch, name) for name in pretrained.WEIGHT_DTYPES}
+# True while ``from_canonical`` builds a model whose every weight the checkpoint is about to give (strict
+# load, no new heads): ``post_init`` then skips the random initialisation those weights would overwrite
+# (0.45 s of building base, measured 2026-12-04). Per context, so a model built meanwhile in another
+# thread is initialised as usual.
+WEIGHTS_TO_COME = contextvars.ContextVar("whisper_pt_weights_to_come", default=False)
 
 
 def _resolve_dtype(torch_dtype: str | torch.dtype | None, checkpoint: pretrained.Pretrained) -> torch.dtype:
@@ -168,7 +174,11 @@ class CheckpointMixin:
         source: str = "the canonical tensors",
     ) -> Any:
         """A model in eval mode from canonical (HF PyTorch-named) arrays: what every backend exchanges."""
-        model = cls(config)
+        arriving = WEIGHTS_TO_COME.set(not cls.has_classification_heads)
+        try:
+            model = cls(config)
+        finally:
+            WEIGHTS_TO_COME.reset(arriving)
         load_state(model, tensors, source)
         model.to(dtype=torch_dtype).eval()
         if generation_config is not None and hasattr(model, "generation_config"):
