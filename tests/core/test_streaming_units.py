@@ -16,7 +16,7 @@ from whisper_core.streaming import (
     late_token,
     simulate,
 )
-from whisper_core.streaming.online import Hypothesis, first_late_word
+from whisper_core.streaming.online import Hypothesis, OnlineProcessor, first_late_word
 
 
 def words(*spec: tuple[float, float, str]) -> list[StreamWord]:
@@ -145,3 +145,43 @@ def test_the_simulated_clock_advances_with_the_audio_and_with_each_pass():
     assert all(c.emitted >= c.word.end for c in commits)
     summary = stats.summary()
     assert summary["words"] == len(commits) and summary["rtf"] == pytest.approx(stats.processing / 5.0)
+
+
+def bare_processor(buffer_seconds: float) -> OnlineProcessor:
+    """An online processor without a model (its buffer bookkeeping only): 100 samples a second, a 30 s
+    window, ``buffer_seconds`` of audio from stream time 0."""
+    processor = OnlineProcessor.__new__(OnlineProcessor)
+    processor.options, processor.sampling_rate, processor.window_seconds = StreamingOptions(), 100, 30.0
+    processor.buffer, processor.buffer_start = np.zeros(round(buffer_seconds * 100), np.float32), 0.0
+    processor.agreement, processor.tentative, processor.utterance_end = LocalAgreement(), [], 0
+    return processor
+
+
+def test_a_buffer_about_to_outgrow_the_window_commits_its_pending_words_as_they_are():
+    """29.5 s of buffer (past the window less its margin): the pending words are committed, including one
+    that says the committed tail's word again right after it (" a" after " a": a continued pass's words are
+    all new, so no echo check may drop it), and the buffer is cut at the last committed sentence end."""
+    processor = bare_processor(29.5)
+    processor.agreement.committed.extend(words((17.0, 18.0, " Once"), (18.0, 19.0, " upon"), (19.0, 19.8, " a")))
+    processor.agreement.insert(words((19.9, 20.3, " a"), (20.3, 21.0, " time."), (27.0, 28.0, " The")))
+    assert processor.agreement.flush() == []  # one pass: all pending
+    forced = processor._trim()
+    assert [word.text for word in forced] == [" a", " time.", " The"]
+    assert [word.text for word in processor.committed] == [" Once", " upon", " a", " a", " time.", " The"]
+    assert processor.pending() == []
+    assert processor.buffer_start == pytest.approx(21.0) and len(processor.buffer) == 850
+
+
+def test_a_buffer_under_the_trimming_length_keeps_its_audio_and_its_pending_words():
+    """14 s of buffer (under ``buffer_trimming_sec``): nothing committed, nothing cut; 20 s: cut at the last
+    committed sentence end, pending words stay pending."""
+    processor = bare_processor(14.0)
+    processor.agreement.insert(words((1.0, 2.0, " Hello.")))
+    processor.agreement.flush()
+    assert processor._trim() == [] and processor.buffer_start == 0.0 and processor.pending()
+    processor = bare_processor(20.0)
+    processor.agreement.committed.extend(words((1.0, 2.0, " Hello."), (2.0, 3.0, " World")))
+    processor.agreement.insert(words((3.0, 4.0, " again")))
+    processor.agreement.flush()
+    assert processor._trim() == [] and processor.buffer_start == pytest.approx(2.0)
+    assert [word.text for word in processor.pending()] == [" again"]
