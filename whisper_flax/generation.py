@@ -7,6 +7,8 @@ function around a ``lax.while_loop`` over a preallocated token buffer and
 :class:`~whisper_flax.outputs.KVCache`: the prefix is decoded once, then one token per iteration,
 with the sequence length a traced scalar that the rules read. It compiles once per (batch, prefix
 length, ``max_new_tokens``, rules, search) and is reused by every later call of the same shapes.
+Every row holds its own cross-attention keys/values, also the sampling draws and beams of one input,
+which the PyTorch loop lets share one copy (a grouped attention this loop does not have yet).
 """
 
 from __future__ import annotations
