@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import os
 import warnings
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +40,9 @@ COMPILE_DEFAULT = "0"
 # The row count oneDNN packs the decoder's weights for (packed_linears): one packing serves every step of
 # two or more rows (3-16 rows ran as fast with it as with their own; a packing for one row was slower).
 PACKING_ROWS = 8
+# Each model's packed weights, beside the model rather than in it: oneDNN's packed tensors have no storage,
+# so a model holding them could not be deep-copied, pickled or saved whole with ``torch.save``.
+_PACKED: weakref.WeakKeyDictionary[nn.Module, tuple[tuple, dict[nn.Module, torch.Tensor]]] = weakref.WeakKeyDictionary()
 
 
 class TorchOps:
@@ -404,9 +408,9 @@ def packed_linears(model: Any, rows: int) -> dict[nn.Module, torch.Tensor]:
     the weight as it is takes 3.9-4.3 ms against 5.2-5.5 ms for a transposed copy in column blocks and 8 ms
     for torch's ``linear``, while the small linears are fastest through torch. A whole base step (random
     cross-attention keys/values, 448 positions): 17.2 against 18.8 ms at one row, 17.8 against 24.1 at two,
-    29 against 36.5 at five (alternated). The packed copy
-    costs the decoder's linears and the projection again in memory; it is kept on the model and made again
-    when a weight changes (another tensor, device or dtype, or an in-place update)."""
+    29 against 36.5 at five (alternated). The packed copy costs the decoder's linears and the projection
+    again in memory; it is kept while the model lives (:data:`_PACKED`) and made again when a weight
+    changes (another tensor, device or dtype, or an in-place update)."""
     linears = [*(m for m in model.model.decoder.modules() if isinstance(m, nn.Linear)), model.proj_out]
     eligible = [
         m for m in linears if type(m) is nn.Linear and m.weight.dtype == torch.float32 and m.weight.device.type == "cpu"
@@ -416,12 +420,12 @@ def packed_linears(model: Any, rows: int) -> dict[nn.Module, torch.Tensor]:
     if rows == 1:
         return {m: m.weight for m in eligible if m is model.proj_out}
     key = tuple((m.weight.data_ptr(), m.weight._version) for m in eligible)
-    cached = model.__dict__.get("_onednn_packed")
+    cached = _PACKED.get(model)
     if cached is None or cached[0] != key:
         with torch.no_grad():
             packed = {m: torch.ops.mkldnn._reorder_linear_weight(m.weight.detach(), PACKING_ROWS) for m in eligible}
         cached = (key, packed)
-        model.__dict__["_onednn_packed"] = cached
+        _PACKED[model] = cached
     return cached[1]
 
 
