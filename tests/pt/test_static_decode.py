@@ -131,6 +131,15 @@ def test_static_steps_match_the_plain_forward_pass(model, padded_rows, copies):
     assert same_ids
 
 
+def test_a_single_row_steps_like_the_plain_forward_pass(model, padded_rows):
+    """One row (sequential decoding) projects onto the vocabulary through oneDNN on the weight as it is,
+    not the packed copies that several rows use."""
+    states, prefix, padding = (x[2:3] for x in padded_rows)
+    worst, same_ids = step_against_plain(model, states, prefix, padding, steps=8, reorder_at=-1, order=None)
+    assert worst <= 1e-5
+    assert same_ids
+
+
 def test_rows_repeating_their_input_are_found(padded_rows):
     states, prefix, padding = padded_rows
     assert _copies(states, prefix, padding) == 2
