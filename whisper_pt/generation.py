@@ -38,7 +38,7 @@ from whisper_core.decoding import GenerationFrontEnd, GenerationPlan, LoopSpec, 
 COMPILE_VARIABLE = "WHISPER_MB_TORCH_COMPILE"
 COMPILE_DEFAULT = "0"
 # The row count oneDNN packs the decoder's weights for (packed_linears): one packing serves every step of
-# two or more rows (3-16 rows ran as fast with it as with their own; a packing for one row was slower).
+# two or more rows (a packing for 8 rows served 3 and 8 rows as well as one for 1500; one for 1 row was slower).
 PACKING_ROWS = 8
 # Each model's packed weights, beside the model rather than in it: oneDNN's packed tensors have no storage,
 # so a model holding them could not be deep-copied, pickled or saved whole with ``torch.save``.
@@ -406,7 +406,8 @@ def packed_linears(model: Any, rows: int) -> dict[nn.Module, torch.Tensor]:
     oneDNN's packed weights take 110-140 us at three or five rows, and the 51865-column projection 4.5-5.4
     ms against 7-9 ms for the best plain layout (``W @ x^T``); at one row the projection through oneDNN on
     the weight as it is takes 3.9-4.3 ms against 5.2-5.5 ms for a transposed copy in column blocks and 8 ms
-    for torch's ``linear``, while the small linears are fastest through torch. A whole base step (random
+    for torch's ``linear``, while the small linears gain nothing clear there (512 x 512: 46-49 us through oneDNN
+    against 29-45 through torch; ``fc1``/``fc2`` within noise), so they stay on torch. A whole base step (random
     cross-attention keys/values, 448 positions): 17.2 against 18.8 ms at one row, 17.8 against 24.1 at two,
     29 against 36.5 at five (alternated). The packed copy costs the decoder's linears and the projection
     again in memory; it is kept while the model lives (:data:`_PACKED`) and made again when a weight
