@@ -396,22 +396,21 @@ def _split_heads(attention: Any, x: torch.Tensor) -> torch.Tensor:
 
 def packed_linears(model: Any, rows: int) -> dict[nn.Module, torch.Tensor]:
     """The weights :func:`decode_step` hands to oneDNN instead of calling their ``nn.Linear``, for steps of
-    ``rows`` rows: at one row the output projection's own weight (no copy); at more rows a oneDNN-packed
-    copy of every decoder linear and of the projection (:data:`PACKING_ROWS`). Empty where oneDNN cannot
-    serve (no oneDNN build, another device or dtype, a module that is not a plain ``nn.Linear``, as a
-    quantized one): those modules are called as they are.
+    ``rows`` rows: at one row every decoder linear's and the output projection's own weight (no copy); at more
+    rows a oneDNN-packed copy of each (:data:`PACKING_ROWS`). Empty where oneDNN cannot serve (no oneDNN build,
+    another device or dtype, a module that is not a plain ``nn.Linear``, as a quantized one): those modules are
+    called as they are.
 
-    Why: on this 2-core AMD CPU (2026-12-04, base) torch's ``linear`` (MKL) multiplies a few rows at a
-    third of the speed it multiplies one: ``fc1`` takes 108 us at one row and 300-370 us at three or five.
-    oneDNN's packed weights take 110-140 us at three or five rows, and the 51865-column projection 4.5-5.4
-    ms against 7-9 ms for the best plain layout (``W @ x^T``); at one row the projection through oneDNN on
-    the weight as it is takes 3.9-4.3 ms against 5.2-5.5 ms for a transposed copy in column blocks and 8 ms
-    for torch's ``linear``, while the small linears gain nothing clear there (512 x 512: 46-49 us through oneDNN
-    against 29-45 through torch; ``fc1``/``fc2`` within noise), so they stay on torch. A whole base step (random
-    cross-attention keys/values, 448 positions): 17.2 against 18.8 ms at one row, 17.8 against 24.1 at two,
-    29 against 36.5 at five (alternated). The packed copy costs the decoder's linears and the projection
-    again in memory; it is kept while the model lives (:data:`_PACKED`) and made again when a weight
-    changes (another tensor, device or dtype, or an in-place update)."""
+    Why: on this 2-core AMD CPU (2026-12-04, base) torch's ``linear`` (MKL) multiplies one row on one thread (as
+    fast with one thread as with two) and a few rows at a third of its one-row speed: ``fc1`` takes 108 us at
+    one row and 300-370 us at three or five. oneDNN uses both threads: 42 linears of a base step's shapes, read
+    from memory in turn, take 3.9 ms a step on their own weights against 5.3 ms through torch, and the
+    51865-column projection 3.9-4.3 ms against 8 ms; packed weights take 110-140 us for ``fc1`` at three or
+    five rows and the projection 4.5-5.4 ms. A whole base step (random cross-attention keys/values, 448
+    positions, alternated): 12.2 against 13.4 ms at one row (tiny.en 7.8 against 7.9), 17.8 against 24.1 at
+    two, 29 against 36.5 at five. The packed copy costs the decoder's linears and the projection again in
+    memory; it is kept while the model lives (:data:`_PACKED`) and made again when a weight changes (another
+    tensor, device or dtype, or an in-place update)."""
     linears = [*(m for m in model.model.decoder.modules() if isinstance(m, nn.Linear)), model.proj_out]
     eligible = [
         m for m in linears if type(m) is nn.Linear and m.weight.dtype == torch.float32 and m.weight.device.type == "cpu"
@@ -419,7 +418,7 @@ def packed_linears(model: Any, rows: int) -> dict[nn.Module, torch.Tensor]:
     if not eligible or not _onednn_linear_works():
         return {}
     if rows == 1:
-        return {m: m.weight for m in eligible if m is model.proj_out}
+        return {m: m.weight for m in eligible}
     key = tuple((m.weight.data_ptr(), m.weight._version) for m in eligible)
     cached = _PACKED.get(model)
     if cached is None or cached[0] != key:
