@@ -30,20 +30,27 @@ class TorchBackend(ModelBackend):
         return {"generator": torch.Generator(device=self.model.device).manual_seed(seed)}
 
     def forward_attentions(
-        self, features: np.ndarray, tokens: np.ndarray, heads: Sequence[Sequence[int]], states: Any = None
-    ) -> tuple[np.ndarray, np.ndarray]:
+        self,
+        features: np.ndarray,
+        tokens: np.ndarray,
+        heads: Sequence[Sequence[int]],
+        states: Any = None,
+        logits: bool = True,
+    ) -> tuple[np.ndarray | None, np.ndarray]:
         """The features in the model's dtype (float16 / bfloat16 compute types), the results in float32
         (NumPy has no bfloat16)."""
         import torch
 
-        if states is None:
-            audio = {"input_features": self.tensor(features).to(self.model.dtype)}
-        else:
-            audio = {"encoder_outputs": (states,)}
         with torch.inference_mode():
-            out = self.model(**audio, decoder_input_ids=self.tensor(tokens), output_attentions=True)
+            if states is None:
+                states = self.model.encoder_states(self.tensor(features).to(self.model.dtype))
+            ids = self.tensor(tokens)
+            if logits:
+                out = self.model(encoder_outputs=(states,), decoder_input_ids=ids, output_attentions=True)
+            else:
+                out = self.model.get_decoder()(input_ids=ids, encoder_hidden_states=states, output_attentions=True)
             weights = torch.stack([out.cross_attentions[layer][0, head] for layer, head in heads])
-            return to_numpy(out.logits[0].float()), to_numpy(weights.float())
+            return (to_numpy(out.logits[0].float()) if logits else None), to_numpy(weights.float())
 
 
 class FlaxBackend(ModelBackend):
@@ -65,15 +72,21 @@ class FlaxBackend(ModelBackend):
         return {"prng_key": jax.random.PRNGKey(seed)}
 
     def forward_attentions(
-        self, features: np.ndarray, tokens: np.ndarray, heads: Sequence[Sequence[int]], states: Any = None
-    ) -> tuple[np.ndarray, np.ndarray]:
+        self,
+        features: np.ndarray,
+        tokens: np.ndarray,
+        heads: Sequence[Sequence[int]],
+        states: Any = None,
+        logits: bool = True,
+    ) -> tuple[np.ndarray | None, np.ndarray]:
         """One jitted pass per head set (and per input: features, or encoder ``states`` for the decoder
-        alone); tokens are right-padded to a multiple of 32 so that few lengths compile (the decoder is
-        causal: padding after the real tokens changes nothing before them)."""
+        alone; with or without logits, which XLA then never computes); tokens are right-padded to a
+        multiple of 32 so that few lengths compile (the decoder is causal: padding after the real tokens
+        changes nothing before them)."""
         import jax
         import jax.numpy as jnp
 
-        key = (tuple(map(tuple, heads)), states is None)
+        key = (tuple(map(tuple, heads)), states is None, logits)
         if key not in self._forward:
 
             def run(params: Any, audio: Any, ids: Any) -> tuple[Any, Any]:
@@ -82,14 +95,14 @@ class FlaxBackend(ModelBackend):
                 else:
                     out = self.model.decode(ids, (audio,), params=params, output_attentions=True)
                 weights = jnp.stack([out.cross_attentions[layer][0, head] for layer, head in heads])
-                return out.logits, weights
+                return (out.logits if logits else None), weights
 
             self._forward[key] = jax.jit(run)
         length = tokens.shape[1]
         padded = np.pad(tokens, ((0, 0), (0, -length % 32)), constant_values=self.generation_config.eos_token_id)
         audio = jnp.asarray(features) if states is None else states
-        logits, weights = self._forward[key](self.model.params, audio, jnp.asarray(padded))
-        return _float32(logits)[0, :length], _float32(weights)[:, :length]
+        values, weights = self._forward[key](self.model.params, audio, jnp.asarray(padded))
+        return (_float32(values)[0, :length] if logits else None), _float32(weights)[:, :length]
 
 
 class TFBackend(ModelBackend):
@@ -110,10 +123,15 @@ class TFBackend(ModelBackend):
         return tf.gather(states, list(rows))
 
     def forward_attentions(
-        self, features: np.ndarray, tokens: np.ndarray, heads: Sequence[Sequence[int]], states: Any = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        logits, weights = super().forward_attentions(features, tokens, heads, states)
-        return _float32(logits), _float32(weights)
+        self,
+        features: np.ndarray,
+        tokens: np.ndarray,
+        heads: Sequence[Sequence[int]],
+        states: Any = None,
+        logits: bool = True,
+    ) -> tuple[np.ndarray | None, np.ndarray]:
+        values, weights = super().forward_attentions(features, tokens, heads, states, logits)
+        return (_float32(values) if logits else None), _float32(weights)
 
 
 def _float32(x: Any) -> np.ndarray:

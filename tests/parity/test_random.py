@@ -12,7 +12,7 @@ from whisper_core import GenerationConfig, WhisperConfig
 from whisper_mb.registry import KINDS
 from whisper_pt import WhisperForAudioClassification, WhisperForConditionalGeneration
 
-from .runners import HALF_TOL, RUNNERS, assert_close, assert_gradients_close, pairs, trainable_gradients
+from .runners import HALF_TOL, RUNNERS, assert_close, assert_gradients_close, backends, pairs, trainable_gradients
 
 TOL = 1e-5
 GRAD_TOL = 1e-4
@@ -102,3 +102,20 @@ def test_half_precision_paths(pair, dtype, checkpoints, features):
         assert_close(f"{name} {dtype} vs float32", reduced / scale, full / scale, HALF_TOL[dtype])
         half.append(reduced / scale)
     assert_close(f"{dtype} between backends", half[0], half[1], HALF_TOL[dtype])
+
+
+@pytest.mark.parametrize("name", backends())
+@pytest.mark.parametrize("given_states", [False, True], ids=["features", "states"])
+def test_word_timing_pass_without_logits_gives_the_same_attentions(name, given_states, checkpoints, features):
+    """Streaming times words without the output projection (``logits=False``): the same alignment-head
+    attentions as the full pass, and no logits."""
+    from whisper_mb.registry import load_backend
+
+    engine = load_backend(name, str(checkpoints["generation"]))
+    window, heads = features[:1], [[0, 1], [1, 0]]
+    states = engine.encode(window) if given_states else None
+    logits, full = engine.forward_attentions(window, IDS[:1], heads, states)
+    none, alone = engine.forward_attentions(window, IDS[:1], heads, states, logits=False)
+    assert none is None and logits.shape == (IDS.shape[1], MODEL["vocab_size"])
+    assert alone.shape == full.shape == (len(heads), IDS.shape[1], features.shape[2] // 2)
+    np.testing.assert_allclose(alone, full, atol=1e-6)

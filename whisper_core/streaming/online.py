@@ -250,7 +250,7 @@ class OnlineProcessor:
         frames = min(samples // transcriber.feature_extractor.hop_length, transcriber.window_frames)
         states = self.decoder.row_states(0)  # the decoding's encoder pass
         alignment, weights = transcriber.word_alignment(
-            window, continued + text_tokens, frames, language, self.options.task, states
+            window, continued + text_tokens, frames, language, self.options.task, states, probabilities=False
         )
         merge_punctuations(alignment.words, PREPEND_PUNCTUATIONS, APPEND_PUNCTUATIONS)
         options = self.options

@@ -55,11 +55,24 @@ class ModelBackend(ABC):
         return {}
 
     def forward_attentions(
-        self, features: np.ndarray, tokens: np.ndarray, heads: Sequence[Sequence[int]], states: Any = None
-    ) -> tuple[np.ndarray, np.ndarray]:
+        self,
+        features: np.ndarray,
+        tokens: np.ndarray,
+        heads: Sequence[Sequence[int]],
+        states: Any = None,
+        logits: bool = True,
+    ) -> tuple[np.ndarray | None, np.ndarray]:
         """Logits ``[T, vocab]`` and the cross-attention weights of ``heads [n, 2]`` (layer, head)
         as ``[n, T, frames]``, from one teacher-forced pass over ``tokens [1, T]``. Given the encoder
-        ``states`` of ``features`` (:meth:`encode`, one row), only the decoder runs."""
+        ``states`` of ``features`` (:meth:`encode`, one row), only the decoder runs. Without ``logits``
+        (None in their place) the output projection is skipped: word times need only the attentions, and
+        the projection onto the vocabulary costs a third of the decoder's pass."""
+        if not logits:
+            states = self.encode(features) if states is None else states
+            out = self.model.get_decoder()(
+                input_ids=self.tensor(tokens), encoder_hidden_states=states, output_attentions=True
+            )
+            return None, np.stack([to_numpy(out.cross_attentions[layer])[0, head] for layer, head in heads])
         audio = {"input_features": self.tensor(features)} if states is None else {"encoder_outputs": (states,)}
         out = self.model(**audio, decoder_input_ids=self.tensor(tokens), output_attentions=True)
         weights = [to_numpy(out.cross_attentions[layer])[0, head] for layer, head in heads]

@@ -194,17 +194,19 @@ class Transcriber:
         language: str | None,
         task: str | None,
         states: Any = None,
+        probabilities: bool = True,
     ) -> tuple[Alignment, np.ndarray]:
         """The alignment of ``text_tokens`` on one window (one decoder pass with the alignment heads' cross
         attentions), and those attentions ``[heads, tokens, frames]`` with the text from row
-        ``len(prefix) - 1``; with the window's encoder ``states`` only the decoder runs again."""
+        ``len(prefix) - 1``; with the window's encoder ``states`` only the decoder runs again. Without
+        ``probabilities`` the words' probabilities are NaN and the pass skips the output projection."""
         language_token = self.ids.language_token(language) if self.ids.is_multilingual and language else None
         prefix = decoder_prefix(self.ids, language_token, task, return_timestamps=False)
         tokens = np.asarray([[*prefix, *text_tokens, self.eot]], dtype=np.int64)
         heads = self.backend.generation_config.alignment_heads
         if not heads:
             raise ValueError("word timestamps need generation_config.alignment_heads, which this checkpoint lacks")
-        logits, weights = self.backend.forward_attentions(window[None], tokens, heads, states)
+        logits, weights = self.backend.forward_attentions(window[None], tokens, heads, states, probabilities)
         alignment = find_alignment(self.tokenizer, text_tokens, weights, logits, num_frames, len(prefix) - 1, language)
         return alignment, weights[:, len(prefix) - 1 :]
 

@@ -142,7 +142,7 @@ def find_alignment(
     tokenizer: Any,
     text_tokens: Sequence[int],
     weights: np.ndarray,
-    logits: np.ndarray,
+    logits: np.ndarray | None,
     num_frames: int,
     sot_length: int,
     language: str | None,
@@ -151,15 +151,18 @@ def find_alignment(
     """Align ``text_tokens`` to time (seconds from the window start).
 
     ``weights [heads, T, 1500]`` and ``logits [T, vocab]`` come from one pass over
-    ``start sequence (sot_length tokens) + <|notimestamps|> + text_tokens + <|endoftext|>``.
+    ``start sequence (sot_length tokens) + <|notimestamps|> + text_tokens + <|endoftext|>``. Without
+    ``logits`` (a pass that skipped the output projection) every word's probability is NaN.
     """
     if not text_tokens:
         return Alignment([])
     eot = tokenizer.eos_token_id
-    predicted = logits[sot_length : sot_length + len(text_tokens), :eot].astype(np.float64)
-    predicted = np.exp(predicted - predicted.max(axis=-1, keepdims=True))
-    predicted /= predicted.sum(axis=-1, keepdims=True)
-    token_probs = predicted[np.arange(len(text_tokens)), list(text_tokens)]
+    token_probs = np.full(len(text_tokens), np.nan)
+    if logits is not None:
+        predicted = logits[sot_length : sot_length + len(text_tokens), :eot].astype(np.float64)
+        predicted = np.exp(predicted - predicted.max(axis=-1, keepdims=True))
+        predicted /= predicted.sum(axis=-1, keepdims=True)
+        token_probs = predicted[np.arange(len(text_tokens)), list(text_tokens)]
 
     matrix = attention_cost(weights, num_frames, medfilt_width)[sot_length:-1]  # text tokens + <|endoftext|>
     text_indices, time_indices = dtw(-matrix)
