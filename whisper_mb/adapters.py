@@ -66,6 +66,11 @@ class FlaxBackend(ModelBackend):
 
         return jnp.asarray(values)
 
+    def join_rows(self, parts: Sequence[Any]) -> Any:
+        import jax.numpy as jnp
+
+        return jnp.concatenate(list(parts))
+
     def sampling_kwargs(self, seed: int) -> dict[str, Any]:
         import jax
 
@@ -125,6 +130,11 @@ class TFBackend(ModelBackend):
         import tensorflow as tf
 
         return tf.gather(states, list(rows))
+
+    def join_rows(self, parts: Sequence[Any]) -> Any:
+        import tensorflow as tf
+
+        return tf.concat(list(parts), axis=0)
 
     def forward_attentions(
         self,

@@ -209,7 +209,7 @@ class WhisperGenerationMixin(GenerationFrontEnd):
                     warnings.warn(f"torch.compile of the decode step failed, decoding eagerly: {error}", stacklevel=2)
                     self._torch_compile_failed = True
                     compiled = False
-            return decode_step(self, tokens, at, cache, packed)
+            return decode_step(self, tokens, at, cache, packed, written=position + 1)
 
         return step
 
@@ -298,7 +298,7 @@ class StaticCache:
 
     self_k: list[torch.Tensor]  # per layer [rows, heads, capacity, head_dim]
     self_v: list[torch.Tensor]
-    cross_k: list[torch.Tensor]  # per layer [inputs, heads, frames, head_dim]; rows = inputs x copies
+    cross_k: list[torch.Tensor]  # per layer [inputs, heads, head_dim, frames]; rows = inputs x copies
     cross_v: list[torch.Tensor]
     first: torch.Tensor  # [rows] column of each row's first real token (its left padding)
 
@@ -306,7 +306,8 @@ class StaticCache:
     def from_prefix(cls, past: Any, padding: torch.Tensor, capacity: int, copies: int = 1) -> StaticCache:
         """From the plain forward pass's cache over the inputs (per layer ``(self_k, self_v, cross_k,
         cross_v)``): the prefix's keys/values copied into buffers of ``capacity`` positions, ``copies``
-        rows per input."""
+        rows per input; the cross-attention keys transposed, both made contiguous (what
+        :func:`_cross_attention` reads fastest)."""
 
         def buffer(prefix_kv: torch.Tensor) -> torch.Tensor:
             inputs, heads, begin, head_dim = prefix_kv.shape
@@ -317,8 +318,8 @@ class StaticCache:
         return cls(
             self_k=[buffer(layer[0]) for layer in past],
             self_v=[buffer(layer[1]) for layer in past],
-            cross_k=[layer[2] for layer in past],
-            cross_v=[layer[3] for layer in past],
+            cross_k=[layer[2].transpose(2, 3).contiguous() for layer in past],
+            cross_v=[layer[3].contiguous() for layer in past],
             first=padding.to(torch.long).repeat_interleave(copies),
         )
 
@@ -336,20 +337,24 @@ def decode_step(
     position: torch.Tensor,
     cache: StaticCache,
     packed: dict[nn.Module, torch.Tensor],
+    written: int | None = None,
 ) -> torch.Tensor:
     """One decoder step over the static cache: ``tokens [rows]`` at ``position`` (a 0-d tensor, so a
     compiled step sees the same input at every step) -> ``logits [rows, vocab]``; writes the step's
     self-attention keys/values into ``cache`` at ``position``. ``packed`` holds the linears that run through
-    oneDNN (:func:`packed_linears`); the others are called as modules."""
+    oneDNN (:func:`packed_linears`); the others are called as modules. ``written`` (``position + 1``, eager
+    steps only): self-attention reads only the positions written so far, not the whole buffer (base, three
+    rows, 448 positions, six layers: 0.35-0.42 against 1.5 ms a step, one-off script, 2026-12-05)."""
     decoder = model.model.decoder
-    columns = torch.arange(cache.self_k[0].shape[2], device=tokens.device)
+    columns = torch.arange(cache.self_k[0].shape[2] if written is None else written, device=tokens.device)
     visible = (columns <= position) & (columns >= cache.first[:, None])  # [rows, capacity]
     mask = visible[:, None, None, :]  # [rows, 1, 1, capacity]: causal, minus each row's left padding
     places = (position - cache.first).clamp(min=0)  # [rows]: each row counts from its first real token
     x = decoder.embed_tokens(tokens) + decoder.embed_positions.weight[places]  # [rows, d]
     for index, layer in enumerate(decoder.layers):
         h = layer.self_attn_layer_norm(x)
-        x = x + _self_attention(layer.self_attn, h, cache.self_k[index], cache.self_v[index], position, mask, packed)
+        k_cache, v_cache = cache.self_k[index], cache.self_v[index]
+        x = x + _self_attention(layer.self_attn, h, k_cache, v_cache, position, mask, packed, written)
         h = layer.encoder_attn_layer_norm(x)
         x = x + _cross_attention(layer.encoder_attn, h, cache.cross_k[index], cache.cross_v[index], packed)
         h = layer.activation_fn(_linear(layer.fc1, layer.final_layer_norm(x), packed))
@@ -365,12 +370,16 @@ def _self_attention(
     position: torch.Tensor,
     mask: Any,
     packed: dict[nn.Module, torch.Tensor],
+    written: int | None = None,
 ) -> torch.Tensor:
     """Write this step's keys/values into ``k_cache, v_cache [rows, heads, capacity, head_dim]`` at
-    ``position``, then attend over the whole buffer (``mask`` hides the unwritten columns)."""
+    ``position``, then attend over the first ``written`` positions, or the whole buffer (``mask`` hides the
+    columns not written yet and each row's left padding)."""
     at = position.reshape(1)
     k_cache.index_copy_(2, at, _split_heads(attention, _linear(attention.k_proj, h, packed)))
     v_cache.index_copy_(2, at, _split_heads(attention, _linear(attention.v_proj, h, packed)))
+    if written is not None:
+        k_cache, v_cache = k_cache[:, :, :written], v_cache[:, :, :written]
     q = _split_heads(attention, _linear(attention.q_proj, h, packed) * attention.scaling)
     out = F.scaled_dot_product_attention(q, k_cache, v_cache, attn_mask=mask, scale=1.0)  # [rows, heads, 1, hd]
     return _linear(attention.out_proj, out.reshape(h.shape), packed)
@@ -379,14 +388,18 @@ def _self_attention(
 def _cross_attention(
     attention: Any, h: torch.Tensor, k: torch.Tensor, v: torch.Tensor, packed: dict[nn.Module, torch.Tensor]
 ) -> torch.Tensor:
-    """``h [rows, d]`` attending to the encoder's ``k, v [inputs, heads, frames, head_dim]``, where each
-    input's consecutive rows (its copies) share its keys/values: they attend as that input's queries,
+    """``h [rows, d]`` attending to the encoder's keys ``k [inputs, heads, head_dim, frames]`` (transposed,
+    contiguous) and values ``v [inputs, heads, frames, head_dim]`` (contiguous), where each input's
+    consecutive rows (its copies) share its keys/values: they attend as that input's queries,
     ``[inputs, heads, copies, head_dim]``, so each frame is read once per input (no mask: every row sees
-    every frame) -> ``[rows, d]``."""
+    every frame) -> ``[rows, d]``. Two plain products over that layout read the keys/values at memory
+    speed: base, three rows, six layers, 3.8-4.4 ms a step against 4.8-6.1 ms through
+    ``scaled_dot_product_attention`` on contiguous keys/values and 5.9-7.1 ms on the forward pass's strided
+    ones (one-off script, 2026-12-05)."""
     inputs = k.shape[0]
     q = _linear(attention.q_proj, h, packed) * attention.scaling
     q = q.view(inputs, -1, attention.num_heads, attention.head_dim).transpose(1, 2)
-    out = F.scaled_dot_product_attention(q, k, v, scale=1.0)  # [inputs, heads, copies, head_dim]
+    out = torch.matmul(torch.matmul(q, k).softmax(dim=-1), v)  # [inputs, heads, copies, head_dim]
     return _linear(attention.out_proj, out.transpose(1, 2).reshape(h.shape), packed)
 
 

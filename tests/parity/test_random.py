@@ -119,3 +119,18 @@ def test_word_timing_pass_without_logits_gives_the_same_attentions(name, given_s
     assert none is None and logits.shape == (IDS.shape[1], MODEL["vocab_size"])
     assert alone.shape == full.shape == (len(heads), IDS.shape[1], features.shape[2] // 2)
     np.testing.assert_allclose(alone, full, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", backends())
+def test_encoding_rows_together_gives_each_rows_states(name, checkpoints):
+    """The transcription engine's ``encode`` of 3 and of 11 windows (a compiled backend runs them as groups of
+    2 + 1 and 8 + 2 + 1, never padded) equals each window encoded alone, row for row."""
+    from whisper_mb.registry import load_backend
+
+    engine = load_backend(name, str(checkpoints["generation"]))
+    windows = np.random.default_rng(2).standard_normal((11, 80, 60)).astype(np.float32)
+    alone = np.concatenate([np.asarray(engine.encode(windows[row : row + 1])) for row in range(len(windows))])
+    for rows in (3, 11):
+        together = np.asarray(engine.encode(windows[:rows]))
+        assert together.shape == alone[:rows].shape
+        np.testing.assert_allclose(together, alone[:rows], atol=1e-5)

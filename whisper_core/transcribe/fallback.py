@@ -162,9 +162,6 @@ class WindowDecoder:
         accepted: list[WindowResult | None] = [None] * len(prompts)
         tried: list[list[WindowResult]] = [[] for _ in prompts]
         pending = list(range(len(prompts)))
-        if self.backend.bucket_prefix:  # compiled backends: a few batch shapes (padding rows are silence)
-            padding = np.zeros((row_bucket(len(features)) - len(features), *features.shape[1:]), features.dtype)
-            features = np.concatenate([features, padding])
         states = self.backend.encode(features)  # once: every temperature and draw decodes these
         self.states = states  # and the word-timing pass may reuse them (rows as in ``features``)
         for temperature in self.options.temperatures:
