@@ -135,7 +135,8 @@ class FlaxWhisperGenerationMixin(GenerationFrontEnd):
         else:
             loop = self._compiled(spec, lambda: jax.jit(partial(self._greedy_loop, spec)))
             key = prng_key if prng_key is not None else jax.random.PRNGKey(0)
-            tokens, length, no_speech, step_scores = loop(*inputs, key)
+            temperature = jnp.float32(plan.temperature)  # an input: one program for every temperature
+            tokens, length, no_speech, step_scores = loop(*inputs, key, temperature)
             length = int(length)
             sequences = tokens[:, :length]
             scores = tuple(step_scores[:, step] for step in range(length - plan.begin)) if plan.output_scores else None
@@ -198,6 +199,7 @@ class FlaxWhisperGenerationMixin(GenerationFrontEnd):
         padding: jax.Array,
         sot_positions: jax.Array,
         key: jax.Array,
+        temperature: jax.Array,
     ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
         """Greedy or sampling: ``prefix [b, begin]`` (left-padded by ``padding [b]``) -> ``(tokens [b, capacity],
         length, no_speech_probs [b], scores [b, max_new_tokens or 0, vocab])``; ``tokens[:, :length]`` is
@@ -216,7 +218,7 @@ class FlaxWhisperGenerationMixin(GenerationFrontEnd):
             tokens, length, cache, logits, finished, scores, key = state
             logits = rules.apply(ops, logits, tokens, length, begin, masks)
             key, draw = jax.random.split(key)
-            next_tokens = jnp.where(finished, spec.pad, _pick(logits, spec.sampling, draw))
+            next_tokens = jnp.where(finished, spec.pad, _pick(logits, spec.sampling, temperature, draw))
             tokens = jax.lax.dynamic_update_slice(tokens, next_tokens[:, None], (0, length))
             if spec.want_scores:
                 scores = jax.lax.dynamic_update_slice(scores, logits[:, None], (0, length - begin, 0))
@@ -305,11 +307,11 @@ def _reorder_self_attention(cache: KVCache, order: jax.Array) -> KVCache:
     return KVCache(layers, cache.index)
 
 
-def _pick(logits: jax.Array, sampling: tuple[float, int] | None, key: jax.Array) -> jax.Array:
-    """Greedy argmax, or a sample at ``temperature`` from the ``top_k`` most likely tokens."""
-    if sampling is None:
+def _pick(logits: jax.Array, top_k: int | None, temperature: jax.Array, key: jax.Array) -> jax.Array:
+    """Greedy argmax (``top_k`` None), or a sample at ``temperature`` from the ``top_k`` most likely tokens
+    (0: from all of them)."""
+    if top_k is None:
         return first_argmax(JaxOps(), logits)
-    temperature, top_k = sampling
     logits = logits / temperature
     if top_k:
         kth = jax.lax.top_k(logits, min(top_k, logits.shape[-1]))[0][:, -1:]

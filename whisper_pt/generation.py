@@ -143,7 +143,7 @@ class WhisperGenerationMixin(GenerationFrontEnd):
             sequences, scores, longest = beam.best_sequences(TorchOps(), state)
             sequences = sequences[:, :longest]
         else:
-            tokens, length, no_speech, scores = self._greedy_loop(spec, *inputs, generator)
+            tokens, length, no_speech, scores = self._greedy_loop(spec, *inputs, generator, plan.temperature)
             sequences = tokens[:, :length]
         return sequences, scores, no_speech
 
@@ -221,6 +221,7 @@ class WhisperGenerationMixin(GenerationFrontEnd):
         padding: torch.Tensor,
         sot_positions: torch.Tensor,
         generator: torch.Generator | None,
+        temperature: float = 1.0,
     ) -> tuple[torch.Tensor, int, torch.Tensor, tuple[torch.Tensor, ...]]:
         """Greedy or sampling: ``prefix [b, begin]`` (left-padded by ``padding [b]``) -> ``(tokens [b, capacity],
         length, no_speech_probs [b], scores)``; ``tokens[:, :length]`` is the result, ``scores`` the processed
@@ -243,7 +244,7 @@ class WhisperGenerationMixin(GenerationFrontEnd):
             logits = rules.apply(ops, last.float(), tokens, length, begin, masks)
             if spec.want_scores:
                 scores.append(logits)
-            next_tokens = torch.where(finished, spec.pad, _pick(logits, spec.sampling, generator))
+            next_tokens = torch.where(finished, spec.pad, _pick(logits, spec.sampling, temperature, generator))
             tokens[:, length] = next_tokens
             finished |= next_tokens == spec.eos
             length += 1
@@ -504,15 +505,17 @@ def _copies(encoder_states: torch.Tensor, prefix: torch.Tensor, padding: torch.T
     return copies if all(torch.equal(block, block[:, :1].expand_as(block)) for block in blocks) else 1
 
 
-def _pick(logits: torch.Tensor, sampling: tuple[float, int] | None, generator: torch.Generator | None) -> torch.Tensor:
-    """Greedy argmax, or a sample at ``temperature`` from the ``top_k`` most likely tokens, by inverting
+def _pick(
+    logits: torch.Tensor, top_k: int | None, temperature: float, generator: torch.Generator | None
+) -> torch.Tensor:
+    """Greedy argmax (``top_k`` None), or a sample at ``temperature`` from the ``top_k`` most likely tokens
+    (0: from all of them), by inverting
     each row's cumulative distribution (in float64, so 51865 terms add up exactly enough) at one uniform
     draw: one random number per row where a Gumbel-max draw takes one per token (0.7 ms against 1.9 ms at
     five rows over the vocabulary; ``torch.multinomial`` takes 8.7 ms). A token of probability 0 is never
     drawn: the search returns the first token whose cumulative sum exceeds the draw."""
-    if sampling is None:
+    if top_k is None:
         return first_argmax(TorchOps(), logits)
-    temperature, top_k = sampling
     logits = logits / temperature
     if top_k:
         kth = torch.topk(logits, min(top_k, logits.shape[-1]), dim=-1).values[:, -1:]

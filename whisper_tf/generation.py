@@ -161,7 +161,8 @@ class TFWhisperGenerationMixin(GenerationFrontEnd):
             sequences = sequences[:, :longest]
         else:
             loop = self._compiled(spec, lambda: tf.function(partial(self._greedy_loop, spec), jit_compile=True))
-            tokens, length, no_speech, step_scores = loop(*inputs, tf.constant(seed, tf.int32))
+            temperature = tf.constant(plan.temperature, tf.float32)  # an input: one program for every temperature
+            tokens, length, no_speech, step_scores = loop(*inputs, tf.constant(seed, tf.int32), temperature)
             length = int(length)
             sequences = tokens[:, :length]
             scores = tuple(step_scores[:, step] for step in range(length - plan.begin)) if plan.output_scores else None
@@ -231,6 +232,7 @@ class TFWhisperGenerationMixin(GenerationFrontEnd):
         padding: tf.Tensor,
         sot_positions: tf.Tensor,
         seed: tf.Tensor,
+        temperature: tf.Tensor,
     ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
         """Greedy or sampling: ``prefix [b, begin]`` (left-padded by ``padding [b]``) -> ``(tokens [b, capacity],
         length, no_speech_probs [b], scores [b, max_new_tokens or 0, vocab])``; ``tokens[:, :length]`` is
@@ -248,7 +250,7 @@ class TFWhisperGenerationMixin(GenerationFrontEnd):
 
         def step(tokens, length, cache, logits, finished, scores):  # the loop carry, unpacked
             logits = rules.apply(ops, logits, tokens, length, begin, masks)
-            picked = _pick(logits, spec.sampling, tf.stack([seed, length]))
+            picked = _pick(logits, spec.sampling, temperature, tf.stack([seed, length]))
             next_tokens = tf.where(finished, spec.pad, picked)
             tokens = tf.where(columns[None, :] == length, next_tokens[:, None], tokens)
             if spec.want_scores:
@@ -337,12 +339,11 @@ def _reorder_self_attention(cache: KVCache, order: tf.Tensor) -> KVCache:
     return KVCache(layers, cache.index)
 
 
-def _pick(logits: tf.Tensor, sampling: tuple[float, int] | None, seed: tf.Tensor) -> tf.Tensor:
-    """Greedy argmax, or a sample at ``temperature`` from the ``top_k`` most likely tokens (stateless,
-    from ``seed [2]``)."""
-    if sampling is None:
+def _pick(logits: tf.Tensor, top_k: int | None, temperature: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """Greedy argmax (``top_k`` None), or a sample at ``temperature`` from the ``top_k`` most likely tokens
+    (0: from all of them; stateless, from ``seed [2]``)."""
+    if top_k is None:
         return first_argmax(TfOps(), logits)
-    temperature, top_k = sampling
     logits = logits / temperature
     if top_k:
         kth = tf.math.top_k(logits, min(top_k, logits.shape[-1])).values[:, -1:]

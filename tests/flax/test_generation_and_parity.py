@@ -13,6 +13,7 @@ from tests.helpers import (
     assert_bucketed_prefixes_match_unpadded,
     assert_detect_language_matches_pt,
     assert_generate_takes_encoder_outputs,
+    assert_one_loop_reads_every_temperature,
     assert_seeded_top_k_sampling,
     assert_text_prefix_continues_the_decoding,
     max_abs,
@@ -165,6 +166,13 @@ def test_sampling_is_seeded_and_draws_from_the_top_k(models, features):
     assert_seeded_top_k_sampling(sample, 5, begin=4, eos=50, min_draws=12)
     greedy = np.asarray(ours.generate(features, language="en", max_new_tokens=NEW))
     np.testing.assert_array_equal(np.asarray(ours.generate(features, top_k=1, **kwargs)), greedy)
+
+
+def test_one_sampling_loop_serves_every_temperature(models, features):
+    _, ours = models
+    kwargs = dict(language="en", max_new_tokens=NEW, do_sample=True, prng_key=jax.random.PRNGKey(3))
+    greedy = np.asarray(ours.generate(features, language="en", max_new_tokens=NEW))
+    assert_one_loop_reads_every_temperature(ours, lambda t: ours.generate(features, temperature=t, **kwargs), greedy)
 
 
 def test_jax_ops_apply_the_rules_like_numpy():

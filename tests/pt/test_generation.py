@@ -11,6 +11,7 @@ from tests.helpers import WHISPER_LIKE_GENERATION as GENERATION
 from tests.helpers import (
     assert_bucketed_prefixes_match_unpadded,
     assert_generate_takes_encoder_outputs,
+    assert_one_loop_reads_every_temperature,
     assert_seeded_top_k_sampling,
     assert_text_prefix_continues_the_decoding,
     scale_weights,
@@ -140,6 +141,18 @@ def test_sampling_is_seeded_and_draws_from_the_top_k(models, features):
     assert_seeded_top_k_sampling(sample, 3, begin=4, eos=50, min_draws=50)
     greedy = ours.generate(features, language="en", do_sample=True, temperature=0.0)
     assert torch.equal(greedy, ours.generate(features, language="en"))
+
+
+def test_sampling_reads_its_temperature(models, features):
+    ours, _ = models
+    greedy = ours.generate(features, language="en").numpy()
+
+    def sample(temperature: float) -> torch.Tensor:
+        return ours.generate(
+            features, language="en", do_sample=True, temperature=temperature, generator=torch.Generator().manual_seed(3)
+        )
+
+    assert_one_loop_reads_every_temperature(ours, sample, greedy)
 
 
 def test_bad_arguments(models, features):

@@ -19,7 +19,7 @@ def test_first_argmax_is_numpys_argmax():
     picked = first_argmax(TorchOps(), torch.from_numpy(rows))
     np.testing.assert_array_equal(picked.numpy(), rows.argmax(axis=-1))
     assert picked.dtype == torch.int64
-    assert torch.equal(_pick(torch.from_numpy(rows), None, None), picked)
+    assert torch.equal(_pick(torch.from_numpy(rows), None, 1.0, None), picked)
 
 
 def test_a_sampled_token_follows_the_softmax_at_the_temperature():
@@ -29,10 +29,10 @@ def test_a_sampled_token_follows_the_softmax_at_the_temperature():
     logits = torch.tensor([[2.0, 1.0, float("-inf"), 0.0, -1.0, float("-inf")]])
     probabilities = torch.softmax(logits / 0.7, dim=-1)[0]
     generator = torch.Generator().manual_seed(0)
-    draws = torch.cat([_pick(logits, (0.7, 0), generator) for _ in range(20000)])
+    draws = torch.cat([_pick(logits, 0, 0.7, generator) for _ in range(20000)])
     counts = torch.bincount(draws, minlength=logits.shape[1]).double()
     spread = 4 * torch.sqrt(20000 * probabilities * (1 - probabilities)) + 1e-9
     assert bool(((counts - 20000 * probabilities).abs() <= spread).all()), counts
     assert counts[2] == 0 and counts[5] == 0
-    first = [_pick(logits, (0.7, 0), torch.Generator().manual_seed(7)) for _ in range(2)]
+    first = [_pick(logits, 0, 0.7, torch.Generator().manual_seed(7)) for _ in range(2)]
     assert torch.equal(*first)

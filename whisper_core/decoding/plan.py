@@ -52,7 +52,9 @@ class LoopSpec:
     eos: int
     pad: int
     no_speech_token: int
-    sampling: tuple[float, int] | None  # (temperature, top_k) or None for greedy
+    # A sampling loop's top_k (0: every token), None for argmax. The temperature is an input of the loop
+    # (GenerationPlan.temperature), so one compiled loop serves every temperature of a fallback.
+    sampling: int | None
     want_scores: bool
     num_beams: int
     length_penalty: float
@@ -96,11 +98,16 @@ class GenerationPlan:
             eos=self.eos,
             pad=self.pad,
             no_speech_token=self.ids.no_speech_token_id,
-            sampling=self.sampling,
+            sampling=None if self.sampling is None else self.sampling[1],
             want_scores=self.output_scores,
             num_beams=self.num_beams,
             length_penalty=self.length_penalty,
         )
+
+    @property
+    def temperature(self) -> float:
+        """The sampling temperature, the loop's runtime input (1.0 for argmax, where it is not read)."""
+        return 1.0 if self.sampling is None else self.sampling[0]
 
     def languages(self) -> list[str] | None:
         """Each row's language code, or ``None`` for English-only models."""
