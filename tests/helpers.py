@@ -303,7 +303,7 @@ def assert_one_loop_reads_every_temperature(model: Any, sample: Any, greedy: np.
     """``sample(temperature)`` -> ids: the temperature is read when the loop runs, not fixed when it compiles.
     Near 0 the draws are the argmax ``greedy``; at 100 (near-uniform over the vocabulary) they are not; and a
     compiled backend (one that counts its ``_loop_traces``) traces its sampling loop once for all of them
-    (a fallback through six temperatures compiled six loops before)."""
+    (a fallback through five sampling temperatures compiled five loops before)."""
     sample(0.5)  # compiles
     traces = getattr(model, "_loop_traces", 0)
     np.testing.assert_array_equal(as_numpy(sample(1e-4)), greedy)

@@ -30,6 +30,7 @@ from whisper_core.decoding import (
     PrefixIds,
     beam,
     first_argmax,
+    row_copies,
 )
 
 from .outputs import KVCache
@@ -116,7 +117,6 @@ class FlaxWhisperGenerationMixin(GenerationFrontEnd):
         self, plan: GenerationPlan, encoder_states: jax.Array, params: Any = None, prng_key: jax.Array | None = None
     ) -> tuple[jax.Array, Any, jax.Array]:
         """Run the plan's search: ``(sequences [batch, length], scores, no_speech_probs [batch])``."""
-        spec = plan.loop_spec()
         inputs = (
             self._params(params)["params"],
             encoder_states,
@@ -125,6 +125,7 @@ class FlaxWhisperGenerationMixin(GenerationFrontEnd):
             jnp.asarray(plan.sot_positions, jnp.int32),
         )
         if plan.num_beams > 1:
+            spec = plan.loop_spec()
             loop = self._compiled(spec, lambda: jax.jit(partial(self._beam_loop, spec)))
             start = beam.initial_state(
                 NumpyOps(), np.asarray(plan.prefixes), plan.num_beams, plan.capacity, plan.pad, None
@@ -133,6 +134,9 @@ class FlaxWhisperGenerationMixin(GenerationFrontEnd):
             sequences, scores, longest = beam.best_sequences(JaxOps(), state)
             sequences = sequences[:, :longest].astype(jnp.int32)
         else:
+            spec = plan.loop_spec(row_copies(plan.prefixes, plan.padding, partial(_same_rows, encoder_states)))
+            params, *rows = inputs
+            inputs = (params, *(x[:: spec.copies] for x in rows))  # one row per input: its copies share the prefix
             loop = self._compiled(spec, lambda: jax.jit(partial(self._greedy_loop, spec)))
             key = prng_key if prng_key is not None else jax.random.PRNGKey(0)
             temperature = jnp.float32(plan.temperature)  # an input: one program for every temperature
@@ -161,34 +165,55 @@ class FlaxWhisperGenerationMixin(GenerationFrontEnd):
         return detect(self._params(params), encoder_states)
 
     def _cached_decoder(self, params: Any, padding: jax.Array, capacity: int) -> Callable[..., Any]:
-        """``decode(step_input [rows, n], cache, start)``: one cached decoder pass over tokens at positions
-        ``start .. start + n`` of rows left-padded by ``padding [rows]``."""
+        """``decode(step_input [rows, n], cache, start) -> (hidden [rows, n, d], cache)``: one cached decoder
+        pass over tokens at positions ``start .. start + n`` of rows left-padded by ``padding [rows]``."""
         columns = jnp.arange(capacity)[None, :]
         attention_mask = (columns >= padding[:, None]).astype(jnp.int32)  # [rows, capacity]: 1 on real tokens
         positions = jnp.maximum(columns - padding[:, None], 0)  # each row counts from its first real token
 
-        def decode(step_input: jax.Array, cache: KVCache, start: Any) -> Any:
+        def decode(step_input: jax.Array, cache: KVCache, start: Any) -> tuple[jax.Array, KVCache]:
             step_positions = jax.lax.dynamic_slice(positions, (0, start), step_input.shape)
-            return self.module.apply(
+            out = self.module.apply(
                 {"params": params},
                 step_input,
-                None,
                 attention_mask=attention_mask,
                 position_ids=step_positions,
                 past_key_values=cache,
-                method="decode",
+                method=_decoder_pass,
             )
+            return out.last_hidden_state, out.past_key_values
 
         return decode
 
+    def _logits(self, params: Any, hidden: jax.Array) -> jax.Array:
+        """``[rows, d]`` -> float32 ``[rows, vocab]``."""
+        return self.module.apply({"params": params}, hidden, method="logits").astype(jnp.float32)
+
     def _decode_prefix(
-        self, spec: LoopSpec, params: Any, encoder_states: jax.Array, prefix: jax.Array, padding: jax.Array
-    ) -> tuple[Callable[..., Any], Any]:
-        """Fill a fresh cache with the prefix rows; return the step decoder and the prefix pass."""
+        self,
+        spec: LoopSpec,
+        params: Any,
+        encoder_states: jax.Array,
+        prefix: jax.Array,
+        padding: jax.Array,
+        sot_positions: jax.Array,
+        copies: int,
+    ) -> tuple[Callable[..., Any], jax.Array, jax.Array, KVCache]:
+        """Run the prefix once per input (the rows of ``prefix``) into a fresh cache and give each input
+        ``copies`` rows of it: ``(step decoder over those rows, their last logits [rows, vocab],
+        no_speech_probs [inputs], cache)``. Only the positions read are projected onto the vocabulary (a
+        200-token prompt would otherwise cost 200 rows of that projection per row)."""
         capacity = prefix.shape[1] + spec.max_new_tokens
-        decode = self._cached_decoder(params, padding, capacity)
+        prefill = self._cached_decoder(params, padding, capacity)
         cache = self.module.apply({"params": params}, encoder_states, capacity, method="init_cache")
-        return decode, decode(prefix, cache, 0)
+        hidden, cache = prefill(prefix, cache, 0)
+        at_sot = hidden[jnp.arange(hidden.shape[0]), sot_positions]  # [inputs, d]
+        no_speech = jax.nn.softmax(self._logits(params, at_sot), axis=-1)[:, spec.no_speech_token]
+        last = self._logits(params, hidden[:, -1])
+        if copies == 1:
+            return prefill, last, no_speech, cache
+        decode = self._cached_decoder(params, jnp.repeat(padding, copies), capacity)
+        return decode, jnp.repeat(last, copies, axis=0), no_speech, _repeat_inputs(cache, prefix.shape[0], copies)
 
     def _greedy_loop(
         self,
@@ -201,16 +226,20 @@ class FlaxWhisperGenerationMixin(GenerationFrontEnd):
         key: jax.Array,
         temperature: jax.Array,
     ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
-        """Greedy or sampling: ``prefix [b, begin]`` (left-padded by ``padding [b]``) -> ``(tokens [b, capacity],
-        length, no_speech_probs [b], scores [b, max_new_tokens or 0, vocab])``; ``tokens[:, :length]`` is
-        the result. Traced once per compilation (``_loop_traces`` counts it)."""
+        """Greedy or sampling: ``prefix [inputs, begin]`` (left-padded by ``padding [inputs]``), each input
+        decoded by ``spec.copies`` rows -> ``(tokens [b, capacity], length, no_speech_probs [b], scores [b,
+        max_new_tokens or 0, vocab])`` with ``b = inputs * copies``; ``tokens[:, :length]`` is the result.
+        Traced once per compilation (``_loop_traces`` counts it)."""
         self._loop_traces = getattr(self, "_loop_traces", 0) + 1
-        ops, rules = JaxOps(), spec.rules
+        ops, rules, copies = JaxOps(), spec.rules, spec.copies
         masks = rules.masks(ops, encoder_states)
-        batch, begin = prefix.shape
+        batch, begin = prefix.shape[0] * copies, prefix.shape[1]
         capacity = begin + spec.max_new_tokens
-        decode, out = self._decode_prefix(spec, params, encoder_states, prefix, padding)
-        no_speech = _no_speech_probs(out.logits, sot_positions, spec.no_speech_token)
+        decode, last, no_speech, cache = self._decode_prefix(
+            spec, params, encoder_states, prefix, padding, sot_positions, copies
+        )
+        no_speech = jnp.repeat(no_speech, copies)
+        prefix = jnp.repeat(prefix, copies, axis=0)
         tokens = jnp.full((batch, capacity), spec.pad, jnp.int32).at[:, :begin].set(prefix)
         scores = jnp.zeros((batch, spec.max_new_tokens if spec.want_scores else 0, self.config.vocab_size))
 
@@ -222,9 +251,9 @@ class FlaxWhisperGenerationMixin(GenerationFrontEnd):
             tokens = jax.lax.dynamic_update_slice(tokens, next_tokens[:, None], (0, length))
             if spec.want_scores:
                 scores = jax.lax.dynamic_update_slice(scores, logits[:, None], (0, length - begin, 0))
-            out = decode(next_tokens[:, None], cache, length)
+            hidden, cache = decode(next_tokens[:, None], cache, length)
             finished = finished | (next_tokens == spec.eos)
-            return tokens, length + 1, out.past_key_values, out.logits[:, -1].astype(jnp.float32), finished, scores, key
+            return tokens, length + 1, cache, self._logits(params, hidden[:, -1]), finished, scores, key
 
         def running(state: tuple) -> jax.Array:
             _, length, _, _, finished, _, _ = state
@@ -233,8 +262,8 @@ class FlaxWhisperGenerationMixin(GenerationFrontEnd):
         start = (
             tokens,
             jnp.asarray(begin, jnp.int32),
-            out.past_key_values,
-            out.logits[:, -1].astype(jnp.float32),
+            cache,
+            last,
             jnp.zeros(batch, bool),
             scores,
             key,
@@ -261,14 +290,9 @@ class FlaxWhisperGenerationMixin(GenerationFrontEnd):
         batch, begin = prefix.shape
         capacity = begin + spec.max_new_tokens
         rows = batch * beams
-        decode, out = self._decode_prefix(
-            spec,
-            params,
-            jnp.repeat(encoder_states, beams, axis=0),
-            jnp.repeat(prefix, beams, axis=0),
-            jnp.repeat(padding, beams),
+        decode, last, no_speech, cache = self._decode_prefix(
+            spec, params, encoder_states, prefix, padding, sot_positions, beams
         )
-        no_speech = _no_speech_probs(out.logits[::beams], sot_positions, spec.no_speech_token)
         offsets = jnp.arange(batch)[:, None] * beams
 
         def advance(state: beam.BeamState, logits: jax.Array, length: jax.Array) -> beam.BeamState:
@@ -279,23 +303,36 @@ class FlaxWhisperGenerationMixin(GenerationFrontEnd):
             order = (state.source_beam + offsets).reshape(-1)  # [b * beams] rows of the old cache
             cache = _reorder_self_attention(cache, order)
             step_input = jax.lax.dynamic_slice_in_dim(state.running.reshape(rows, capacity), length - 1, 1, axis=1)
-            out = decode(step_input, cache, length - 1)
-            return advance(state, out.logits[:, -1], length), length + 1, out.past_key_values
+            hidden, cache = decode(step_input, cache, length - 1)
+            return advance(state, self._logits(params, hidden[:, -1]), length), length + 1, cache
 
         def running(carry: tuple) -> jax.Array:
             state, length, _ = carry
             return beam.continuing(ops, state)[0, 0] & (length < capacity)
 
         length = jnp.asarray(begin, jnp.int32)
-        state = advance(jax.tree_util.tree_map(jnp.asarray, state), out.logits[:, -1], length)
-        state, _, _ = jax.lax.while_loop(running, step, (state, length + 1, out.past_key_values))
+        state = advance(jax.tree_util.tree_map(jnp.asarray, state), last, length)
+        state, _, _ = jax.lax.while_loop(running, step, (state, length + 1, cache))
         return state, no_speech
 
 
-def _no_speech_probs(prefix_logits: jax.Array, sot_positions: jax.Array, token: int) -> jax.Array:
-    """``[batch]`` probability of ``<|nospeech|>`` right after each row's ``<|startoftranscript|>``."""
-    rows = jnp.arange(prefix_logits.shape[0])
-    return jax.nn.softmax(prefix_logits[rows, sot_positions].astype(jnp.float32), axis=-1)[:, token]
+def _decoder_pass(module: Any, input_ids: jax.Array, **kwargs: Any) -> Any:
+    """The decoder's hidden states without the vocabulary projection (``module.apply(method=...)``)."""
+    return module.model.decoder(input_ids, encoder_hidden_states=None, **kwargs)
+
+
+def _same_rows(encoder_states: jax.Array, i: int, j: int) -> bool:
+    return bool(jnp.array_equal(encoder_states[i], encoder_states[j]))
+
+
+def _repeat_inputs(cache: KVCache, inputs: int, copies: int) -> KVCache:
+    """The cache with each input's rows (one per head) repeated ``copies`` times, input by input."""
+
+    def repeat(x: jax.Array) -> jax.Array:
+        per_input = x.reshape(inputs, -1, *x.shape[1:])  # [inputs, heads, ...]
+        return jnp.repeat(per_input, copies, axis=0).reshape(-1, *x.shape[1:])
+
+    return KVCache(tuple(tuple(repeat(x) for x in layer) for layer in cache.layers), cache.index)
 
 
 def _reorder_self_attention(cache: KVCache, order: jax.Array) -> KVCache:

@@ -29,7 +29,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from weights_bridge import cache_home
-from whisper_core.decoding import GenerationFrontEnd, GenerationPlan, LoopSpec, PrefixIds, beam, first_argmax
+from whisper_core.decoding import (
+    GenerationFrontEnd,
+    GenerationPlan,
+    LoopSpec,
+    PrefixIds,
+    beam,
+    first_argmax,
+    row_copies,
+)
 
 # The switch for the compiled decode step (``use_compiled_step``), and its default: off, because it
 # does not pay. Measured at batch 1 on this 2-core CPU (2026-12-02): tiny.en 10.8 ms/token eager, 11.5
@@ -127,7 +135,6 @@ class WhisperGenerationMixin(GenerationFrontEnd):
         self, plan: GenerationPlan, encoder_states: torch.Tensor, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, Any, torch.Tensor]:
         """Run the plan's search: ``(sequences [batch, length], scores, no_speech_probs [batch])``."""
-        spec = plan.loop_spec()
         device = encoder_states.device
         inputs = (
             encoder_states,
@@ -139,10 +146,14 @@ class WhisperGenerationMixin(GenerationFrontEnd):
             start = beam.initial_state(
                 TorchOps(), np.asarray(plan.prefixes), plan.num_beams, plan.capacity, plan.pad, encoder_states
             )
-            state, no_speech = self._beam_loop(spec, *inputs, start)
+            state, no_speech = self._beam_loop(plan.loop_spec(), *inputs, start)
             sequences, scores, longest = beam.best_sequences(TorchOps(), state)
             sequences = sequences[:, :longest]
         else:
+            spec = plan.loop_spec(
+                row_copies(plan.prefixes, plan.padding, lambda i, j: torch.equal(encoder_states[i], encoder_states[j]))
+            )
+            inputs = tuple(x[:: spec.copies] for x in inputs)  # one row per input: its copies share the prefix
             tokens, length, no_speech, scores = self._greedy_loop(spec, *inputs, generator, plan.temperature)
             sequences = tokens[:, :length]
         return sequences, scores, no_speech
@@ -223,21 +234,19 @@ class WhisperGenerationMixin(GenerationFrontEnd):
         generator: torch.Generator | None,
         temperature: float = 1.0,
     ) -> tuple[torch.Tensor, int, torch.Tensor, tuple[torch.Tensor, ...]]:
-        """Greedy or sampling: ``prefix [b, begin]`` (left-padded by ``padding [b]``) -> ``(tokens [b, capacity],
-        length, no_speech_probs [b], scores)``; ``tokens[:, :length]`` is the result, ``scores`` the processed
-        logits ``[b, vocab]`` of each step when asked for. Stops as soon as every row has ended."""
-        ops, rules = TorchOps(), spec.rules
+        """Greedy or sampling: ``prefix [inputs, begin]`` (left-padded by ``padding [inputs]``), each input
+        decoded by ``spec.copies`` rows -> ``(tokens [b, capacity], length, no_speech_probs [b], scores)``
+        with ``b = inputs * copies``; ``tokens[:, :length]`` is the result, ``scores`` the processed logits
+        ``[b, vocab]`` of each step when asked for. Stops as soon as every row has ended."""
+        ops, rules, copies = TorchOps(), spec.rules, spec.copies
         masks = rules.masks(ops, encoder_states)
-        batch, begin = prefix.shape
+        batch, begin = prefix.shape[0] * copies, prefix.shape[1]
         capacity = begin + spec.max_new_tokens
-        copies = _copies(encoder_states, prefix, padding)
-        inputs = slice(None, None, copies)  # one row per input: the prefix is the same for its copies
-        hidden, cache = self._decode_prefix(encoder_states[inputs], prefix[inputs], padding[inputs], capacity, copies)
-        no_speech = self._no_speech_probs(hidden, sot_positions[inputs], spec.no_speech_token)
-        no_speech = no_speech.repeat_interleave(copies)
+        hidden, cache = self._decode_prefix(encoder_states, prefix, padding, capacity, copies)
+        no_speech = self._no_speech_probs(hidden, sot_positions, spec.no_speech_token).repeat_interleave(copies)
         step = self._step_function(cache)
         tokens = torch.full((batch, capacity), spec.pad, dtype=torch.long, device=prefix.device)
-        tokens[:, :begin] = prefix
+        tokens[:, :begin] = prefix.repeat_interleave(copies, dim=0)
         finished = torch.zeros(batch, dtype=torch.bool, device=prefix.device)
         scores, length, last = [], begin, self.proj_out(hidden[:, -1]).repeat_interleave(copies, dim=0)
         while True:
@@ -490,19 +499,6 @@ def _compiled_decode_step() -> Callable[..., torch.Tensor]:
     ``$TORCHINDUCTOR_CACHE_DIR`` says otherwise), so another process reuses the compiled code."""
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_home() / "torch-compilations"))
     return torch.compile(decode_step, dynamic=False, fullgraph=True)
-
-
-def _copies(encoder_states: torch.Tensor, prefix: torch.Tensor, padding: torch.Tensor) -> int:
-    """How many consecutive rows decode each input: ``n`` when the rows come in blocks of ``n`` with the
-    same encoder states and prefix (``best_of`` draws of one window), else 1. Such rows share one prefix
-    pass and one copy of the cross-attention keys/values (:class:`StaticCache`)."""
-    rows, copies = encoder_states.shape[0], 1
-    while copies < rows and all(torch.equal(x[copies], x[0]) for x in (encoder_states, prefix, padding)):
-        copies += 1
-    if copies == 1 or rows % copies:
-        return 1
-    blocks = (x.view(rows // copies, copies, *x.shape[1:]) for x in (encoder_states, prefix, padding))
-    return copies if all(torch.equal(block, block[:, :1].expand_as(block)) for block in blocks) else 1
 
 
 def _pick(

@@ -30,6 +30,7 @@ from whisper_core.decoding import (
     PrefixIds,
     beam,
     first_argmax,
+    row_copies,
 )
 
 from .outputs import KVCache
@@ -144,7 +145,6 @@ class TFWhisperGenerationMixin(GenerationFrontEnd):
         self, plan: GenerationPlan, encoder_states: tf.Tensor, seed: int = 0
     ) -> tuple[tf.Tensor, Any, tf.Tensor]:
         """Run the plan's search: ``(sequences [batch, length], scores, no_speech_probs [batch])``."""
-        spec = plan.loop_spec()
         inputs = (
             encoder_states,
             tf.constant(plan.prefixes, tf.int32),
@@ -152,6 +152,7 @@ class TFWhisperGenerationMixin(GenerationFrontEnd):
             tf.constant(plan.sot_positions, tf.int32),
         )
         if plan.num_beams > 1:
+            spec = plan.loop_spec()
             loop = self._compiled(spec, lambda: tf.function(partial(self._beam_loop, spec), jit_compile=True))
             start = beam.initial_state(
                 NumpyOps(), np.asarray(plan.prefixes), plan.num_beams, plan.capacity, plan.pad, None
@@ -160,6 +161,8 @@ class TFWhisperGenerationMixin(GenerationFrontEnd):
             sequences, scores, longest = beam.best_sequences(TfOps(), beam.BeamState(*state))
             sequences = sequences[:, :longest]
         else:
+            spec = plan.loop_spec(row_copies(plan.prefixes, plan.padding, partial(_same_rows, encoder_states)))
+            inputs = tuple(x[:: spec.copies] for x in inputs)  # one row per input: its copies share the prefix
             loop = self._compiled(spec, lambda: tf.function(partial(self._greedy_loop, spec), jit_compile=True))
             temperature = tf.constant(plan.temperature, tf.float32)  # an input: one program for every temperature
             tokens, length, no_speech, step_scores = loop(*inputs, tf.constant(seed, tf.int32), temperature)
@@ -200,7 +203,7 @@ class TFWhisperGenerationMixin(GenerationFrontEnd):
         return self._compiled(key, lambda: tf.function(probabilities, jit_compile=True))(encoder_states)
 
     def _cached_decoder(self, padding: tf.Tensor, capacity: int) -> Callable[..., Any]:
-        """``decode(step_input [rows, n], cache, start) -> (logits [rows, n, vocab], cache)``: one cached
+        """``decode(step_input [rows, n], cache, start) -> (hidden [rows, n, d], cache)``: one cached
         decoder pass over tokens at positions ``start .. start + n`` of rows left-padded by ``padding [rows]``."""
         columns = tf.range(capacity)[None, :]
         attention_mask = tf.cast(columns >= padding[:, None], tf.int32)  # [rows, capacity]: 1 on real tokens
@@ -211,18 +214,37 @@ class TFWhisperGenerationMixin(GenerationFrontEnd):
             out = self.get_decoder()(
                 input_ids=step_input, attention_mask=attention_mask, position_ids=step_positions, past_key_values=cache
             )
-            return tf.cast(self.lm_logits(out.last_hidden_state), tf.float32), out.past_key_values
+            return out.last_hidden_state, out.past_key_values
 
         return decode
 
+    def _logits(self, hidden: tf.Tensor) -> tf.Tensor:
+        """``[rows, d]`` -> float32 ``[rows, vocab]``."""
+        return tf.cast(self.lm_logits(hidden), tf.float32)
+
     def _decode_prefix(
-        self, spec: LoopSpec, encoder_states: tf.Tensor, prefix: tf.Tensor, padding: tf.Tensor
-    ) -> tuple[Callable[..., Any], tf.Tensor, KVCache]:
-        """Fill a fresh cache with the prefix rows; return the step decoder, the prefix logits and the cache."""
+        self,
+        spec: LoopSpec,
+        encoder_states: tf.Tensor,
+        prefix: tf.Tensor,
+        padding: tf.Tensor,
+        sot_positions: tf.Tensor,
+        copies: int,
+    ) -> tuple[Callable[..., Any], tf.Tensor, tf.Tensor, KVCache]:
+        """Run the prefix once per input (the rows of ``prefix``) into a fresh cache and give each input
+        ``copies`` rows of it: ``(step decoder over those rows, their last logits [rows, vocab],
+        no_speech_probs [inputs], cache)``. Only the positions read are projected onto the vocabulary (a
+        200-token prompt would otherwise cost 200 rows of that projection per row)."""
         capacity = prefix.shape[1] + spec.max_new_tokens
-        decode = self._cached_decoder(padding, capacity)
-        logits, cache = decode(prefix, self.get_decoder().init_cache(encoder_states, capacity), 0)
-        return decode, logits, cache
+        prefill = self._cached_decoder(padding, capacity)
+        hidden, cache = prefill(prefix, self.get_decoder().init_cache(encoder_states, capacity), 0)
+        at_sot = tf.gather(hidden, sot_positions, batch_dims=1)  # [inputs, d]
+        no_speech = tf.nn.softmax(self._logits(at_sot), axis=-1)[:, spec.no_speech_token]
+        last = self._logits(hidden[:, -1])
+        if copies == 1:
+            return prefill, last, no_speech, cache
+        cache = _repeat_inputs(cache, tf.shape(prefix)[0], copies)
+        return self._cached_decoder(tf.repeat(padding, copies), capacity), tf.repeat(last, copies, 0), no_speech, cache
 
     def _greedy_loop(
         self,
@@ -234,16 +256,20 @@ class TFWhisperGenerationMixin(GenerationFrontEnd):
         seed: tf.Tensor,
         temperature: tf.Tensor,
     ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
-        """Greedy or sampling: ``prefix [b, begin]`` (left-padded by ``padding [b]``) -> ``(tokens [b, capacity],
-        length, no_speech_probs [b], scores [b, max_new_tokens or 0, vocab])``; ``tokens[:, :length]`` is
-        the result. Traced once per compilation (``_loop_traces`` counts it)."""
+        """Greedy or sampling: ``prefix [inputs, begin]`` (left-padded by ``padding [inputs]``), each input
+        decoded by ``spec.copies`` rows -> ``(tokens [b, capacity], length, no_speech_probs [b], scores [b,
+        max_new_tokens or 0, vocab])`` with ``b = inputs * copies``; ``tokens[:, :length]`` is the result.
+        Traced once per compilation (``_loop_traces`` counts it)."""
         self.__dict__["_loop_traces"] = self.__dict__.get("_loop_traces", 0) + 1
-        ops, rules = TfOps(), spec.rules
+        ops, rules, copies = TfOps(), spec.rules, spec.copies
         masks = rules.masks(ops, encoder_states)
-        batch, begin = tf.shape(prefix)[0], prefix.shape[1]  # the batch may be unknown (an exported signature)
+        batch, begin = tf.shape(prefix)[0] * copies, prefix.shape[1]  # the batch may be unknown (an export)
         capacity = begin + spec.max_new_tokens
-        decode, logits, cache = self._decode_prefix(spec, encoder_states, prefix, padding)
-        no_speech = _no_speech_probs(logits, sot_positions, spec.no_speech_token)
+        decode, last, no_speech, cache = self._decode_prefix(
+            spec, encoder_states, prefix, padding, sot_positions, copies
+        )
+        no_speech = tf.repeat(no_speech, copies)
+        prefix = tf.repeat(prefix, copies, axis=0)
         tokens = tf.concat([prefix, tf.fill((batch, spec.max_new_tokens), spec.pad)], axis=1)
         scores = tf.zeros(tf.stack([batch, spec.max_new_tokens if spec.want_scores else 0, self.config.vocab_size]))
         columns = tf.range(capacity)
@@ -255,14 +281,14 @@ class TFWhisperGenerationMixin(GenerationFrontEnd):
             tokens = tf.where(columns[None, :] == length, next_tokens[:, None], tokens)
             if spec.want_scores:
                 scores = xla.dynamic_update_slice(scores, logits[:, None], tf.stack([0, length - begin, 0]))
-            logits, cache = decode(next_tokens[:, None], cache, length)
+            hidden, cache = decode(next_tokens[:, None], cache, length)
             finished = finished | (next_tokens == spec.eos)
-            return tokens, length + 1, cache, logits[:, -1], finished, scores
+            return tokens, length + 1, cache, self._logits(hidden[:, -1]), finished, scores
 
         def running(tokens, length, cache, logits, finished, scores):
             return (length < capacity) & ~tf.reduce_all(finished)
 
-        start = (tokens, tf.constant(begin), cache, logits[:, -1], tf.zeros(batch, tf.bool), scores)
+        start = (tokens, tf.constant(begin), cache, last, tf.zeros(batch, tf.bool), scores)
         tokens, length, _, _, _, scores = tf.while_loop(running, step, start)
         return tokens, length, no_speech, scores
 
@@ -285,13 +311,9 @@ class TFWhisperGenerationMixin(GenerationFrontEnd):
         batch, begin = prefix.shape
         capacity = begin + spec.max_new_tokens
         rows = batch * beams
-        decode, logits, cache = self._decode_prefix(
-            spec,
-            tf.repeat(encoder_states, beams, axis=0),
-            tf.repeat(prefix, beams, axis=0),
-            tf.repeat(padding, beams),
+        decode, last, no_speech, cache = self._decode_prefix(
+            spec, encoder_states, prefix, padding, sot_positions, beams
         )
-        no_speech = _no_speech_probs(logits[::beams], sot_positions, spec.no_speech_token)
         offsets = tf.range(batch)[:, None] * beams
 
         def advance(state: beam.BeamState, logits: tf.Tensor, length: tf.Tensor) -> beam.BeamState:
@@ -303,14 +325,14 @@ class TFWhisperGenerationMixin(GenerationFrontEnd):
             state = beam.BeamState(*fields)
             order = tf.reshape(state.source_beam + offsets, (-1,))  # [b * beams] rows of the old cache
             step_input = tf.slice(tf.reshape(state.running, (rows, capacity)), tf.stack([0, length - 1]), [rows, 1])
-            logits, cache = decode(step_input, _reorder_self_attention(cache, order), length - 1)
-            return _state_tensors(advance(state, logits[:, -1], length)), length + 1, cache
+            hidden, cache = decode(step_input, _reorder_self_attention(cache, order), length - 1)
+            return _state_tensors(advance(state, self._logits(hidden[:, -1]), length)), length + 1, cache
 
         def running(fields, length, cache):
             return beam.continuing(ops, beam.BeamState(*fields))[0, 0] & (length < capacity)
 
         length = tf.constant(begin)
-        state = advance(beam.BeamState(*state), logits[:, -1], length)
+        state = advance(beam.BeamState(*state), last, length)
         fields, _, _ = tf.while_loop(running, step, (_state_tensors(state), length + 1, cache))
         return fields, no_speech
 
@@ -324,10 +346,18 @@ def _state_tensors(state: beam.BeamState) -> tuple[tf.Tensor, ...]:
     )
 
 
-def _no_speech_probs(prefix_logits: tf.Tensor, sot_positions: tf.Tensor, token: int) -> tf.Tensor:
-    """``[batch]`` probability of ``<|nospeech|>`` right after each row's ``<|startoftranscript|>``."""
-    at_sot = tf.gather(prefix_logits, sot_positions, batch_dims=1)  # [batch, vocab]
-    return tf.nn.softmax(at_sot, axis=-1)[:, token]
+def _same_rows(encoder_states: tf.Tensor, i: int, j: int) -> bool:
+    return bool(tf.reduce_all(encoder_states[i] == encoder_states[j]))
+
+
+def _repeat_inputs(cache: KVCache, inputs: tf.Tensor, copies: int) -> KVCache:
+    """The cache with each input's rows (one per head) repeated ``copies`` times, input by input."""
+
+    def repeat(x: tf.Tensor) -> tf.Tensor:
+        per_input = tf.reshape(x, tf.concat([[inputs, -1], tf.shape(x)[1:]], 0))  # [inputs, heads, ...]
+        return tf.reshape(tf.repeat(per_input, copies, axis=0), tf.concat([[-1], tf.shape(x)[1:]], 0))
+
+    return KVCache(tuple(tuple(repeat(x) for x in layer) for layer in cache.layers), cache.index)
 
 
 def _reorder_self_attention(cache: KVCache, order: tf.Tensor) -> KVCache:
@@ -341,11 +371,42 @@ def _reorder_self_attention(cache: KVCache, order: tf.Tensor) -> KVCache:
 
 def _pick(logits: tf.Tensor, top_k: int | None, temperature: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     """Greedy argmax (``top_k`` None), or a sample at ``temperature`` from the ``top_k`` most likely tokens
-    (0: from all of them; stateless, from ``seed [2]``)."""
+    (0: from all of them), by inverting each row's cumulative distribution at one uniform draw (stateless,
+    from ``seed [2]``). XLA runs a cumulative sum over the whole vocabulary inside the decoding loop at
+    ~55 ms a step for 8 rows (``stateless_categorical`` costs as much), so the sum runs in two levels:
+    over blocks of ``SAMPLING_BLOCK`` tokens, then inside the block the draw falls in."""
     if top_k is None:
         return first_argmax(TfOps(), logits)
     logits = logits / temperature
     if top_k:
         kth = tf.math.top_k(logits, min(top_k, logits.shape[-1])).values[:, -1:]
         logits = tf.where(logits < kth, -np.inf, logits)
-    return tf.cast(tf.random.stateless_categorical(logits, 1, seed)[:, 0], tf.int32)
+    probabilities = tf.nn.softmax(tf.cast(logits, tf.float64), axis=-1)
+    draw = tf.random.stateless_uniform(tf.shape(logits[:, :1]), seed, dtype=tf.float64)
+    return _invert_distribution(probabilities, draw)
+
+
+SAMPLING_BLOCK = 256
+
+
+def _invert_distribution(probabilities: tf.Tensor, draw: tf.Tensor) -> tf.Tensor:
+    """``[rows]`` token ``j`` of ``probabilities [rows, vocab]`` whose interval of the cumulative
+    distribution holds ``draw [rows, 1]`` (in [0, 1)) times the row's total: the last token of positive
+    probability whose interval starts at or before it, so a token of probability 0 is never drawn."""
+    vocab = probabilities.shape[-1]
+    blocks = -(-vocab // SAMPLING_BLOCK)
+    grid = tf.reshape(
+        tf.pad(probabilities, [[0, 0], [0, blocks * SAMPLING_BLOCK - vocab]]), (-1, blocks, SAMPLING_BLOCK)
+    )
+    block_sums = tf.reduce_sum(grid, axis=-1)  # [rows, blocks]
+    block_starts = tf.cumsum(block_sums, axis=-1, exclusive=True)
+    target = draw * (block_starts[:, -1:] + block_sums[:, -1:])
+    block = _last_where((block_sums > 0) & (block_starts <= target))
+    in_block = tf.gather(grid, block, batch_dims=1)  # [rows, SAMPLING_BLOCK]
+    starts = tf.gather(block_starts, block, batch_dims=1)[:, None] + tf.cumsum(in_block, axis=-1, exclusive=True)
+    return block * SAMPLING_BLOCK + _last_where((in_block > 0) & (starts <= target))
+
+
+def _last_where(mask: tf.Tensor) -> tf.Tensor:
+    """``[rows]`` the last column where ``mask [rows, n]`` holds (-1 where it holds nowhere)."""
+    return tf.reduce_max(tf.where(mask, tf.range(mask.shape[-1]), -1), axis=-1)

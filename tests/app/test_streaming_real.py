@@ -16,7 +16,6 @@ from tests.conftest import JFK_TEXT
 from tests.core.longform_audio import LongAudio, build_long_audio
 from tests.helpers import english_wer
 from whisper_core import SAMPLE_RATE
-from whisper_core.normalizers import EnglishTextNormalizer
 from whisper_core.streaming import POLICIES, OnlineProcessor, StreamingOptions, StreamStats, simulate
 from whisper_core.transcribe import TranscribeOptions
 
@@ -112,25 +111,23 @@ def test_every_backend_streams_the_same_words(transcribers, long_audio):
 
 
 def test_command_line_streams_a_file_and_standard_input(jfk_path, jfk_audio):
+    """Both modes pace the audio by the wall clock, so the chunks (and a word or two) depend on the machine's
+    speed: the words are checked by their error rate, not verbatim."""
     executable = str(Path(sys.executable).parent / "whisper-mb")
     run = subprocess.run([executable, "stream", str(jfk_path), "--policy", "alignatt"], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     lines = [json.loads(line) for line in run.stdout.splitlines()]
     words, summary = lines[:-1], lines[-1]["summary"]
-    assert "ask not what your country can do for you" in _normal("".join(w["text"] for w in words))
+    assert english_wer(JFK_TEXT, "".join(w["text"] for w in words)) < 0.2
     assert all(set(w) == {"emitted", "start", "end", "text"} for w in words)
     assert summary["words"] == len(words) and summary["latency_p90"] >= summary["latency_mean"] * 0.5
     pcm = (np.clip(jfk_audio, -1, 1) * 32767).astype("<i2").tobytes()
     piped = subprocess.run([executable, "stream", "--stdin"], input=pcm, capture_output=True)
     assert piped.returncode == 0, piped.stderr
     lines = [json.loads(line) for line in piped.stdout.decode().splitlines()]
-    assert "ask what you can do for your country" in _normal("".join(w["text"] for w in lines[:-1]))
+    assert english_wer(JFK_TEXT, "".join(w["text"] for w in lines[:-1])) < 0.2
     refused = subprocess.run([executable, "stream", str(jfk_path), "--stdin"], capture_output=True, text=True)
     assert refused.returncode == 2 and "not both" in refused.stderr
-
-
-def _normal(text: str) -> str:
-    return EnglishTextNormalizer()(text)
 
 
 @pytest.mark.parametrize("vac", [False, True])

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from whisper_core import GenerationConfig, WhisperConfig
-from whisper_core.decoding import GenerationFrontEnd, WhisperGenerateOutput, plan_generation
+from whisper_core.decoding import GenerationFrontEnd, WhisperGenerateOutput, plan_generation, row_copies
 from whisper_core.decoding.plan import PREFIX_BUCKETS
 
 LANGUAGES = {"<|en|>": 52, "<|de|>": 54}
@@ -137,3 +137,22 @@ def test_encoder_states_are_what_generate_decodes():
     given = model.generate(encoder_outputs=states, language="en", weights="w")
     assert [name for name, _ in model.calls] == ["search"]
     np.testing.assert_array_equal(given, model.generate(features, language="en", weights="w"))
+
+
+def test_rows_repeating_their_input_are_found():
+    """``best_of`` draws of one window arrive as consecutive copies: the loops run their prefix once."""
+    states = np.repeat(np.arange(2.0)[:, None], 2, axis=0)  # inputs 0, 0, 1, 1
+    prefixes, padding = [[5, 6]] * 4, [0] * 4
+
+    def same(i: int, j: int) -> bool:
+        return bool(np.array_equal(states[i], states[j]))
+
+    assert row_copies(prefixes, padding, same) == 2
+    assert row_copies(prefixes[:3], padding[:3], same) == 1  # 3 rows are no whole blocks of 2
+    assert row_copies(prefixes[:2], padding[:2], same) == 2
+    assert row_copies([[5, 6], [5, 6], [5, 6], [5, 7]], padding, same) == 1  # the second input's rows differ
+    assert row_copies(prefixes, [0, 0, 0, 1], same) == 1
+    assert row_copies(prefixes[:1], padding[:1], same) == 1
+    asked = []
+    assert row_copies([[5], [7]], [0, 0], lambda i, j: asked.append((i, j)) or True) == 1
+    assert not asked  # the device is read only once the prefixes agree

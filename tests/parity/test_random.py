@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.helpers import WHISPER_LIKE, scale_weights
+from tests.helpers import WHISPER_LIKE, WHISPER_LIKE_GENERATION, scale_weights
 from whisper_core import GenerationConfig, WhisperConfig
 from whisper_mb.registry import KINDS
 from whisper_pt import WhisperForAudioClassification, WhisperForConditionalGeneration
@@ -31,7 +31,7 @@ def checkpoints(tmp_path_factory):
     """One canonical checkpoint with a decoder and one with a classification head, same config."""
     config = WhisperConfig(**MODEL)
     generation = scaled(WhisperForConditionalGeneration(config))
-    generation.generation_config = GenerationConfig(decoder_start_token_id=51, eos_token_id=50, pad_token_id=50)
+    generation.generation_config = GenerationConfig(**WHISPER_LIKE_GENERATION)
     classification = scaled(WhisperForAudioClassification(config))
     root = tmp_path_factory.mktemp("parity")
     return {
@@ -134,3 +134,23 @@ def test_encoding_rows_together_gives_each_rows_states(name, checkpoints):
         together = np.asarray(engine.encode(windows[:rows]))
         assert together.shape == alone[:rows].shape
         np.testing.assert_allclose(together, alone[:rows], atol=1e-5)
+
+
+@pytest.mark.parametrize("name", backends())
+def test_copies_of_a_window_decode_from_one_prefix_pass(name, checkpoints, features):
+    """``best_of`` draws reach ``generate`` as copies of one window's encoder states; the loops run the
+    prefix once per window (``row_copies``): greedy copies give that window's own tokens, log-probability
+    and no-speech probability, and sampled copies still draw apart."""
+    from whisper_mb.registry import load_backend
+
+    engine = load_backend(name, str(checkpoints["generation"]))
+    states = engine.encode(features)
+    options = {"max_new_tokens": 8, "timestamps": False, "language": "en"}
+    alone = engine.generate(states, [None, None], **options)
+    copies = engine.generate(engine.take_rows(states, [0, 0, 0, 1, 1, 1]), [None] * 6, **options)
+    expected = [result for result in alone for _ in range(3)]
+    assert [c.tokens for c in copies] == [e.tokens for e in expected]
+    np.testing.assert_allclose([c.sum_logprob for c in copies], [e.sum_logprob for e in expected], atol=1e-4)
+    np.testing.assert_allclose([c.no_speech_prob for c in copies], [e.no_speech_prob for e in expected], atol=1e-6)
+    drawn = engine.generate(engine.take_rows(states, [0] * 4), [None] * 4, temperature=1.0, **options)
+    assert len({d.tokens for d in drawn}) > 1

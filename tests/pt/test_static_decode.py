@@ -16,7 +16,7 @@ import torch
 
 from tests.helpers import max_abs, whisper_like_pt_model
 from whisper_pt import WhisperForConditionalGeneration
-from whisper_pt.generation import COMPILE_VARIABLE, _copies, use_compiled_step
+from whisper_pt.generation import COMPILE_VARIABLE, use_compiled_step
 
 PAD = 50  # WHISPER_LIKE's pad (= eos) token
 CAPACITY = 20  # cache positions for the eager steps: a prefix of 6 and up to 14 steps
@@ -138,16 +138,6 @@ def test_a_single_row_steps_like_the_plain_forward_pass(model, padded_rows):
     worst, same_ids = step_against_plain(model, states, prefix, padding, steps=8, reorder_at=-1, order=None)
     assert worst <= 1e-5
     assert same_ids
-
-
-def test_rows_repeating_their_input_are_found(padded_rows):
-    states, prefix, padding = padded_rows
-    assert _copies(states, prefix, padding) == 2
-    assert _copies(states[:3], prefix[:3], padding[:3]) == 1  # 3 rows are no whole blocks of 2
-    other = prefix.clone()
-    other[3, -1] = 62  # the second input's rows now differ in their prefix
-    assert _copies(states, other, padding) == 1
-    assert _copies(states[:1], prefix[:1], padding[:1]) == 1
 
 
 def test_packed_weights_follow_the_weights_and_stay_out_of_the_model(padded_rows):

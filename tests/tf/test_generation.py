@@ -21,7 +21,7 @@ from tests.helpers import (
 )
 from whisper_core.decoding import NumpyOps, beam
 from whisper_tf import TFWhisperForConditionalGeneration
-from whisper_tf.generation import TfOps
+from whisper_tf.generation import SAMPLING_BLOCK, TfOps, _invert_distribution
 
 TOL = 1e-5
 NEW = 8  # max_new_tokens: small, as every new shape compiles the loop again
@@ -168,3 +168,27 @@ def test_bucketed_prefixes_compile_once(models, features):
 def test_a_text_prefix_continues_the_decoding(models, features):
     _, ours = models
     assert_text_prefix_continues_the_decoding(ours, features, NEW)
+
+
+def test_sampling_inverts_the_distribution_in_two_levels():
+    """Draws spread evenly over [0, 1) land on each token in proportion to its probability, across block
+    boundaries; a token of probability 0 is never drawn, not even at the ends of the interval."""
+    vocab = 3 * SAMPLING_BLOCK + 7
+    probabilities = np.zeros((2, vocab))
+    probabilities[0, [0, SAMPLING_BLOCK - 1, SAMPLING_BLOCK, vocab - 1]] = [0.1, 0.2, 0.3, 0.4]
+    probabilities[1, 5 : vocab - 1 : 3] = 1.0  # a spread row whose last token is impossible
+    probabilities /= probabilities.sum(-1, keepdims=True)
+    draws = (np.arange(1000) + 0.5) / 1000
+    picks = np.stack(
+        [
+            _invert_distribution(tf.constant(np.repeat(row[None], len(draws), 0)), tf.constant(draws[:, None])).numpy()
+            for row in probabilities
+        ]
+    )
+    for row, row_picks in zip(probabilities, picks, strict=True):
+        counts = np.bincount(row_picks, minlength=vocab) / len(draws)
+        np.testing.assert_allclose(counts, row, atol=2e-3)
+    edges = tf.constant([[0.0], [1.0 - 1e-16]], tf.float64)
+    for row in probabilities:
+        ends = _invert_distribution(tf.constant(np.stack([row, row])), edges).numpy()
+        assert (row[ends] > 0).all()

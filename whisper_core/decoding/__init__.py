@@ -4,7 +4,15 @@ beam bookkeeping, and the ``generate``/``detect_language`` front end each backen
 from . import beam
 from .frontend import GenerationFrontEnd
 from .ops import ArrayOps, NumpyOps, first_argmax
-from .plan import GenerationPlan, LoopSpec, WhisperGenerateOutput, left_pad, plan_generation, prompts_per_row
+from .plan import (
+    GenerationPlan,
+    LoopSpec,
+    WhisperGenerateOutput,
+    left_pad,
+    plan_generation,
+    prompts_per_row,
+    row_copies,
+)
 from .prefix import PrefixIds, decoder_prefix, languages_per_row, prompt_tokens
 from .rules import LogitRules
 from .segments import Segment, split_segments
@@ -27,5 +35,6 @@ __all__ = [
     "plan_generation",
     "prompt_tokens",
     "prompts_per_row",
+    "row_copies",
     "split_segments",
 ]

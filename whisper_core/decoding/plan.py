@@ -58,6 +58,9 @@ class LoopSpec:
     want_scores: bool
     num_beams: int
     length_penalty: float
+    # Rows per input of a greedy or sampling loop (row_copies): the loop runs the prefix once per input
+    # and decodes that many rows from it; a beam loop does the same with num_beams.
+    copies: int = 1
 
 
 @dataclass(frozen=True)
@@ -90,8 +93,8 @@ class GenerationPlan:
         """Length of the token buffer: prefix plus every token that may be generated."""
         return self.begin + self.max_new_tokens
 
-    def loop_spec(self) -> LoopSpec:
-        """The static part of this plan, for compiled loops."""
+    def loop_spec(self, copies: int = 1) -> LoopSpec:
+        """The static part of this plan, for compiled loops (``copies``: see :func:`row_copies`)."""
         return LoopSpec(
             rules=self.rules,
             max_new_tokens=self.max_new_tokens,
@@ -102,6 +105,7 @@ class GenerationPlan:
             want_scores=self.output_scores,
             num_beams=self.num_beams,
             length_penalty=self.length_penalty,
+            copies=copies,
         )
 
     @property
@@ -258,6 +262,27 @@ def plan_generation(
         return_dict=bool(return_dict or return_segments),
         return_segments=return_segments,
     )
+
+
+def row_copies(
+    prefixes: Sequence[Sequence[int]], padding: Sequence[int], same_states: Callable[[int, int], bool]
+) -> int:
+    """How many consecutive rows decode each input: ``n`` when the rows come in whole blocks of ``n`` with
+    the same prefix, padding and encoder states (``same_states(i, j)``, asked only once the prefixes
+    agree: it reads the device) -- the ``best_of`` draws of one window -- else 1. A loop then runs the
+    prefix once per input (a 200-token prompt over 8 identical rows was 8 times the work) and its
+    copies decode from that one cache."""
+    rows = len(prefixes)
+
+    def same(i: int, j: int) -> bool:
+        return prefixes[i] == prefixes[j] and padding[i] == padding[j] and same_states(i, j)
+
+    copies = 1
+    while copies < rows and same(copies, 0):
+        copies += 1
+    if copies == 1 or rows % copies:
+        return 1
+    return copies if all(same(row, row - row % copies) for row in range(copies, rows)) else 1
 
 
 def prompts_per_row(prompt_ids: Any, batch: int) -> list[list[int] | None]:
