@@ -310,3 +310,17 @@ def assert_one_loop_reads_every_temperature(model: Any, sample: Any, greedy: np.
     assert not np.array_equal(as_numpy(sample(100.0)), greedy)
     if hasattr(model, "_loop_traces"):
         assert model._loop_traces == traces
+
+
+def assert_finds_kth_largest(kth_largest: Any) -> None:
+    """``kth_largest(logits [rows, vocab] float32, k) -> [rows, 1]`` (a backend's floor for top-k sampling)
+    equals NumPy's sort, on rows with ties, -inf, signed zeros and subnormals, for k from 1 to the vocabulary."""
+    logits = np.random.default_rng(0).standard_normal((5, 1000)).astype(np.float32) * 5
+    logits[0, :100] = -np.inf
+    logits[1, 5:10] = 7.0  # a tie at the top
+    logits[2] = 0.0
+    logits[2, :3] = -0.0
+    logits[3, :50], logits[3, 50:] = 1e-40, -3.0
+    for k in (1, 5, 50, 999, 1000):
+        expected = -np.sort(-logits, axis=-1)[:, k - 1 : k]
+        np.testing.assert_array_equal(np.asarray(kth_largest(logits, k)), expected)

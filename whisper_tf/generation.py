@@ -379,14 +379,29 @@ def _pick(logits: tf.Tensor, top_k: int | None, temperature: tf.Tensor, seed: tf
         return first_argmax(TfOps(), logits)
     logits = logits / temperature
     if top_k:
-        kth = tf.math.top_k(logits, min(top_k, logits.shape[-1])).values[:, -1:]
-        logits = tf.where(logits < kth, -np.inf, logits)
+        logits = tf.where(logits < _kth_largest(logits, min(top_k, logits.shape[-1])), -np.inf, logits)
     probabilities = tf.nn.softmax(tf.cast(logits, tf.float64), axis=-1)
     draw = tf.random.stateless_uniform(tf.shape(logits[:, :1]), seed, dtype=tf.float64)
     return _invert_distribution(probabilities, draw)
 
 
 SAMPLING_BLOCK = 256
+
+
+def _kth_largest(logits: tf.Tensor, k: int) -> tf.Tensor:
+    """``[rows, 1]`` each row's ``k``-th largest value of ``logits [rows, vocab]`` (float32), exactly: a
+    bisection over the floats' bit patterns, mapped to integers in the floats' order, 32 counting passes.
+    XLA on CPU sorts the whole vocabulary for ``tf.math.top_k`` (61 ms at 8 rows, the passes 3 ms)."""
+    bits = tf.bitcast(logits, tf.int32)
+    keys = tf.where(bits < 0, tf.bitwise.bitwise_xor(bits, 0x7FFFFFFF), bits)
+    low = tf.fill(tf.shape(keys[:, :1]), tf.int32.min)  # count(keys >= low) >= k holds
+    high = tf.fill(tf.shape(keys[:, :1]), tf.int32.max)
+    for _ in range(32):  # the largest key t with count(keys >= t) >= k: the k-th largest key
+        carry = tf.bitwise.bitwise_or(tf.bitwise.bitwise_and(low, 1), tf.bitwise.bitwise_and(high, 1))
+        middle = tf.bitwise.right_shift(low, 1) + tf.bitwise.right_shift(high, 1) + carry  # ceil of the mean
+        enough = tf.reduce_sum(tf.cast(keys >= middle, tf.int32), axis=-1, keepdims=True) >= k
+        low, high = tf.where(enough, middle, low), tf.where(enough, high, middle - 1)
+    return tf.bitcast(tf.where(low < 0, tf.bitwise.bitwise_xor(low, 0x7FFFFFFF), low), tf.float32)
 
 
 def _invert_distribution(probabilities: tf.Tensor, draw: tf.Tensor) -> tf.Tensor:

@@ -12,6 +12,7 @@ import torch
 from tests.helpers import (
     assert_bucketed_prefixes_match_unpadded,
     assert_detect_language_matches_pt,
+    assert_finds_kth_largest,
     assert_generate_takes_encoder_outputs,
     assert_one_loop_reads_every_temperature,
     assert_seeded_top_k_sampling,
@@ -24,6 +25,7 @@ from weights_bridge import canonical, flax_msgpack
 from whisper_core import GenerationConfig, WhisperConfig
 from whisper_core.decoding import NumpyOps
 from whisper_flax import FlaxWhisperForConditionalGeneration, FlaxWhisperModel, JaxOps
+from whisper_flax.generation import _kth_largest
 
 TOL = 1e-5
 NEW = 8  # max_new_tokens: small, as every new shape compiles the loop again
@@ -215,3 +217,7 @@ def test_bucketed_prefixes_compile_once(models, features):
 def test_a_text_prefix_continues_the_decoding(models, features):
     _, ours = models
     assert_text_prefix_continues_the_decoding(ours, features, NEW)
+
+
+def test_top_k_floor_is_the_sorted_kth_value():
+    assert_finds_kth_largest(lambda logits, k: np.asarray(_kth_largest(jnp.asarray(logits), k)))

@@ -11,6 +11,7 @@ import torch
 from tests.helpers import (
     assert_bucketed_prefixes_match_unpadded,
     assert_detect_language_matches_pt,
+    assert_finds_kth_largest,
     assert_generate_takes_encoder_outputs,
     assert_one_loop_reads_every_temperature,
     assert_seeded_top_k_sampling,
@@ -21,7 +22,7 @@ from tests.helpers import (
 )
 from whisper_core.decoding import NumpyOps, beam
 from whisper_tf import TFWhisperForConditionalGeneration
-from whisper_tf.generation import SAMPLING_BLOCK, TfOps, _invert_distribution
+from whisper_tf.generation import SAMPLING_BLOCK, TfOps, _invert_distribution, _kth_largest
 
 TOL = 1e-5
 NEW = 8  # max_new_tokens: small, as every new shape compiles the loop again
@@ -192,3 +193,7 @@ def test_sampling_inverts_the_distribution_in_two_levels():
     for row in probabilities:
         ends = _invert_distribution(tf.constant(np.stack([row, row])), edges).numpy()
         assert (row[ends] > 0).all()
+
+
+def test_top_k_floor_is_the_sorted_kth_value():
+    assert_finds_kth_largest(lambda logits, k: _kth_largest(tf.constant(logits), k).numpy())
