@@ -326,13 +326,14 @@ def _same_rows(encoder_states: jax.Array, i: int, j: int) -> bool:
 
 
 def _repeat_inputs(cache: KVCache, inputs: int, copies: int) -> KVCache:
-    """The cache with each input's rows (one per head) repeated ``copies`` times, input by input."""
+    """The cache with each input's self-attention rows (one per head) repeated ``copies`` times, input by
+    input; the copies share the input's cross-attention rows (see ``FlaxWhisperAttention._attend_copies``)."""
 
     def repeat(x: jax.Array) -> jax.Array:
         per_input = x.reshape(inputs, -1, *x.shape[1:])  # [inputs, heads, ...]
         return jnp.repeat(per_input, copies, axis=0).reshape(-1, *x.shape[1:])
 
-    return KVCache(tuple(tuple(repeat(x) for x in layer) for layer in cache.layers), cache.index)
+    return KVCache(tuple((repeat(k), repeat(v), *cross) for k, v, *cross in cache.layers), cache.index)
 
 
 def _reorder_self_attention(cache: KVCache, order: jax.Array) -> KVCache:

@@ -323,6 +323,8 @@ class FlaxWhisperAttention(nn.Module):
                 k, v = self.project_key_value(hidden_states if key_value_states is None else key_value_states)
         if past_key_value is None:
             out, weights = attend(q, k, v, attention_mask, self.dropout_layer, deterministic, need_weights)
+        elif k.shape[0] // self.num_heads != batch:  # copies of each cached input share its k/v
+            out, weights = self._attend_copies(q, k, v, attention_mask, deterministic, need_weights)
         else:  # over the cache, one row per (batch row, head)
             if attention_mask is not None:
                 attention_mask = _head_rows(
@@ -333,6 +335,34 @@ class FlaxWhisperAttention(nn.Module):
             weights = None if weights is None else weights.reshape(batch, self.num_heads, q_len, k.shape[1])
         out = out.transpose(0, 2, 1, 3).reshape(batch, q_len, self.embed_dim)  # [b, h, T, hd] -> [b, T, d]
         return self.out_proj(out), weights, (k, v)
+
+    def _attend_copies(
+        self,
+        q: jax.Array,
+        k: jax.Array,
+        v: jax.Array,
+        attention_mask: jax.Array | None,
+        deterministic: bool,
+        need_weights: bool,
+    ) -> tuple[jax.Array, jax.Array | None]:
+        """Cross-attention of ``q [b, h, T, hd]`` over a cache of ``inputs < b`` rows ``[inputs * h, S, hd]``,
+        the batch rows coming in blocks of ``b / inputs`` copies of each input (``best_of`` draws, beams):
+        each input's copies attend as one block of queries, so its keys/values are read once a step, not
+        once per copy. Returns ``(out, weights)`` as ``[b, h, T, ...]``."""
+        if attention_mask is not None:
+            raise ValueError("cross-attention shared by copies takes no attention mask")
+        batch, heads, steps, head_dim = q.shape
+        inputs = k.shape[0] // heads
+        copies = batch // inputs
+        grouped = q.reshape(inputs, copies, heads, steps, head_dim).transpose(0, 2, 1, 3, 4)
+        grouped = grouped.reshape(inputs * heads, copies * steps, head_dim)
+        out, weights = attend(grouped, k, v, None, self.dropout_layer, deterministic, need_weights)
+
+        def ungroup(x: jax.Array) -> jax.Array:  # [inputs * h, copies * T, n] -> [b, h, T, n]
+            x = x.reshape(inputs, heads, copies, steps, -1).transpose(0, 2, 1, 3, 4)
+            return x.reshape(batch, heads, steps, -1)
+
+        return ungroup(out), None if weights is None else ungroup(weights)
 
 
 def _head_rows(x: jax.Array) -> jax.Array:

@@ -351,13 +351,14 @@ def _same_rows(encoder_states: tf.Tensor, i: int, j: int) -> bool:
 
 
 def _repeat_inputs(cache: KVCache, inputs: tf.Tensor, copies: int) -> KVCache:
-    """The cache with each input's rows (one per head) repeated ``copies`` times, input by input."""
+    """The cache with each input's self-attention rows (one per head) repeated ``copies`` times, input by
+    input; the copies share the input's cross-attention rows (see ``TFWhisperAttention._attend_copies``)."""
 
     def repeat(x: tf.Tensor) -> tf.Tensor:
         per_input = tf.reshape(x, tf.concat([[inputs, -1], tf.shape(x)[1:]], 0))  # [inputs, heads, ...]
         return tf.reshape(tf.repeat(per_input, copies, axis=0), tf.concat([[-1], tf.shape(x)[1:]], 0))
 
-    return KVCache(tuple(tuple(repeat(x) for x in layer) for layer in cache.layers), cache.index)
+    return KVCache(tuple((repeat(k), repeat(v), *cross) for k, v, *cross in cache.layers), cache.index)
 
 
 def _reorder_self_attention(cache: KVCache, order: tf.Tensor) -> KVCache:

@@ -262,6 +262,8 @@ class TFWhisperAttention(_BuiltOnCall, keras.layers.Layer):
         head_scale = None if layer_head_mask is None else tf.reshape(layer_head_mask, (1, -1, 1, 1))  # [1, h, 1, 1]
         if past_key_value is None:
             out, weights = attend(q, k, v, attention_mask, self.dropout, training, head_scale)
+        elif _shares_rows(hidden_states, k, self.num_heads):  # copies of each cached input share its k/v
+            out, weights = self._attend_copies(q, k, v, attention_mask, training, head_scale)
         else:  # over the cache, one row per (batch row, head)
 
             def rows(x: tf.Tensor, *tail: Any) -> tf.Tensor:
@@ -276,6 +278,49 @@ class TFWhisperAttention(_BuiltOnCall, keras.layers.Layer):
             out, weights = tf.reshape(out, heads), tf.reshape(weights, heads)
         out = tf.reshape(tf.transpose(out, (0, 2, 1, 3)), (shape[0], shape[1], self.embed_dim))  # -> [b, T, d]
         return self.out_proj(out), weights, (k, v)
+
+    def _attend_copies(
+        self,
+        q: tf.Tensor,
+        k: tf.Tensor,
+        v: tf.Tensor,
+        attention_mask: tf.Tensor | None,
+        training: bool,
+        head_scale: tf.Tensor | None,
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        """Cross-attention of ``q [b, h, T, hd]`` over a cache of ``inputs < b`` rows ``[inputs * h, S, hd]``,
+        the batch rows coming in blocks of ``b / inputs`` copies of each input (``best_of`` draws, beams):
+        each input's copies attend as one block of queries, so its keys/values are read once a step, not
+        once per copy. Returns ``(out, weights)`` as ``[b, h, T, ...]``."""
+        if attention_mask is not None:
+            raise ValueError("cross-attention shared by copies takes no attention mask")
+        heads, head_dim, steps = self.num_heads, self.head_dim, tf.shape(q)[2]
+        inputs = k.shape[0] // heads
+        copies = q.shape[0] // inputs
+        grouped = tf.transpose(tf.reshape(q, (inputs, copies, heads, steps, head_dim)), (0, 2, 1, 3, 4))
+        if head_scale is not None:
+            head_scale = _head_rows(tf.broadcast_to(head_scale, (inputs, heads, 1, 1)))
+        out, weights = attend(
+            tf.reshape(grouped, (inputs * heads, copies * steps, head_dim)),
+            k,
+            v,
+            None,
+            self.dropout,
+            training,
+            head_scale,
+        )
+
+        def ungroup(x: tf.Tensor) -> tf.Tensor:  # [inputs * h, copies * T, n] -> [b, h, T, n]
+            x = tf.transpose(tf.reshape(x, (inputs, heads, copies, steps, -1)), (0, 2, 1, 3, 4))
+            return tf.reshape(x, (inputs * copies, heads, steps, -1))
+
+        return ungroup(out), ungroup(weights)
+
+
+def _shares_rows(hidden_states: tf.Tensor, cached: tf.Tensor, heads: int) -> bool:
+    """Whether a cache of ``[rows * heads, S, hd]`` serves more batch rows than it has (known shapes only)."""
+    batch, rows = hidden_states.shape[0], cached.shape[0]
+    return batch is not None and rows is not None and rows // heads != batch
 
 
 def _head_rows(x: tf.Tensor) -> tf.Tensor:

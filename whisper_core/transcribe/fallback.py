@@ -26,8 +26,9 @@ SAMPLE_LENGTH_DIVISOR = 2  # openai-whisper decodes at most n_text_ctx // 2 toke
 
 
 def row_bucket(rows: int) -> int:
-    """The batch a compiled backend decodes ``rows`` in: the next power of two up to 8, then the next
-    multiple of 8, so that fallback's shrinking batches and a last short batch reuse a few programs."""
+    """How many windows a compiled backend decodes ``rows`` windows as (each with its ``best_of`` draws when
+    sampling): the next power of two up to 8, then the next multiple of 8, so that fallback's shrinking
+    batches and a last short batch reuse a few programs."""
     return 1 << (rows - 1).bit_length() if rows <= 8 else -(-rows // 8) * 8
 
 
@@ -197,18 +198,13 @@ class WindowDecoder:
         when sampling); the most likely draw of each row."""
         draws = self.options.best_of if temperature > 0 else 1
         self.seed += temperature > 0
-        rows = [row for row in pending for _ in range(draws)]
-        row_prompts = [prompt for prompt in prompts for _ in range(draws)]
-        row_languages = [language for language in languages for _ in range(draws)]
-        row_texts = [text for text in text_prefixes for _ in range(draws)]
-        if self.backend.bucket_prefix:  # pad with copies of the first row; their results are dropped
-            extra = row_bucket(len(rows)) - len(rows)
-            rows, row_prompts, row_languages, row_texts = (
-                rows + rows[:1] * extra,
-                row_prompts + row_prompts[:1] * extra,
-                row_languages + row_languages[:1] * extra,
-                row_texts + row_texts[:1] * extra,
-            )
+        windows: tuple[list[Any], ...] = (list(pending), list(prompts), list(languages), list(text_prefixes))
+        if self.backend.bucket_prefix:  # pad with copies of the first window; their results are dropped
+            extra = row_bucket(len(pending)) - len(pending)
+            windows = tuple(column + column[:1] * extra for column in windows)
+        # Each window's draws are consecutive copies of it, which the loops decode from one prefix pass
+        # (row_copies); the windows, not the rows, are padded, so the copies stay whole blocks.
+        rows, row_prompts, row_languages, row_texts = ([x for x in column for _ in range(draws)] for column in windows)
         generated = self.backend.generate(
             self.backend.take_rows(states, rows),
             row_prompts,
