@@ -22,7 +22,7 @@ from tests.helpers import (
 )
 from whisper_core.decoding import NumpyOps, beam
 from whisper_tf import TFWhisperForConditionalGeneration
-from whisper_tf.generation import SAMPLING_BLOCK, TfOps, _invert_distribution, _kth_largest
+from whisper_tf.generation import TfOps, _invert_distribution, _kth_largest
 
 TOL = 1e-5
 NEW = 8  # max_new_tokens: small, as every new shape compiles the loop again
@@ -171,12 +171,12 @@ def test_a_text_prefix_continues_the_decoding(models, features):
     assert_text_prefix_continues_the_decoding(ours, features, NEW)
 
 
-def test_sampling_inverts_the_distribution_in_two_levels():
-    """Draws spread evenly over [0, 1) land on each token in proportion to its probability, across block
-    boundaries; a token of probability 0 is never drawn, not even at the ends of the interval."""
-    vocab = 3 * SAMPLING_BLOCK + 7
+def test_sampling_inverts_the_distribution():
+    """Draws spread evenly over [0, 1) land on each token in proportion to its probability; a token of
+    probability 0 is never drawn, not even at the ends of the interval."""
+    block, vocab = 256, 3 * 256 + 7
     probabilities = np.zeros((2, vocab))
-    probabilities[0, [0, SAMPLING_BLOCK - 1, SAMPLING_BLOCK, vocab - 1]] = [0.1, 0.2, 0.3, 0.4]
+    probabilities[0, [0, block - 1, block, vocab - 1]] = [0.1, 0.2, 0.3, 0.4]
     probabilities[1, 5 : vocab - 1 : 3] = 1.0  # a spread row whose last token is impossible
     probabilities /= probabilities.sum(-1, keepdims=True)
     draws = (np.arange(1000) + 0.5) / 1000
