@@ -115,8 +115,8 @@ class FlaxWhisperGenerationMixin(GenerationFrontEnd):
 
     def _search(
         self, plan: GenerationPlan, encoder_states: jax.Array, params: Any = None, prng_key: jax.Array | None = None
-    ) -> tuple[jax.Array, Any, jax.Array]:
-        """Run the plan's search: ``(sequences [batch, length], scores, no_speech_probs [batch])``."""
+    ) -> tuple[jax.Array, Any, jax.Array, jax.Array | None]:
+        """Run the plan's search: ``(sequences [batch, length], scores, no_speech_probs [batch], logprobs)``."""
         inputs = (
             self._params(params)["params"],
             encoder_states,
@@ -132,7 +132,7 @@ class FlaxWhisperGenerationMixin(GenerationFrontEnd):
             )
             state, no_speech = loop(*inputs, start)
             sequences, scores, longest = beam.best_sequences(JaxOps(), state)
-            sequences = sequences[:, :longest].astype(jnp.int32)
+            sequences, logprobs = sequences[:, :longest].astype(jnp.int32), None
         else:
             spec = plan.loop_spec(row_copies(plan.prefixes, plan.padding, partial(_same_rows, encoder_states)))
             params, *rows = inputs
@@ -140,11 +140,12 @@ class FlaxWhisperGenerationMixin(GenerationFrontEnd):
             loop = self._compiled(spec, lambda: jax.jit(partial(self._greedy_loop, spec)))
             key = prng_key if prng_key is not None else jax.random.PRNGKey(0)
             temperature = jnp.float32(plan.temperature)  # an input: one program for every temperature
-            tokens, length, no_speech, step_scores = loop(*inputs, key, temperature)
+            tokens, length, no_speech, step_scores, logprobs = loop(*inputs, key, temperature)
             length = int(length)
             sequences = tokens[:, :length]
             scores = tuple(step_scores[:, step] for step in range(length - plan.begin)) if plan.output_scores else None
-        return sequences, scores, no_speech
+            logprobs = logprobs[:, : length - plan.begin] if plan.output_logprobs else None
+        return sequences, scores, no_speech, logprobs
 
     # -- pieces ----------------------------------------------------------------------------
     def _encode(self, input_features: Any, params: Any = None) -> jax.Array:
@@ -225,11 +226,11 @@ class FlaxWhisperGenerationMixin(GenerationFrontEnd):
         sot_positions: jax.Array,
         key: jax.Array,
         temperature: jax.Array,
-    ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array, jax.Array]:
         """Greedy or sampling: ``prefix [inputs, begin]`` (left-padded by ``padding [inputs]``), each input
         decoded by ``spec.copies`` rows -> ``(tokens [b, capacity], length, no_speech_probs [b], scores [b,
-        max_new_tokens or 0, vocab])`` with ``b = inputs * copies``; ``tokens[:, :length]`` is the result.
-        Traced once per compilation (``_loop_traces`` counts it)."""
+        max_new_tokens or 0, vocab], logprobs [b, max_new_tokens or 0])`` with ``b = inputs * copies``;
+        ``tokens[:, :length]`` is the result. Traced once per compilation (``_loop_traces`` counts it)."""
         self._loop_traces = getattr(self, "_loop_traces", 0) + 1
         ops, rules, copies = JaxOps(), spec.rules, spec.copies
         masks = rules.masks(ops, encoder_states)
@@ -242,21 +243,27 @@ class FlaxWhisperGenerationMixin(GenerationFrontEnd):
         prefix = jnp.repeat(prefix, copies, axis=0)
         tokens = jnp.full((batch, capacity), spec.pad, jnp.int32).at[:, :begin].set(prefix)
         scores = jnp.zeros((batch, spec.max_new_tokens if spec.want_scores else 0, self.config.vocab_size))
+        logprobs = jnp.zeros((batch, spec.max_new_tokens if spec.want_logprobs else 0))
 
         def step(state: tuple) -> tuple:
-            tokens, length, cache, logits, finished, scores, key = state
+            tokens, length, cache, logits, finished, scores, logprobs, key = state
             logits = rules.apply(ops, logits, tokens, length, begin, masks)
             key, draw = jax.random.split(key)
             next_tokens = jnp.where(finished, spec.pad, _pick(logits, spec.sampling, temperature, draw))
             tokens = jax.lax.dynamic_update_slice(tokens, next_tokens[:, None], (0, length))
             if spec.want_scores:
                 scores = jax.lax.dynamic_update_slice(scores, logits[:, None], (0, length - begin, 0))
+            if spec.want_logprobs:
+                picked = (
+                    jnp.take_along_axis(logits, next_tokens[:, None], axis=1) - jax.nn.logsumexp(logits, -1)[:, None]
+                )
+                logprobs = jax.lax.dynamic_update_slice(logprobs, picked, (0, length - begin))
             hidden, cache = decode(next_tokens[:, None], cache, length)
             finished = finished | (next_tokens == spec.eos)
-            return tokens, length + 1, cache, self._logits(params, hidden[:, -1]), finished, scores, key
+            return tokens, length + 1, cache, self._logits(params, hidden[:, -1]), finished, scores, logprobs, key
 
         def running(state: tuple) -> jax.Array:
-            _, length, _, _, finished, _, _ = state
+            _, length, _, _, finished, *_ = state
             return (length < capacity) & ~jnp.all(finished)
 
         start = (
@@ -266,10 +273,11 @@ class FlaxWhisperGenerationMixin(GenerationFrontEnd):
             last,
             jnp.zeros(batch, bool),
             scores,
+            logprobs,
             key,
         )
-        tokens, length, _, _, _, scores, _ = jax.lax.while_loop(running, step, start)
-        return tokens, length, no_speech, scores
+        tokens, length, _, _, _, scores, logprobs, _ = jax.lax.while_loop(running, step, start)
+        return tokens, length, no_speech, scores, logprobs
 
     def _beam_loop(
         self,

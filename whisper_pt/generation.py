@@ -133,8 +133,8 @@ class WhisperGenerationMixin(GenerationFrontEnd):
 
     def _search(
         self, plan: GenerationPlan, encoder_states: torch.Tensor, generator: torch.Generator | None = None
-    ) -> tuple[torch.Tensor, Any, torch.Tensor]:
-        """Run the plan's search: ``(sequences [batch, length], scores, no_speech_probs [batch])``."""
+    ) -> tuple[torch.Tensor, Any, torch.Tensor, torch.Tensor | None]:
+        """Run the plan's search: ``(sequences [batch, length], scores, no_speech_probs [batch], logprobs)``."""
         device = encoder_states.device
         inputs = (
             encoder_states,
@@ -148,15 +148,15 @@ class WhisperGenerationMixin(GenerationFrontEnd):
             )
             state, no_speech = self._beam_loop(plan.loop_spec(), *inputs, start)
             sequences, scores, longest = beam.best_sequences(TorchOps(), state)
-            sequences = sequences[:, :longest]
+            sequences, logprobs = sequences[:, :longest], None
         else:
             spec = plan.loop_spec(
                 row_copies(plan.prefixes, plan.padding, lambda i, j: torch.equal(encoder_states[i], encoder_states[j]))
             )
             inputs = tuple(x[:: spec.copies] for x in inputs)  # one row per input: its copies share the prefix
-            tokens, length, no_speech, scores = self._greedy_loop(spec, *inputs, generator, plan.temperature)
+            tokens, length, no_speech, scores, logprobs = self._greedy_loop(spec, *inputs, generator, plan.temperature)
             sequences = tokens[:, :length]
-        return sequences, scores, no_speech
+        return sequences, scores, no_speech, logprobs
 
     # -- pieces ----------------------------------------------------------------------------
     def _encode(self, input_features: torch.Tensor) -> torch.Tensor:
@@ -233,11 +233,12 @@ class WhisperGenerationMixin(GenerationFrontEnd):
         sot_positions: torch.Tensor,
         generator: torch.Generator | None,
         temperature: float = 1.0,
-    ) -> tuple[torch.Tensor, int, torch.Tensor, tuple[torch.Tensor, ...]]:
+    ) -> tuple[torch.Tensor, int, torch.Tensor, tuple[torch.Tensor, ...], torch.Tensor | None]:
         """Greedy or sampling: ``prefix [inputs, begin]`` (left-padded by ``padding [inputs]``), each input
-        decoded by ``spec.copies`` rows -> ``(tokens [b, capacity], length, no_speech_probs [b], scores)``
-        with ``b = inputs * copies``; ``tokens[:, :length]`` is the result, ``scores`` the processed logits
-        ``[b, vocab]`` of each step when asked for. Stops as soon as every row has ended."""
+        decoded by ``spec.copies`` rows -> ``(tokens [b, capacity], length, no_speech_probs [b], scores,
+        logprobs)`` with ``b = inputs * copies``; ``tokens[:, :length]`` is the result, ``scores`` the
+        processed logits ``[b, vocab]`` of each step and ``logprobs [b, steps]`` the picked tokens'
+        log-probabilities under them, when asked for. Stops as soon as every row has ended."""
         ops, rules, copies = TorchOps(), spec.rules, spec.copies
         masks = rules.masks(ops, encoder_states)
         batch, begin = prefix.shape[0] * copies, prefix.shape[1]
@@ -248,17 +249,20 @@ class WhisperGenerationMixin(GenerationFrontEnd):
         tokens = torch.full((batch, capacity), spec.pad, dtype=torch.long, device=prefix.device)
         tokens[:, :begin] = prefix.repeat_interleave(copies, dim=0)
         finished = torch.zeros(batch, dtype=torch.bool, device=prefix.device)
-        scores, length, last = [], begin, self.proj_out(hidden[:, -1]).repeat_interleave(copies, dim=0)
+        scores, logprobs = [], []
+        length, last = begin, self.proj_out(hidden[:, -1]).repeat_interleave(copies, dim=0)
         while True:
             logits = rules.apply(ops, last.float(), tokens, length, begin, masks)
             if spec.want_scores:
                 scores.append(logits)
             next_tokens = torch.where(finished, spec.pad, _pick(logits, spec.sampling, temperature, generator))
+            if spec.want_logprobs:
+                logprobs.append(logits.gather(1, next_tokens[:, None])[:, 0] - torch.logsumexp(logits, dim=-1))
             tokens[:, length] = next_tokens
             finished |= next_tokens == spec.eos
             length += 1
             if length == capacity or bool(finished.all()):
-                return tokens, length, no_speech, tuple(scores)
+                return tokens, length, no_speech, tuple(scores), torch.stack(logprobs, 1) if logprobs else None
             last = step(next_tokens, length - 1)
 
     def _beam_loop(

@@ -69,7 +69,7 @@ def export_saved_model(
         encoder_states = model._encoder_states(input_features, None)
         batch = tf.shape(input_features)[0]
         no_padding = tf.zeros([batch], tf.int32)
-        tokens, length, _, _ = loop(
+        tokens, length, *_ = loop(
             encoder_states,
             tf.tile(prefix_row[None, :], [batch, 1]),
             no_padding,

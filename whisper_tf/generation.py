@@ -143,8 +143,8 @@ class TFWhisperGenerationMixin(GenerationFrontEnd):
 
     def _search(
         self, plan: GenerationPlan, encoder_states: tf.Tensor, seed: int = 0
-    ) -> tuple[tf.Tensor, Any, tf.Tensor]:
-        """Run the plan's search: ``(sequences [batch, length], scores, no_speech_probs [batch])``."""
+    ) -> tuple[tf.Tensor, Any, tf.Tensor, tf.Tensor | None]:
+        """Run the plan's search: ``(sequences [batch, length], scores, no_speech_probs [batch], logprobs)``."""
         inputs = (
             encoder_states,
             tf.constant(plan.prefixes, tf.int32),
@@ -159,17 +159,18 @@ class TFWhisperGenerationMixin(GenerationFrontEnd):
             )
             state, no_speech = loop(*inputs, _state_tensors(start))
             sequences, scores, longest = beam.best_sequences(TfOps(), beam.BeamState(*state))
-            sequences = sequences[:, :longest]
+            sequences, logprobs = sequences[:, :longest], None
         else:
             spec = plan.loop_spec(row_copies(plan.prefixes, plan.padding, partial(_same_rows, encoder_states)))
             inputs = tuple(x[:: spec.copies] for x in inputs)  # one row per input: its copies share the prefix
             loop = self._compiled(spec, lambda: tf.function(partial(self._greedy_loop, spec), jit_compile=True))
             temperature = tf.constant(plan.temperature, tf.float32)  # an input: one program for every temperature
-            tokens, length, no_speech, step_scores = loop(*inputs, tf.constant(seed, tf.int32), temperature)
+            tokens, length, no_speech, step_scores, logprobs = loop(*inputs, tf.constant(seed, tf.int32), temperature)
             length = int(length)
             sequences = tokens[:, :length]
             scores = tuple(step_scores[:, step] for step in range(length - plan.begin)) if plan.output_scores else None
-        return sequences, scores, no_speech
+            logprobs = logprobs[:, : length - plan.begin] if plan.output_logprobs else None
+        return sequences, scores, no_speech, logprobs
 
     # -- pieces ----------------------------------------------------------------------------
     def _compiled(self, key: Any, make: Callable[[], Callable]) -> Callable:
@@ -255,11 +256,11 @@ class TFWhisperGenerationMixin(GenerationFrontEnd):
         sot_positions: tf.Tensor,
         seed: tf.Tensor,
         temperature: tf.Tensor,
-    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
         """Greedy or sampling: ``prefix [inputs, begin]`` (left-padded by ``padding [inputs]``), each input
         decoded by ``spec.copies`` rows -> ``(tokens [b, capacity], length, no_speech_probs [b], scores [b,
-        max_new_tokens or 0, vocab])`` with ``b = inputs * copies``; ``tokens[:, :length]`` is the result.
-        Traced once per compilation (``_loop_traces`` counts it)."""
+        max_new_tokens or 0, vocab], logprobs [b, max_new_tokens or 0])`` with ``b = inputs * copies``;
+        ``tokens[:, :length]`` is the result. Traced once per compilation (``_loop_traces`` counts it)."""
         self.__dict__["_loop_traces"] = self.__dict__.get("_loop_traces", 0) + 1
         ops, rules, copies = TfOps(), spec.rules, spec.copies
         masks = rules.masks(ops, encoder_states)
@@ -272,25 +273,29 @@ class TFWhisperGenerationMixin(GenerationFrontEnd):
         prefix = tf.repeat(prefix, copies, axis=0)
         tokens = tf.concat([prefix, tf.fill((batch, spec.max_new_tokens), spec.pad)], axis=1)
         scores = tf.zeros(tf.stack([batch, spec.max_new_tokens if spec.want_scores else 0, self.config.vocab_size]))
+        logprobs = tf.zeros(tf.stack([batch, spec.max_new_tokens if spec.want_logprobs else 0]))
         columns = tf.range(capacity)
 
-        def step(tokens, length, cache, logits, finished, scores):  # the loop carry, unpacked
+        def step(tokens, length, cache, logits, finished, scores, logprobs):  # the loop carry, unpacked
             logits = rules.apply(ops, logits, tokens, length, begin, masks)
             picked = _pick(logits, spec.sampling, temperature, tf.stack([seed, length]))
             next_tokens = tf.where(finished, spec.pad, picked)
             tokens = tf.where(columns[None, :] == length, next_tokens[:, None], tokens)
             if spec.want_scores:
                 scores = xla.dynamic_update_slice(scores, logits[:, None], tf.stack([0, length - begin, 0]))
+            if spec.want_logprobs:
+                picked_logprobs = tf.gather(logits, next_tokens, batch_dims=1) - tf.reduce_logsumexp(logits, -1)
+                logprobs = xla.dynamic_update_slice(logprobs, picked_logprobs[:, None], tf.stack([0, length - begin]))
             hidden, cache = decode(next_tokens[:, None], cache, length)
             finished = finished | (next_tokens == spec.eos)
-            return tokens, length + 1, cache, self._logits(hidden[:, -1]), finished, scores
+            return tokens, length + 1, cache, self._logits(hidden[:, -1]), finished, scores, logprobs
 
-        def running(tokens, length, cache, logits, finished, scores):
+        def running(tokens, length, cache, logits, finished, scores, logprobs):
             return (length < capacity) & ~tf.reduce_all(finished)
 
-        start = (tokens, tf.constant(begin), cache, last, tf.zeros(batch, tf.bool), scores)
-        tokens, length, _, _, _, scores = tf.while_loop(running, step, start)
-        return tokens, length, no_speech, scores
+        start = (tokens, tf.constant(begin), cache, last, tf.zeros(batch, tf.bool), scores, logprobs)
+        tokens, length, _, _, _, scores, logprobs = tf.while_loop(running, step, start)
+        return tokens, length, no_speech, scores, logprobs
 
     def _beam_loop(
         self,

@@ -55,7 +55,8 @@ class NumpyModel(GenerationFrontEnd):
     def _search(self, plan, encoder_states, weights=None, rng=None):
         self.calls.append(("search", {"weights": weights, "rng": rng}))
         sequences = np.concatenate([np.asarray(plan.prefixes), np.full((len(plan.prefixes), 1), plan.eos)], axis=1)
-        return sequences, (np.zeros((len(sequences), 100)),), np.full(len(sequences), 0.25)
+        logprobs = np.full((len(sequences), 1), -0.5) if plan.output_logprobs else None
+        return sequences, (np.zeros((len(sequences), 100)),), np.full(len(sequences), 0.25), logprobs
 
 
 def test_detect_language_cuts_the_features_and_passes_the_model_options():

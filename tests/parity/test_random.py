@@ -154,3 +154,36 @@ def test_copies_of_a_window_decode_from_one_prefix_pass(name, checkpoints, featu
     np.testing.assert_allclose([c.no_speech_prob for c in copies], [e.no_speech_prob for e in expected], atol=1e-6)
     drawn = engine.generate(engine.take_rows(states, [0] * 4), [None] * 4, temperature=1.0, **options)
     assert len({d.tokens for d in drawn}) > 1
+
+
+@pytest.mark.parametrize("name", backends())
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_logprobs_are_the_picked_tokens_log_softmax_of_the_scores(name, temperature, checkpoints, features):
+    """``generate(output_logprobs=True)`` computes in the loop what a transcription needs from the scores:
+    each generated token's log-softmax under its step's processed logits. Checked against ``output_scores``
+    from the same call, greedy and sampled, on copies and on distinct rows; beam search refuses it."""
+    from whisper_mb.registry import load_backend
+
+    engine = load_backend(name, str(checkpoints["generation"]))
+    states = engine.take_rows(engine.encode(features), [0, 0, 1])
+    sampling = {"do_sample": True, "temperature": temperature, "top_k": 0, **engine.sampling_kwargs(3)}
+    out = engine.model.generate(
+        encoder_outputs=states,
+        language="en",
+        max_new_tokens=12,
+        output_scores=True,
+        output_logprobs=True,
+        **(sampling if temperature else {}),
+    )
+    scores = np.stack([np.asarray(step, np.float64) for step in out.scores], axis=1)  # [rows, steps, vocab]
+    logprobs = np.asarray(out.logprobs)
+    sequences = np.asarray(out.sequences)
+    assert logprobs.shape == scores.shape[:2]
+    picked = sequences[:, sequences.shape[1] - logprobs.shape[1] :]
+    peak = scores.max(axis=-1, keepdims=True)
+    log_softmax = scores - (np.log(np.exp(scores - peak).sum(axis=-1, keepdims=True)) + peak)
+    expected = np.take_along_axis(log_softmax, picked[..., None], axis=-1)[..., 0]
+    assert np.isfinite(logprobs).all()
+    np.testing.assert_allclose(logprobs, expected, atol=1e-4)
+    with pytest.raises(ValueError, match="output_logprobs"):
+        engine.model.generate(encoder_outputs=states, language="en", num_beams=2, output_logprobs=True)

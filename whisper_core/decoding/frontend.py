@@ -9,7 +9,7 @@ its framework, as methods:
   over ``ids.lang_to_id`` right after ``<|startoftranscript|>``;
 - ``_search(plan, encoder_states, **model_options, **search_options)``: the decoding loop of a
   :class:`~whisper_core.decoding.plan.GenerationPlan`, giving ``(sequences [batch, length], scores,
-  no_speech_probs [batch])``;
+  no_speech_probs [batch], logprobs [batch, generated steps])`` (scores and logprobs None unless asked for);
 - ``_to_host(tensor)`` and ``_from_host(array, like)``: to NumPy and back;
 - ``_inference()``: a context in which no gradients are tracked (nothing by default).
 
@@ -122,10 +122,12 @@ class GenerationFrontEnd:
                 return_segments=return_segments,
                 **kwargs,
             )
-            sequences, scores, no_speech = self._search(plan, encoder_states, **model_options, **search_options)
+            sequences, scores, no_speech, logprobs = self._search(
+                plan, encoder_states, **model_options, **search_options
+            )
             if not plan.return_dict:
                 return sequences
-            return plan.output(sequences, self._to_host(sequences), scores, no_speech)
+            return plan.output(sequences, self._to_host(sequences), scores, no_speech, logprobs)
 
     def encoder_states(self, input_features: Any, **model_options: Any) -> Any:
         """The encoder's last hidden state ``[batch, frames, d]`` of ``input_features``, computed as

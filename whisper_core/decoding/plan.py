@@ -37,6 +37,10 @@ class WhisperGenerateOutput:
     languages: list[str] | None = None  # the language of each row (given or detected)
     segments: list[list[Segment]] | None = None  # per row, with return_timestamps and return_segments
     sequences_scores: Any = None  # beam search with output_scores: [batch], as transformers names it
+    # With output_logprobs (ours; greedy and sampling): [batch, generated steps], each generated token's
+    # log-probability under its step's processed logits, what transformers' compute_transition_scores(...,
+    # normalize_logits=True) derives from the scores, computed in the loop so no vocabulary-wide step is kept.
+    logprobs: Any = None
 
     def __getitem__(self, key: str) -> Any:
         return getattr(self, key)
@@ -57,6 +61,7 @@ class LoopSpec:
     sampling: int | None
     want_scores: bool
     num_beams: int
+    want_logprobs: bool
     length_penalty: float
     # Rows per input of a greedy or sampling loop (row_copies): the loop runs the prefix once per input
     # and decodes that many rows from it; a beam loop does the same with num_beams.
@@ -82,6 +87,7 @@ class GenerationPlan:
     output_scores: bool
     return_dict: bool
     return_segments: bool
+    output_logprobs: bool = False
 
     @property
     def begin(self) -> int:
@@ -104,6 +110,7 @@ class GenerationPlan:
             sampling=None if self.sampling is None else self.sampling[1],
             want_scores=self.output_scores,
             num_beams=self.num_beams,
+            want_logprobs=self.output_logprobs,
             length_penalty=self.length_penalty,
             copies=copies,
         )
@@ -119,9 +126,12 @@ class GenerationPlan:
             return None
         return [self.ids.language_of_token(token) for token in self.language_tokens]
 
-    def output(self, sequences: Any, host_sequences: np.ndarray, scores: Any, no_speech: Any) -> WhisperGenerateOutput:
+    def output(
+        self, sequences: Any, host_sequences: np.ndarray, scores: Any, no_speech: Any, logprobs: Any = None
+    ) -> WhisperGenerateOutput:
         """What ``generate`` returns with ``return_dict_in_generate``: ``sequences`` in the backend's
-        framework (``host_sequences`` the same as NumPy), scores as asked, and the per-row extras."""
+        framework (``host_sequences`` the same as NumPy), scores and log-probabilities as asked, and the
+        per-row extras."""
         scores = scores if self.output_scores else None
         return WhisperGenerateOutput(
             sequences,
@@ -130,6 +140,7 @@ class GenerationPlan:
             self.languages(),
             self.segments(host_sequences),
             scores if self.num_beams > 1 else None,
+            logprobs if self.output_logprobs else None,
         )
 
     def segments(self, sequences: np.ndarray) -> list[list[Segment]] | None:
@@ -164,6 +175,7 @@ def plan_generation(
     max_length: int | None = None,
     attention_mask: Any = None,
     bucket_prefix: bool = False,
+    output_logprobs: bool = False,
     **unsupported: Any,
 ) -> GenerationPlan:
     """Resolve one ``generate`` call. Explicit arguments win over ``config`` (a GenerationConfig);
@@ -185,6 +197,12 @@ def plan_generation(
     :data:`PREFIX_BUCKETS`, so that compiled loops (TF, JAX) see a bounded set of shapes over a long
     file. The padding is masked and each row counts its positions from its first real token, so the
     tokens are those of the unpadded rows; the returned sequences carry the extra padding in front.
+
+    ``output_logprobs`` (ours, greedy and sampling): the output's ``logprobs`` ``[batch, generated steps]``
+    hold each generated token's log-probability under its step's processed logits, computed in the loop.
+    A transcription needs only these (its average log-probability check); ``output_scores`` keeps every
+    step's logits over the vocabulary, which compiled loops hold in one buffer of ``max_new_tokens`` steps
+    (base, 5 rows, 224 tokens: 232 MB) and hand back step by step.
     """
     del attention_mask  # see the docstring
     if unsupported:
@@ -204,6 +222,8 @@ def plan_generation(
         raise ValueError("text_prefix_ids needs return_timestamps=False: the forced text carries no timestamps")
     if num_beams > 1 and do_sample:
         raise ValueError("beam search with sampling is not supported: pass do_sample=False or num_beams=1")
+    if num_beams > 1 and output_logprobs:
+        raise ValueError("output_logprobs is for greedy and sampling; beam search has output_scores' sequence scores")
     ids = PrefixIds.from_generation_config(config)
 
     rows = languages_per_row(language if language is not None else config.language, batch)
@@ -259,8 +279,9 @@ def plan_generation(
         length_penalty=float(length_penalty),
         sampling=(float(temperature), int(top_k or 0)) if do_sample and temperature > 0 else None,
         output_scores=output_scores,
-        return_dict=bool(return_dict or return_segments),
+        return_dict=bool(return_dict or return_segments or output_logprobs),
         return_segments=return_segments,
+        output_logprobs=output_logprobs,
     )
 
 

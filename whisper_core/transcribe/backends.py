@@ -139,32 +139,20 @@ class ModelBackend(ABC):
             text_prefix_ids=[list(prefix) for prefix in text_prefixes] if text_prefixes else None,
             max_new_tokens=max_new_tokens,
             bucket_prefix=self.bucket_prefix,
-            output_scores=True,
-            return_dict_in_generate=True,
+            output_logprobs=True,
             **kwargs,
         )
-        sequences = to_numpy(out.sequences)
-        generated = sequences[:, sequences.shape[1] - len(out.scores) :]  # one score per generated step
-        logprobs = _token_logprobs([to_numpy(step) for step in out.scores], generated)
+        sequences, logprobs = to_numpy(out.sequences), to_numpy(out.logprobs)
+        generated = sequences[:, sequences.shape[1] - logprobs.shape[1] :]  # one log-probability per generated step
         no_speech = to_numpy(out.no_speech_probs).reshape(-1)
         eos = self.generation_config.eos_token_id
         results = []
         for row, row_logprobs, probability in zip(generated.tolist(), logprobs, no_speech, strict=True):
             end = row.index(eos) if eos in row else len(row)
-            results.append(Generated(tuple(row[:end]), float(row_logprobs[: end + 1].sum()), float(probability)))
+            results.append(
+                Generated(tuple(row[:end]), float(row_logprobs[: end + 1].sum(dtype=np.float64)), float(probability))
+            )
         return results
-
-
-def _token_logprobs(scores: list[np.ndarray], generated: np.ndarray) -> np.ndarray:
-    """``[b, steps]`` log-probability of each generated token under the processed logits of its step."""
-    out = np.empty(generated.shape, dtype=np.float64)
-    rows = np.arange(generated.shape[0])
-    for step, logits in enumerate(scores):
-        logits = logits.astype(np.float64)
-        peak = logits.max(axis=-1, keepdims=True)
-        log_norm = np.log(np.exp(logits - peak).sum(axis=-1)) + peak[:, 0]
-        out[:, step] = logits[rows, generated[:, step]] - log_norm
-    return out
 
 
 def to_numpy(x: Any) -> np.ndarray:
