@@ -259,6 +259,26 @@ def assert_bucketed_prefixes_match_unpadded(model: Any, features: np.ndarray, ma
         assert model._loop_traces == traces + 4  # the four plain widths compiled; the bucketed one did not again
 
 
+def assert_nearby_limits_share_one_loop(model: Any, features: np.ndarray) -> None:
+    """``max_new_tokens`` limits that round up to the same room (:data:`ROOM_STEP`) stop where asked, giving
+    the first tokens, scores and log-probabilities of the longest decoding, and a compiled backend (one
+    that counts its ``_loop_traces``) traces its loop once for all of them (a long file asks for 224 and
+    221 new tokens, two programs before)."""
+    kwargs = dict(language="en", output_scores=True, output_logprobs=True)
+    longest = model.generate(features, max_new_tokens=6, **kwargs)
+    traces = getattr(model, "_loop_traces", 0)
+    for limit in (1, 3, 5):
+        out = model.generate(features, max_new_tokens=limit, **kwargs)
+        steps = len(out.scores)
+        assert 1 <= steps <= limit and as_numpy(out.logprobs).shape[1] == steps
+        np.testing.assert_array_equal(
+            as_numpy(out.sequences), as_numpy(longest.sequences)[:, : as_numpy(out.sequences).shape[1]]
+        )
+        np.testing.assert_allclose(as_numpy(out.logprobs), as_numpy(longest.logprobs)[:, :steps], atol=1e-5)
+    if hasattr(model, "_loop_traces"):
+        assert model._loop_traces == traces
+
+
 def assert_text_prefix_continues_the_decoding(model: Any, features: np.ndarray, max_new_tokens: int) -> None:
     """``generate(text_prefix_ids=...)`` given each row's first greedy tokens goes on exactly as the greedy
     decoding did (tokens and scores), with bucketed prefixes too; the prefix is refused with timestamps."""

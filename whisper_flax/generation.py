@@ -6,9 +6,9 @@ the jnp array ops and the loops. Unlike the PyTorch loops, each search (greedy/s
 function around a ``lax.while_loop`` over a preallocated token buffer and
 :class:`~whisper_flax.outputs.KVCache`: the prefix is decoded once, then one token per iteration,
 with the sequence length a traced scalar that the rules read. It compiles once per (batch, prefix
-length, ``max_new_tokens``, rules, search) and is reused by every later call of the same shapes.
-Every row holds its own cross-attention keys/values, also the sampling draws and beams of one input,
-which the PyTorch loop lets share one copy (a grouped attention this loop does not have yet).
+length, ``max_new_tokens`` rounded up to :data:`~whisper_core.decoding.plan.ROOM_STEP`, rules, search)
+and is reused by every later call of the same shapes. The copies of one input (``best_of`` draws,
+beams) decode from one prefix pass and attend to one copy of its cross-attention keys/values.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from whisper_core.decoding import (
+    ROOM_STEP,
     GenerationFrontEnd,
     GenerationPlan,
     LoopSpec,
@@ -134,13 +135,15 @@ class FlaxWhisperGenerationMixin(GenerationFrontEnd):
             sequences, scores, longest = beam.best_sequences(JaxOps(), state)
             sequences, logprobs = sequences[:, :longest].astype(jnp.int32), None
         else:
-            spec = plan.loop_spec(row_copies(plan.prefixes, plan.padding, partial(_same_rows, encoder_states)))
+            copies = row_copies(plan.prefixes, plan.padding, partial(_same_rows, encoder_states))
+            spec = plan.loop_spec(copies, room_step=ROOM_STEP)
             params, *rows = inputs
             inputs = (params, *(x[:: spec.copies] for x in rows))  # one row per input: its copies share the prefix
             loop = self._compiled(spec, lambda: jax.jit(partial(self._greedy_loop, spec)))
             key = prng_key if prng_key is not None else jax.random.PRNGKey(0)
-            temperature = jnp.float32(plan.temperature)  # an input: one program for every temperature
-            tokens, length, no_speech, step_scores, logprobs = loop(*inputs, key, temperature)
+            # inputs: one program for every temperature, and for nearby limits of new tokens
+            temperature, limit = jnp.float32(plan.temperature), jnp.int32(plan.max_new_tokens)
+            tokens, length, no_speech, step_scores, logprobs = loop(*inputs, key, temperature, limit)
             length = int(length)
             sequences = tokens[:, :length]
             scores = tuple(step_scores[:, step] for step in range(length - plan.begin)) if plan.output_scores else None
@@ -226,11 +229,13 @@ class FlaxWhisperGenerationMixin(GenerationFrontEnd):
         sot_positions: jax.Array,
         key: jax.Array,
         temperature: jax.Array,
+        limit: jax.Array,
     ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array, jax.Array]:
         """Greedy or sampling: ``prefix [inputs, begin]`` (left-padded by ``padding [inputs]``), each input
-        decoded by ``spec.copies`` rows -> ``(tokens [b, capacity], length, no_speech_probs [b], scores [b,
-        max_new_tokens or 0, vocab], logprobs [b, max_new_tokens or 0])`` with ``b = inputs * copies``;
-        ``tokens[:, :length]`` is the result. Traced once per compilation (``_loop_traces`` counts it)."""
+        decoded by ``spec.copies`` rows, at most ``limit <= spec.max_new_tokens`` new tokens -> ``(tokens
+        [b, capacity], length, no_speech_probs [b], scores [b, max_new_tokens or 0, vocab], logprobs [b,
+        max_new_tokens or 0])`` with ``b = inputs * copies``; ``tokens[:, :length]`` is the result. Traced
+        once per compilation (``_loop_traces`` counts it)."""
         self._loop_traces = getattr(self, "_loop_traces", 0) + 1
         ops, rules, copies = JaxOps(), spec.rules, spec.copies
         masks = rules.masks(ops, encoder_states)
@@ -264,7 +269,7 @@ class FlaxWhisperGenerationMixin(GenerationFrontEnd):
 
         def running(state: tuple) -> jax.Array:
             _, length, _, _, finished, *_ = state
-            return (length < capacity) & ~jnp.all(finished)
+            return (length < begin + limit) & ~jnp.all(finished)
 
         start = (
             tokens,

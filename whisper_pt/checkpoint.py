@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextvars
 import os
-import warnings
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -21,6 +20,8 @@ import torch
 from weights_bridge import pretrained, quantization, rules
 from whisper_core.config import WhisperConfig
 from whisper_core.generation_config import GenerationConfig
+
+from .int8 import Int8Linear
 
 DTYPES = {name: getattr(torch, name) for name in pretrained.WEIGHT_DTYPES}
 # True while ``from_canonical`` builds a model whose every weight the checkpoint is about to give (strict
@@ -56,9 +57,9 @@ def load_state(model: torch.nn.Module, tensors: dict[str, np.ndarray], source: s
 
 
 def quantize_linears(model: torch.nn.Module, weights: dict[str, quantization.Int8Weight]) -> None:
-    """Swap the Linear modules of the bridge's int8 ``weights`` (canonical names) for dynamically quantized
-    ones (fbgemm/x86 integer kernels; activations quantized per call, output float32) holding exactly
-    those int8 values and per-channel scales; the tied output projection takes the embedding's."""
+    """Swap the Linear modules of the bridge's int8 ``weights`` (canonical names) for :class:`Int8Linear`
+    modules holding exactly those int8 values and per-channel scales; the tied output projection takes
+    the embedding's."""
     paths = {
         name: path
         for name, (path, _) in rules.parameter_names(
@@ -78,7 +79,9 @@ def quantize_linears(model: torch.nn.Module, weights: dict[str, quantization.Int
             module_path = paths[name].removesuffix(".weight")
         parent_path, _, leaf = module_path.rpartition(".")
         parent = model.get_submodule(parent_path)
-        setattr(parent, leaf, _int8_linear(getattr(parent, leaf), weight))
+        linear = getattr(parent, leaf)
+        values, scales = torch.from_numpy(weight.values), torch.from_numpy(weight.scales)
+        setattr(parent, leaf, Int8Linear(values, scales, linear.bias))
 
 
 def _has_prefix(model: torch.nn.Module) -> bool:
@@ -89,34 +92,8 @@ def _module_path(model: torch.nn.Module, module: torch.nn.Module) -> str:
     return next(path for path, candidate in model.named_modules() if candidate is module)
 
 
-def _int8_linear(linear: torch.nn.Linear, weight: quantization.Int8Weight) -> torch.nn.Module:
-    """A quantized dynamic Linear with ``weight``'s int8 values and scales and ``linear``'s float bias."""
-    from torch.ao.nn.quantized.dynamic import Linear
-
-    with warnings.catch_warnings():  # torch 2.13 marks quantized tensors deprecated; the kernels are current
-        warnings.simplefilter("ignore", UserWarning)
-        values = torch._make_per_channel_quantized_tensor(
-            torch.from_numpy(weight.values),
-            torch.from_numpy(weight.scales.astype(np.float64)),  # exact: a float32 widened
-            torch.zeros(len(weight.scales), dtype=torch.long),
-            0,
-        )
-        module = Linear(linear.in_features, linear.out_features, bias_=linear.bias is not None, dtype=torch.qint8)
-        module.set_weight_bias(values, None if linear.bias is None else linear.bias.detach().float())
-    return module
-
-
 def _int8_linears(model: torch.nn.Module) -> list[torch.nn.Module]:
-    from torch.ao.nn.quantized.dynamic import Linear
-
-    return [module for module in model.modules() if isinstance(module, Linear)]
-
-
-def _linear_nbytes(module: torch.nn.Module) -> int:
-    """What a quantized Linear holds, counted as the bridge counts int8 weights (int8 values, float32
-    scales) plus its float bias; fbgemm's packed copy is an implementation detail."""
-    weight, bias = module.weight(), module.bias()
-    return weight.numel() + 4 * weight.shape[0] + (0 if bias is None else bias.numel() * bias.element_size())
+    return [module for module in model.modules() if isinstance(module, Int8Linear)]
 
 
 class CheckpointMixin:
@@ -142,8 +119,8 @@ class CheckpointMixin:
         Weights are cast to ``torch_dtype`` (or ``dtype``, its newer transformers name; float32 by default,
         "auto" = as stored); ``config_overrides`` change config values (dropout, SpecAugment,
         ``num_labels``, ...). ``compute_type`` (faster-whisper's names, :mod:`weights_bridge.quantization`)
-        replaces the dtype: float32, float16, bfloat16, or int8 / int8_float32 (int8 Linear weights on
-        fbgemm/x86 integer kernels, everything else float32; CPU only).
+        replaces the dtype: float32, float16, bfloat16, or int8 / int8_float32 (int8 Linear weights multiplied
+        as CTranslate2 does, :class:`~whisper_pt.int8.Int8Linear`, everything else float32; CPU only).
         """
         if torch_dtype is not None and dtype is not None and torch_dtype != dtype:
             raise ValueError(f"torch_dtype={torch_dtype!r} and dtype={dtype!r} disagree: give one")
@@ -186,10 +163,9 @@ class CheckpointMixin:
         return model
 
     def get_memory_footprint(self) -> int:
-        """Bytes of the weights the model holds (parameters, buffers and int8 Linear weights), as
-        transformers' ``get_memory_footprint``: compare compute types with it."""
-        tensors = [*self.parameters(), *self.buffers()]
-        return sum(t.numel() * t.element_size() for t in tensors) + sum(map(_linear_nbytes, _int8_linears(self)))
+        """Bytes of the weights the model holds (parameters and buffers, the int8 Linear weights among them),
+        as transformers' ``get_memory_footprint``: compare compute types with it."""
+        return sum(t.numel() * t.element_size() for t in [*self.parameters(), *self.buffers()])
 
     def canonical_tensors(self) -> dict[str, np.ndarray]:
         """The weights under canonical names as NumPy arrays (tied ``proj_out`` left out).

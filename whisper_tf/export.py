@@ -76,6 +76,7 @@ def export_saved_model(
             no_padding + plan.sot_positions[0],
             tf.constant(0, tf.int32),
             tf.constant(1.0, tf.float32),  # the temperature, which argmax does not read
+            tf.constant(plan.max_new_tokens, tf.int32),
         )
         return {"sequences": tokens[:, :length]}
 

@@ -6,9 +6,9 @@ the TF array ops and the loops. As in the Flax backend, each search (greedy/samp
 ``tf.function(jit_compile=True)`` around a ``tf.while_loop`` over a preallocated token buffer and
 :class:`~whisper_tf.outputs.KVCache`: the prefix is decoded once, then one token per iteration, with
 the sequence length a traced scalar that the rules read. XLA compiles it once per (batch, prefix
-length, ``max_new_tokens``, rules, search) and reuses it for every later call of the same shapes.
-Every row holds its own cross-attention keys/values, also the sampling draws and beams of one input,
-which the PyTorch loop lets share one copy (a grouped attention this loop does not have yet).
+length, ``max_new_tokens`` rounded up to :data:`~whisper_core.decoding.plan.ROOM_STEP`, rules, search)
+and reuses it for every later call of the same shapes. The copies of one input (``best_of`` draws,
+beams) decode from one prefix pass and attend to one copy of its cross-attention keys/values.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import tensorflow as tf
 from tensorflow.compiler.tf2xla.python import xla
 
 from whisper_core.decoding import (
+    ROOM_STEP,
     GenerationFrontEnd,
     GenerationPlan,
     LoopSpec,
@@ -161,11 +162,15 @@ class TFWhisperGenerationMixin(GenerationFrontEnd):
             sequences, scores, longest = beam.best_sequences(TfOps(), beam.BeamState(*state))
             sequences, logprobs = sequences[:, :longest], None
         else:
-            spec = plan.loop_spec(row_copies(plan.prefixes, plan.padding, partial(_same_rows, encoder_states)))
+            copies = row_copies(plan.prefixes, plan.padding, partial(_same_rows, encoder_states))
+            spec = plan.loop_spec(copies, room_step=ROOM_STEP)
             inputs = tuple(x[:: spec.copies] for x in inputs)  # one row per input: its copies share the prefix
             loop = self._compiled(spec, lambda: tf.function(partial(self._greedy_loop, spec), jit_compile=True))
-            temperature = tf.constant(plan.temperature, tf.float32)  # an input: one program for every temperature
-            tokens, length, no_speech, step_scores, logprobs = loop(*inputs, tf.constant(seed, tf.int32), temperature)
+            # inputs: one program for every temperature, and for nearby limits of new tokens
+            temperature, limit = tf.constant(plan.temperature, tf.float32), tf.constant(plan.max_new_tokens, tf.int32)
+            tokens, length, no_speech, step_scores, logprobs = loop(
+                *inputs, tf.constant(seed, tf.int32), temperature, limit
+            )
             length = int(length)
             sequences = tokens[:, :length]
             scores = tuple(step_scores[:, step] for step in range(length - plan.begin)) if plan.output_scores else None
@@ -256,11 +261,13 @@ class TFWhisperGenerationMixin(GenerationFrontEnd):
         sot_positions: tf.Tensor,
         seed: tf.Tensor,
         temperature: tf.Tensor,
+        limit: tf.Tensor,
     ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
         """Greedy or sampling: ``prefix [inputs, begin]`` (left-padded by ``padding [inputs]``), each input
-        decoded by ``spec.copies`` rows -> ``(tokens [b, capacity], length, no_speech_probs [b], scores [b,
-        max_new_tokens or 0, vocab], logprobs [b, max_new_tokens or 0])`` with ``b = inputs * copies``;
-        ``tokens[:, :length]`` is the result. Traced once per compilation (``_loop_traces`` counts it)."""
+        decoded by ``spec.copies`` rows, at most ``limit <= spec.max_new_tokens`` new tokens -> ``(tokens
+        [b, capacity], length, no_speech_probs [b], scores [b, max_new_tokens or 0, vocab], logprobs [b,
+        max_new_tokens or 0])`` with ``b = inputs * copies``; ``tokens[:, :length]`` is the result. Traced
+        once per compilation (``_loop_traces`` counts it)."""
         self.__dict__["_loop_traces"] = self.__dict__.get("_loop_traces", 0) + 1
         ops, rules, copies = TfOps(), spec.rules, spec.copies
         masks = rules.masks(ops, encoder_states)
@@ -291,7 +298,7 @@ class TFWhisperGenerationMixin(GenerationFrontEnd):
             return tokens, length + 1, cache, self._logits(hidden[:, -1]), finished, scores, logprobs
 
         def running(tokens, length, cache, logits, finished, scores, logprobs):
-            return (length < capacity) & ~tf.reduce_all(finished)
+            return (length < begin + limit) & ~tf.reduce_all(finished)
 
         start = (tokens, tf.constant(begin), cache, last, tf.zeros(batch, tf.bool), scores, logprobs)
         tokens, length, _, _, _, scores, logprobs = tf.while_loop(running, step, start)

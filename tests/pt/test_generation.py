@@ -11,6 +11,7 @@ from tests.helpers import WHISPER_LIKE_GENERATION as GENERATION
 from tests.helpers import (
     assert_bucketed_prefixes_match_unpadded,
     assert_generate_takes_encoder_outputs,
+    assert_nearby_limits_share_one_loop,
     assert_one_loop_reads_every_temperature,
     assert_seeded_top_k_sampling,
     assert_text_prefix_continues_the_decoding,
@@ -260,6 +261,11 @@ def test_beam_search_gives_sequences_scores(models, features):
 def test_bucketed_prefixes_give_the_tokens_of_unpadded_rows(models, features):
     ours, _ = models
     assert_bucketed_prefixes_match_unpadded(ours, features, 6)
+
+
+def test_nearby_limits_of_new_tokens_share_one_loop(models, features):
+    ours, _ = models
+    assert_nearby_limits_share_one_loop(ours, features)
 
 
 def test_a_text_prefix_continues_the_decoding(models, features):

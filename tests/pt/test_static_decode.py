@@ -15,8 +15,10 @@ import pytest
 import torch
 
 from tests.helpers import max_abs, whisper_like_pt_model
+from weights_bridge import quantization
 from whisper_pt import WhisperForConditionalGeneration
 from whisper_pt.generation import COMPILE_VARIABLE, use_compiled_step
+from whisper_pt.int8 import Int8Linear
 
 PAD = 50  # WHISPER_LIKE's pad (= eos) token
 CAPACITY = 20  # cache positions for the eager steps: a prefix of 6 and up to 14 steps
@@ -164,10 +166,21 @@ def test_the_comparison_sees_a_cache_left_unordered(model, padded_rows):
     assert worst > 1e-3
 
 
-def test_quantized_modules_decode_eagerly_like_the_cached_forward_pass(padded_rows):
-    """Dynamic int8 ``Linear`` modules quantize each call's activations with their own scale, so the
-    reference is the model's own one-token-per-call cached forward pass, not the whole-sequence one."""
-    quantized = torch.ao.quantization.quantize_dynamic(whisper_like_pt_model(gain=1.0), {torch.nn.Linear})
+def _with_int8_linears(model: torch.nn.Module) -> torch.nn.Module:
+    """Every plain Linear of ``model`` swapped for the :class:`Int8Linear` of its weight (the bridge's int8)."""
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is torch.nn.Linear:
+                int8 = quantization.quantize(child.weight.detach().numpy())
+                values, scales = torch.from_numpy(int8.values), torch.from_numpy(int8.scales)
+                setattr(parent, name, Int8Linear(values, scales, child.bias))
+    return model
+
+
+def test_int8_modules_decode_eagerly_like_the_cached_forward_pass(padded_rows):
+    """``compute_type="int8"`` modules are not plain ``nn.Linear``: the step calls them as they are, eagerly
+    (never compiled), and gives the logits of the model's own cached forward pass."""
+    quantized = _with_int8_linears(whisper_like_pt_model(gain=1.0))
     quantized.torch_compile = True
     states, prefix, padding = padded_rows
     with torch.inference_mode():

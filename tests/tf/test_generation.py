@@ -13,6 +13,7 @@ from tests.helpers import (
     assert_detect_language_matches_pt,
     assert_finds_kth_largest,
     assert_generate_takes_encoder_outputs,
+    assert_nearby_limits_share_one_loop,
     assert_one_loop_reads_every_temperature,
     assert_seeded_top_k_sampling,
     assert_text_prefix_continues_the_decoding,
@@ -164,6 +165,11 @@ def test_first_argmax_is_numpys_argmax():
 def test_bucketed_prefixes_compile_once(models, features):
     _, ours = models
     assert_bucketed_prefixes_match_unpadded(ours, features, NEW)
+
+
+def test_nearby_limits_of_new_tokens_share_one_loop(models, features):
+    _, ours = models
+    assert_nearby_limits_share_one_loop(ours, features)
 
 
 def test_a_text_prefix_continues_the_decoding(models, features):

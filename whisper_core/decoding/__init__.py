@@ -5,6 +5,7 @@ from . import beam
 from .frontend import GenerationFrontEnd
 from .ops import ArrayOps, NumpyOps, first_argmax
 from .plan import (
+    ROOM_STEP,
     GenerationPlan,
     LoopSpec,
     WhisperGenerateOutput,
@@ -18,6 +19,7 @@ from .rules import LogitRules
 from .segments import Segment, split_segments
 
 __all__ = [
+    "ROOM_STEP",
     "ArrayOps",
     "GenerationFrontEnd",
     "GenerationPlan",

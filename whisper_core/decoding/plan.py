@@ -24,6 +24,10 @@ from .segments import Segment, split_segments
 # decoding loop is built per prefix width, so rounding the width up to one of these bounds the
 # compilations per file to five whatever its length.
 PREFIX_BUCKETS = (8, 32, 64, 128, 256)
+# Greedy and sampling loops that take their limit of new tokens as an input (TF, JAX) size their
+# buffers in steps of this many tokens: over a long file a window may generate 224 tokens, or 448 less
+# its prompt and prefix (221 once the prompt is full), which would otherwise be two compiled programs.
+ROOM_STEP = 32
 
 
 @dataclass
@@ -52,7 +56,7 @@ class LoopSpec:
     loops (``jax.jit`` / ``tf.function``) beside the input shapes."""
 
     rules: LogitRules
-    max_new_tokens: int
+    max_new_tokens: int  # room in the buffers; a loop given its limit as an input stops there
     eos: int
     pad: int
     no_speech_token: int
@@ -99,11 +103,13 @@ class GenerationPlan:
         """Length of the token buffer: prefix plus every token that may be generated."""
         return self.begin + self.max_new_tokens
 
-    def loop_spec(self, copies: int = 1) -> LoopSpec:
-        """The static part of this plan, for compiled loops (``copies``: see :func:`row_copies`)."""
+    def loop_spec(self, copies: int = 1, room_step: int = 1) -> LoopSpec:
+        """The static part of this plan, for compiled loops (``copies``: see :func:`row_copies`). A loop
+        that stops at ``max_new_tokens`` given at run time asks for its room rounded up to ``room_step``
+        (:data:`ROOM_STEP`), so nearby limits share one program."""
         return LoopSpec(
             rules=self.rules,
-            max_new_tokens=self.max_new_tokens,
+            max_new_tokens=-(-self.max_new_tokens // room_step) * room_step,
             eos=self.eos,
             pad=self.pad,
             no_speech_token=self.ids.no_speech_token_id,
