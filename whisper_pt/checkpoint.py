@@ -10,6 +10,7 @@ them back.
 from __future__ import annotations
 
 import contextvars
+import functools
 import os
 from pathlib import Path
 from typing import Any, ClassVar
@@ -26,9 +27,28 @@ from .int8 import Int8Linear
 DTYPES = {name: getattr(torch, name) for name in pretrained.WEIGHT_DTYPES}
 # True while ``from_canonical`` builds a model whose every weight the checkpoint is about to give (strict
 # load, no new heads): ``post_init`` then skips the random initialisation those weights would overwrite
-# (0.45 s of building base, measured 2026-12-04). Per context, so a model built meanwhile in another
-# thread is initialised as usual.
+# (0.45 s of building base, measured 2026-12-04), and so do the Linear, Conv1d and Embedding modules' own
+# (``_skip_random_init_while_weights_come``: 0.3 s more, 2026-12-06). Per context, so a model built
+# meanwhile in another thread is initialised as usual.
 WEIGHTS_TO_COME = contextvars.ContextVar("whisper_pt_weights_to_come", default=False)
+# The ``torch.nn.init`` functions that torch's own modules call from their constructors.
+_RANDOM_INITS = ("kaiming_uniform_", "uniform_", "normal_")
+
+
+@functools.cache
+def _skip_random_init_while_weights_come() -> None:
+    """Make the random fills of ``torch.nn.init`` that module constructors call return their tensor untouched
+    while :data:`WEIGHTS_TO_COME` is set, as transformers' ``no_init_weights`` does; unset (every other
+    caller, every other thread), each wrapper calls the original. Building on the meta device would skip them
+    too, but its first use imports sympy and torch's reference ops (1.0 s)."""
+    for name in _RANDOM_INITS:
+        original = getattr(torch.nn.init, name)
+
+        @functools.wraps(original)
+        def unless_weights_come(tensor: torch.Tensor, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            return tensor if WEIGHTS_TO_COME.get() else _original(tensor, *args, **kwargs)
+
+        setattr(torch.nn.init, name, unless_weights_come)
 
 
 def _resolve_dtype(torch_dtype: str | torch.dtype | None, checkpoint: pretrained.Pretrained) -> torch.dtype:
@@ -44,10 +64,17 @@ def _resolve_dtype(torch_dtype: str | torch.dtype | None, checkpoint: pretrained
 
 
 def load_state(model: torch.nn.Module, tensors: dict[str, np.ndarray], source: str) -> None:
-    """Copy canonical ``tensors`` into ``model``; every model tensor must be given (except tied ones and new
-    heads) and every shape must match, all checked before anything is copied."""
+    """Copy canonical ``tensors`` into ``model``; every model tensor must be given (except tied ones, new
+    heads and the int8 weights that :func:`quantize_linears` gave already) and every shape must match, all
+    checked before anything is copied."""
+    int8 = {
+        f"{path}.{name}"
+        for path, module in model.named_modules()
+        if isinstance(module, Int8Linear)
+        for name in ("weight_values", "weight_scales")
+    }
     state = model.state_dict()
-    shapes = {name: tuple(tensor.shape) for name, tensor in state.items()}
+    shapes = {name: tuple(tensor.shape) for name, tensor in state.items() if name not in int8}
     arrays = pretrained.match_parameters(
         tensors, rules.STATE_DICT, shapes, model.config, source=source, model=type(model).__name__
     )
@@ -80,6 +107,10 @@ def quantize_linears(model: torch.nn.Module, weights: dict[str, quantization.Int
         parent_path, _, leaf = module_path.rpartition(".")
         parent = model.get_submodule(parent_path)
         linear = getattr(parent, leaf)
+        if tuple(weight.values.shape) != tuple(linear.weight.shape):
+            raise ValueError(
+                f"int8 {name} has shape {weight.values.shape}, the model expects {tuple(linear.weight.shape)}"
+            )
         values, scales = torch.from_numpy(weight.values), torch.from_numpy(weight.scales)
         setattr(parent, leaf, Int8Linear(values, scales, linear.bias))
 
@@ -132,12 +163,12 @@ class CheckpointMixin:
         checkpoint = pretrained.load(
             pretrained_model_name_or_path, has_heads=cls.has_classification_heads, config=config, **config_overrides
         )
-        arguments, int8 = checkpoint.model_arguments, {}
+        arguments = checkpoint.model_arguments
         if quantization.is_int8(compute_type):
-            arguments["tensors"], int8 = quantization.quantize_tensors(checkpoint.tensors)
+            arguments["tensors"], arguments["int8"] = quantization.quantize_tensors(
+                checkpoint.tensors, integer_kernels=True
+            )
         model = cls.from_canonical(**arguments, torch_dtype=_resolve_dtype(torch_dtype, checkpoint))
-        if int8:
-            quantize_linears(model, int8)
         return model.to(device=device) if device is not None else model
 
     @classmethod
@@ -149,13 +180,19 @@ class CheckpointMixin:
         *,
         torch_dtype: torch.dtype = torch.float32,
         source: str = "the canonical tensors",
+        int8: dict[str, quantization.Int8Weight] | None = None,
     ) -> Any:
-        """A model in eval mode from canonical (HF PyTorch-named) arrays: what every backend exchanges."""
+        """A model in eval mode from canonical (HF PyTorch-named) arrays: what every backend exchanges.
+        ``int8``: Linear weights given as int8 instead (``tensors`` then lacks them), held by
+        :class:`Int8Linear` modules; ``torch_dtype`` applies to the other weights."""
+        _skip_random_init_while_weights_come()
         arriving = WEIGHTS_TO_COME.set(not cls.has_classification_heads)
         try:
             model = cls(config)
         finally:
             WEIGHTS_TO_COME.reset(arriving)
+        if int8:
+            quantize_linears(model, int8)
         load_state(model, tensors, source)
         model.to(dtype=torch_dtype).eval()
         if generation_config is not None and hasattr(model, "generation_config"):

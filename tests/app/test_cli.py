@@ -34,6 +34,23 @@ def test_tokenize_round_trip():
     assert output["decoded"] == JFK_TEXT and output["ids"][0] == 50257
 
 
+def test_the_script_exits_with_the_code_after_atexit_handlers_and_every_line():
+    """``console`` skips the interpreter's teardown, not what a normal exit owes: the command's output (piped,
+    so block-buffered), the handlers registered with ``atexit`` and the command's exit code."""
+    script = (
+        "import atexit, sys; from whisper_mb.cli import console; atexit.register(print, 'handler ran'); "
+        "sys.argv = ['whisper-mb', *sys.argv[1:]]; console()"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, "tokenize", "hi", "--model", "tiny.en"], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert json.loads(lines[0])["decoded"] == "hi" and lines[1:] == ["handler ran"]
+    result = subprocess.run([sys.executable, "-c", script, "features", "missing.flac"], capture_output=True, text=True)
+    assert result.returncode == 2 and "no such audio file" in result.stderr and result.stdout == "handler ran\n"
+
+
 def test_errors_are_reported_not_raised(tmp_path):
     result = run("features", str(tmp_path / "missing.flac"))
     assert result.returncode == 2 and "no such audio file" in result.stderr

@@ -86,6 +86,29 @@ def test_init_like_transformers():
     assert torch.allclose(classifier.layer_weights, torch.full((SMALL["encoder_layers"] + 1,), 1 / 3))
 
 
+def test_loading_skips_the_random_init_and_leaves_it_to_everyone_else(monkeypatch):
+    """``from_canonical`` builds without drawing the random values its weights replace (torch's module
+    constructors included); torch's init functions then still draw for every other caller."""
+    source = WhisperForConditionalGeneration(WhisperConfig(**SMALL))
+    drawn = []
+    for name in ("uniform_", "normal_"):  # what torch.nn.init's functions call in the end
+        monkeypatch.setattr(torch.Tensor, name, _recording(getattr(torch.Tensor, name), drawn))
+    loaded = WhisperForConditionalGeneration.from_canonical(source.config, source.canonical_tensors())
+    assert drawn == [] and max_abs(loaded.proj_out.weight, source.proj_out.weight) == 0.0
+    assert loaded.proj_out.weight is loaded.model.decoder.embed_tokens.weight
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(64, 64)
+    assert drawn and 0.05 < linear.weight.std().item() < 0.1  # kaiming uniform's 1 / sqrt(3 * 64)
+
+
+def _recording(function, calls):
+    def record(tensor, *args, **kwargs):
+        calls.append(tuple(tensor.shape))
+        return function(tensor, *args, **kwargs)
+
+    return record
+
+
 # -- forward parity ------------------------------------------------------------------------------
 
 
