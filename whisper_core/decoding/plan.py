@@ -22,12 +22,13 @@ from .segments import Segment, split_segments
 # Widths the prefix rows are left-padded to with ``bucket_prefix``: a prompt grows window by window
 # over a long file (up to half the text context, 224 tokens, plus the start sequence), and a compiled
 # decoding loop is built per prefix width, so rounding the width up to one of these bounds the
-# compilations per file whatever its length. Two: a window without a prompt (a file's first, a short
-# file, a batched piece) and one with. Each program costs a process 0.5-1.2 s in JAX (its cache read)
-# and 4-7 s in TensorFlow (traced, then converted to XLA); a 128-token prompt padded to 256 costs 55 ms
-# more a call in JAX, a prompt-less one 104 ms (base, one row, 2026-12-06). The widths were (8, 32, 64,
-# 128, 256): a 127 s file ran three greedy programs (8, 128, 256), two now.
-PREFIX_BUCKETS = (8, 256)
+# compilations per file whatever its length. Each program costs a process 0.5-1.2 s in JAX (its cache
+# read) and 4-7 s in TensorFlow (traced, then converted to XLA); padding costs a JAX call (base, one row,
+# 2026-12-06) 104 ms from 8 to 256 tokens, 55 ms from 128. So: a window without a prompt (a file's first,
+# a short file, a batched piece), a streaming pass's prompt (its last 200 characters of text), and a
+# long file's growing prompt. With the widths before (8, 32, 64, 128, 256) a 127 s file ran three greedy
+# programs (8, 128, 256), two now.
+PREFIX_BUCKETS = (8, 64, 256)
 # Greedy and sampling loops that take their limit of new tokens as an input (TF, JAX) size their
 # buffers in steps of this many tokens: over a long file a window may generate 224 tokens, or 448 less
 # its prompt and prefix (221 once the prompt is full), which would otherwise be two compiled programs.
