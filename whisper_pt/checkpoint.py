@@ -35,19 +35,23 @@ WEIGHTS_TO_COME = contextvars.ContextVar("whisper_pt_weights_to_come", default=F
 _RANDOM_INITS = ("kaiming_uniform_", "uniform_", "normal_")
 
 
-@functools.cache
 def _skip_random_init_while_weights_come() -> None:
     """Make the random fills of ``torch.nn.init`` that module constructors call return their tensor untouched
     while :data:`WEIGHTS_TO_COME` is set, as transformers' ``no_init_weights`` does; unset (every other
-    caller, every other thread), each wrapper calls the original. Building on the meta device would skip them
-    too, but its first use imports sympy and torch's reference ops (1.0 s)."""
+    caller, every other thread), each wrapper calls the function it wraps. Checked at every load, not once:
+    transformers puts back the functions it found at its import when its ``no_init_weights`` ends. Building
+    on the meta device would skip the fills too, but its first use imports sympy and torch's reference ops
+    (1.0 s)."""
     for name in _RANDOM_INITS:
-        original = getattr(torch.nn.init, name)
+        current = getattr(torch.nn.init, name)
+        if getattr(current, "skips_while_weights_come", False):
+            continue
 
-        @functools.wraps(original)
-        def unless_weights_come(tensor: torch.Tensor, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
-            return tensor if WEIGHTS_TO_COME.get() else _original(tensor, *args, **kwargs)
+        @functools.wraps(current)
+        def unless_weights_come(tensor: torch.Tensor, *args: Any, _wrapped: Any = current, **kwargs: Any) -> Any:
+            return tensor if WEIGHTS_TO_COME.get() else _wrapped(tensor, *args, **kwargs)
 
+        unless_weights_come.skips_while_weights_come = True
         setattr(torch.nn.init, name, unless_weights_come)
 
 

@@ -7,6 +7,8 @@ float32 output, within a budget relative to the logits' scale (see ``test_half_p
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import pytest
 import torch
@@ -90,6 +92,9 @@ def test_loading_skips_the_random_init_and_leaves_it_to_everyone_else(monkeypatc
     """``from_canonical`` builds without drawing the random values its weights replace (torch's module
     constructors included); torch's init functions then still draw for every other caller."""
     source = WhisperForConditionalGeneration(WhisperConfig(**SMALL))
+    WhisperForConditionalGeneration.from_canonical(source.config, source.canonical_tensors())
+    for name in ("kaiming_uniform_", "uniform_", "normal_"):  # what transformers' no_init_weights puts back
+        monkeypatch.setattr(torch.nn.init, name, inspect.unwrap(getattr(torch.nn.init, name)))
     drawn = []
     for name in ("uniform_", "normal_"):  # what torch.nn.init's functions call in the end
         monkeypatch.setattr(torch.Tensor, name, _recording(getattr(torch.Tensor, name), drawn))
