@@ -247,9 +247,8 @@ def assert_bucketed_prefixes_match_unpadded(model: Any, features: np.ndarray, ma
         padded = model.generate(features, prompt_ids=prompt, bucket_prefix=True, **kwargs)
         plain = model.generate(features, prompt_ids=prompt, **kwargs)
         generated = len(plain.scores)
-        assert (
-            as_numpy(padded.sequences).shape[1] == prefix_bucket(14) + generated
-        )  # the bucket, then what was generated
+        bucket = prefix_bucket(14)  # the prefixes' widths, 11 to 14, share it
+        assert as_numpy(padded.sequences).shape[1] == bucket + generated  # the bucket, then what was generated
         np.testing.assert_array_equal(
             as_numpy(padded.sequences)[:, -generated:], as_numpy(plain.sequences)[:, -generated:]
         )

@@ -75,7 +75,7 @@ def load_state(model: torch.nn.Module, tensors: dict[str, np.ndarray], source: s
         f"{path}.{name}"
         for path, module in model.named_modules()
         if isinstance(module, Int8Linear)
-        for name in ("weight_values", "weight_scales")
+        for name in Int8Linear.WEIGHT_BUFFERS
     }
     state = model.state_dict()
     shapes = {name: tuple(tensor.shape) for name, tensor in state.items() if name not in int8}

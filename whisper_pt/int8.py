@@ -21,6 +21,9 @@ class Int8Linear(nn.Module):
     ``scales [out]`` (the bridge's :class:`~weights_bridge.quantization.Int8Weight`); inputs and outputs
     float32. CPU only, as ``torch._int_mm`` on integers is."""
 
+    # The buffers that hold the weight (a checkpoint's ``weight`` comes as these, never loaded by name).
+    WEIGHT_BUFFERS = ("weight_values", "weight_scales")
+
     def __init__(self, values: torch.Tensor, scales: torch.Tensor, bias: torch.Tensor | None) -> None:
         super().__init__()
         if values.dtype != torch.int8 or values.dim() != 2 or scales.shape != values.shape[:1]:

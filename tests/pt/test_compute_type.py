@@ -115,6 +115,13 @@ def test_an_int8_model_is_not_saved(checkpoint, tmp_path):
         model.save_pretrained(tmp_path)
 
 
+@pytest.mark.parametrize("compute_type", ["float32", "int8"])
+def test_weights_that_do_not_fit_the_config_are_refused_by_name(checkpoint, compute_type):
+    """int8 weights go into their modules before the float ones are checked: a mismatch is named either way."""
+    with pytest.raises(ValueError, match=r"layers\.0\.fc1\.(weight|bias) has shape"):
+        WhisperForConditionalGeneration.from_pretrained(checkpoint, compute_type=compute_type, decoder_ffn_dim=8)
+
+
 def test_bad_compute_types_are_refused(checkpoint):
     with pytest.raises(ValueError, match="choose one of float32, float16, bfloat16, int8, int8_float32"):
         WhisperForConditionalGeneration.from_pretrained(checkpoint, compute_type="int4")
