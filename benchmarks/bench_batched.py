@@ -18,8 +18,8 @@ changes both). Differences the APIs leave: our batched mode falls back through t
 ..., 1.0 (best_of 1) when a piece fails the compression-ratio 2.4 / log-prob -1.0 checks, and skips a
 piece judged silent (no-speech 0.6); faster-whisper's pipeline is given the same temperature list but
 uses only its first, 0.0 (it has no fallback and ignores those thresholds), and it forces the first
-timestamp to 0.0 where ours allows up to 1.0 s; a piece whose decoding closed more than 1 s before its
-end is decoded again from there on our side only. Both pad a piece shorter than 30 s with zero
+timestamp to 0.0 where ours allows up to 1.0 s; on our side only, what the pieces of a file left when
+their decoding closed more than 1 s before their end is decoded again, packed into as few windows as fit. Both pad a piece shorter than 30 s with zero
 log-mel frames.
 English (``language="en"`` on both sides for a multilingual model).
 

@@ -14,6 +14,7 @@ from whisper_core.transcribe import (
     SpeechChunk,
     WindowResult,
     WordTiming,
+    echoes_an_end,
     fit_to_audio,
     group_speech,
     has_repetition_loop,
@@ -21,6 +22,7 @@ from whisper_core.transcribe import (
     map_to_file,
     needs_fallback,
     overlapping_windows,
+    pack_leftovers,
 )
 from whisper_core.transcribe.fallback import row_bucket
 
@@ -81,6 +83,47 @@ def test_speech_is_gathered_into_pieces_of_at_most_one_window():
     ]
     assert all(chunk.closed and chunk.owned == (-math.inf, math.inf) for chunk in chunks)
     assert group_speech([], 30 * RATE, RATE) == []
+
+
+def test_a_files_leftovers_are_heard_together():
+    """Three pieces closed 2-5 s early: their leftovers fill one window, in file order, each span where it was."""
+    pieces = [SpeechChunk(((0, 30 * RATE),), RATE), SpeechChunk(((40 * RATE, 70 * RATE),), RATE)]
+    leftovers = [
+        pieces[1].after(25.0),
+        SpeechChunk(((20 * RATE, 22 * RATE), (25 * RATE, 30 * RATE)), RATE),
+        SpeechChunk(((80 * RATE, 83 * RATE),), RATE),
+    ]
+    packed = pack_leftovers(leftovers, 30 * RATE)
+    assert [[(a / RATE, b / RATE) for a, b in chunk.spans] for chunk in packed] == [
+        [(20, 22), (25, 30), (65, 70), (80, 83)]
+    ]
+    assert packed[0].closed and packed[0].file_time(7.5) == 65.5
+    assert len(pack_leftovers(leftovers, 10 * RATE)) == 2  # more than a window: as few as fit
+    assert pack_leftovers([], 30 * RATE) == []
+
+
+def test_words_bound_their_segment_after_the_move():
+    """A word whose edges alignment put across a seam is brought back to its span; its segment follows it
+    rather than staying stretched over the silence that was cut out."""
+    chunk = SpeechChunk(((30 * RATE, 35 * RATE), (75 * RATE, 76 * RATE)), RATE)
+    segment = SimpleNamespace(
+        start=4.8, end=5.6, words=[WordTiming(" gious", [1], 4.8, 5.6, 0.5)], token_timestamps=None
+    )
+    map_to_file(segment, chunk)
+    assert (segment.start, segment.end) == (75.0, 75.6) == (segment.words[0].start, segment.words[0].end)
+
+
+def test_a_leftover_that_repeats_the_end_of_the_sentence_before_is_an_echo():
+    def segment(text, start, end):
+        return SimpleNamespace(text=text, start=start, end=end)
+
+    earlier = [segment(" Ask what you can do for your country.", 123.8, 125.6)]
+    assert echoes_an_end(segment(" for your country", 125.6, 126.3), earlier)
+    assert echoes_an_end(segment(" For your country!", 126.4, 126.9), earlier)
+    assert not echoes_an_end(segment(" For your country.", 127.0, 128.0), earlier)  # said again, later
+    assert not echoes_an_end(segment(" Remember to lock the gate.", 125.6, 128.0), earlier)
+    assert not echoes_an_end(segment(" ...", 125.6, 126.0), earlier)  # no words: not this rule's to judge
+    assert not echoes_an_end(segment(" country", 125.6, 126.0), [])
 
 
 def test_windows_without_vad_overlap_and_own_their_middles():

@@ -11,11 +11,11 @@ from __future__ import annotations
 from .backends import Generated, ModelBackend
 from .batched import speech_chunks, transcribe_batched
 from .fallback import FallbackOptions, WindowDecoder, WindowResult, compression_ratio, needs_fallback
-from .guards import fit_to_audio, has_repetition_loop, loop_start
+from .guards import echoes_an_end, fit_to_audio, has_repetition_loop, loop_start
 from .longform import Transcriber
 from .options import TranscribeOptions
 from .results import Transcription, TranscriptSegment
-from .speech_chunks import SpeechChunk, group_speech, map_to_file, overlapping_windows
+from .speech_chunks import SpeechChunk, group_speech, map_to_file, overlapping_windows, pack_leftovers
 from .windows import split_window
 from .word_timing import WordTiming
 from .writers import WRITERS, write_result
@@ -34,6 +34,7 @@ __all__ = [
     "WindowResult",
     "WordTiming",
     "compression_ratio",
+    "echoes_an_end",
     "fit_to_audio",
     "group_speech",
     "has_repetition_loop",
@@ -41,6 +42,7 @@ __all__ = [
     "map_to_file",
     "needs_fallback",
     "overlapping_windows",
+    "pack_leftovers",
     "speech_chunks",
     "split_window",
     "transcribe_batched",

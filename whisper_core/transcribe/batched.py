@@ -12,6 +12,7 @@ model gives in a piece are mapped back to the file (:class:`~.speech_chunks.Spee
 from __future__ import annotations
 
 import math
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -21,10 +22,10 @@ from tqdm import tqdm
 
 from ..vad import VadOptions, get_speech_timestamps
 from .fallback import WindowDecoder, WindowResult, is_silent
-from .guards import fit_to_audio
+from .guards import echoes_an_end, fit_to_audio
 from .options import TranscribeOptions
 from .results import Transcription, TranscriptSegment
-from .speech_chunks import SpeechChunk, group_speech, map_to_file, overlapping_windows
+from .speech_chunks import SpeechChunk, group_speech, map_to_file, overlapping_windows, pack_leftovers
 from .windows import WindowSplit, split_window
 
 if TYPE_CHECKING:  # the transcriber calls this module; this module only names it
@@ -36,6 +37,7 @@ SEQUENTIAL_ONLY = ("clip_timestamps", "hallucination_silence_threshold")
 BATCHED_VAD_OPTIONS = VadOptions(min_silence_duration_ms=160)
 # A piece whose decoding stopped this long (s) before its audio ends is decoded again from where it
 # stopped: in a full 30 s piece the model sometimes closes early and the last sentence would be lost.
+# What a file's pieces leave is heard packed into as few windows as fit (a leftover is a few seconds).
 MIN_LEFTOVER = 1.0
 
 
@@ -48,7 +50,13 @@ def speech_chunks(audio: np.ndarray, transcriber: Transcriber, vad_options: VadO
         return overlapping_windows(len(audio), rate, window_seconds) if len(audio) else []
     longest = min(vad_options.max_speech_duration_s, window_seconds)
     spans = get_speech_timestamps(audio, replace(vad_options, max_speech_duration_s=longest), rate)
-    return group_speech([(span.start, span.end) for span in spans], round(window_seconds * rate), rate)
+    return group_speech([(span.start, span.end) for span in spans], _window_samples(transcriber), rate)
+
+
+def _window_samples(transcriber: Transcriber) -> int:
+    """How many samples of audio one window of the model hears."""
+    window_seconds = transcriber.window_frames / transcriber.frames_per_second
+    return round(window_seconds * transcriber.feature_extractor.sampling_rate)
 
 
 def transcribe_batched(
@@ -81,6 +89,9 @@ def transcribe_batched(
     )
     multilingual = transcriber.ids.is_multilingual
     segments: list[list[TranscriptSegment]] = [[] for _ in audios]
+    queued = Counter(index for index, _ in pieces)  # each file's pieces not decoded yet
+    leftovers: dict[int, list[SpeechChunk]] = defaultdict(list)
+    repacked: set[SpeechChunk] = set()
     with tqdm(total=len(pieces), unit="pieces", disable=not progress) as bar:
         while pieces:
             batch, pieces = pieces[:batch_size], pieces[batch_size:]
@@ -89,17 +100,24 @@ def transcribe_batched(
             results = decoder.decode(windows, [prompt] * len(batch), batch_languages)
             timed = options.word_timestamps or options.return_token_timestamps
             for row, ((index, chunk), window, result) in enumerate(zip(batch, windows, results, strict=True)):
-                if is_silent(result, decoder.options):
-                    continue
-                states = decoder.row_states(row) if timed else None
-                kept, decoded_until = _chunk_segments(
-                    transcriber, chunk, window, result, languages[index], options, states
-                )
-                segments[index].extend(kept)
-                leftover = chunk.after(decoded_until) if kept and chunk.closed else None
-                if leftover is not None and leftover.samples >= MIN_LEFTOVER * leftover.sampling_rate:
-                    pieces.append((index, leftover))  # decoded in a later batch
-                    bar.total += 1
+                queued[index] -= 1
+                if not is_silent(result, decoder.options):
+                    states = decoder.row_states(row) if timed else None
+                    kept, decoded_until = _chunk_segments(
+                        transcriber, chunk, window, result, languages[index], options, states
+                    )
+                    if chunk in repacked:
+                        kept = [segment for segment in kept if not echoes_an_end(segment, segments[index])]
+                    segments[index].extend(kept)
+                    leftover = chunk.after(decoded_until) if kept and chunk.closed else None
+                    if leftover is not None and leftover.samples >= MIN_LEFTOVER * leftover.sampling_rate:
+                        leftovers[index].append(leftover)
+                if not queued[index] and leftovers[index]:  # the file's leftovers, packed, for a later batch
+                    packed = pack_leftovers(leftovers.pop(index), _window_samples(transcriber))
+                    repacked.update(packed)
+                    pieces.extend((index, leftover) for leftover in packed)
+                    queued[index] += len(packed)
+                    bar.total += len(packed)
             bar.update(len(batch))
     transcriptions = []
     for file_segments, language in zip(segments, languages, strict=True):

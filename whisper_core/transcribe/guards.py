@@ -9,10 +9,15 @@ In the last window of a file the model hears real audio followed by padding; the
 repeats an earlier sentence and times it into the padding, past the end of the file (openai-whisper
 and faster-whisper both do). A segment mostly outside the audio is such an invention and is dropped;
 one that merely overruns the end is cut at it.
+
+A batched piece sometimes times its last segment a second or two before its speech ends; the piece's
+leftover then hears that speech again and the model says the sentence's last words a second time. A
+segment that only repeats the end of a segment ending where it starts is that echo, and is dropped.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,6 +26,7 @@ import numpy as np
 LOOP_MIN_TOKENS = 16  # a loop covers at least this many tokens ...
 LOOP_MIN_REPEATS = 3  # ... in at least this many back-to-back copies of one n-gram
 LOOP_MAX_NGRAM = 32
+ECHO_GAP = 1.0  # seconds between the end of a segment and the start of one that repeats its last words
 
 
 def has_repetition_loop(tokens: Sequence[int]) -> bool:
@@ -64,3 +70,17 @@ def fit_to_audio(segments: list[Any], duration: float) -> list[Any]:
             word.end = min(word.end, duration)
         kept.append(segment)
     return kept
+
+
+def echoes_an_end(segment: Any, earlier: Sequence[Any]) -> bool:
+    """Whether ``segment`` (``text``, ``start``) says nothing but the last words of a segment in ``earlier`` that
+    ends within :data:`ECHO_GAP` of where it starts (words compared without case or punctuation)."""
+    words = _plain_words(segment.text)
+    return bool(words) and any(
+        abs(segment.start - other.end) <= ECHO_GAP and _plain_words(other.text)[-len(words) :] == words
+        for other in earlier
+    )
+
+
+def _plain_words(text: str) -> list[str]:
+    return re.findall(r"[\w']+", text.lower())

@@ -114,6 +114,19 @@ def group_speech(spans: Sequence[tuple[int, int]], max_samples: int, sampling_ra
     return chunks
 
 
+def pack_leftovers(chunks: Sequence[SpeechChunk], max_samples: int) -> list[SpeechChunk]:
+    """What the closed chunks of one file left undecoded, heard in as few chunks of at most ``max_samples`` as
+    fit: each leftover is a few seconds, and a window costs the encoder a full 30 s whatever it holds."""
+    if not chunks:
+        return []
+    spans = sorted(span for chunk in chunks for span in chunk.spans)
+    owned = (min(chunk.owned[0] for chunk in chunks), max(chunk.owned[1] for chunk in chunks))
+    return [
+        SpeechChunk(packed.spans, packed.sampling_rate, owned)
+        for packed in group_speech(spans, max_samples, chunks[0].sampling_rate)
+    ]
+
+
 def overlapping_windows(
     samples: int, sampling_rate: int, chunk_length: float = 30.0, stride_length: float = 5.0
 ) -> list[SpeechChunk]:
@@ -144,10 +157,13 @@ def overlapping_windows(
 def map_to_file(segment: Any, chunk: SpeechChunk) -> None:
     """A segment (``start``, ``end``, ``words``, ``token_timestamps``) timed in the chunk's clip, moved to file
     time in place: a segment may run over seams (the silence between its sentences was cut out), a word stays
-    in one span (:meth:`SpeechChunk.file_span`)."""
+    in one span (:meth:`SpeechChunk.file_span`), and a segment with words runs from its first word to its last,
+    as in openai-whisper, so a word brought back to its span does not leave the segment stretched over a seam."""
     segment.start = chunk.file_time(segment.start)
     segment.end = max(segment.start, chunk.file_time(segment.end, is_end=True))
     for word in segment.words:
         word.start, word.end = chunk.file_span(word.start, word.end)
+    if segment.words:
+        segment.start, segment.end = segment.words[0].start, max(word.end for word in segment.words)
     if segment.token_timestamps is not None:
         segment.token_timestamps = [chunk.file_time(time) for time in segment.token_timestamps]
