@@ -24,6 +24,7 @@ from whisper_core.transcribe import (
     overlapping_windows,
     pack_leftovers,
 )
+from whisper_core.transcribe.batched import TAIL_SLACK, _unheard
 from whisper_core.transcribe.fallback import row_bucket
 
 RATE = 16000
@@ -100,6 +101,17 @@ def test_a_files_leftovers_are_heard_together():
     assert packed[0].closed and packed[0].file_time(7.5) == 65.5
     assert len(pack_leftovers(leftovers, 10 * RATE)) == 2  # more than a window: as few as fit
     assert pack_leftovers([], 30 * RATE) == []
+
+
+def test_what_a_decoding_never_reached_is_left_over_but_not_the_end_of_its_last_sentence():
+    piece = SpeechChunk(((10 * RATE, 20 * RATE), (25 * RATE, 28 * RATE), (30 * RATE, 40 * RATE)), RATE)
+    # stopped 1.3 s before the end of a span: that rest is the sentence just given; the later spans are left over
+    assert _unheard(piece, 8.7).spans == ((25 * RATE, 28 * RATE), (30 * RATE, 40 * RATE))
+    # stopped 2.5 s before the end of a span: speech left out
+    assert _unheard(piece, 13 - TAIL_SLACK - 0.5).spans == ((round(25.5 * RATE), 28 * RATE), (30 * RATE, 40 * RATE))
+    assert _unheard(piece, 13.0).spans == ((30 * RATE, 40 * RATE),)  # on a seam: the next span, whole
+    assert _unheard(piece, 22.0) is None  # 1 s before the end: nothing left over
+    assert _unheard(piece, 23.0) is None
 
 
 def test_words_bound_their_segment_after_the_move():

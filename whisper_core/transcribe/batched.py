@@ -39,6 +39,10 @@ BATCHED_VAD_OPTIONS = VadOptions(min_silence_duration_ms=160)
 # stopped: in a full 30 s piece the model sometimes closes early and the last sentence would be lost.
 # What a file's pieces leave is heard packed into as few windows as fit (a leftover is a few seconds).
 MIN_LEFTOVER = 1.0
+# The rest of the speech span where a decoding stopped, when shorter than this (s), is the end of the
+# sentence just given, not speech left out: a last segment's end timestamp often falls a second or so
+# before its speech ends (base on the benchmark's speech: 0.7-1.5 s).
+TAIL_SLACK = 2.0
 
 
 def speech_chunks(audio: np.ndarray, transcriber: Transcriber, vad_options: VadOptions | None) -> list[SpeechChunk]:
@@ -109,7 +113,7 @@ def transcribe_batched(
                     if chunk in repacked:
                         kept = [segment for segment in kept if not echoes_an_end(segment, segments[index])]
                     segments[index].extend(kept)
-                    leftover = chunk.after(decoded_until) if kept and chunk.closed else None
+                    leftover = _unheard(chunk, decoded_until) if kept and chunk.closed else None
                     if leftover is not None and leftover.samples >= MIN_LEFTOVER * leftover.sampling_rate:
                         leftovers[index].append(leftover)
                 if not queued[index] and leftovers[index]:  # the file's leftovers, packed, for a later batch
@@ -126,6 +130,19 @@ def transcribe_batched(
             segment.id = number
         transcriptions.append(Transcription("".join(s.text for s in file_segments), file_segments, language))
     return transcriptions
+
+
+def _unheard(chunk: SpeechChunk, decoded_until: float) -> SpeechChunk | None:
+    """The speech of a piece after clip time ``decoded_until`` that its decoding never reached: the spans after
+    it, and the rest of the span it falls in unless that is shorter than :data:`TAIL_SLACK`."""
+    leftover = chunk.after(decoded_until)
+    if leftover is None:
+        return None
+    (start, end), *later = leftover.spans
+    cut_inside = all(start != span_start for span_start, _ in chunk.spans)
+    if cut_inside and end - start < TAIL_SLACK * chunk.sampling_rate:
+        return replace(leftover, spans=tuple(later)) if later else None
+    return leftover
 
 
 def _languages(
