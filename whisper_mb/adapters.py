@@ -162,7 +162,8 @@ class TFBackend(ModelBackend):
                 weights = tf.stack([out.cross_attentions[layer][0, head] for layer, head in heads])
                 return (out.logits if logits else None), weights
 
-            self._forward[key] = tf.function(run, reduce_retracing=True)
+            # traced as written (no Python control flow on tensors): AutoGraph's rewrite would only cost time
+            self._forward[key] = tf.function(run, reduce_retracing=True, autograph=False)
         audio = tf.convert_to_tensor(features) if states is None else states
         values, weights = self._forward[key](audio, tf.convert_to_tensor(tokens))
         return (_float32(values)[0] if logits else None), _float32(weights)

@@ -23,6 +23,8 @@ import tensorflow as tf
 
 from whisper_core.decoding import plan_generation
 
+from .generation import xla_function
+
 SIGNATURE = "serving_default"
 
 
@@ -60,7 +62,7 @@ def export_saved_model(
         max_new_tokens=max_new_tokens,
     )
     spec = plan.loop_spec()
-    loop = model._compiled(spec, lambda: tf.function(partial(model._greedy_loop, spec), jit_compile=True))
+    loop = model._compiled(spec, lambda: xla_function(partial(model._greedy_loop, spec)))
     prefix_row = tf.constant(plan.prefixes[0], tf.int32)  # [begin]
     frames = 2 * model.config.max_source_positions
 

@@ -37,6 +37,13 @@ from whisper_core.decoding import (
 from .outputs import KVCache
 
 
+def xla_function(function: Callable) -> Callable:
+    """``function`` compiled by XLA, traced as written: its loops are ``tf.while_loop`` and its branches
+    ``tf.cond``/``tf.where`` already, so AutoGraph's rewrite of every Python function it reaches (parse,
+    transform, recompile) would change nothing and cost each process 1-1.5 s per program it traces."""
+    return tf.function(function, jit_compile=True, autograph=False)
+
+
 class TfOps:
     """:class:`whisper_core.decoding.beam.BeamOps` over TF tensors (traceable: usable under XLA).
 
@@ -154,7 +161,7 @@ class TFWhisperGenerationMixin(GenerationFrontEnd):
         )
         if plan.num_beams > 1:
             spec = plan.loop_spec()
-            loop = self._compiled(spec, lambda: tf.function(partial(self._beam_loop, spec), jit_compile=True))
+            loop = self._compiled(spec, lambda: xla_function(partial(self._beam_loop, spec)))
             start = beam.initial_state(
                 NumpyOps(), np.asarray(plan.prefixes), plan.num_beams, plan.capacity, plan.pad, None
             )
@@ -165,7 +172,7 @@ class TFWhisperGenerationMixin(GenerationFrontEnd):
             copies = row_copies(plan.prefixes, plan.padding, partial(_same_rows, encoder_states))
             spec = plan.loop_spec(copies, room_step=ROOM_STEP)
             inputs = tuple(x[:: spec.copies] for x in inputs)  # one row per input: its copies share the prefix
-            loop = self._compiled(spec, lambda: tf.function(partial(self._greedy_loop, spec), jit_compile=True))
+            loop = self._compiled(spec, lambda: xla_function(partial(self._greedy_loop, spec)))
             # inputs: one program for every temperature, and for nearby limits of new tokens
             temperature, limit = tf.constant(plan.temperature, tf.float32), tf.constant(plan.max_new_tokens, tf.int32)
             tokens, length, no_speech, step_scores, logprobs = loop(
@@ -188,9 +195,7 @@ class TFWhisperGenerationMixin(GenerationFrontEnd):
     def _encode(self, input_features: Any) -> tf.Tensor:
         # XLA: it fuses the attention softmax and the elementwise work between matrix products, which
         # TensorFlow's graph runs op by op over [heads, 1500, 1500] scores (base: 618 against 778 ms).
-        encode = self._compiled(
-            "encode", lambda: tf.function(lambda x: self.get_encoder()(x).last_hidden_state, jit_compile=True)
-        )
+        encode = self._compiled("encode", lambda: xla_function(lambda x: self.get_encoder()(x).last_hidden_state))
         return encode(tf.convert_to_tensor(input_features, tf.float32))
 
     def _as_tensor(self, array: Any) -> tf.Tensor:
@@ -206,7 +211,7 @@ class TFWhisperGenerationMixin(GenerationFrontEnd):
             return tf.nn.softmax(tf.gather(logits, list(ids.lang_to_id.values()), axis=-1), axis=-1)
 
         key = ("detect", ids.decoder_start_token_id, tuple(ids.lang_to_id.values()))
-        return self._compiled(key, lambda: tf.function(probabilities, jit_compile=True))(encoder_states)
+        return self._compiled(key, lambda: xla_function(probabilities))(encoder_states)
 
     def _cached_decoder(self, padding: tf.Tensor, capacity: int) -> Callable[..., Any]:
         """``decode(step_input [rows, n], cache, start) -> (hidden [rows, n, d], cache)``: one cached
