@@ -28,7 +28,7 @@ from whisper_core.generation_config import GenerationConfig
 from whisper_core.modeling_rules import check_labels_length, config_flag
 from whisper_core.outputs import as_encoder_output
 
-from .checkpoint import CheckpointMixin
+from .checkpoint import WEIGHTS_TO_COME, CheckpointMixin
 from .generation import TFWhisperGenerationMixin
 from .outputs import (
     BaseModelOutput,
@@ -189,8 +189,15 @@ class _BuiltOnCall:
         pass
 
 
+def random_normal(std: float) -> keras.initializers.Initializer:
+    """The weights' initializer: normal at ``std``, or zeros while a checkpoint's weights are about to be
+    assigned (:data:`~whisper_tf.checkpoint.WEIGHTS_TO_COME`): drawing base's 72 M random values took 0.9 s
+    of every load (2026-12-06)."""
+    return keras.initializers.Zeros() if WEIGHTS_TO_COME.get() else keras.initializers.RandomNormal(stddev=std)
+
+
 def _dense(units: int, init_std: float, dtype: Any, name: str, use_bias: bool = True) -> keras.layers.Dense:
-    init = keras.initializers.RandomNormal(stddev=init_std)
+    init = random_normal(init_std)
     return keras.layers.Dense(units, use_bias=use_bias, kernel_initializer=init, dtype=dtype, name=name)
 
 
@@ -493,7 +500,7 @@ class TFWhisperEncoder(_BuiltOnCall, keras.layers.Layer):
         super().__init__(**kwargs)
         self.config = config
         d, dtype = config.d_model, self.dtype_policy
-        init = keras.initializers.RandomNormal(stddev=config.init_std)
+        init = random_normal(config.init_std)
         conv = {"kernel_size": 3, "padding": "valid", "kernel_initializer": init, "dtype": dtype}
         self.conv1 = keras.layers.Conv1D(d, strides=1, name="conv1", **conv)
         self.conv2 = keras.layers.Conv1D(d, strides=2, name="conv2", **conv)
@@ -571,7 +578,7 @@ class TFWhisperDecoder(_BuiltOnCall, keras.layers.Layer):
         super().__init__(**kwargs)
         self.config = config
         d, dtype = config.d_model, self.dtype_policy
-        init = keras.initializers.RandomNormal(stddev=config.init_std)
+        init = random_normal(config.init_std)
         self.embed_tokens = keras.layers.Embedding(
             config.vocab_size, d, embeddings_initializer=init, dtype=dtype, name="embed_tokens"
         )

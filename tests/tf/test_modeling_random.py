@@ -104,6 +104,25 @@ def test_same_weights_as_whisper_pt(ours, inputs):
     assert abs(float(mine.loss) - theirs.loss.item()) <= LOSS_RTOL * abs(theirs.loss.item())
 
 
+def test_loading_skips_the_random_draws_and_leaves_them_to_everyone_else(ours, monkeypatch):
+    """``from_canonical`` builds from zeros, not from the random values its weights replace; a model built
+    without a checkpoint, or after a load that failed, still draws."""
+    drawn = []
+    original = keras.initializers.RandomNormal.__call__
+    monkeypatch.setattr(
+        keras.initializers.RandomNormal, "__call__", lambda self, *a, **k: drawn.append(a) or original(self, *a, **k)
+    )
+    loaded = TFWhisperForConditionalGeneration.from_canonical(ours.config, ours.canonical_tensors())
+    assert drawn == []
+    assert max_abs(loaded.get_output_embeddings().embeddings, ours.get_output_embeddings().embeddings) == 0.0
+    with pytest.raises(ValueError, match="shape"):
+        wrong = WhisperConfig(**{**SMALL, "decoder_ffn_dim": 8})
+        TFWhisperForConditionalGeneration.from_canonical(wrong, ours.canonical_tensors())
+    drawn.clear()
+    fresh = TFWhisperForConditionalGeneration(ours.config)
+    assert drawn and 0.0 < float(tf.math.reduce_std(fresh.get_output_embeddings().embeddings)) < 0.1
+
+
 def test_static_cache_matches_full_forward(ours, inputs):
     features, ids = inputs
     full = ours(features, decoder_input_ids=ids).logits
