@@ -125,6 +125,13 @@ def test_bucketed_prefixes_keep_the_rows_and_bound_the_shapes_of_a_long_file():
         assert bucketed.max_new_tokens == plain.max_new_tokens
         shapes.add((bucketed.begin, bucketed.max_new_tokens))
     assert len(shapes) <= len(PREFIX_BUCKETS) + 1  # the last bucket also sees the shortened room
+    # a file's first window, before any prompt, asks for the width its later windows will need: one program
+    kwargs = dict(language="en", task="transcribe", max_new_tokens=224)
+    plain = plan_generation(config, model_config, 1, lambda: None, **kwargs)
+    first = plan_generation(config, model_config, 1, lambda: None, bucket_prefix=True, prefix_width=225, **kwargs)
+    assert first.begin == PREFIX_BUCKETS[-1] and first.prefixes[0][first.padding[0] :] == plain.prefixes[0]
+    assert (first.begin, first.max_new_tokens) in shapes
+    assert plan_generation(config, model_config, 1, lambda: None, prefix_width=225, **kwargs).begin == plain.begin
 
 
 def test_encoder_states_are_what_generate_decodes():

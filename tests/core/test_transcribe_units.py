@@ -126,7 +126,18 @@ class ScriptedBackend:
         return states[np.asarray(rows)]
 
     def generate(
-        self, features, prompts, *, temperature, max_new_tokens, language, task, seed, timestamps, text_prefixes
+        self,
+        features,
+        prompts,
+        *,
+        temperature,
+        max_new_tokens,
+        language,
+        task,
+        seed,
+        timestamps,
+        text_prefixes,
+        prefix_width,
     ):
         self.calls.append((temperature, len(prompts)))
         rows = [int(row[0, 0]) for row in features]
@@ -169,11 +180,24 @@ class SeekBackend(ScriptedBackend):
     def __init__(self) -> None:
         super().__init__({})
         self.prompts: list[list[int] | None] = []
+        self.prefix_widths: set[int] = set()
 
     def generate(
-        self, features, prompts, *, temperature, max_new_tokens, language, task, seed, timestamps, text_prefixes
+        self,
+        features,
+        prompts,
+        *,
+        temperature,
+        max_new_tokens,
+        language,
+        task,
+        seed,
+        timestamps,
+        text_prefixes,
+        prefix_width,
     ):
         self.prompts.extend(prompts)
+        self.prefix_widths.add(prefix_width)
         tokens = (ts(0), 262, ts(4), ts(4), 262, ts(8), ts(8), 262)
         return [Generated(tokens, -0.1 * (len(tokens) + 1), 0.0) for _ in prompts]
 
@@ -192,6 +216,28 @@ def test_the_loop_keeps_counting_past_30_s_and_prompts_with_the_previous_text(ti
     assert all(s.seek == round(s.start // 8 * 800) for s in result.segments)
     assert backend.prompts[0] == []
     assert backend.prompts[1][0] == 50360 and backend.prompts[1][1:] == [ts(0), 262, ts(4), ts(4), 262, ts(8)]
+    # every window, the first one without a prompt included, asks for the widest prefix a window may carry
+    # (<|startofprev|>, 223 tokens of text, <|startoftranscript|>), so a compiled backend runs one program
+    assert backend.prefix_widths == {1 + 223 + 1}
+
+
+@pytest.mark.parametrize(
+    ("seconds", "options", "width"),
+    [
+        (20, TranscribeOptions(temperature=(0.0,)), 0),  # one window: nothing to grow into
+        (50, TranscribeOptions(temperature=(0.0,), condition_on_prev_tokens=False), 0),
+        # <|startofprev|>, " Hello there" (two tokens), <|startoftranscript|>
+        (50, TranscribeOptions(temperature=(0.0,), condition_on_prev_tokens=False, initial_prompt="Hello there"), 4),
+    ],
+)
+def test_windows_ask_for_the_prefix_width_their_prompts_can_reach(tiny_en_tokenizer_dir, seconds, options, width):
+    backend = SeekBackend()
+    transcriber = Transcriber(
+        backend, WhisperTokenizer.from_pretrained(tiny_en_tokenizer_dir), WhisperFeatureExtractor()
+    )
+    noise = np.random.default_rng(0).standard_normal(seconds * SAMPLE_RATE).astype(np.float32) * 0.1
+    transcriber.transcribe([noise], options)
+    assert backend.prefix_widths == {width}
 
 
 # -- batched pieces ---------------------------------------------------------------------------

@@ -186,6 +186,7 @@ def plan_generation(
     max_length: int | None = None,
     attention_mask: Any = None,
     bucket_prefix: bool = False,
+    prefix_width: int = 0,
     output_logprobs: bool = False,
     **unsupported: Any,
 ) -> GenerationPlan:
@@ -208,6 +209,9 @@ def plan_generation(
     :data:`PREFIX_BUCKETS`, so that compiled loops (TF, JAX) see a bounded set of shapes over a long
     file. The padding is masked and each row counts its positions from its first real token, so the
     tokens are those of the unpadded rows; the returned sequences carry the extra padding in front.
+    ``prefix_width`` (ours, with ``bucket_prefix``): pad to the bucket of at least this many tokens. A caller
+    whose later calls will carry longer prompts (a long file's windows, conditioned on the text before)
+    asks for their width from the first call, so that every call runs one program.
 
     ``output_logprobs`` (ours, greedy and sampling): the output's ``logprobs`` ``[batch, generated steps]``
     hold each generated token's log-probability under its step's processed logits, computed in the loop.
@@ -266,7 +270,7 @@ def plan_generation(
         )
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
-    prefixes, padding = left_pad(rows, pad, prefix_bucket(begin) if bucket_prefix else begin)
+    prefixes, padding = left_pad(rows, pad, prefix_bucket(max(begin, prefix_width)) if bucket_prefix else begin)
     rules = LogitRules(
         vocab_size=model_config.vocab_size,
         eos_token_id=config.eos_token_id,

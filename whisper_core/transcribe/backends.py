@@ -123,10 +123,13 @@ class ModelBackend(ABC):
         seed: int = 0,
         timestamps: bool = True,
         text_prefixes: Sequence[Sequence[int]] | None = None,
+        prefix_width: int = 0,
     ) -> list[Generated]:
         """Decode encoder ``states`` (:meth:`encode`, one row per prompt), with timestamps unless told not to;
         ``prompts`` are ``<|startofprev|>`` rows (or None). ``text_prefixes`` (no timestamps): per row, text
-        the transcript is forced to begin with; the results hold only the tokens decoded after it."""
+        the transcript is forced to begin with; the results hold only the tokens decoded after it.
+        ``prefix_width``: the widest prefix (prompt and start tokens) the caller's later calls will carry,
+        which a compiled backend pads to from now on (``generate(prefix_width=...)``)."""
         kwargs: dict[str, Any] = {"do_sample": False}
         if temperature > 0:
             kwargs = {"do_sample": True, "temperature": temperature, "top_k": 0, **self.sampling_kwargs(seed)}
@@ -139,6 +142,7 @@ class ModelBackend(ABC):
             text_prefix_ids=[list(prefix) for prefix in text_prefixes] if text_prefixes else None,
             max_new_tokens=max_new_tokens,
             bucket_prefix=self.bucket_prefix,
+            prefix_width=prefix_width,
             output_logprobs=True,
             **kwargs,
         )

@@ -105,6 +105,12 @@ def is_silent(result: WindowResult, options: FallbackOptions) -> bool:
     return options.logprob_threshold is None or result.avg_logprob <= options.logprob_threshold
 
 
+def start_sequence(backend: ModelBackend, timestamps: bool = True) -> int:
+    """How many tokens follow the prompt before the text: <|startoftranscript|> [<|lang|> <|task|>]
+    [<|notimestamps|>]."""
+    return (3 if backend.generation_config.is_multilingual else 1) + (not timestamps)
+
+
 def max_new_tokens(
     backend: ModelBackend,
     prompts: Sequence[Sequence[int] | None],
@@ -116,12 +122,9 @@ def max_new_tokens(
     on an eager backend, within ``limit`` rounded up to a power of two. A compiled backend keeps the sample
     length: each new length would be one more decoding program."""
     context = backend.config.max_target_positions
-    multilingual = bool(backend.generation_config.is_multilingual)
-    start_sequence = 3 if multilingual else 1  # <|startoftranscript|> [<|lang|> <|task|>]
-    start_sequence += not timestamps  # <|notimestamps|>
     text_prefixes = text_prefixes or [()] * len(prompts)
     longest = max(len(prompt or ()) + len(text) for prompt, text in zip(prompts, text_prefixes, strict=True))
-    longest += start_sequence
+    longest += start_sequence(backend, timestamps)
     bound = context // SAMPLE_LENGTH_DIVISOR
     if limit is not None and not backend.bucket_prefix:
         bound = min(bound, 1 << max(limit - 1, 0).bit_length())
@@ -142,9 +145,13 @@ class WindowDecoder:
         task: str | None = None,
         seed: int = 0,
         timestamps: bool = True,
+        longest_prompt: int = 0,
     ) -> None:
         self.backend, self.tokenizer, self.options = backend, tokenizer, options
         self.task, self.seed, self.timestamps = task, seed, timestamps
+        # the widest prefix any window will carry: a compiled backend pads every window to it, so a long file's
+        # growing prompts run one program from the first window on (its first window has no prompt yet)
+        self.prefix_width = longest_prompt + start_sequence(backend, timestamps) if longest_prompt else 0
         self.states: Any = None  # the encoder states of the last decoded batch
 
     def decode(
@@ -215,6 +222,7 @@ class WindowDecoder:
             seed=self.seed,
             timestamps=self.timestamps,
             text_prefixes=row_texts if any(row_texts) else None,
+            prefix_width=self.prefix_width,
         )
         best = [max(generated[row * draws : (row + 1) * draws], key=_likelihood) for row in range(len(prompts))]
         return [self._result(candidate, temperature) for candidate in best]

@@ -138,7 +138,14 @@ class Transcriber:
         languages = self.languages(mels, options.language)
         prompt = self.prompt_ids(options.initial_prompt)
         files = [_FileSeek(self, mel, language, options, prompt) for mel, language in zip(mels, languages, strict=True)]
-        decoder = WindowDecoder(self.backend, self.tokenizer, options.fallback(), task=options.task, seed=options.seed)
+        decoder = WindowDecoder(
+            self.backend,
+            self.tokenizer,
+            options.fallback(),
+            task=options.task,
+            seed=options.seed,
+            longest_prompt=max((file_seek.longest_prompt() for file_seek in files), default=0),
+        )
         total = sum(file_seek.content_frames for file_seek in files)
         with tqdm(total=total, unit="frames", disable=not progress) as bar:
             while active := [
@@ -280,8 +287,19 @@ class _FileSeek:
         previous = self.all_tokens[self.prompt_reset_since :]
         if not previous:
             return []
-        keep = self.owner.backend.config.max_target_positions // 2 - 1
-        return [self.owner.ids.prev_sot_token_id, *previous[-keep:]]
+        return [self.owner.ids.prev_sot_token_id, *previous[-self._prompt_keep :]]
+
+    def longest_prompt(self) -> int:
+        """The most tokens :meth:`prompt` may give: the whole kept text when a file longer than one window is
+        conditioned on the text before, else the initial prompt's."""
+        grows = self.options.condition_on_prev_tokens and self.content_frames > self.owner.window_frames
+        text = self._prompt_keep if grows else min(len(self.initial_prompt), self._prompt_keep)
+        return 1 + text if text else 0
+
+    @property
+    def _prompt_keep(self) -> int:
+        """How many text tokens a prompt keeps (openai-whisper's half of the text context, less one)."""
+        return self.owner.backend.config.max_target_positions // 2 - 1
 
     def accept(self, result: WindowResult, window: np.ndarray, states: Any = None) -> None:
         """Turn the window's decoding into segments and move ``seek``."""
