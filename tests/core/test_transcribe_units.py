@@ -182,22 +182,9 @@ class SeekBackend(ScriptedBackend):
         self.prompts: list[list[int] | None] = []
         self.prefix_widths: set[int] = set()
 
-    def generate(
-        self,
-        features,
-        prompts,
-        *,
-        temperature,
-        max_new_tokens,
-        language,
-        task,
-        seed,
-        timestamps,
-        text_prefixes,
-        prefix_width,
-    ):
+    def generate(self, features, prompts, **options):  # the keywords as ScriptedBackend.generate names them
         self.prompts.extend(prompts)
-        self.prefix_widths.add(prefix_width)
+        self.prefix_widths.add(options["prefix_width"])
         tokens = (ts(0), 262, ts(4), ts(4), 262, ts(8), ts(8), 262)
         return [Generated(tokens, -0.1 * (len(tokens) + 1), 0.0) for _ in prompts]
 
