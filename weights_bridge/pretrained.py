@@ -11,9 +11,11 @@ calls: listing its parameters and their shapes, assigning and reading arrays, ca
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,30 @@ NATIVE_FILES = {
 }
 # Canonical tensors a classification model (an encoder with heads) has no parameters for.
 DECODER_ONLY = ("model.decoder.", "proj_out.")
+# True while a backend builds a model whose every weight a checkpoint is about to give (see
+# :func:`building_for_checkpoint`). Per context, so a model built meanwhile in another thread is initialised
+# as usual.
+_WEIGHTS_TO_COME = contextvars.ContextVar("weights_to_come", default=False)
+
+
+@contextlib.contextmanager
+def building_for_checkpoint(has_new_heads: bool) -> Iterator[None]:
+    """The block in which a backend's ``from_canonical`` builds its model before loading a checkpoint into it.
+    Unless the model has heads the checkpoint lacks (a classification model), every weight is about to be
+    replaced, so drawing random initial values is wasted work (PyTorch base: 0.75 s, TensorFlow: 0.9 s;
+    measured 2026-12-04 to 12-06): inside the block :func:`weights_to_come` is true and the backends'
+    initialisers fill nothing (PyTorch) or zeros (TensorFlow) instead."""
+    arriving = _WEIGHTS_TO_COME.set(not has_new_heads)
+    try:
+        yield
+    finally:
+        _WEIGHTS_TO_COME.reset(arriving)
+
+
+def weights_to_come() -> bool:
+    """Whether the model being built in this context gets every weight from a checkpoint next, so its
+    random initialisation may be skipped (:func:`building_for_checkpoint`)."""
+    return _WEIGHTS_TO_COME.get()
 
 
 def checkpoint_dir(name_or_path: str | os.PathLike) -> Path:

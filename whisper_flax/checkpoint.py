@@ -24,6 +24,8 @@ from weights_bridge import pretrained, quantization, rules
 from whisper_core.config import WhisperConfig
 from whisper_core.generation_config import GenerationConfig
 
+from .generation import on_device
+
 
 def _resolve_dtype(dtype: Any, checkpoint: pretrained.Pretrained) -> jnp.dtype:
     """float32 unless asked; "auto" takes the checkpoint's own dtype (often float16)."""
@@ -41,12 +43,13 @@ def load_params(model: Any, tensors: dict[str, np.ndarray], source: str, dtype: 
     """The params tree of ``model`` from canonical ``tensors``, cast to ``dtype``; every parameter must be
     given (except new classification heads, initialised randomly) and every shape must match."""
     init = partial(model.init_weights, input_shape=model.input_shape)
-    expected = _flat(jax.eval_shape(init, jax.random.PRNGKey(0)))  # shapes only: nothing is computed
+    key = jax.ShapeDtypeStruct((2,), jnp.uint32)  # a key's shape: making a real one compiles two programs
+    expected = _flat(jax.eval_shape(init, key))  # shapes only: nothing is computed
     shapes = {path: tuple(leaf.shape) for path, leaf in expected.items()}
     arrays = pretrained.match_parameters(
         tensors, rules.FLAX_PARAMS, shapes, model.config, source=source, model=type(model).__name__
     )
-    flat = {path: jnp.asarray(array, dtype=dtype) for path, array in arrays.items()}
+    flat = {path: on_device(array, jnp.dtype(dtype)) for path, array in arrays.items()}
     new_heads = sorted(set(expected) - set(flat))  # all that the checks leave out
     if new_heads:
         fresh = _flat(model.init_weights(jax.random.PRNGKey(0), model.input_shape))

@@ -36,6 +36,16 @@ from whisper_core.decoding import (
 
 from .outputs import KVCache
 
+
+def on_device(values: Any, dtype: Any = None) -> jax.Array:
+    """``values`` as a device array (in ``dtype`` when given), moved without compiling anything: ``jnp.asarray``
+    of a NumPy array runs a small copy program, compiled once per shape and dtype in every process (JAX
+    0.10), and a cast on the device one more."""
+    if isinstance(values, jax.Array):
+        return values if dtype is None else values.astype(dtype)
+    return jax.device_put(np.asarray(values, dtype))
+
+
 # The beam state is the carry of the compiled beam loop, so it has to be a pytree.
 jax.tree_util.register_dataclass(beam.BeamState, data_fields=[f.name for f in fields(beam.BeamState)], meta_fields=[])
 
@@ -112,48 +122,47 @@ class FlaxWhisperGenerationMixin(GenerationFrontEnd):
         return np.asarray(tensor)
 
     def _from_host(self, array: np.ndarray, like: jax.Array) -> jax.Array:
-        return jnp.asarray(array)
+        return on_device(array)
 
     def _search(
         self, plan: GenerationPlan, encoder_states: jax.Array, params: Any = None, prng_key: jax.Array | None = None
     ) -> tuple[jax.Array, Any, jax.Array, jax.Array | None]:
-        """Run the plan's search: ``(sequences [batch, length], scores, no_speech_probs [batch], logprobs)``."""
-        inputs = (
-            self._params(params)["params"],
-            encoder_states,
-            jnp.asarray(plan.prefixes, jnp.int32),
-            jnp.asarray(plan.padding, jnp.int32),
-            jnp.asarray(plan.sot_positions, jnp.int32),
-        )
+        """Run the plan's search: ``(sequences [batch, length], scores, no_speech_probs [batch], logprobs)``.
+        What surrounds the loop (casts, strides, cutting the buffer to the length decoded) runs in NumPy: on a
+        device array each such operation is a small program of its own, compiled afresh in every process
+        (too quick to compile for the persistent cache) and, for the cut, once per length decoded. A
+        process transcribing the benchmarks' 127 s file compiled 52 such programs: about 1.5 s of lowering and
+        compiling (2026-12-06, JAX's compile log)."""
+        rows = [np.asarray(x, np.int32) for x in (plan.prefixes, plan.padding, plan.sot_positions)]
+        params = self._params(params)["params"]
         if plan.num_beams > 1:
             spec = plan.loop_spec()
             loop = self._compiled(spec, lambda: jax.jit(partial(self._beam_loop, spec)))
-            start = beam.initial_state(
-                NumpyOps(), np.asarray(plan.prefixes), plan.num_beams, plan.capacity, plan.pad, None
-            )
-            state, no_speech = loop(*inputs, start)
+            start = beam.initial_state(NumpyOps(), rows[0], plan.num_beams, plan.capacity, plan.pad, None)
+            state, no_speech = loop(params, encoder_states, *map(on_device, rows), start)
             sequences, scores, longest = beam.best_sequences(JaxOps(), state)
-            sequences, logprobs = sequences[:, :longest].astype(jnp.int32), None
+            sequences, logprobs = on_device(np.asarray(sequences)[:, :longest], np.int32), None
         else:
             copies = row_copies(plan.prefixes, plan.padding, partial(_same_rows, encoder_states))
             spec = plan.loop_spec(copies, room_step=ROOM_STEP)
-            params, *rows = inputs
-            inputs = (params, *(x[:: spec.copies] for x in rows))  # one row per input: its copies share the prefix
+            # one row per input: its copies share the prefix
+            states = encoder_states if spec.copies == 1 else encoder_states[:: spec.copies]
+            inputs = [on_device(x[:: spec.copies]) for x in rows]
             loop = self._compiled(spec, lambda: jax.jit(partial(self._greedy_loop, spec)))
             key = prng_key if prng_key is not None else jax.random.PRNGKey(0)
             # inputs: one program for every temperature, and for nearby limits of new tokens
-            temperature, limit = jnp.float32(plan.temperature), jnp.int32(plan.max_new_tokens)
-            tokens, length, no_speech, step_scores, logprobs = loop(*inputs, key, temperature, limit)
+            temperature, limit = np.float32(plan.temperature), np.int32(plan.max_new_tokens)
+            tokens, length, no_speech, step_scores, logprobs = loop(params, states, *inputs, key, temperature, limit)
             length = int(length)
-            sequences = tokens[:, :length]
+            sequences = on_device(np.asarray(tokens)[:, :length])
             scores = tuple(step_scores[:, step] for step in range(length - plan.begin)) if plan.output_scores else None
-            logprobs = logprobs[:, : length - plan.begin] if plan.output_logprobs else None
+            logprobs = on_device(np.asarray(logprobs)[:, : length - plan.begin]) if plan.output_logprobs else None
         return sequences, scores, no_speech, logprobs
 
     # -- pieces ----------------------------------------------------------------------------
     def _encode(self, input_features: Any, params: Any = None) -> jax.Array:
         encode = self._compiled("encode", lambda: jax.jit(partial(self.module.apply, method="encode")))
-        return encode(self._params(params), jnp.asarray(input_features, jnp.float32)).last_hidden_state
+        return encode(self._params(params), on_device(input_features, np.float32)).last_hidden_state
 
     def _language_probabilities(self, ids: PrefixIds, encoder_states: jax.Array, params: Any = None) -> jax.Array:
         """``[batch, languages]`` softmax over the language tokens after ``<|startoftranscript|>``."""
@@ -161,7 +170,7 @@ class FlaxWhisperGenerationMixin(GenerationFrontEnd):
         def probabilities(variables: Any, states: jax.Array) -> jax.Array:
             start = jnp.full((states.shape[0], 1), ids.decoder_start_token_id, jnp.int32)
             logits = self.module.apply(variables, start, states, method="decode").logits[:, -1]
-            language_ids = jnp.asarray(list(ids.lang_to_id.values()))
+            language_ids = on_device(list(ids.lang_to_id.values()), np.int32)
             return jax.nn.softmax(logits.astype(jnp.float32)[:, language_ids], axis=-1)
 
         key = ("detect", ids.decoder_start_token_id, tuple(ids.lang_to_id.values()))
@@ -335,7 +344,9 @@ def _decoder_pass(module: Any, input_ids: jax.Array, **kwargs: Any) -> Any:
 
 
 def _same_rows(encoder_states: jax.Array, i: int, j: int) -> bool:
-    return bool(jnp.array_equal(encoder_states[i], encoder_states[j]))
+    """Whether two rows of the encoder states are equal, compared in NumPy (see ``_search``)."""
+    states = np.asarray(encoder_states)
+    return bool(np.array_equal(states[i], states[j]))
 
 
 def _repeat_inputs(cache: KVCache, inputs: int, copies: int) -> KVCache:

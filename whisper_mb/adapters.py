@@ -60,11 +60,21 @@ class FlaxBackend(ModelBackend):
     def __init__(self, model: Any) -> None:
         super().__init__(model)
         self._forward: dict[tuple[int, ...], Any] = {}
+        self._take: Any = None
 
     def tensor(self, values: np.ndarray) -> Any:
-        import jax.numpy as jnp
+        from whisper_flax.generation import on_device
 
-        return jnp.asarray(values)
+        return on_device(values)
+
+    def take_rows(self, states: Any, rows: Sequence[int]) -> Any:
+        """``states[rows]`` as one compiled gather per row count: indexing a device array with a NumPy
+        index ran six small programs, each compiled afresh in every process."""
+        import jax
+
+        if self._take is None:
+            self._take = jax.jit(lambda states, rows: states[rows])
+        return self._take(states, np.asarray(rows, np.int32))
 
     def join_rows(self, parts: Sequence[Any]) -> Any:
         import jax.numpy as jnp
@@ -91,6 +101,8 @@ class FlaxBackend(ModelBackend):
         import jax
         import jax.numpy as jnp
 
+        from whisper_flax.generation import on_device
+
         key = (tuple(map(tuple, heads)), states is None, logits)
         if key not in self._forward:
 
@@ -105,8 +117,8 @@ class FlaxBackend(ModelBackend):
             self._forward[key] = jax.jit(run)
         length = tokens.shape[1]
         padded = np.pad(tokens, ((0, 0), (0, -length % 32)), constant_values=self.generation_config.eos_token_id)
-        audio = jnp.asarray(features) if states is None else states
-        values, weights = self._forward[key](self.model.params, audio, jnp.asarray(padded))
+        audio = on_device(features) if states is None else states
+        values, weights = self._forward[key](self.model.params, audio, on_device(padded))
         return (_float32(values)[0, :length] if logits else None), _float32(weights)[:, :length]
 
 

@@ -9,7 +9,6 @@ them back.
 
 from __future__ import annotations
 
-import contextvars
 import functools
 import os
 from pathlib import Path
@@ -25,19 +24,13 @@ from whisper_core.generation_config import GenerationConfig
 from .int8 import Int8Linear
 
 DTYPES = {name: getattr(torch, name) for name in pretrained.WEIGHT_DTYPES}
-# True while ``from_canonical`` builds a model whose every weight the checkpoint is about to give (strict
-# load, no new heads): ``post_init`` then skips the random initialisation those weights would overwrite
-# (0.45 s of building base, measured 2026-12-04), and so do the Linear, Conv1d and Embedding modules' own
-# (``_skip_random_init_while_weights_come``: 0.3 s more, 2026-12-06). Per context, so a model built
-# meanwhile in another thread is initialised as usual.
-WEIGHTS_TO_COME = contextvars.ContextVar("whisper_pt_weights_to_come", default=False)
 # The ``torch.nn.init`` functions that torch's own modules call from their constructors.
 _RANDOM_INITS = ("kaiming_uniform_", "uniform_", "normal_")
 
 
 def _skip_random_init_while_weights_come() -> None:
     """Make the random fills of ``torch.nn.init`` that module constructors call return their tensor untouched
-    while :data:`WEIGHTS_TO_COME` is set, as transformers' ``no_init_weights`` does; unset (every other
+    while a checkpoint's weights are coming (:func:`weights_bridge.pretrained.weights_to_come`), as transformers' ``no_init_weights`` does; unset (every other
     caller, every other thread), each wrapper calls the function it wraps. Checked at every load, not once:
     transformers puts back the functions it found at its import when its ``no_init_weights`` ends. Building
     on the meta device would skip the fills too, but its first use imports sympy and torch's reference ops
@@ -49,7 +42,7 @@ def _skip_random_init_while_weights_come() -> None:
 
         @functools.wraps(current)
         def unless_weights_come(tensor: torch.Tensor, *args: Any, _wrapped: Any = current, **kwargs: Any) -> Any:
-            return tensor if WEIGHTS_TO_COME.get() else _wrapped(tensor, *args, **kwargs)
+            return tensor if pretrained.weights_to_come() else _wrapped(tensor, *args, **kwargs)
 
         unless_weights_come.skips_while_weights_come = True
         setattr(torch.nn.init, name, unless_weights_come)
@@ -190,11 +183,8 @@ class CheckpointMixin:
         ``int8``: Linear weights given as int8 instead (``tensors`` then lacks them), held by
         :class:`Int8Linear` modules; ``torch_dtype`` applies to the other weights."""
         _skip_random_init_while_weights_come()
-        arriving = WEIGHTS_TO_COME.set(not cls.has_classification_heads)
-        try:
+        with pretrained.building_for_checkpoint(cls.has_classification_heads):
             model = cls(config)
-        finally:
-            WEIGHTS_TO_COME.reset(arriving)
         if int8:
             quantize_linears(model, int8)
         load_state(model, tensors, source)

@@ -23,13 +23,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from weights_bridge import pretrained
 from whisper_core import modeling_rules
 from whisper_core.config import WhisperConfig
 from whisper_core.generation_config import GenerationConfig
 from whisper_core.modeling_rules import check_labels_length, config_flag
 from whisper_core.outputs import as_encoder_output
 
-from .checkpoint import WEIGHTS_TO_COME, CheckpointMixin
+from .checkpoint import CheckpointMixin
 from .generation import WhisperGenerationMixin
 from .outputs import (
     BaseModelOutput,
@@ -367,8 +368,8 @@ class WhisperPreTrainedModel(CheckpointMixin, nn.Module):
     def post_init(self) -> None:
         """Initialise every module not yet initialised, children before parents (so the encoder's
         sinusoids overwrite the generic embedding init), unless a checkpoint is about to give every weight
-        (:data:`~whisper_pt.checkpoint.WEIGHTS_TO_COME`), then tie the output projection."""
-        for module in [] if WEIGHTS_TO_COME.get() else reversed(list(self.modules())):
+        (:func:`weights_bridge.pretrained.weights_to_come`), then tie the output projection."""
+        for module in [] if pretrained.weights_to_come() else reversed(list(self.modules())):
             if not getattr(module, "_whisper_initialized", False):
                 self._init_weights(module)
                 module._whisper_initialized = True

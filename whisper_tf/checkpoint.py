@@ -11,7 +11,6 @@ transformers' TF code), and ``TFWhisperForAudioClassification`` takes the encode
 
 from __future__ import annotations
 
-import contextvars
 import os
 from pathlib import Path
 from typing import Any, ClassVar
@@ -24,10 +23,6 @@ from whisper_core.config import WhisperConfig
 from whisper_core.generation_config import GenerationConfig
 
 DTYPES = (*pretrained.WEIGHT_DTYPES, "mixed_float16", "mixed_bfloat16")
-# True while ``from_canonical`` builds a model whose every weight the checkpoint is about to give (no new
-# heads): the layers then start from zeros instead of random draws the load would overwrite
-# (``modeling.random_normal``). Per context, so a model built meanwhile in another thread draws as usual.
-WEIGHTS_TO_COME = contextvars.ContextVar("whisper_tf_weights_to_come", default=False)
 
 
 def _resolve_dtype(dtype: str | None, checkpoint: pretrained.Pretrained) -> str:
@@ -120,11 +115,8 @@ class CheckpointMixin:
         source: str = "the canonical tensors",
     ) -> Any:
         """A model from canonical (HF PyTorch-named) arrays: what every backend exchanges."""
-        arriving = WEIGHTS_TO_COME.set(not cls.has_classification_heads)
-        try:
+        with pretrained.building_for_checkpoint(cls.has_classification_heads):
             model = cls(config, dtype=dtype)
-        finally:
-            WEIGHTS_TO_COME.reset(arriving)
         load_variables(model, tensors, source)
         if generation_config is not None and hasattr(model, "generation_config"):
             model.generation_config = generation_config

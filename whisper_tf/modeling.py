@@ -22,13 +22,14 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.compiler.tf2xla.python import xla
 
+from weights_bridge import pretrained
 from whisper_core import modeling_rules
 from whisper_core.config import WhisperConfig
 from whisper_core.generation_config import GenerationConfig
 from whisper_core.modeling_rules import check_labels_length, config_flag
 from whisper_core.outputs import as_encoder_output
 
-from .checkpoint import WEIGHTS_TO_COME, CheckpointMixin
+from .checkpoint import CheckpointMixin
 from .generation import TFWhisperGenerationMixin
 from .outputs import (
     BaseModelOutput,
@@ -191,9 +192,9 @@ class _BuiltOnCall:
 
 def random_normal(std: float) -> keras.initializers.Initializer:
     """The weights' initializer: normal at ``std``, or zeros while a checkpoint's weights are about to be
-    assigned (:data:`~whisper_tf.checkpoint.WEIGHTS_TO_COME`): drawing base's 72 M random values took 0.9 s
+    assigned (:func:`weights_bridge.pretrained.weights_to_come`): drawing base's 72 M random values took 0.9 s
     of every load (2026-12-06)."""
-    return keras.initializers.Zeros() if WEIGHTS_TO_COME.get() else keras.initializers.RandomNormal(stddev=std)
+    return keras.initializers.Zeros() if pretrained.weights_to_come() else keras.initializers.RandomNormal(stddev=std)
 
 
 def _dense(units: int, init_std: float, dtype: Any, name: str, use_bias: bool = True) -> keras.layers.Dense:

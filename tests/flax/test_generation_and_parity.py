@@ -3,6 +3,8 @@ compiled generate loop against whisper_pt's eager one and the NumPy reference of
 
 from __future__ import annotations
 
+import logging
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -218,6 +220,19 @@ def test_bucketed_prefixes_compile_once(models, features):
 def test_nearby_limits_of_new_tokens_share_one_loop(models, features):
     _, ours = models
     assert_nearby_limits_share_one_loop(ours, features)
+
+
+def test_decodings_of_other_lengths_compile_nothing(models, features, caplog):
+    """Once a loop is compiled, decodings that stop at other lengths (a long file's windows) and the
+    log-probabilities cut to them compile no further program: their buffers are cut in NumPy. Cut on the
+    device, every new length compiled one, afresh in every process."""
+    _, ours = models
+    kwargs = dict(language="en", output_logprobs=True, return_dict_in_generate=True)
+    ours.generate(features, max_new_tokens=6, **kwargs)
+    with caplog.at_level(logging.WARNING, logger="jax"), jax.log_compiles():
+        lengths = {ours.generate(features, max_new_tokens=limit, **kwargs).sequences.shape[1] for limit in (1, 3, 5)}
+    assert len(lengths) == 3
+    assert [r.getMessage() for r in caplog.records if r.getMessage().startswith("Compiling")] == []
 
 
 def test_a_text_prefix_continues_the_decoding(models, features):
