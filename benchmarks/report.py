@@ -7,6 +7,7 @@ writes their tables under a header naming the machine, and draws every speed-up 
 fast as the peer) with its range as an error bar where there is one.
 
     .venv/bin/python benchmarks/report.py [--only features pt_generate ...] [--out benchmarks] [--quick]
+    .venv/bin/python benchmarks/report.py --redraw   # the chart from RESULTS.md's newest rows, nothing run
 """
 
 from __future__ import annotations
@@ -89,6 +90,8 @@ QUICK = {
 NUMBER = r"([0-9]+(?:\.[0-9]+)?)"
 RATIO = re.compile(rf"^{NUMBER}x(?: \({NUMBER}-{NUMBER}\))?")  # "1.53x" or "1.53x (1.40-1.61)"
 PEERS = {"transformers", "openai-whisper", "faster-whisper"}
+SCRIPT = re.compile(r"\b(bench_\w+|load_server)\.py")
+DATE = re.compile(r"\b20\d\d-\d\d-\d\d\b")
 
 
 def machine() -> str:
@@ -135,6 +138,46 @@ def speed_ups(name: str, output: str) -> list[Bar]:
     return bars
 
 
+def newest_bars(results: str) -> list[Bar]:
+    """A bar for every row of ours in a hand-kept RESULTS.md, from its newest measurement, its label
+    ending in the date of the section it comes from. Sections run newest first, and each table follows the
+    command that measured it: a table belongs to the benchmark scripts named on the last line that names
+    any (several scripts: one table for all, named by their common ending), the first row seen for a label
+    is the newest, and a script's tables laid out otherwise than its newest one are an older form of it
+    (superseded). Bars come out grouped by benchmark."""
+    bars: dict[str, Bar] = {}
+    newest_header: dict[str, str] = {}
+    scripts: list[str] = []
+    date, table = "", []
+    for line in [*results.splitlines(), ""]:
+        if line.startswith("|"):
+            table.append(line)
+            continue
+        if table and scripts:
+            header = table[0]
+            if all(newest_header.setdefault(script, header) == header for script in scripts):
+                for label, *figures in speed_ups(_table_name(scripts), "\n".join(table)):
+                    bars.setdefault(label, (f"{label} ({date})", *figures))
+        table = []
+        if line.startswith("## "):
+            date = ""
+        date = date or next(iter(DATE.findall(line)), "")
+        scripts = [name.removeprefix("bench_") for name in SCRIPT.findall(line)] or scripts
+    return sorted(bars.values(), key=lambda bar: bar[0].split(":")[0])
+
+
+def _table_name(scripts: list[str]) -> str:
+    """``pt_generate`` for one script; ``generate`` for ``pt_generate``, ``tf_generate`` and ``flax_generate``."""
+    if len(scripts) == 1:
+        return scripts[0]
+    ending: list[str] = []
+    for words in zip(*(reversed(name.split("_")) for name in scripts), strict=False):  # up to the shortest
+        if len(set(words)) > 1:
+            break
+        ending.insert(0, words[0])
+    return "_".join(ending) or "+".join(scripts)
+
+
 def _number(cell: str) -> bool:
     """A cell that starts a row's figures (a time, a ratio), ending the row's label."""
     return re.fullmatch(NUMBER, cell) is not None or RATIO.match(cell) is not None
@@ -169,8 +212,16 @@ def main() -> None:
     parser.add_argument(
         "--quick", action="store_true", help=f"smallest sizes, written to {QUICK_OUT} unless --out is given"
     )
+    parser.add_argument(
+        "--redraw", action="store_true", help="draw speedups.png from RESULTS.md's newest rows without running anything"
+    )
     args = parser.parse_args()
     args.out = args.out or (QUICK_OUT if args.quick else HERE)
+    if args.redraw:
+        bars = newest_bars((args.out / "RESULTS.md").read_text())
+        chart(bars, args.out / "speedups.png")
+        print(f"wrote {args.out / 'speedups.png'} ({len(bars)} bars)")
+        return
     sections = [
         f"# Benchmark results\n\nMachine: {machine()}. Date: {time.strftime('%Y-%m-%d')}. CPU, float32 unless a row says otherwise.\n"
     ]
