@@ -123,6 +123,28 @@ def test_loading_skips_the_random_draws_and_leaves_them_to_everyone_else(ours, m
     assert drawn and 0.0 < float(tf.math.reduce_std(fresh.get_output_embeddings().embeddings)) < 0.1
 
 
+@pytest.mark.parametrize(
+    "model_class", [TFWhisperModel, TFWhisperForConditionalGeneration, TFWhisperForAudioClassification]
+)
+def test_weights_are_built_from_two_frames_and_the_encoder_still_wants_a_whole_window(model_class, ours, monkeypatch):
+    """Building a model calls it on two mel frames, not on 30 s of silence (a whole encoder pass); once
+    built, the encoder takes a whole window only, and ``dummy_inputs`` are 30 s again."""
+    seen = []
+    encoder_call = type(ours.get_encoder()).call
+    monkeypatch.setattr(
+        type(ours.get_encoder()),
+        "call",
+        lambda self, x, *a, **k: seen.append(x.shape[-1]) or encoder_call(self, x, *a, **k),
+    )
+    model = model_class(ours.config)
+    assert seen == [2]
+    states = model.get_encoder()(np.zeros((1, ours.config.num_mel_bins, FRAMES), np.float32)).last_hidden_state
+    assert states.shape == (1, ours.config.max_source_positions, ours.config.d_model)
+    assert model.dummy_inputs["input_features"].shape[-1] == FRAMES
+    with pytest.raises(ValueError, match="length"):
+        model.get_encoder()(np.zeros((1, ours.config.num_mel_bins, 2), np.float32))
+
+
 def test_static_cache_matches_full_forward(ours, inputs):
     features, ids = inputs
     full = ours(features, decoder_input_ids=ids).logits
