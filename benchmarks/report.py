@@ -195,12 +195,18 @@ def chart(bars: list[Bar], path: Path) -> None:
         [v - low for v, low in zip(values, lows, strict=True)],
         [h - v for v, h in zip(values, highs, strict=True)],
     ]
-    axes.barh(range(len(bars)), values, color=["tab:green" if v >= 1 else "tab:red" for v in values])
+    colors = ["tab:green" if v >= 1 else "tab:red" for v in values]
+    axes.barh(range(len(bars)), [v - 1 for v in values], left=1, color=colors)  # from 1x: slower bars point left
     axes.errorbar(values, range(len(bars)), xerr=errors, fmt="none", ecolor="black", capsize=2, linewidth=0.8)
     axes.set_yticks(range(len(bars)), labels, fontsize=8)
     axes.invert_yaxis()
     axes.axvline(1.0, color="black", linewidth=0.8)
-    axes.set_xlabel("speed-up over the peer (higher is better; 1 = as fast); bars: median, lines: range over pairs")
+    axes.set_xscale("log")  # 0.5x and 2x equally far from 1; conversions at 15x would squash the rest
+    ticks = [t for t in (0.125, 0.25, 0.5, 1, 2, 4, 8, 16, 32) if min(lows) / 2 <= t <= max(highs) * 2]
+    axes.set_xticks(ticks, [f"{t:g}x" for t in ticks])
+    axes.set_xlabel(
+        "speed-up over the peer (log scale; higher is better, 1x = as fast)\nbars: median, lines: range over pairs"
+    )
     figure.tight_layout()
     figure.savefig(path, dpi=120)
 
