@@ -30,8 +30,9 @@ _RANDOM_INITS = ("kaiming_uniform_", "uniform_", "normal_")
 
 def _skip_random_init_while_weights_come() -> None:
     """Make the random fills of ``torch.nn.init`` that module constructors call return their tensor untouched
-    while a checkpoint's weights are coming (:func:`weights_bridge.pretrained.weights_to_come`), as transformers' ``no_init_weights`` does; unset (every other
-    caller, every other thread), each wrapper calls the function it wraps. Checked at every load, not once:
+    while a checkpoint's weights are coming (:func:`weights_bridge.pretrained.weights_to_come`), as
+    transformers' ``no_init_weights`` does; otherwise (every other caller, every other thread), each wrapper
+    calls the function it wraps. Checked at every load, not once:
     transformers puts back the functions it found at its import when its ``no_init_weights`` ends. Building
     on the meta device would skip the fills too, but its first use imports sympy and torch's reference ops
     (1.0 s)."""

@@ -452,7 +452,7 @@ class TFWhisperPreTrainedModel(_BuiltOnCall, CheckpointMixin, keras.Model):
     def _build_weights(self) -> None:
         """Create every weight by calling the model once on ``dummy_inputs``, made while building: two mel
         frames (one encoder position) and one decoder token. The 30 s of silence the encoder otherwise
-        insists on cost a whole encoder pass (1.4 s of building base, 2026-12-06); every weight's shape
+        insists on cost a whole encoder pass (1.4 s of building base under cProfile, 2026-12-06); every weight's shape
         depends on the model's widths only, not on how many frames pass through it."""
         building = _BUILDING.set(True)
         try:

@@ -3,6 +3,7 @@ nothing (each test runs two real processes of the framework)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -71,3 +72,25 @@ def test_a_cache_the_user_set_stays_in_charge(tmp_path, monkeypatch):
         "--tf_xla_enable_lazy_compilation=false",
         f"--tf_xla_persistent_cache_directory={tmp_path / 'tf-compilations'}",
     ]  # the user's other flags stay
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not BACKENDS["flax"].is_installed(), reason="JAX not installed")
+def test_transcribing_speech_of_another_length_compiles_nothing_in_jax(tiny_en_dir, jfk_audio, caplog):
+    """Real tiny.en on real speech: once jfk is transcribed, transcribing its first six seconds (another number
+    of decoded tokens, another sampled length) compiles no program at all. Inputs moved with ``jnp.asarray``,
+    rows gathered with a NumPy index or outputs cut on the device each compiled small programs in every
+    process, the cut once per decoded length."""
+    import jax
+
+    from whisper_core.transcribe import TranscribeOptions, Transcriber
+    from whisper_mb import load_backend
+
+    transcriber = Transcriber.from_pretrained(load_backend("flax", str(tiny_en_dir)), tiny_en_dir)
+    options = TranscribeOptions(temperature=(0.0,))
+    whole = transcriber.transcribe([jfk_audio], options, progress=False)[0]
+    with caplog.at_level(logging.WARNING, logger="jax"), jax.log_compiles():
+        start = transcriber.transcribe([jfk_audio[: 6 * 16000]], options, progress=False)[0]
+    assert len(start.text.split()) < len(whole.text.split())  # another decoded length
+    assert whole.text.lower().startswith(" and so my fellow americans")
+    assert [r.getMessage() for r in caplog.records if r.getMessage().startswith("Compiling")] == []
