@@ -371,13 +371,30 @@ def _reorder_self_attention(cache: KVCache, order: jax.Array) -> KVCache:
 
 def _pick(logits: jax.Array, top_k: int | None, temperature: jax.Array, key: jax.Array) -> jax.Array:
     """Greedy argmax (``top_k`` None), or a sample at ``temperature`` from the ``top_k`` most likely tokens
-    (0: from all of them)."""
+    (0: from all of them), by inverting each row's cumulative distribution at one uniform draw from ``key``,
+    as the PyTorch and TF loops do: one random number per row, where ``jax.random.categorical`` draws a
+    Gumbel number per token (threefry over the vocabulary: 3.9 against 1.0 ms a step at five rows, base,
+    one-off script, 2026-12-06)."""
     if top_k is None:
         return first_argmax(JaxOps(), logits)
     logits = logits / temperature
     if top_k:
         logits = jnp.where(logits < _kth_largest(logits, min(top_k, logits.shape[-1])), -jnp.inf, logits)
-    return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
+    draw = jax.random.uniform(key, (logits.shape[0], 1), jnp.float32)
+    return _invert_distribution(jax.nn.softmax(logits, axis=-1), draw)
+
+
+def _invert_distribution(probabilities: jax.Array, draw: jax.Array) -> jax.Array:
+    """``[rows]`` token ``j`` of ``probabilities [rows, vocab]`` whose interval of the cumulative
+    distribution holds ``draw [rows, 1]`` (in [0, 1)) times the row's total: the last token of positive
+    probability whose interval starts at or before it, so a token of probability 0 is never drawn (not
+    even when rounding puts the target at the total). In float32 (JAX's default precision): a sum of
+    non-negative terms never decreases, so the intervals stay in order."""
+    totals = jnp.cumsum(probabilities, axis=-1)
+    starts = jnp.concatenate([jnp.zeros_like(totals[:, :1]), totals[:, :-1]], axis=-1)
+    target = draw * totals[:, -1:]
+    hits = (probabilities > 0) & (starts <= target)
+    return jnp.max(jnp.where(hits, jnp.arange(probabilities.shape[-1], dtype=jnp.int32), -1), axis=-1)
 
 
 def _kth_largest(logits: jax.Array, k: int) -> jax.Array:

@@ -48,11 +48,15 @@ class TfOps:
     """:class:`whisper_core.decoding.beam.BeamOps` over TF tensors (traceable: usable under XLA).
 
     Integer constants become int32, the dtype of the token buffer and of the traced length, because
-    TensorFlow does not promote between integer widths.
+    TensorFlow does not promote between integer widths. Boolean ones (the rules' vocabulary masks) are
+    written as bytes and cast: TensorFlow copies a boolean array into a graph element by element (37 ms
+    for a vocabulary's mask, about 5 per traced loop) and a byte array in one piece (0.06 ms).
     """
 
     def constant(self, values: np.ndarray, like: Any) -> tf.Tensor:
         values = np.asarray(values)
+        if values.dtype == np.bool_:
+            return tf.cast(tf.constant(values.view(np.uint8)), tf.bool)
         return tf.constant(values.astype(np.int32) if values.dtype.kind in "iu" else values)
 
     def where(self, condition: Any, x: Any, y: Any) -> tf.Tensor:

@@ -16,6 +16,7 @@ from tests.helpers import (
     assert_detect_language_matches_pt,
     assert_finds_kth_largest,
     assert_generate_takes_encoder_outputs,
+    assert_inverts_distribution,
     assert_nearby_limits_share_one_loop,
     assert_one_loop_reads_every_temperature,
     assert_seeded_top_k_sampling,
@@ -28,7 +29,7 @@ from weights_bridge import canonical, flax_msgpack
 from whisper_core import GenerationConfig, WhisperConfig
 from whisper_core.decoding import NumpyOps
 from whisper_flax import FlaxWhisperForConditionalGeneration, FlaxWhisperModel, JaxOps
-from whisper_flax.generation import _kth_largest
+from whisper_flax.generation import _invert_distribution, _kth_largest
 
 TOL = 1e-5
 NEW = 8  # max_new_tokens: small, as every new shape compiles the loop again
@@ -242,3 +243,9 @@ def test_a_text_prefix_continues_the_decoding(models, features):
 
 def test_top_k_floor_is_the_sorted_kth_value():
     assert_finds_kth_largest(lambda logits, k: np.asarray(_kth_largest(jnp.asarray(logits), k)))
+
+
+def test_sampling_inverts_the_distribution():
+    assert_inverts_distribution(
+        lambda rows, draws: _invert_distribution(jnp.asarray(rows), jnp.asarray(draws)), np.float32
+    )

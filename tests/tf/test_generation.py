@@ -13,6 +13,7 @@ from tests.helpers import (
     assert_detect_language_matches_pt,
     assert_finds_kth_largest,
     assert_generate_takes_encoder_outputs,
+    assert_inverts_distribution,
     assert_nearby_limits_share_one_loop,
     assert_one_loop_reads_every_temperature,
     assert_seeded_top_k_sampling,
@@ -178,27 +179,9 @@ def test_a_text_prefix_continues_the_decoding(models, features):
 
 
 def test_sampling_inverts_the_distribution():
-    """Draws spread evenly over [0, 1) land on each token in proportion to its probability; a token of
-    probability 0 is never drawn, not even at the ends of the interval."""
-    block, vocab = 256, 3 * 256 + 7
-    probabilities = np.zeros((2, vocab))
-    probabilities[0, [0, block - 1, block, vocab - 1]] = [0.1, 0.2, 0.3, 0.4]
-    probabilities[1, 5 : vocab - 1 : 3] = 1.0  # a spread row whose last token is impossible
-    probabilities /= probabilities.sum(-1, keepdims=True)
-    draws = (np.arange(1000) + 0.5) / 1000
-    picks = np.stack(
-        [
-            _invert_distribution(tf.constant(np.repeat(row[None], len(draws), 0)), tf.constant(draws[:, None])).numpy()
-            for row in probabilities
-        ]
+    assert_inverts_distribution(
+        lambda rows, draws: _invert_distribution(tf.constant(rows), tf.constant(draws)), np.float64
     )
-    for row, row_picks in zip(probabilities, picks, strict=True):
-        counts = np.bincount(row_picks, minlength=vocab) / len(draws)
-        np.testing.assert_allclose(counts, row, atol=2e-3)
-    edges = tf.constant([[0.0], [1.0 - 1e-16]], tf.float64)
-    for row in probabilities:
-        ends = _invert_distribution(tf.constant(np.stack([row, row])), edges).numpy()
-        assert (row[ends] > 0).all()
 
 
 def test_top_k_floor_is_the_sorted_kth_value():
