@@ -32,6 +32,7 @@ from whisper_core.decoding import (
     beam,
     first_argmax,
     row_copies,
+    shared_prefix_pass,
 )
 
 from .outputs import KVCache
@@ -147,12 +148,23 @@ class FlaxWhisperGenerationMixin(GenerationFrontEnd):
             spec = plan.loop_spec(copies, room_step=ROOM_STEP)
             # one row per input: its copies share the prefix
             states = encoder_states if spec.copies == 1 else encoder_states[:: spec.copies]
-            inputs = [on_device(x[:: spec.copies]) for x in rows]
+            prefix, padding, sot_positions = (on_device(x[:: spec.copies]) for x in rows)
+            capacity = prefix.shape[1] + spec.max_new_tokens
+            prefix_key = ("prefix", capacity, spec.no_speech_token)
+            prefix_pass = self._compiled(prefix_key, lambda: jax.jit(partial(self._prefix_pass, *prefix_key[1:])))
+            last, no_speech, cache = shared_prefix_pass(
+                self,
+                (params, states, prefix, padding, sot_positions),
+                _same_input,
+                lambda: prefix_pass(params, states, prefix, padding, sot_positions),
+            )
             loop = self._compiled(spec, lambda: jax.jit(partial(self._greedy_loop, spec)))
             key = prng_key if prng_key is not None else jax.random.PRNGKey(0)
             # inputs: one program for every temperature, and for nearby limits of new tokens
             temperature, limit = np.float32(plan.temperature), np.int32(plan.max_new_tokens)
-            tokens, length, no_speech, step_scores, logprobs = loop(params, states, *inputs, key, temperature, limit)
+            tokens, length, no_speech, step_scores, logprobs = loop(
+                params, prefix, padding, last, no_speech, cache, key, temperature, limit
+            )
             length = int(length)
             sequences = on_device(np.asarray(tokens)[:, :length])
             scores = tuple(step_scores[:, step] for step in range(length - plan.begin)) if plan.output_scores else None
@@ -202,57 +214,61 @@ class FlaxWhisperGenerationMixin(GenerationFrontEnd):
         """``[rows, d]`` -> float32 ``[rows, vocab]``."""
         return self.module.apply({"params": params}, hidden, method="logits").astype(jnp.float32)
 
-    def _decode_prefix(
+    def _prefix_pass(
         self,
-        spec: LoopSpec,
+        capacity: int,
+        no_speech_token: int,
         params: Any,
         encoder_states: jax.Array,
         prefix: jax.Array,
         padding: jax.Array,
         sot_positions: jax.Array,
-        copies: int,
-    ) -> tuple[Callable[..., Any], jax.Array, jax.Array, KVCache]:
-        """Run the prefix once per input (the rows of ``prefix``) into a fresh cache and give each input
-        ``copies`` rows of it: ``(step decoder over those rows, their last logits [rows, vocab],
-        no_speech_probs [inputs], cache)``. Only the positions read are projected onto the vocabulary (a
-        200-token prompt would otherwise cost 200 rows of that projection per row)."""
-        capacity = prefix.shape[1] + spec.max_new_tokens
+    ) -> tuple[jax.Array, jax.Array, KVCache]:
+        """Run the prefix once per input (the rows of ``prefix``) into a fresh cache of ``capacity`` positions:
+        ``(last logits [inputs, vocab], no_speech_probs [inputs], cache)``. Only the positions read are
+        projected onto the vocabulary (a 200-token prompt would otherwise cost 200 rows of that projection)."""
         prefill = self._cached_decoder(params, padding, capacity)
         cache = self.module.apply({"params": params}, encoder_states, capacity, method="init_cache")
         hidden, cache = prefill(prefix, cache, 0)
         at_sot = hidden[jnp.arange(hidden.shape[0]), sot_positions]  # [inputs, d]
-        no_speech = jax.nn.softmax(self._logits(params, at_sot), axis=-1)[:, spec.no_speech_token]
-        last = self._logits(params, hidden[:, -1])
+        no_speech = jax.nn.softmax(self._logits(params, at_sot), axis=-1)[:, no_speech_token]
+        return self._logits(params, hidden[:, -1]), no_speech, cache
+
+    def _copies(
+        self, params: Any, padding: jax.Array, capacity: int, last: jax.Array, cache: KVCache, copies: int
+    ) -> tuple[Callable[..., Any], jax.Array, KVCache]:
+        """Give each input of a prefix pass ``copies`` rows: ``(step decoder over those rows, their last
+        logits [rows, vocab], cache)``."""
         if copies == 1:
-            return prefill, last, no_speech, cache
+            return self._cached_decoder(params, padding, capacity), last, cache
         decode = self._cached_decoder(params, jnp.repeat(padding, copies), capacity)
-        return decode, jnp.repeat(last, copies, axis=0), no_speech, _repeat_inputs(cache, prefix.shape[0], copies)
+        return decode, jnp.repeat(last, copies, axis=0), _repeat_inputs(cache, padding.shape[0], copies)
 
     def _greedy_loop(
         self,
         spec: LoopSpec,
         params: Any,
-        encoder_states: jax.Array,
         prefix: jax.Array,
         padding: jax.Array,
-        sot_positions: jax.Array,
+        last: jax.Array,
+        no_speech: jax.Array,
+        cache: KVCache,
         key: jax.Array,
         temperature: jax.Array,
         limit: jax.Array,
     ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array, jax.Array]:
-        """Greedy or sampling: ``prefix [inputs, begin]`` (left-padded by ``padding [inputs]``), each input
-        decoded by ``spec.copies`` rows, at most ``limit <= spec.max_new_tokens`` new tokens -> ``(tokens
-        [b, capacity], length, no_speech_probs [b], scores [b, max_new_tokens or 0, vocab], logprobs [b,
-        max_new_tokens or 0])`` with ``b = inputs * copies``; ``tokens[:, :length]`` is the result. Traced
-        once per compilation (``_loop_traces`` counts it)."""
+        """Greedy or sampling after a prefix pass (:meth:`_prefix_pass`: its ``last`` logits, ``no_speech``
+        probabilities and ``cache``, one row per input): ``prefix [inputs, begin]`` (left-padded by ``padding
+        [inputs]``), each input decoded by ``spec.copies`` rows, at most ``limit <= spec.max_new_tokens`` new
+        tokens -> ``(tokens [b, capacity], length, no_speech_probs [b], scores [b, max_new_tokens or 0, vocab],
+        logprobs [b, max_new_tokens or 0])`` with ``b = inputs * copies``; ``tokens[:, :length]`` is the
+        result. Traced once per compilation (``_loop_traces`` counts it)."""
         self._loop_traces = getattr(self, "_loop_traces", 0) + 1
         ops, rules, copies = JaxOps(), spec.rules, spec.copies
-        masks = rules.masks(ops, encoder_states)
+        masks = rules.masks(ops, last)
         batch, begin = prefix.shape[0] * copies, prefix.shape[1]
         capacity = begin + spec.max_new_tokens
-        decode, last, no_speech, cache = self._decode_prefix(
-            spec, params, encoder_states, prefix, padding, sot_positions, copies
-        )
+        decode, last, cache = self._copies(params, padding, capacity, last, cache, copies)
         no_speech = jnp.repeat(no_speech, copies)
         prefix = jnp.repeat(prefix, copies, axis=0)
         tokens = jnp.full((batch, capacity), spec.pad, jnp.int32).at[:, :begin].set(prefix)
@@ -312,9 +328,10 @@ class FlaxWhisperGenerationMixin(GenerationFrontEnd):
         batch, begin = prefix.shape
         capacity = begin + spec.max_new_tokens
         rows = batch * beams
-        decode, last, no_speech, cache = self._decode_prefix(
-            spec, params, encoder_states, prefix, padding, sot_positions, beams
+        last, no_speech, cache = self._prefix_pass(
+            capacity, spec.no_speech_token, params, encoder_states, prefix, padding, sot_positions
         )
+        decode, last, cache = self._copies(params, padding, capacity, last, cache, beams)
         offsets = jnp.arange(batch)[:, None] * beams
 
         def advance(state: beam.BeamState, logits: jax.Array, length: jax.Array) -> beam.BeamState:
@@ -347,6 +364,15 @@ def _same_rows(encoder_states: jax.Array, i: int, j: int) -> bool:
     """Whether two rows of the encoder states are equal, compared in NumPy (see ``_search``)."""
     states = np.asarray(encoder_states)
     return bool(np.array_equal(states[i], states[j]))
+
+
+def _same_input(kept: Any, given: Any) -> bool:
+    """Whether a prefix pass's input equals a kept one's: arrays by value (in NumPy, see ``_search``), the
+    parameters by identity (a tree compared by value would cost what the pass saves)."""
+    if not isinstance(kept, jax.Array):
+        return kept is given
+    same_kind = isinstance(given, jax.Array) and kept.shape == given.shape and kept.dtype == given.dtype
+    return same_kind and bool(np.array_equal(np.asarray(kept), np.asarray(given)))
 
 
 def _repeat_inputs(cache: KVCache, inputs: int, copies: int) -> KVCache:

@@ -37,6 +37,7 @@ from whisper_core.decoding import (
     beam,
     first_argmax,
     row_copies,
+    shared_prefix_pass,
 )
 
 # The switch for the compiled decode step (``use_compiled_step``), and its default: off, because it
@@ -189,7 +190,12 @@ class WhisperGenerationMixin(GenerationFrontEnd):
                 "decoder_attention_mask": (columns >= padding[:, None]).long(),
                 "decoder_position_ids": (columns - padding[:, None]).clamp(min=0),
             }
-        out = self.model(encoder_outputs=(encoder_states,), decoder_input_ids=prefix, use_cache=True, **extra)
+        out = shared_prefix_pass(
+            self,
+            (encoder_states, prefix, padding),
+            _same_tensor,
+            lambda: self.model(encoder_outputs=(encoder_states,), decoder_input_ids=prefix, use_cache=True, **extra),
+        )
         if use_compiled_step(self):  # bucketed prefixes (``bucket_prefix``) may need more than the model's positions
             capacity = max(self.config.max_target_positions, capacity)
         cache = StaticCache.from_prefix(out.past_key_values, padding, capacity, copies)
@@ -343,6 +349,10 @@ class StaticCache:
         own input, whose cross-attention keys/values are the same, so those stay as they are."""
         for buffer in (*self.self_k, *self.self_v):
             buffer[:, :, :length] = buffer[:, :, :length][order]
+
+
+def _same_tensor(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.shape == b.shape and a.dtype == b.dtype and bool(torch.equal(a, b))
 
 
 def decode_step(

@@ -17,6 +17,7 @@ from .plan import (
 from .prefix import PrefixIds, decoder_prefix, languages_per_row, prompt_tokens
 from .rules import LogitRules
 from .segments import Segment, split_segments
+from .shared_prefix import shared_prefix_pass, sharing_prefix_passes
 
 __all__ = [
     "ROOM_STEP",
@@ -38,5 +39,7 @@ __all__ = [
     "prompt_tokens",
     "prompts_per_row",
     "row_copies",
+    "shared_prefix_pass",
+    "sharing_prefix_passes",
     "split_segments",
 ]

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ..decoding import sharing_prefix_passes
 from .backends import Generated, ModelBackend
 from .guards import has_repetition_loop
 
@@ -172,17 +173,18 @@ class WindowDecoder:
         pending = list(range(len(prompts)))
         states = self.backend.encode(features)  # once: every temperature and draw decodes these
         self.states = states  # and the word-timing pass may reuse them (rows as in ``features``)
-        for temperature in self.options.temperatures:
-            rows = ([prompts[row] for row in pending], [languages[row] for row in pending])
-            texts = [text_prefixes[row] for row in pending]
-            results = self._decode_at(states, pending, *rows, texts, temperature, max_tokens)
-            for row, result in zip(pending, results, strict=True):
-                tried[row].append(result)
-                if not needs_fallback(result, self.options):
-                    accepted[row] = result
-            pending = [row for row in pending if accepted[row] is None]
-            if not pending:
-                break
+        with sharing_prefix_passes():  # and, where a backend can, one prefix pass
+            for temperature in self.options.temperatures:
+                rows = ([prompts[row] for row in pending], [languages[row] for row in pending])
+                texts = [text_prefixes[row] for row in pending]
+                results = self._decode_at(states, pending, *rows, texts, temperature, max_tokens)
+                for row, result in zip(pending, results, strict=True):
+                    tried[row].append(result)
+                    if not needs_fallback(result, self.options):
+                        accepted[row] = result
+                pending = [row for row in pending if accepted[row] is None]
+                if not pending:
+                    break
         for row in pending:  # every temperature failed
             accepted[row] = best_failure(tried[row], self.options)
         return accepted  # type: ignore[return-value]  # every row is filled above
