@@ -63,6 +63,7 @@ def export_saved_model(
     )
     spec = plan.loop_spec()
     loop = model._compiled(spec, lambda: xla_function(partial(model._greedy_loop, spec)))
+    prefix_pass = model._prefix_program(plan.capacity, spec.no_speech_token)
     prefix_row = tf.constant(plan.prefixes[0], tf.int32)  # [begin]
     frames = 2 * model.config.max_source_positions
 
@@ -71,11 +72,14 @@ def export_saved_model(
         encoder_states = model._encoder_states(input_features, None)
         batch = tf.shape(input_features)[0]
         no_padding = tf.zeros([batch], tf.int32)
+        prefix = tf.tile(prefix_row[None, :], [batch, 1])
+        last, no_speech, cache = prefix_pass(encoder_states, prefix, no_padding, no_padding + plan.sot_positions[0])
         tokens, length, *_ = loop(
-            encoder_states,
-            tf.tile(prefix_row[None, :], [batch, 1]),
+            prefix,
             no_padding,
-            no_padding + plan.sot_positions[0],
+            last,
+            no_speech,
+            cache,
             tf.constant(0, tf.int32),
             tf.constant(1.0, tf.float32),  # the temperature, which argmax does not read
             tf.constant(plan.max_new_tokens, tf.int32),

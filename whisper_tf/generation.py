@@ -32,6 +32,7 @@ from whisper_core.decoding import (
     beam,
     first_argmax,
     row_copies,
+    shared_prefix_pass,
 )
 
 from .outputs import KVCache
@@ -176,11 +177,13 @@ class TFWhisperGenerationMixin(GenerationFrontEnd):
             copies = row_copies(plan.prefixes, plan.padding, partial(_same_rows, encoder_states))
             spec = plan.loop_spec(copies, room_step=ROOM_STEP)
             inputs = tuple(x[:: spec.copies] for x in inputs)  # one row per input: its copies share the prefix
+            prefix_pass = self._prefix_program(plan.begin + spec.max_new_tokens, spec.no_speech_token)
+            last, no_speech, cache = shared_prefix_pass(self, inputs, _same_tensor, lambda: prefix_pass(*inputs))
             loop = self._compiled(spec, lambda: xla_function(partial(self._greedy_loop, spec)))
             # inputs: one program for every temperature, and for nearby limits of new tokens
             temperature, limit = tf.constant(plan.temperature, tf.float32), tf.constant(plan.max_new_tokens, tf.int32)
             tokens, length, no_speech, step_scores, logprobs = loop(
-                *inputs, tf.constant(seed, tf.int32), temperature, limit
+                inputs[1], inputs[2], last, no_speech, cache, tf.constant(seed, tf.int32), temperature, limit
             )
             length = int(length)
             sequences = tokens[:, :length]
@@ -237,54 +240,64 @@ class TFWhisperGenerationMixin(GenerationFrontEnd):
         """``[rows, d]`` -> float32 ``[rows, vocab]``."""
         return tf.cast(self.lm_logits(hidden), tf.float32)
 
-    def _decode_prefix(
+    def _prefix_program(self, capacity: int, no_speech_token: int) -> Callable[..., Any]:
+        """:meth:`_prefix_pass` into a cache of ``capacity`` positions, compiled (one program for the greedy and
+        the sampling loops, which take its outputs)."""
+        key = ("prefix", capacity, no_speech_token)
+        return self._compiled(key, lambda: xla_function(partial(self._prefix_pass, capacity, no_speech_token)))
+
+    def _prefix_pass(
         self,
-        spec: LoopSpec,
+        capacity: int,
+        no_speech_token: int,
         encoder_states: tf.Tensor,
         prefix: tf.Tensor,
         padding: tf.Tensor,
         sot_positions: tf.Tensor,
-        copies: int,
-    ) -> tuple[Callable[..., Any], tf.Tensor, tf.Tensor, KVCache]:
-        """Run the prefix once per input (the rows of ``prefix``) into a fresh cache and give each input
-        ``copies`` rows of it: ``(step decoder over those rows, their last logits [rows, vocab],
-        no_speech_probs [inputs], cache)``. Only the positions read are projected onto the vocabulary (a
-        200-token prompt would otherwise cost 200 rows of that projection per row)."""
-        capacity = prefix.shape[1] + spec.max_new_tokens
+    ) -> tuple[tf.Tensor, tf.Tensor, KVCache]:
+        """Run the prefix once per input (the rows of ``prefix``) into a fresh cache of ``capacity`` positions:
+        ``(last logits [inputs, vocab], no_speech_probs [inputs], cache)``. Only the positions read are
+        projected onto the vocabulary (a 200-token prompt would otherwise cost 200 rows of that projection)."""
         prefill = self._cached_decoder(padding, capacity)
         hidden, cache = prefill(prefix, self.get_decoder().init_cache(encoder_states, capacity), 0)
         at_sot = tf.gather(hidden, sot_positions, batch_dims=1)  # [inputs, d]
-        no_speech = tf.nn.softmax(self._logits(at_sot), axis=-1)[:, spec.no_speech_token]
-        last = self._logits(hidden[:, -1])
+        no_speech = tf.nn.softmax(self._logits(at_sot), axis=-1)[:, no_speech_token]
+        return self._logits(hidden[:, -1]), no_speech, cache
+
+    def _copies(
+        self, padding: tf.Tensor, capacity: int, last: tf.Tensor, cache: KVCache, copies: int
+    ) -> tuple[Callable[..., Any], tf.Tensor, KVCache]:
+        """Give each input of a prefix pass ``copies`` rows: ``(step decoder over those rows, their last
+        logits [rows, vocab], cache)``."""
         if copies == 1:
-            return prefill, last, no_speech, cache
-        cache = _repeat_inputs(cache, tf.shape(prefix)[0], copies)
-        return self._cached_decoder(tf.repeat(padding, copies), capacity), tf.repeat(last, copies, 0), no_speech, cache
+            return self._cached_decoder(padding, capacity), last, cache
+        cache = _repeat_inputs(cache, tf.shape(padding)[0], copies)
+        return self._cached_decoder(tf.repeat(padding, copies), capacity), tf.repeat(last, copies, 0), cache
 
     def _greedy_loop(
         self,
         spec: LoopSpec,
-        encoder_states: tf.Tensor,
         prefix: tf.Tensor,
         padding: tf.Tensor,
-        sot_positions: tf.Tensor,
+        last: tf.Tensor,
+        no_speech: tf.Tensor,
+        cache: KVCache,
         seed: tf.Tensor,
         temperature: tf.Tensor,
         limit: tf.Tensor,
     ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
-        """Greedy or sampling: ``prefix [inputs, begin]`` (left-padded by ``padding [inputs]``), each input
-        decoded by ``spec.copies`` rows, at most ``limit <= spec.max_new_tokens`` new tokens -> ``(tokens
-        [b, capacity], length, no_speech_probs [b], scores [b, max_new_tokens or 0, vocab], logprobs [b,
-        max_new_tokens or 0])`` with ``b = inputs * copies``; ``tokens[:, :length]`` is the result. Traced
-        once per compilation (``_loop_traces`` counts it)."""
+        """Greedy or sampling after a prefix pass (:meth:`_prefix_pass`: its ``last`` logits, ``no_speech``
+        probabilities and ``cache``, one row per input): ``prefix [inputs, begin]`` (left-padded by ``padding
+        [inputs]``), each input decoded by ``spec.copies`` rows, at most ``limit <= spec.max_new_tokens`` new
+        tokens -> ``(tokens [b, capacity], length, no_speech_probs [b], scores [b, max_new_tokens or 0, vocab],
+        logprobs [b, max_new_tokens or 0])`` with ``b = inputs * copies``; ``tokens[:, :length]`` is the
+        result. Traced once per compilation (``_loop_traces`` counts it)."""
         self.__dict__["_loop_traces"] = self.__dict__.get("_loop_traces", 0) + 1
         ops, rules, copies = TfOps(), spec.rules, spec.copies
-        masks = rules.masks(ops, encoder_states)
+        masks = rules.masks(ops, last)
         batch, begin = tf.shape(prefix)[0] * copies, prefix.shape[1]  # the batch may be unknown (an export)
         capacity = begin + spec.max_new_tokens
-        decode, last, no_speech, cache = self._decode_prefix(
-            spec, encoder_states, prefix, padding, sot_positions, copies
-        )
+        decode, last, cache = self._copies(padding, capacity, last, cache, copies)
         no_speech = tf.repeat(no_speech, copies)
         prefix = tf.repeat(prefix, copies, axis=0)
         tokens = tf.concat([prefix, tf.fill((batch, spec.max_new_tokens), spec.pad)], axis=1)
@@ -332,9 +345,10 @@ class TFWhisperGenerationMixin(GenerationFrontEnd):
         batch, begin = prefix.shape
         capacity = begin + spec.max_new_tokens
         rows = batch * beams
-        decode, last, no_speech, cache = self._decode_prefix(
-            spec, encoder_states, prefix, padding, sot_positions, beams
+        last, no_speech, cache = self._prefix_pass(
+            capacity, spec.no_speech_token, encoder_states, prefix, padding, sot_positions
         )
+        decode, last, cache = self._copies(padding, capacity, last, cache, beams)
         offsets = tf.range(batch)[:, None] * beams
 
         def advance(state: beam.BeamState, logits: tf.Tensor, length: tf.Tensor) -> beam.BeamState:
@@ -369,6 +383,12 @@ def _state_tensors(state: beam.BeamState) -> tuple[tf.Tensor, ...]:
 
 def _same_rows(encoder_states: tf.Tensor, i: int, j: int) -> bool:
     return bool(tf.reduce_all(encoder_states[i] == encoder_states[j]))
+
+
+def _same_tensor(kept: tf.Tensor, given: tf.Tensor) -> bool:
+    """Whether a prefix pass's input equals a kept one's, by value."""
+    same_kind = kept.shape == given.shape and kept.dtype == given.dtype
+    return same_kind and bool(tf.reduce_all(kept == given))
 
 
 def _repeat_inputs(cache: KVCache, inputs: tf.Tensor, copies: int) -> KVCache:

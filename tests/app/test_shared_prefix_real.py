@@ -1,5 +1,5 @@
-"""Real tiny.en on jfk, every temperature tried: the window's temperatures share one prefix pass in PyTorch and
-JAX, and the transcription is what it is when each temperature runs its own."""
+"""Real tiny.en on jfk, every temperature tried: the window's temperatures share one prefix pass in every backend,
+and the transcription is what it is when each temperature runs its own."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from whisper_core.transcribe import TranscribeOptions
 
 # logprob_threshold 0: every decoding counts as too unsure, so the window is decoded at each temperature
 EVERY_TEMPERATURE = TranscribeOptions(temperature=(0.0, 0.5, 1.0), best_of=2, logprob_threshold=0.0)
-GENERATION = {"pt": "whisper_pt.generation", "flax": "whisper_flax.generation"}
+GENERATION = {"pt": "whisper_pt.generation", "tf": "whisper_tf.generation", "flax": "whisper_flax.generation"}
 
 
-@pytest.mark.parametrize("backend", ["pt", "flax"])
+@pytest.mark.parametrize("backend", ["pt", "tf", "flax"])
 def test_a_windows_temperatures_share_one_prefix_pass(backend, transcribers, jfk_audio, monkeypatch):
     generation = importlib.import_module(GENERATION[backend])
     shared = generation.shared_prefix_pass
