@@ -176,9 +176,9 @@ class WhisperGenerationMixin(GenerationFrontEnd):
     ) -> tuple[torch.Tensor, StaticCache]:
         """Run the prefix rows (left-padded by ``padding [rows]``) through the model's own forward pass:
         ``(last hidden states [rows, begin, d], the static cache holding the prefix)``. The prefix is
-        decoded once per call, so the plain forward pass (its masks and positions) is the reference here;
-        the loops project only the positions they read (a prompt of 200 tokens would otherwise cost
-        200 rows of the vocabulary projection). The cache serves ``copies`` decoding rows per input row
+        decoded once per call (once per window inside ``sharing_prefix_passes``), so the plain forward pass
+        (its masks and positions) is the reference here; the loops project only the positions they read (a
+        prompt of 200 tokens would otherwise cost 200 rows of the vocabulary projection). The cache serves ``copies`` decoding rows per input row
         (sampling draws, beams): they share its cross-attention keys/values. It holds ``capacity``
         positions, or ``max_target_positions`` for the compiled step (the same shapes whatever the prompt
         and ``max_new_tokens``, so one compilation serves every call)."""
@@ -352,6 +352,7 @@ class StaticCache:
 
 
 def _same_tensor(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether a prefix pass's input equals a kept one's, by value."""
     return a.shape == b.shape and a.dtype == b.dtype and bool(torch.equal(a, b))
 
 

@@ -22,8 +22,8 @@ _KEPT: ContextVar[list[tuple[Any, Sequence[Any], Any]] | None] = ContextVar("kep
 
 @contextmanager
 def sharing_prefix_passes() -> Iterator[None]:
-    """Within this block, :func:`shared_prefix_pass` keeps the last prefix pass of each call site for the next
-    call with equal inputs (a window's next temperature)."""
+    """Within this block, :func:`shared_prefix_pass` keeps each model's last prefix pass for its next call with
+    equal inputs (a window's next temperature)."""
     token = _KEPT.set([])
     try:
         yield
