@@ -229,8 +229,7 @@ class TFWhisperAttention(_BuiltOnCall, keras.layers.Layer):
         self.dropout = keras.layers.Dropout(dropout, dtype=dtype)
 
     def _split_heads(self, x: tf.Tensor) -> tf.Tensor:
-        shape = tf.shape(x)
-        x = tf.reshape(x, (shape[0], shape[1], self.num_heads, self.head_dim))
+        x = tf.reshape(x, (_dim(x, 0), _dim(x, 1), self.num_heads, self.head_dim))
         return tf.transpose(x, (0, 2, 1, 3))  # [b, s, d] -> [b, h, s, hd]
 
     def project_key_value(self, states: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -261,7 +260,7 @@ class TFWhisperAttention(_BuiltOnCall, keras.layers.Layer):
         decoding), else projects ``key_value_states``. The returned (k, v) is the cache for next time:
         ``[b * h, S, hd]`` when a cache was given (see :class:`KVCache`), else ``[b, h, S, hd]``.
         """
-        shape = tf.shape(hidden_states)
+        shape = _dims(hidden_states)
         q = self._split_heads(self.q_proj(hidden_states) * self.scaling)
         if past_key_value is not None and cache_index is None:  # cross-attention over the cached encoder k/v
             k, v = past_key_value
@@ -281,14 +280,14 @@ class TFWhisperAttention(_BuiltOnCall, keras.layers.Layer):
         else:  # over the cache, one row per (batch row, head)
 
             def rows(x: tf.Tensor, *tail: Any) -> tf.Tensor:
-                return _head_rows(tf.broadcast_to(x, tf.stack([shape[0], self.num_heads, *tail])))
+                return _head_rows(tf.broadcast_to(x, [shape[0], self.num_heads, *tail]))
 
             if attention_mask is not None:
-                attention_mask = rows(attention_mask, shape[1], tf.shape(k)[1])
+                attention_mask = rows(attention_mask, shape[1], _dim(k, 1))
             if head_scale is not None:
                 head_scale = rows(head_scale, 1, 1)
             out, weights = attend(_head_rows(q), k, v, attention_mask, self.dropout, training, head_scale)
-            heads = tf.stack([shape[0], self.num_heads, shape[1], -1])
+            heads = [shape[0], self.num_heads, shape[1], -1]
             out, weights = tf.reshape(out, heads), tf.reshape(weights, heads)
         out = tf.reshape(tf.transpose(out, (0, 2, 1, 3)), (shape[0], shape[1], self.embed_dim))  # -> [b, T, d]
         return self.out_proj(out), weights, (k, v)
@@ -308,7 +307,7 @@ class TFWhisperAttention(_BuiltOnCall, keras.layers.Layer):
         once per copy. Returns ``(out, weights)`` as ``[b, h, T, ...]``."""
         if attention_mask is not None:
             raise ValueError("cross-attention shared by copies takes no attention mask")
-        heads, head_dim, steps = self.num_heads, self.head_dim, tf.shape(q)[2]
+        heads, head_dim, steps = self.num_heads, self.head_dim, _dim(q, 2)
         inputs = k.shape[0] // heads
         copies = q.shape[0] // inputs
         grouped = tf.transpose(tf.reshape(q, (inputs, copies, heads, steps, head_dim)), (0, 2, 1, 3, 4))
@@ -339,8 +338,8 @@ def _shares_rows(hidden_states: tf.Tensor, cached: tf.Tensor, heads: int) -> boo
 
 def _head_rows(x: tf.Tensor) -> tf.Tensor:
     """``[b, h, ...]`` -> ``[b * h, ...]``, the :class:`KVCache` layout."""
-    shape = tf.shape(x)
-    return tf.reshape(x, tf.concat([[shape[0] * shape[1]], shape[2:]], axis=0))
+    shape = _dims(x)
+    return tf.reshape(x, [shape[0] * shape[1], *shape[2:]])
 
 
 class TFWhisperEncoderLayer(_BuiltOnCall, keras.layers.Layer):
@@ -613,7 +612,7 @@ class TFWhisperDecoder(_BuiltOnCall, keras.layers.Layer):
         """Empty self-attention slots ``[b * h, max_length, hd]`` plus each layer's cross-attention k/v."""
         heads = self.config.decoder_attention_heads
         states = tf.cast(encoder_hidden_states, self.compute_dtype)
-        empty = tf.zeros((tf.shape(states)[0] * heads, max_length, self.config.d_model // heads), self.compute_dtype)
+        empty = tf.zeros((_dim(states, 0) * heads, max_length, self.config.d_model // heads), self.compute_dtype)
         layers = tuple((empty, empty, *layer.encoder_attn.cache_key_value(states)) for layer in self.layers)
         return KVCache(layers, tf.zeros((), tf.int32))
 
@@ -717,6 +716,13 @@ def _dim(x: tf.Tensor, axis: int) -> Any:
     """A dimension as a Python int when static (so XLA sees constants), else as a scalar tensor."""
     static = x.shape[axis]
     return static if static is not None else tf.shape(x)[axis]
+
+
+def _dims(x: tf.Tensor) -> list[Any]:
+    """Every dimension as :func:`_dim` gives it. Known sizes as Python ints also keep the traced graph small: each
+    size read from ``tf.shape`` is a slice op with three constants, and shapes built from them a pack op (a base
+    decoder layer's attention traced to 209 operations, 114 of them constants)."""
+    return [_dim(x, axis) for axis in range(x.shape.rank)]
 
 
 class TFWhisperMainLayer(_BuiltOnCall, keras.layers.Layer):
