@@ -353,9 +353,10 @@ def assert_inverts_distribution(invert: Any, dtype: Any) -> None:
         assert (row[ends] > 0).all()
 
 
-def assert_finds_kth_largest(kth_largest: Any) -> None:
-    """``kth_largest(logits [rows, vocab] float32, k) -> [rows, 1]`` (a backend's floor for top-k sampling)
-    equals NumPy's sort, on rows with ties, -inf, signed zeros and subnormals, for k from 1 to the vocabulary."""
+def assert_keeps_top_k(keep_top_k: Any) -> None:
+    """``keep_top_k(logits [rows, vocab] float32, k)`` (a backend's top-k filter for sampling) keeps exactly
+    the values at or above NumPy's sorted k-th value and sets the rest to -inf, on rows with ties, -inf,
+    signed zeros and subnormals, for k from 1 to the vocabulary."""
     logits = np.random.default_rng(0).standard_normal((5, 1000)).astype(np.float32) * 5
     logits[0, :100] = -np.inf
     logits[1, 5:10] = 7.0  # a tie at the top
@@ -363,5 +364,18 @@ def assert_finds_kth_largest(kth_largest: Any) -> None:
     logits[2, :3] = -0.0
     logits[3, :50], logits[3, 50:] = 1e-40, -3.0
     for k in (1, 5, 50, 999, 1000):
-        expected = -np.sort(-logits, axis=-1)[:, k - 1 : k]
-        np.testing.assert_array_equal(np.asarray(kth_largest(logits, k)), expected)
+        kth = -np.sort(-logits, axis=-1)[:, k - 1 : k]
+        expected = np.where(logits < kth, -np.inf, logits)
+        np.testing.assert_array_equal(np.asarray(keep_top_k(logits, k)), expected)
+
+
+def assert_samples_nan_rows_as_greedy(pick: Any) -> None:
+    """``pick(logits [rows, vocab] float32, top_k) -> [rows]`` (a backend's sampling pick) gives a row of NaN
+    logits greedy's token, the first NaN, with and without a top-k filter, and still samples the other rows
+    (never a masked token)."""
+    logits = np.full((2, 50), -np.inf, np.float32)
+    logits[0, [3, 7]] = np.nan
+    logits[1, [10, 20]] = 1.0
+    for top_k in (0, 5):
+        picks = np.asarray(pick(logits, top_k))
+        assert picks[0] == 3 and picks[1] in (10, 20), (top_k, picks)

@@ -31,6 +31,8 @@ from whisper_core.decoding import (
     PrefixIds,
     beam,
     first_argmax,
+    invert_distribution,
+    keep_top_k,
     row_copies,
     shared_prefix_pass,
 )
@@ -109,6 +111,16 @@ class JaxOps:
 
     def positions(self, like: jax.Array) -> jax.Array:
         return jnp.arange(like.shape[-1], dtype=jnp.int32)
+
+    # -- sampling ------------------------------------------------------------------------------
+    def cumsum(self, x: jax.Array) -> jax.Array:
+        return jnp.cumsum(x, axis=-1)
+
+    def float_bits(self, x: jax.Array) -> jax.Array:
+        return jax.lax.bitcast_convert_type(x.astype(jnp.float32), jnp.int32)
+
+    def from_float_bits(self, x: jax.Array) -> jax.Array:
+        return jax.lax.bitcast_convert_type(x, jnp.float32)
 
 
 class FlaxWhisperGenerationMixin(GenerationFrontEnd):
@@ -397,46 +409,15 @@ def _reorder_self_attention(cache: KVCache, order: jax.Array) -> KVCache:
 
 def _pick(logits: jax.Array, top_k: int | None, temperature: jax.Array, key: jax.Array) -> jax.Array:
     """Greedy argmax (``top_k`` None), or a sample at ``temperature`` from the ``top_k`` most likely tokens
-    (0: from all of them), by inverting each row's cumulative distribution at one uniform draw from ``key``,
-    as the PyTorch and TF loops do: one random number per row, where ``jax.random.categorical`` draws a
-    Gumbel number per token (threefry over the vocabulary: 3.9 against 1.0 ms a step at five rows, base,
-    one-off script, 2026-12-06)."""
+    (0: from all of them) by :func:`~whisper_core.decoding.invert_distribution` at one uniform draw from
+    ``key``, in float32 (JAX's default precision), as the PyTorch and TF loops do: ``jax.random.categorical``
+    draws a Gumbel number per token (threefry over the vocabulary: 3.9 against 1.0 ms a step at five rows,
+    base, one-off script, 2026-12-06)."""
+    ops = JaxOps()
     if top_k is None:
-        return first_argmax(JaxOps(), logits)
+        return first_argmax(ops, logits)
     logits = logits / temperature
     if top_k:
-        logits = jnp.where(logits < _kth_largest(logits, min(top_k, logits.shape[-1])), -jnp.inf, logits)
+        logits = keep_top_k(ops, logits, top_k)
     draw = jax.random.uniform(key, (logits.shape[0], 1), jnp.float32)
-    return _invert_distribution(jax.nn.softmax(logits, axis=-1), draw)
-
-
-def _invert_distribution(probabilities: jax.Array, draw: jax.Array) -> jax.Array:
-    """``[rows]`` token ``j`` of ``probabilities [rows, vocab]`` whose interval of the cumulative
-    distribution holds ``draw [rows, 1]`` (in [0, 1)) times the row's total: the last token of positive
-    probability whose interval starts at or before it, so a token of probability 0 is never drawn (not
-    even when rounding puts the target at the total). In float32 (JAX's default precision): a sum of
-    non-negative terms never decreases, so the intervals stay in order."""
-    totals = jnp.cumsum(probabilities, axis=-1)
-    starts = jnp.concatenate([jnp.zeros_like(totals[:, :1]), totals[:, :-1]], axis=-1)
-    target = draw * totals[:, -1:]
-    hits = (probabilities > 0) & (starts <= target)
-    return jnp.max(jnp.where(hits, jnp.arange(probabilities.shape[-1], dtype=jnp.int32), -1), axis=-1)
-
-
-def _kth_largest(logits: jax.Array, k: int) -> jax.Array:
-    """``[rows, 1]`` each row's ``k``-th largest value of ``logits [rows, vocab]`` (float32), exactly: a
-    bisection over the floats' bit patterns, mapped to integers in the floats' order, 32 counting passes.
-    XLA on CPU sorts the whole vocabulary for ``jax.lax.top_k`` (~60 ms at 8 rows, the passes ~3 ms)."""
-    bits = jax.lax.bitcast_convert_type(logits.astype(jnp.float32), jnp.int32)
-    keys = jnp.where(bits < 0, bits ^ 0x7FFFFFFF, bits)
-    low = jnp.full(keys[:, :1].shape, jnp.iinfo(jnp.int32).min, jnp.int32)  # count(keys >= low) >= k holds
-    high = jnp.full(keys[:, :1].shape, jnp.iinfo(jnp.int32).max, jnp.int32)
-
-    def halve(_: int, bounds: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
-        low, high = bounds
-        middle = (low >> 1) + (high >> 1) + ((low & 1) | (high & 1))  # ceil of the mean, never overflowing
-        enough = jnp.sum(keys >= middle, axis=-1, keepdims=True) >= k
-        return jnp.where(enough, middle, low), jnp.where(enough, high, middle - 1)
-
-    kth, _ = jax.lax.fori_loop(0, 32, halve, (low, high))
-    return jax.lax.bitcast_convert_type(jnp.where(kth < 0, kth ^ 0x7FFFFFFF, kth), jnp.float32)
+    return invert_distribution(ops, logits, jax.nn.softmax(logits, axis=-1), draw)

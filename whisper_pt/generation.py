@@ -524,7 +524,9 @@ def _pick(
     each row's cumulative distribution (in float64, so 51865 terms add up exactly enough) at one uniform
     draw: one random number per row where a Gumbel-max draw takes one per token (0.7 ms against 1.9 ms at
     five rows over the vocabulary; ``torch.multinomial`` takes 8.7 ms). A token of probability 0 is never
-    drawn: the search returns the first token whose cumulative sum exceeds the draw."""
+    drawn: the search returns the first token whose cumulative sum exceeds the draw. A row of NaN logits
+    takes greedy's pick, the first NaN, as in the TF and JAX loops
+    (:func:`~whisper_core.decoding.invert_distribution`)."""
     if top_k is None:
         return first_argmax(TorchOps(), logits)
     logits = logits / temperature
@@ -534,4 +536,5 @@ def _pick(
     cumulative = torch.softmax(logits, dim=-1, dtype=torch.float64).cumsum_(dim=-1)  # [rows, vocab]
     draw = torch.rand((logits.shape[0], 1), generator=generator, device=logits.device, dtype=torch.float64)
     picks = torch.searchsorted(cumulative, draw * cumulative[:, -1:], right=True)[:, 0]
-    return picks.clamp_(max=logits.shape[-1] - 1)
+    picks = picks.clamp_(max=logits.shape[-1] - 1)
+    return torch.where(cumulative[:, -1].isnan(), first_argmax(TorchOps(), logits), picks)

@@ -31,6 +31,8 @@ from whisper_core.decoding import (
     PrefixIds,
     beam,
     first_argmax,
+    invert_distribution,
+    keep_top_k,
     row_copies,
     shared_prefix_pass,
 )
@@ -113,6 +115,16 @@ class TfOps:
 
     def positions(self, like: tf.Tensor) -> tf.Tensor:
         return tf.range(tf.shape(like)[-1])
+
+    # -- sampling ------------------------------------------------------------------------------
+    def cumsum(self, x: tf.Tensor) -> tf.Tensor:
+        return tf.cumsum(x, axis=-1)
+
+    def float_bits(self, x: tf.Tensor) -> tf.Tensor:
+        return tf.bitcast(tf.cast(x, tf.float32), tf.int32)
+
+    def from_float_bits(self, x: tf.Tensor) -> tf.Tensor:
+        return tf.bitcast(x, tf.float32)
 
 
 class _TracedLength:
@@ -413,45 +425,15 @@ def _reorder_self_attention(cache: KVCache, order: tf.Tensor) -> KVCache:
 
 def _pick(logits: tf.Tensor, top_k: int | None, temperature: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     """Greedy argmax (``top_k`` None), or a sample at ``temperature`` from the ``top_k`` most likely tokens
-    (0: from all of them), by inverting each row's cumulative distribution at one uniform draw (stateless,
-    from ``seed [2]``), as PyTorch does: one random number per row, where ``stateless_categorical`` draws one
-    per token (~4 ms a step at 8 rows)."""
+    (0: from all of them) by :func:`~whisper_core.decoding.invert_distribution` at one stateless uniform
+    draw from ``seed [2]``, in float64 as PyTorch does: ``stateless_categorical`` draws one number per token
+    (~4 ms a step at 8 rows)."""
+    ops = TfOps()
     if top_k is None:
-        return first_argmax(TfOps(), logits)
+        return first_argmax(ops, logits)
     logits = logits / temperature
     if top_k:
-        logits = tf.where(logits < _kth_largest(logits, min(top_k, logits.shape[-1])), -np.inf, logits)
+        logits = keep_top_k(ops, logits, top_k)
     probabilities = tf.nn.softmax(tf.cast(logits, tf.float64), axis=-1)
     draw = tf.random.stateless_uniform(tf.shape(logits[:, :1]), seed, dtype=tf.float64)
-    return _invert_distribution(probabilities, draw)
-
-
-def _kth_largest(logits: tf.Tensor, k: int) -> tf.Tensor:
-    """``[rows, 1]`` each row's ``k``-th largest value of ``logits [rows, vocab]`` (float32), exactly: a
-    bisection over the floats' bit patterns, mapped to integers in the floats' order, 32 counting passes.
-    XLA on CPU sorts the whole vocabulary for ``tf.math.top_k`` (61 ms at 8 rows, the passes 3 ms)."""
-    bits = tf.bitcast(logits, tf.int32)
-    keys = tf.where(bits < 0, tf.bitwise.bitwise_xor(bits, 0x7FFFFFFF), bits)
-    low = tf.fill(tf.shape(keys[:, :1]), tf.int32.min)  # count(keys >= low) >= k holds
-    high = tf.fill(tf.shape(keys[:, :1]), tf.int32.max)
-    for _ in range(32):  # the largest key t with count(keys >= t) >= k: the k-th largest key
-        carry = tf.bitwise.bitwise_or(tf.bitwise.bitwise_and(low, 1), tf.bitwise.bitwise_and(high, 1))
-        middle = tf.bitwise.right_shift(low, 1) + tf.bitwise.right_shift(high, 1) + carry  # ceil of the mean
-        enough = tf.reduce_sum(tf.cast(keys >= middle, tf.int32), axis=-1, keepdims=True) >= k
-        low, high = tf.where(enough, middle, low), tf.where(enough, high, middle - 1)
-    return tf.bitcast(tf.where(low < 0, tf.bitwise.bitwise_xor(low, 0x7FFFFFFF), low), tf.float32)
-
-
-def _invert_distribution(probabilities: tf.Tensor, draw: tf.Tensor) -> tf.Tensor:
-    """``[rows]`` token ``j`` of ``probabilities [rows, vocab]`` whose interval of the cumulative
-    distribution holds ``draw [rows, 1]`` (in [0, 1)) times the row's total: the last token of positive
-    probability whose interval starts at or before it, so a token of probability 0 is never drawn (not
-    even when rounding puts the target at the total)."""
-    starts = tf.cumsum(probabilities, axis=-1, exclusive=True)
-    target = draw * (starts[:, -1:] + probabilities[:, -1:])
-    return _last_where((probabilities > 0) & (starts <= target))
-
-
-def _last_where(mask: tf.Tensor) -> tf.Tensor:
-    """``[rows]`` the last column where ``mask [rows, n]`` holds (-1 where it holds nowhere)."""
-    return tf.reduce_max(tf.where(mask, tf.range(mask.shape[-1]), -1), axis=-1)
+    return invert_distribution(ops, logits, probabilities, draw)

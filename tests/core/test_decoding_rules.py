@@ -156,3 +156,14 @@ def test_first_argmax_under_numpy_ops_is_numpys_argmax():
     picked = first_argmax(NumpyOps(), rows)
     np.testing.assert_array_equal(picked, rows.argmax(axis=-1))
     assert picked.dtype == np.int32
+
+
+def test_sampling_under_numpy_ops_inverts_the_distribution_and_keeps_the_top_k():
+    """The shared sampling pieces the compiled loops use hold on the NumPy reference ops too, in both
+    precisions the backends sample in."""
+    from tests.helpers import assert_inverts_distribution, assert_keeps_top_k
+    from whisper_core.decoding import invert_distribution, keep_top_k
+
+    for dtype in (np.float32, np.float64):
+        assert_inverts_distribution(lambda rows, draws: invert_distribution(NumpyOps(), rows, rows, draws), dtype)
+    assert_keeps_top_k(lambda logits, k: keep_top_k(NumpyOps(), logits, k))

@@ -14,11 +14,12 @@ import torch
 from tests.helpers import (
     assert_bucketed_prefixes_match_unpadded,
     assert_detect_language_matches_pt,
-    assert_finds_kth_largest,
     assert_generate_takes_encoder_outputs,
     assert_inverts_distribution,
+    assert_keeps_top_k,
     assert_nearby_limits_share_one_loop,
     assert_one_loop_reads_every_temperature,
+    assert_samples_nan_rows_as_greedy,
     assert_seeded_top_k_sampling,
     assert_text_prefix_continues_the_decoding,
     max_abs,
@@ -27,9 +28,9 @@ from tests.helpers import (
 )
 from weights_bridge import canonical, flax_msgpack
 from whisper_core import GenerationConfig, WhisperConfig
-from whisper_core.decoding import NumpyOps
+from whisper_core.decoding import NumpyOps, invert_distribution, keep_top_k
 from whisper_flax import FlaxWhisperForConditionalGeneration, FlaxWhisperModel, JaxOps
-from whisper_flax.generation import _invert_distribution, _kth_largest
+from whisper_flax.generation import _pick
 
 TOL = 1e-5
 NEW = 8  # max_new_tokens: small, as every new shape compiles the loop again
@@ -241,11 +242,16 @@ def test_a_text_prefix_continues_the_decoding(models, features):
     assert_text_prefix_continues_the_decoding(ours, features, NEW)
 
 
-def test_top_k_floor_is_the_sorted_kth_value():
-    assert_finds_kth_largest(lambda logits, k: np.asarray(_kth_largest(jnp.asarray(logits), k)))
+def test_top_k_keeps_the_values_at_or_above_the_sorted_kth():
+    assert_keeps_top_k(lambda logits, k: np.asarray(keep_top_k(JaxOps(), jnp.asarray(logits), k)))
 
 
 def test_sampling_inverts_the_distribution():
     assert_inverts_distribution(
-        lambda rows, draws: _invert_distribution(jnp.asarray(rows), jnp.asarray(draws)), np.float32
+        lambda rows, draws: invert_distribution(JaxOps(), rows, jnp.asarray(rows), jnp.asarray(draws)), np.float32
     )
+
+
+def test_a_row_of_nan_logits_samples_greedys_token():
+    key = jax.random.PRNGKey(0)
+    assert_samples_nan_rows_as_greedy(lambda logits, k: _pick(jnp.asarray(logits), k, jnp.float32(0.7), key))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from tests.helpers import assert_samples_nan_rows_as_greedy
 from whisper_core.decoding import first_argmax
 from whisper_pt.generation import TorchOps, _pick
 
@@ -36,3 +37,8 @@ def test_a_sampled_token_follows_the_softmax_at_the_temperature():
     assert counts[2] == 0 and counts[5] == 0
     first = [_pick(logits, 0, 0.7, torch.Generator().manual_seed(7)) for _ in range(2)]
     assert torch.equal(*first)
+
+
+def test_a_row_of_nan_logits_samples_greedys_token():
+    generator = torch.Generator().manual_seed(0)
+    assert_samples_nan_rows_as_greedy(lambda logits, k: _pick(torch.from_numpy(logits), k, 0.7, generator))

@@ -11,20 +11,21 @@ import torch
 from tests.helpers import (
     assert_bucketed_prefixes_match_unpadded,
     assert_detect_language_matches_pt,
-    assert_finds_kth_largest,
     assert_generate_takes_encoder_outputs,
     assert_inverts_distribution,
+    assert_keeps_top_k,
     assert_nearby_limits_share_one_loop,
     assert_one_loop_reads_every_temperature,
+    assert_samples_nan_rows_as_greedy,
     assert_seeded_top_k_sampling,
     assert_text_prefix_continues_the_decoding,
     max_abs,
     timestamp_rules_case,
     whisper_like_pt_model,
 )
-from whisper_core.decoding import NumpyOps, beam
+from whisper_core.decoding import NumpyOps, beam, invert_distribution, keep_top_k
 from whisper_tf import TFWhisperForConditionalGeneration
-from whisper_tf.generation import TfOps, _invert_distribution, _kth_largest
+from whisper_tf.generation import TfOps, _pick
 
 TOL = 1e-5
 NEW = 8  # max_new_tokens: small, as every new shape compiles the loop again
@@ -180,9 +181,14 @@ def test_a_text_prefix_continues_the_decoding(models, features):
 
 def test_sampling_inverts_the_distribution():
     assert_inverts_distribution(
-        lambda rows, draws: _invert_distribution(tf.constant(rows), tf.constant(draws)), np.float64
+        lambda rows, draws: invert_distribution(TfOps(), rows, tf.constant(rows), tf.constant(draws)), np.float64
     )
 
 
-def test_top_k_floor_is_the_sorted_kth_value():
-    assert_finds_kth_largest(lambda logits, k: _kth_largest(tf.constant(logits), k).numpy())
+def test_top_k_keeps_the_values_at_or_above_the_sorted_kth():
+    assert_keeps_top_k(lambda logits, k: keep_top_k(TfOps(), tf.constant(logits), k).numpy())
+
+
+def test_a_row_of_nan_logits_samples_greedys_token():
+    seed = tf.constant([1, 2])
+    assert_samples_nan_rows_as_greedy(lambda logits, k: _pick(tf.constant(logits), k, tf.constant(0.7), seed))

@@ -3,7 +3,7 @@ beam bookkeeping, and the ``generate``/``detect_language`` front end each backen
 
 from . import beam
 from .frontend import GenerationFrontEnd
-from .ops import ArrayOps, NumpyOps, first_argmax
+from .ops import ArrayOps, NumpyOps, first_argmax, invert_distribution, keep_top_k
 from .plan import (
     ROOM_STEP,
     GenerationPlan,
@@ -33,6 +33,8 @@ __all__ = [
     "beam",
     "decoder_prefix",
     "first_argmax",
+    "invert_distribution",
+    "keep_top_k",
     "languages_per_row",
     "left_pad",
     "plan_generation",
