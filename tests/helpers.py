@@ -338,16 +338,18 @@ def assert_one_loop_reads_every_temperature(model: Any, sample: Any, greedy: np.
 def assert_inverts_distribution(invert: Any, dtype: Any) -> None:
     """``invert(probabilities [rows, vocab], draws [rows, 1]) -> [rows]`` (a backend's sampling pick, in
     ``dtype``): draws spread evenly over [0, 1) land on each token in proportion to its probability; a token
-    of probability 0 is never drawn, not even at the ends of the interval."""
+    of probability 0 is never drawn, not even at the ends of the interval. Vocabularies of several search
+    blocks (:data:`whisper_core.decoding.ops.SAMPLING_BLOCK`, with a last one cut short and an empty one
+    between) and of fewer tokens than a block."""
     block, vocab = 256, 3 * 256 + 7
-    probabilities = np.zeros((2, vocab), dtype)
-    probabilities[0, [0, block - 1, block, vocab - 1]] = [0.1, 0.2, 0.3, 0.4]
-    probabilities[1, 5 : vocab - 1 : 3] = 1.0  # a spread row whose last token is impossible
-    probabilities /= probabilities.sum(-1, keepdims=True)
+    wide = np.zeros((2, vocab), dtype)
+    wide[0, [0, block - 1, block, vocab - 1]] = [0.1, 0.2, 0.3, 0.4]  # the third block empty
+    wide[1, 5 : vocab - 1 : 3] = 1.0  # a spread row whose last token is impossible
+    narrow = np.array([[0.0, 0.5, 0.0, 0.25, 0.25, 0.0, 0.0]], dtype)
     draws = ((np.arange(1000) + 0.5) / 1000).astype(dtype)
-    for row in probabilities:
+    for row in [*(wide / wide.sum(-1, keepdims=True)), *narrow]:
         picks = np.asarray(invert(np.repeat(row[None], len(draws), 0), draws[:, None]))
-        np.testing.assert_allclose(np.bincount(picks, minlength=vocab) / len(draws), row, atol=2e-3)
+        np.testing.assert_allclose(np.bincount(picks, minlength=len(row)) / len(draws), row, atol=2e-3)
         last_draw = np.nextafter(dtype(1), dtype(0))  # the largest draw below 1
         ends = np.asarray(invert(np.stack([row, row]), np.array([[0], [last_draw]], dtype)))
         assert (row[ends] > 0).all()

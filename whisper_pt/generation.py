@@ -36,6 +36,7 @@ from whisper_core.decoding import (
     PrefixIds,
     beam,
     first_argmax,
+    invert_distribution,
     row_copies,
     shared_prefix_pass,
 )
@@ -114,6 +115,13 @@ class TorchOps:
         """torch's argmax already takes the first maximum and counts a NaN as the maximum, in one fast
         pass; its int64 indices are torch's token dtype."""
         return x.argmax(dim=-1)
+
+    # -- sampling (invert_distribution) --------------------------------------------------------
+    def cumsum(self, x: torch.Tensor) -> torch.Tensor:
+        return x.cumsum(dim=-1)
+
+    def positions(self, like: torch.Tensor) -> torch.Tensor:
+        return torch.arange(like.shape[-1], device=like.device)  # int64, torch's token dtype
 
 
 class WhisperGenerationMixin(GenerationFrontEnd):
@@ -520,21 +528,16 @@ def _pick(
     logits: torch.Tensor, top_k: int | None, temperature: float, generator: torch.Generator | None
 ) -> torch.Tensor:
     """Greedy argmax (``top_k`` None), or a sample at ``temperature`` from the ``top_k`` most likely tokens
-    (0: from all of them), by inverting
-    each row's cumulative distribution (in float64, so 51865 terms add up exactly enough) at one uniform
-    draw: one random number per row where a Gumbel-max draw takes one per token (0.7 ms against 1.9 ms at
-    five rows over the vocabulary; ``torch.multinomial`` takes 8.7 ms). A token of probability 0 is never
-    drawn: the search returns the first token whose cumulative sum exceeds the draw. A row of NaN logits
-    takes greedy's pick, the first NaN, as in the TF and JAX loops
-    (:func:`~whisper_core.decoding.invert_distribution`)."""
+    (0: from all of them) by :func:`~whisper_core.decoding.invert_distribution` at one uniform draw, as the
+    TF and JAX loops do: one random number per row where a Gumbel-max draw takes one per token
+    (``torch.multinomial`` took 8.7 ms at five rows). The top ``k`` come from ``torch.topk``, which does
+    not sort the vocabulary on CPU (the compiled loops bisect instead, :func:`keep_top_k`)."""
+    ops = TorchOps()
     if top_k is None:
-        return first_argmax(TorchOps(), logits)
+        return first_argmax(ops, logits)
     logits = logits / temperature
     if top_k:
         kth = torch.topk(logits, min(top_k, logits.shape[-1]), dim=-1).values[:, -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
-    cumulative = torch.softmax(logits, dim=-1, dtype=torch.float64).cumsum_(dim=-1)  # [rows, vocab]
-    draw = torch.rand((logits.shape[0], 1), generator=generator, device=logits.device, dtype=torch.float64)
-    picks = torch.searchsorted(cumulative, draw * cumulative[:, -1:], right=True)[:, 0]
-    picks = picks.clamp_(max=logits.shape[-1] - 1)
-    return torch.where(cumulative[:, -1].isnan(), first_argmax(TorchOps(), logits), picks)
+    draw = torch.rand((logits.shape[0], 1), generator=generator, device=logits.device)
+    return invert_distribution(ops, logits, torch.softmax(logits, dim=-1), draw)

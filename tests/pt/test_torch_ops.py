@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from tests.helpers import assert_samples_nan_rows_as_greedy
-from whisper_core.decoding import first_argmax
+from tests.helpers import assert_inverts_distribution, assert_samples_nan_rows_as_greedy
+from whisper_core.decoding import first_argmax, invert_distribution
 from whisper_pt.generation import TorchOps, _pick
 
 
@@ -42,3 +42,11 @@ def test_a_sampled_token_follows_the_softmax_at_the_temperature():
 def test_a_row_of_nan_logits_samples_greedys_token():
     generator = torch.Generator().manual_seed(0)
     assert_samples_nan_rows_as_greedy(lambda logits, k: _pick(torch.from_numpy(logits), k, 0.7, generator))
+
+
+def test_sampling_inverts_the_distribution():
+    def invert(rows: np.ndarray, draws: np.ndarray) -> torch.Tensor:
+        probabilities = torch.from_numpy(rows)
+        return invert_distribution(TorchOps(), probabilities, probabilities, torch.from_numpy(draws))
+
+    assert_inverts_distribution(invert, np.float32)
