@@ -339,12 +339,15 @@ def assert_inverts_distribution(invert: Any, dtype: Any) -> None:
     """``invert(probabilities [rows, vocab], draws [rows, 1]) -> [rows]`` (a backend's sampling pick, in
     ``dtype``): draws spread evenly over [0, 1) land on each token in proportion to its probability; a token
     of probability 0 is never drawn, not even at the ends of the interval. Vocabularies of several search
-    blocks (:data:`whisper_core.decoding.ops.SAMPLING_BLOCK`, with a last one cut short and an empty one
-    between) and of fewer tokens than a block."""
-    block, vocab = 256, 3 * 256 + 7
-    wide = np.zeros((2, vocab), dtype)
+    blocks (:data:`whisper_core.decoding.ops.SAMPLING_BLOCK`, with a last one cut short, an empty one
+    between and an empty first one) and of fewer tokens than a block."""
+    from whisper_core.decoding.ops import SAMPLING_BLOCK as block
+
+    vocab = 3 * block + 7
+    wide = np.zeros((3, vocab), dtype)
     wide[0, [0, block - 1, block, vocab - 1]] = [0.1, 0.2, 0.3, 0.4]  # the third block empty
     wide[1, 5 : vocab - 1 : 3] = 1.0  # a spread row whose last token is impossible
+    wide[2, [2 * block + 1, 3 * block]] = [0.75, 0.25]  # the first two blocks empty
     narrow = np.array([[0.0, 0.5, 0.0, 0.25, 0.25, 0.0, 0.0]], dtype)
     draws = ((np.arange(1000) + 0.5) / 1000).astype(dtype)
     for row in [*(wide / wide.sum(-1, keepdims=True)), *narrow]:
@@ -371,13 +374,18 @@ def assert_keeps_top_k(keep_top_k: Any) -> None:
         np.testing.assert_array_equal(np.asarray(keep_top_k(logits, k)), expected)
 
 
-def assert_samples_nan_rows_as_greedy(pick: Any) -> None:
-    """``pick(logits [rows, vocab] float32, top_k) -> [rows]`` (a backend's sampling pick) gives a row of NaN
-    logits greedy's token, the first NaN, with and without a top-k filter, and still samples the other rows
-    (never a masked token)."""
-    logits = np.full((2, 50), -np.inf, np.float32)
-    logits[0, [3, 7]] = np.nan
-    logits[1, [10, 20]] = 1.0
+def assert_samples_nan_rows_as_greedy(pick: Any, token_dtype: Any) -> None:
+    """``pick(logits [rows, vocab] float32, top_k) -> [rows]`` (a backend's sampling pick) gives a row with a
+    NaN logit greedy's token, the first NaN, with and without a top-k filter, over a vocabulary of several
+    search blocks; the other rows are still sampled (never a masked token, only the top ``k`` when
+    filtered), and the tokens come in the backend's ``token_dtype``."""
+    logits = np.full((3, 3 * 256 + 7), -np.inf, np.float32)
+    logits[0, [300, 700]] = np.nan  # two NaNs among -inf: a row of NaN probabilities
+    logits[1] = np.linspace(-1.0, 1.0, logits.shape[1], dtype=np.float32)
+    logits[1, 600] = np.nan  # one NaN among finite logits
+    logits[2, :20] = np.arange(20, dtype=np.float32)  # twenty candidates, the last five the most likely
     for top_k in (0, 5):
-        picks = np.asarray(pick(logits, top_k))
-        assert picks[0] == 3 and picks[1] in (10, 20), (top_k, picks)
+        picks = pick(logits, top_k)
+        assert np.asarray(picks).dtype == token_dtype, np.asarray(picks).dtype
+        assert list(np.asarray(picks)[:2]) == [300, 600], (top_k, picks)
+        assert 0 <= np.asarray(picks)[2] < 20 and (top_k == 0 or np.asarray(picks)[2] >= 15), (top_k, picks)

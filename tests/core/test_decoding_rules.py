@@ -159,11 +159,14 @@ def test_first_argmax_under_numpy_ops_is_numpys_argmax():
 
 
 def test_sampling_under_numpy_ops_inverts_the_distribution_and_keeps_the_top_k():
-    """The shared sampling pieces the compiled loops use hold on the NumPy reference ops too, in both
-    precisions the backends sample in."""
+    """The shared sampling pieces hold on the NumPy reference ops too: in float32, the precision every
+    backend samples in, and in float64. The top-k threshold, found in float32, is compared in float32: a
+    float64 logit that rounds up to it keeps its place."""
     from tests.helpers import assert_inverts_distribution, assert_keeps_top_k
     from whisper_core.decoding import invert_distribution, keep_top_k
 
     for dtype in (np.float32, np.float64):
         assert_inverts_distribution(lambda rows, draws: invert_distribution(NumpyOps(), rows, rows, draws), dtype)
     assert_keeps_top_k(lambda logits, k: keep_top_k(NumpyOps(), logits, k))
+    kept = keep_top_k(NumpyOps(), np.array([[0.99999999, 0.5, 0.2]]), 1)
+    np.testing.assert_array_equal(kept, [[0.99999999, -np.inf, -np.inf]])

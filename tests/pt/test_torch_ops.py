@@ -41,7 +41,7 @@ def test_a_sampled_token_follows_the_softmax_at_the_temperature():
 
 def test_a_row_of_nan_logits_samples_greedys_token():
     generator = torch.Generator().manual_seed(0)
-    assert_samples_nan_rows_as_greedy(lambda logits, k: _pick(torch.from_numpy(logits), k, 0.7, generator))
+    assert_samples_nan_rows_as_greedy(lambda logits, k: _pick(torch.from_numpy(logits), k, 0.7, generator), np.int64)
 
 
 def test_sampling_inverts_the_distribution():

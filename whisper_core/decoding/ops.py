@@ -150,7 +150,8 @@ def keep_top_k(ops: Any, logits: Any, k: int) -> Any:
         enough = ops.sum(ops.where(keys >= middle, 1, 0)) >= k
         low, high = ops.where(enough, middle, low), ops.where(enough, high, middle - 1)
     kth = ops.from_float_bits(ops.where(low < 0, low ^ 0x7FFFFFFF, low))
-    return ops.where(logits < kth, ops.neg_inf(logits), logits)
+    below = ops.from_float_bits(bits) < kth  # compared in float32, the precision the threshold was found in
+    return ops.where(below, ops.neg_inf(logits), logits)
 
 
 # Tokens per block of the sampling search: the vocabulary's cumulative sum is taken over block totals, then
