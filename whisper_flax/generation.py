@@ -410,9 +410,9 @@ def _reorder_self_attention(cache: KVCache, order: jax.Array) -> KVCache:
 def _pick(logits: jax.Array, top_k: int | None, temperature: jax.Array, key: jax.Array) -> jax.Array:
     """Greedy argmax (``top_k`` None), or a sample at ``temperature`` from the ``top_k`` most likely tokens
     (0: from all of them) by :func:`~whisper_core.decoding.invert_distribution` at one uniform draw from
-    ``key``, in float32, as the PyTorch and TF loops do: ``jax.random.categorical``
-    draws a Gumbel number per token (threefry over the vocabulary: 3.9 against 1.0 ms a step at five rows,
-    base, one-off script, 2026-12-06)."""
+    ``key``, in float32, as the PyTorch and TF loops do: ``jax.random.categorical`` draws a Gumbel number per
+    token (threefry over the vocabulary: 3.9 against 1.0 ms a step at five rows, base, one-off script,
+    2026-12-06)."""
     ops = JaxOps()
     if top_k is None:
         return first_argmax(ops, logits)

@@ -136,7 +136,7 @@ def keep_top_k(ops: Any, logits: Any, k: int) -> Any:
     The threshold is found exactly by bisection over the float32 bit patterns, mapped to integers in the
     floats' order: 32 counting passes over the vocabulary, branch-free. XLA on CPU sorts the whole
     vocabulary for ``top_k`` (61 ms at 8 rows in TF, ~60 ms in JAX; the passes ~3 ms). Needs the ops'
-    ``float_bits`` / ``from_float_bits`` (float32 <-> int32 views), ``where`` and ``sum``; the integer
+    ``float_bits`` / ``from_float_bits`` (float32 <-> int32 views), ``where``, ``sum`` and ``neg_inf``; the integer
     arithmetic uses Python's operators (``//`` by 2 is the arithmetic shift, which TF tensors lack).
     """
     k = min(k, logits.shape[-1])
