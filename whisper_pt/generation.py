@@ -8,8 +8,9 @@ the model's own forward pass, then each token by :func:`decode_step` over a :cla
 (self-attention keys/values preallocated for the whole loop, ``max_target_positions`` when compiled,
 and written in place at the step's position; cross-attention keys/values from the prefix pass, one
 copy per input that sampling draws or beams share), so every step has the same shapes.
-That step runs the float32 ``nn.Linear`` layers through oneDNN (:func:`packed_linears`) and calls any other
-module as it is (a quantized model decodes through it unchanged); it runs eagerly, or ``torch.compile``d
+That step multiplies each self-attention's query, key and value in one product and runs the float32
+``nn.Linear`` layers through oneDNN (:func:`step_weights`); it calls any other module as it is (a
+quantized model decodes through it, its query/key/value fused too); it runs eagerly, or ``torch.compile``d
 when asked (:func:`use_compiled_step`).
 """
 
@@ -20,7 +21,7 @@ import os
 import warnings
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -41,18 +42,34 @@ from whisper_core.decoding import (
     shared_prefix_pass,
 )
 
+from .int8 import Int8Linear
+
 # The switch for the compiled decode step (``use_compiled_step``), and its default: off, because it
 # does not pay. Measured at batch 1 on this 2-core CPU (2026-12-02): tiny.en 10.8 ms/token eager, 11.5
 # compiled; base 19.9-24.6 eager, 19.9-21.3 compiled; compiling costs ~54 s (tiny.en) and ~26 s (base)
 # with an empty on-disk cache, ~7 s and ~2 s with a warm one, so at best thousands of tokens repay it.
 COMPILE_VARIABLE = "WHISPER_MB_TORCH_COMPILE"
 COMPILE_DEFAULT = "0"
-# The row count oneDNN packs the decoder's weights for (packed_linears): one packing serves every step of
+# The row count oneDNN packs the decoder's weights for (step_weights): one packing serves every step of
 # two or more rows (a packing for 8 rows served 3 and 8 rows as well as one for 1500; one for 1 row was slower).
 PACKING_ROWS = 8
-# Each model's packed weights, beside the model rather than in it: oneDNN's packed tensors have no storage,
-# so a model holding them could not be deep-copied, pickled or saved whole with ``torch.save``.
-_PACKED: weakref.WeakKeyDictionary[nn.Module, tuple[tuple, dict[nn.Module, torch.Tensor]]] = weakref.WeakKeyDictionary()
+
+
+@dataclass
+class StepWeights:
+    """What :func:`decode_step` multiplies by in place of calling some of the model's modules
+    (:func:`step_weights`); a module it does not list is called as it is."""
+
+    # A linear module -> the weight oneDNN multiplies by: the module's own, or a packed copy for several rows.
+    linears: dict[nn.Module, torch.Tensor] = field(default_factory=dict)
+    # A self-attention -> one linear module whose output is its query (already scaled), key and value.
+    query_key_value: dict[nn.Module, nn.Module] = field(default_factory=dict)
+
+
+# Each model's step weights (per packing: one row, several; both share the fused query/key/value modules),
+# with the weights they were made from, beside the model rather than in it: oneDNN's packed tensors have no
+# storage, so a model holding them could not be deep-copied, pickled or saved whole.
+_STEP_WEIGHTS: weakref.WeakKeyDictionary[nn.Module, tuple[tuple, dict[bool, StepWeights]]] = weakref.WeakKeyDictionary()
 
 
 class TorchOps:
@@ -221,7 +238,7 @@ class WhisperGenerationMixin(GenerationFrontEnd):
         includes a ninth shape (torch's ``recompile_limit``: batch sizes times beams), after which this
         model decodes eagerly."""
         compiled = use_compiled_step(self) and cache.self_k[0].shape[2] >= self.config.max_target_positions
-        packed = packed_linears(self, rows=cache.self_k[0].shape[0])
+        weights = step_weights(self, rows=cache.self_k[0].shape[0])
 
         def step(tokens: torch.Tensor, position: int) -> torch.Tensor:
             nonlocal compiled
@@ -229,12 +246,12 @@ class WhisperGenerationMixin(GenerationFrontEnd):
             tokens = tokens.contiguous()  # a beam column's stride changes with the capacity: a recompile
             if compiled:
                 try:
-                    return _compiled_decode_step()(self, tokens, at, cache, {})
+                    return _compiled_decode_step()(self, tokens, at, cache, StepWeights())
                 except Exception as error:  # any compiler failure: fall back, and say so once
                     warnings.warn(f"torch.compile of the decode step failed, decoding eagerly: {error}", stacklevel=2)
                     self._torch_compile_failed = True
                     compiled = False
-            return decode_step(self, tokens, at, cache, packed, written=position + 1)
+            return decode_step(self, tokens, at, cache, weights, written=position + 1)
 
         return step
 
@@ -369,13 +386,14 @@ def decode_step(
     tokens: torch.Tensor,
     position: torch.Tensor,
     cache: StaticCache,
-    packed: dict[nn.Module, torch.Tensor],
+    weights: StepWeights,
     written: int | None = None,
 ) -> torch.Tensor:
     """One decoder step over the static cache: ``tokens [rows]`` at ``position`` (a 0-d tensor, so a
     compiled step sees the same input at every step) -> ``logits [rows, vocab]``; writes the step's
-    self-attention keys/values into ``cache`` at ``position``. ``packed`` holds the linears that run through
-    oneDNN (:func:`packed_linears`); the others are called as modules. ``written`` (``position + 1``, eager
+    self-attention keys/values into ``cache`` at ``position``. ``weights`` (:func:`step_weights`) holds the
+    fused query/key/value products and the linears that run through oneDNN; the others are called as
+    modules. ``written`` (``position + 1``, eager
     steps only): self-attention reads only the positions written so far, not the whole buffer (base, three
     rows, 448 positions, six layers: 0.35-0.42 against 1.5 ms a step, one-off script, 2026-12-05)."""
     decoder = model.model.decoder
@@ -387,12 +405,12 @@ def decode_step(
     for index, layer in enumerate(decoder.layers):
         h = layer.self_attn_layer_norm(x)
         k_cache, v_cache = cache.self_k[index], cache.self_v[index]
-        x = x + _self_attention(layer.self_attn, h, k_cache, v_cache, position, mask, packed, written)
+        x = x + _self_attention(layer.self_attn, h, k_cache, v_cache, position, mask, weights, written)
         h = layer.encoder_attn_layer_norm(x)
-        x = x + _cross_attention(layer.encoder_attn, h, cache.cross_k[index], cache.cross_v[index], packed)
-        h = layer.activation_fn(_linear(layer.fc1, layer.final_layer_norm(x), packed))
-        x = x + _linear(layer.fc2, h, packed)
-    return _linear(model.proj_out, decoder.layer_norm(x), packed)
+        x = x + _cross_attention(layer.encoder_attn, h, cache.cross_k[index], cache.cross_v[index], weights)
+        h = layer.activation_fn(_linear(layer.fc1, layer.final_layer_norm(x), weights))
+        x = x + _linear(layer.fc2, h, weights)
+    return _linear(model.proj_out, decoder.layer_norm(x), weights)
 
 
 def _self_attention(
@@ -402,24 +420,30 @@ def _self_attention(
     v_cache: torch.Tensor,
     position: torch.Tensor,
     mask: Any,
-    packed: dict[nn.Module, torch.Tensor],
+    weights: StepWeights,
     written: int | None = None,
 ) -> torch.Tensor:
     """Write this step's keys/values into ``k_cache, v_cache [rows, heads, capacity, head_dim]`` at
     ``position``, then attend over the first ``written`` positions, or the whole buffer (``mask`` hides the
-    columns not written yet and each row's left padding)."""
+    columns not written yet and each row's left padding). The query, key and value come from one product
+    when ``weights`` fuses them."""
+    fused = weights.query_key_value.get(attention)
+    if fused is None:
+        q = _linear(attention.q_proj, h, weights) * attention.scaling
+        k, v = _linear(attention.k_proj, h, weights), _linear(attention.v_proj, h, weights)
+    else:
+        q, k, v = _linear(fused, h, weights).split(h.shape[-1], dim=-1)
     at = position.reshape(1)
-    k_cache.index_copy_(2, at, _split_heads(attention, _linear(attention.k_proj, h, packed)))
-    v_cache.index_copy_(2, at, _split_heads(attention, _linear(attention.v_proj, h, packed)))
+    k_cache.index_copy_(2, at, _split_heads(attention, k))
+    v_cache.index_copy_(2, at, _split_heads(attention, v))
     if written is not None:
         k_cache, v_cache = k_cache[:, :, :written], v_cache[:, :, :written]
-    q = _split_heads(attention, _linear(attention.q_proj, h, packed) * attention.scaling)
-    out = F.scaled_dot_product_attention(q, k_cache, v_cache, attn_mask=mask, scale=1.0)  # [rows, heads, 1, hd]
-    return _linear(attention.out_proj, out.reshape(h.shape), packed)
+    out = F.scaled_dot_product_attention(_split_heads(attention, q), k_cache, v_cache, attn_mask=mask, scale=1.0)
+    return _linear(attention.out_proj, out.reshape(h.shape), weights)  # out: [rows, heads, 1, hd]
 
 
 def _cross_attention(
-    attention: Any, h: torch.Tensor, k: torch.Tensor, v: torch.Tensor, packed: dict[nn.Module, torch.Tensor]
+    attention: Any, h: torch.Tensor, k: torch.Tensor, v: torch.Tensor, weights: StepWeights
 ) -> torch.Tensor:
     """``h [rows, d]`` attending to the encoder's keys ``k [inputs, heads, head_dim, frames]`` (transposed,
     contiguous) and values ``v [inputs, heads, frames, head_dim]`` (contiguous), where each input's
@@ -430,49 +454,112 @@ def _cross_attention(
     ``scaled_dot_product_attention`` on contiguous keys/values and 5.9-7.1 ms on the forward pass's strided
     ones (one-off script, 2026-12-05)."""
     inputs = k.shape[0]
-    q = _linear(attention.q_proj, h, packed) * attention.scaling
+    q = _linear(attention.q_proj, h, weights) * attention.scaling
     q = q.view(inputs, -1, attention.num_heads, attention.head_dim).transpose(1, 2)
     out = torch.matmul(torch.matmul(q, k).softmax(dim=-1), v)  # [inputs, heads, copies, head_dim]
-    return _linear(attention.out_proj, out.transpose(1, 2).reshape(h.shape), packed)
+    return _linear(attention.out_proj, out.transpose(1, 2).reshape(h.shape), weights)
 
 
 def _split_heads(attention: Any, x: torch.Tensor) -> torch.Tensor:
     return x.view(x.shape[0], attention.num_heads, 1, attention.head_dim)  # [rows, d] -> [rows, h, 1, hd]
 
 
-def packed_linears(model: Any, rows: int) -> dict[nn.Module, torch.Tensor]:
-    """The weights :func:`decode_step` hands to oneDNN instead of calling their ``nn.Linear``, for steps of
-    ``rows`` rows: at one row every decoder linear's and the output projection's own weight (no copy); at more
-    rows a oneDNN-packed copy of each (:data:`PACKING_ROWS`). Empty where oneDNN cannot serve (no oneDNN build,
-    another device or dtype, a module that is not a plain ``nn.Linear``, as a quantized one): those modules are
-    called as they are.
+def step_weights(model: Any, rows: int) -> StepWeights:
+    """What :func:`decode_step` multiplies by for steps of ``rows`` rows, made once per model and packing
+    (one row, several) and made again when a weight or module changes (another tensor, device or dtype, an
+    in-place update, a module swapped for another).
 
-    Why: on this 2-core AMD CPU (2026-12-04, base) torch's ``linear`` (MKL) multiplies one row on one thread (as
-    fast with one thread as with two) and a few rows at a third of its one-row speed: ``fc1`` takes 108 us at
-    one row and 300-370 us at three or five. oneDNN uses both threads: 42 linears of a base step's shapes, read
-    from memory in turn, take 3.9 ms a step on their own weights against 5.3 ms through torch, and the
-    51865-column projection 3.9-4.3 ms against 8 ms; packed weights take 110-140 us for ``fc1`` at three or
-    five rows and the projection 4.5-5.4 ms. A whole base step (random cross-attention keys/values, 448
-    positions, alternated): 12.2 against 13.4 ms at one row (tiny.en 7.8 against 7.9), 17.8 against 24.1 at
-    two, 29 against 36.5 at five. The packed copy costs the decoder's linears and the projection again in
-    memory; it is kept while the model lives (:data:`_PACKED`) and made again when a weight changes (another
-    tensor, device or dtype, or an in-place update)."""
-    linears = [*(m for m in model.model.decoder.modules() if isinstance(m, nn.Linear)), model.proj_out]
+    (1) Each self-attention's query, key and value in one product (:func:`_fused_query_key_value`): a step
+    calls two linears less per layer, and an int8 one quantizes its input once instead of three times. A
+    base step on jfk's states (best of three 80-step runs, before and after alternated in four process
+    pairs, 2026-12-06): int8 7.2-8.2 -> 6.8-7.3 ms at one row and 13.3-14.6 -> 12.4-13.0 at five; float32
+    unchanged at one row (11.4-12.7 -> 11.6-12.3), 14.0-14.4 -> 12.4-15.0 at five. The fused copy costs
+    those three weights again in memory.
+
+    (2) oneDNN for the float32 linears: at one row on every decoder linear's own weight and the output
+    projection's (no copy), at more rows on a oneDNN-packed copy of each (:data:`PACKING_ROWS`); none where
+    oneDNN cannot serve (no oneDNN build, another device or dtype, a module that is not a plain
+    ``nn.Linear``, as a quantized one). Why: on this 2-core AMD CPU (2026-12-04, base) torch's ``linear``
+    (MKL) multiplies one row on one thread (as fast with one thread as with two) and a few rows at a third
+    of its one-row speed: ``fc1`` takes 108 us at one row and 300-370 us at three or five. oneDNN uses both
+    threads: 42 linears of a base step's shapes, read from memory in turn, take 3.9 ms a step on their own
+    weights against 5.3 ms through torch, and the 51865-column projection 3.9-4.3 ms against 8 ms; packed
+    weights take 110-140 us for ``fc1`` at three or five rows and the projection 4.5-5.4 ms. A whole base
+    step (random cross-attention keys/values, 448 positions, alternated): 12.2 against 13.4 ms at one row
+    (tiny.en 7.8 against 7.9), 17.8 against 24.1 at two, 29 against 36.5 at five. The packed copy costs the
+    decoder's linears and the projection again in memory."""
+    tensors = [t for m in (model.model.decoder, model.proj_out) for t in (*m.parameters(), *m.buffers())]
+    key = tuple((t.data_ptr(), t.device, t.dtype, _version(t)) for t in tensors)
+    key += tuple(map(id, model.model.decoder.modules()))  # a projection swapped (LoRA) changes the fusion
+    kept = _STEP_WEIGHTS.get(model)
+    if kept is None or kept[0] != key:
+        kept = (key, {})
+        _STEP_WEIGHTS[model] = kept
+    made, packing = kept[1], rows > 1
+    if packing not in made:
+        with torch.no_grad():
+            fused = next(iter(made.values())).query_key_value if made else _fused_projections(model)
+            made[packing] = StepWeights(_onednn_weights(model, fused, packing), fused)
+    return made[packing]
+
+
+def _fused_projections(model: Any) -> dict[nn.Module, nn.Module]:
+    """Each decoder self-attention -> its fused query/key/value module, where it has one."""
+    fused = {}
+    for layer in model.model.decoder.layers:
+        projection = _fused_query_key_value(layer.self_attn)
+        if projection is not None:
+            fused[layer.self_attn] = projection
+    return fused
+
+
+def _onednn_weights(model: Any, fused: dict[nn.Module, nn.Module], packing: bool) -> dict[nn.Module, torch.Tensor]:
+    """The float32 CPU ``nn.Linear`` modules a step calls (``fused`` in place of the projections they
+    replace) -> the weight oneDNN multiplies by: their own, or a packed copy (``packing``)."""
+    replaced = {id(m) for attention in fused for m in (attention.q_proj, attention.k_proj, attention.v_proj)}
+    linears = [m for m in model.model.decoder.modules() if isinstance(m, nn.Linear) and id(m) not in replaced]
     eligible = [
-        m for m in linears if type(m) is nn.Linear and m.weight.dtype == torch.float32 and m.weight.device.type == "cpu"
+        m
+        for m in [*linears, *fused.values(), model.proj_out]
+        if type(m) is nn.Linear and m.weight.dtype == torch.float32 and m.weight.device.type == "cpu"
     ]
     if not eligible or not _onednn_linear_works():
         return {}
-    if rows == 1:
-        return {m: m.weight for m in eligible}
-    key = tuple((m.weight.data_ptr(), m.weight._version) for m in eligible)
-    cached = _PACKED.get(model)
-    if cached is None or cached[0] != key:
-        with torch.no_grad():
-            packed = {m: torch.ops.mkldnn._reorder_linear_weight(m.weight.detach(), PACKING_ROWS) for m in eligible}
-        cached = (key, packed)
-        _PACKED[model] = cached
-    return cached[1]
+    if packing:
+        return {m: torch.ops.mkldnn._reorder_linear_weight(m.weight, PACKING_ROWS) for m in eligible}
+    return {m: m.weight for m in eligible}
+
+
+def _fused_query_key_value(attention: Any) -> nn.Module | None:
+    """One linear module for ``attention``'s query, key and value projections, side by side in its output,
+    the query's rows times ``attention.scaling`` (the scaling the step would apply to the query; a power of
+    two for Whisper's head sizes, so the product is unchanged): a plain ``nn.Linear`` when all three are
+    plain linears, an :class:`~whisper_pt.int8.Int8Linear` when all three are int8 (the input is quantized
+    once); ``None`` for any other module (LoRA adapters, other quantizations), which the step calls as it is."""
+    projections = (attention.q_proj, attention.k_proj, attention.v_proj)
+    kinds = {type(p) for p in projections}
+    if kinds != {nn.Linear} and kinds != {Int8Linear}:
+        return None
+    scales = (attention.scaling, 1.0, 1.0)
+    given = [p.bias for p in projections if p.bias is not None]
+    bias = None
+    if given:  # zeros stand for a missing bias (Whisper's key projection has none)
+        parts = zip(projections, scales, strict=True)
+        bias = torch.cat([given[0].new_zeros(p.out_features) if p.bias is None else p.bias * s for p, s in parts])
+    if kinds == {Int8Linear}:
+        scales = torch.cat([p.weight_scales * s for p, s in zip(projections, scales, strict=True)])
+        return Int8Linear(torch.cat([p.weight_values for p in projections]), scales, bias)
+    weight = torch.cat([p.weight * s for p, s in zip(projections, scales, strict=True)])
+    fused = nn.utils.skip_init(nn.Linear, weight.shape[1], weight.shape[0], bias=bias is not None)
+    fused.weight = nn.Parameter(weight, requires_grad=False)
+    if bias is not None:
+        fused.bias = nn.Parameter(bias, requires_grad=False)
+    return fused
+
+
+def _version(tensor: torch.Tensor) -> int:
+    """The in-place update count of ``tensor`` (-1 for an inference tensor, which keeps none)."""
+    return -1 if tensor.is_inference() else tensor._version
 
 
 @functools.cache
@@ -492,9 +579,9 @@ def _onednn_linear_works() -> bool:
         return False
 
 
-def _linear(module: nn.Module, x: torch.Tensor, packed: dict[nn.Module, torch.Tensor]) -> torch.Tensor:
-    """``module(x)``, through oneDNN on the module's entry in ``packed`` when it has one."""
-    weight = packed.get(module)
+def _linear(module: nn.Module, x: torch.Tensor, weights: StepWeights) -> torch.Tensor:
+    """``module(x)``, through oneDNN on the module's entry in ``weights.linears`` when it has one."""
+    weight = weights.linears.get(module)
     if weight is None:
         return module(x)
     return torch.ops.mkldnn._linear_pointwise(x, weight, module.bias, "none", [], "")

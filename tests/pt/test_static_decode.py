@@ -17,7 +17,7 @@ import torch
 from tests.helpers import max_abs, whisper_like_pt_model
 from weights_bridge import quantization
 from whisper_pt import WhisperForConditionalGeneration
-from whisper_pt.generation import COMPILE_VARIABLE, use_compiled_step
+from whisper_pt.generation import COMPILE_VARIABLE, step_weights, use_compiled_step
 from whisper_pt.int8 import Int8Linear
 
 PAD = 50  # WHISPER_LIKE's pad (= eos) token
@@ -143,8 +143,8 @@ def test_a_single_row_steps_like_the_plain_forward_pass(model, padded_rows):
 
 
 def test_packed_weights_follow_the_weights_and_stay_out_of_the_model(padded_rows):
-    """Steps of several rows run on oneDNN-packed copies of the decoder's weights: after an in-place
-    update of a weight (as an optimizer step makes) the steps still match the plain forward pass, and a
+    """Steps of several rows run on oneDNN-packed copies of the decoder's weights and on fused
+    query/key/value copies: after an in-place update of a weight (as an optimizer step makes) the steps still match the plain forward pass, and a
     model that has decoded can still be deep-copied and saved whole (the packed copies are not in it)."""
     model = whisper_like_pt_model(gain=1.0)
     model.torch_compile = False
@@ -152,6 +152,7 @@ def test_packed_weights_follow_the_weights_and_stay_out_of_the_model(padded_rows
     assert step_against_plain(model, *padded_rows, steps=3, reorder_at=1, order=order)[0] <= 1e-5
     with torch.no_grad():
         model.model.decoder.layers[0].fc1.weight.mul_(1.5)
+        model.model.decoder.layers[0].self_attn.k_proj.weight.mul_(2.0)  # in the fused query/key/value copy
         model.proj_out.weight.mul_(0.5)  # tied: the token embedding changes with it
     assert step_against_plain(model, *padded_rows, steps=3, reorder_at=1, order=order)[0] <= 1e-5
     copied = copy.deepcopy(model)
@@ -193,6 +194,23 @@ def test_int8_modules_decode_eagerly_like_the_cached_forward_pass(padded_rows):
             last = step(sequences[:, -1], sequences.shape[1] - 1)
             found.append(last)
     assert max_abs(torch.stack(found), cached_forward_last_logits(quantized, states, prefix, padding, 4)) <= 1e-5
+
+
+@pytest.mark.parametrize("int8", [False, True])
+def test_self_attention_projects_query_key_value_in_one_product(int8):
+    """The tests above compare steps that fuse each self-attention's three projections (float32 and int8);
+    a projection of another kind (here a LoRA-like wrapper) leaves its layer's projections as they are."""
+    model = whisper_like_pt_model(gain=1.0)
+    model = _with_int8_linears(model) if int8 else model
+    layers = model.model.decoder.layers
+    fused = step_weights(model, rows=1).query_key_value
+    assert set(fused) == {layer.self_attn for layer in layers}
+    kind = Int8Linear if int8 else torch.nn.Linear
+    assert all(type(m) is kind and m.out_features == 3 * model.config.d_model for m in fused.values())
+    assert step_weights(model, rows=3).query_key_value is fused  # one fused copy for every row count
+    layers[0].self_attn.v_proj = torch.nn.Sequential(layers[0].self_attn.v_proj)
+    layers[0].self_attn.v_proj.bias = None
+    assert set(step_weights(model, rows=1).query_key_value) == {layer.self_attn for layer in layers[1:]}
 
 
 def test_switch_reads_the_attribute_then_the_environment(monkeypatch):
