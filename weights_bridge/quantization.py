@@ -16,8 +16,10 @@ thing, as in CTranslate2: int8 weights, every other layer and every activation i
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -147,8 +149,13 @@ def quantize_tensors(
     the int8 weights in place of those tensors, which the first then leaves out, except the token embedding
     tied to the output projection: its lookup stays float, so it comes dequantized. Either way the
     embedding lookup sees the same values as the output projection.
+
+    The weights are quantized on every core, one weight per thread: base's in 0.15-0.16 s against 0.26-0.69
+    s on one (2 cores, first quantization of a process, 2026-12-06).
     """
-    quantized = {name: quantize(tensors[name]) for name in quantized_names(tensors)}
+    names = quantized_names(tensors)
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # NumPy lets go of the GIL in each block
+        quantized = dict(zip(names, pool.map(lambda name: quantize(tensors[name]), names), strict=True))
     floats = {}
     for name, tensor in tensors.items():
         if name not in quantized:

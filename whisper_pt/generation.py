@@ -393,9 +393,9 @@ def decode_step(
     compiled step sees the same input at every step) -> ``logits [rows, vocab]``; writes the step's
     self-attention keys/values into ``cache`` at ``position``. ``weights`` (:func:`step_weights`) holds the
     fused query/key/value products and the linears that run through oneDNN; the others are called as
-    modules. ``written`` (``position + 1``, eager
-    steps only): self-attention reads only the positions written so far, not the whole buffer (base, three
-    rows, 448 positions, six layers: 0.35-0.42 against 1.5 ms a step, one-off script, 2026-12-05)."""
+    modules. ``written`` (``position + 1``, eager steps only): self-attention reads only the positions
+    written so far, not the whole buffer (base, three rows, 448 positions, six layers: 0.35-0.42 against
+    1.5 ms a step, one-off script, 2026-12-05)."""
     decoder = model.model.decoder
     columns = torch.arange(cache.self_k[0].shape[2] if written is None else written, device=tokens.device)
     visible = (columns <= position) & (columns >= cache.first[:, None])  # [rows, capacity]
