@@ -43,12 +43,13 @@ import numpy as np
 from timing import MIN_PAIRS, Alternation, Command, alternate_commands
 
 HERE = Path(__file__).resolve().parent
+# Our packages, byte-compiled before anything is timed (byte_compile_ours).
+PACKAGES = ("whisper_core", "weights_bridge", "whisper_pt", "whisper_tf", "whisper_flax", "whisper_mb")
 CLI = Path(sys.executable).with_name("whisper-mb")
 TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # `whisper-mb transcribe`'s default --temperature
 TARGETS = {"first": 1.5, "second": 1.0}  # our time / faster-whisper's, from the issue
 # Where a backend may keep compilations between processes, under their own variables; a cold run
 # must not find them. WHISPER_MB_HOME holds the rest (the JAX cache, by default).
-PACKAGES = ("whisper_core", "weights_bridge", "whisper_pt", "whisper_tf", "whisper_flax", "whisper_mb")
 CACHE_VARIABLES = ("WHISPER_MB_JAX_CACHE", "JAX_COMPILATION_CACHE_DIR", "TORCHINDUCTOR_CACHE_DIR")
 
 
@@ -106,7 +107,8 @@ def byte_compile_ours() -> None:
     import compileall
 
     for package in PACKAGES:
-        compileall.compile_dir(str(HERE.parent / package), quiet=1)
+        if not compileall.compile_dir(str(HERE.parent / package), quiet=1):
+            raise SystemExit(f"could not byte-compile {package}")
 
 
 def accepts_compute_type() -> bool:

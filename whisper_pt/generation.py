@@ -8,10 +8,9 @@ the model's own forward pass, then each token by :func:`decode_step` over a :cla
 (self-attention keys/values preallocated for the whole loop, ``max_target_positions`` when compiled,
 and written in place at the step's position; cross-attention keys/values from the prefix pass, one
 copy per input that sampling draws or beams share), so every step has the same shapes.
-That step multiplies each self-attention's query, key and value in one product and runs the float32
-``nn.Linear`` layers through oneDNN (:func:`step_weights`); it calls any other module as it is (a
-quantized model decodes through it, its query/key/value fused too); it runs eagerly, or ``torch.compile``d
-when asked (:func:`use_compiled_step`).
+That step runs the float32 ``nn.Linear`` layers through oneDNN and an int8 self-attention's query, key
+and value as one product (:func:`step_weights`); it calls any other module as it is; it runs eagerly, or
+``torch.compile``d when asked (:func:`use_compiled_step`).
 """
 
 from __future__ import annotations
@@ -62,11 +61,11 @@ class StepWeights:
 
     # A linear module -> the weight oneDNN multiplies by: the module's own, or a packed copy for several rows.
     linears: dict[nn.Module, torch.Tensor] = field(default_factory=dict)
-    # A self-attention -> one linear module whose output is its query (already scaled), key and value.
-    query_key_value: dict[nn.Module, nn.Module] = field(default_factory=dict)
+    # A self-attention -> one int8 linear whose output is its query (already scaled), key and value.
+    query_key_value: dict[nn.Module, Int8Linear] = field(default_factory=dict)
 
 
-# Each model's step weights (per packing: one row, several; both share the fused query/key/value modules),
+# Each model's step weights (per packing: one row, several; both share the fused query/key/value products),
 # with the weights they were made from, beside the model rather than in it: oneDNN's packed tensors have no
 # storage, so a model holding them could not be deep-copied, pickled or saved whole.
 _STEP_WEIGHTS: weakref.WeakKeyDictionary[nn.Module, tuple[tuple, dict[bool, StepWeights]]] = weakref.WeakKeyDictionary()
@@ -238,10 +237,10 @@ class WhisperGenerationMixin(GenerationFrontEnd):
         includes a ninth shape (torch's ``recompile_limit``: batch sizes times beams), after which this
         model decodes eagerly."""
         compiled = use_compiled_step(self) and cache.self_k[0].shape[2] >= self.config.max_target_positions
-        weights = step_weights(self, rows=cache.self_k[0].shape[0])
+        weights = None if compiled else step_weights(self, rows=cache.self_k[0].shape[0])
 
         def step(tokens: torch.Tensor, position: int) -> torch.Tensor:
-            nonlocal compiled
+            nonlocal compiled, weights
             at = torch.tensor(position, device=tokens.device)
             tokens = tokens.contiguous()  # a beam column's stride changes with the capacity: a recompile
             if compiled:
@@ -251,6 +250,7 @@ class WhisperGenerationMixin(GenerationFrontEnd):
                     warnings.warn(f"torch.compile of the decode step failed, decoding eagerly: {error}", stacklevel=2)
                     self._torch_compile_failed = True
                     compiled = False
+                    weights = step_weights(self, rows=cache.self_k[0].shape[0])
             return decode_step(self, tokens, at, cache, weights, written=position + 1)
 
         return step
@@ -432,7 +432,8 @@ def _self_attention(
         q = _linear(attention.q_proj, h, weights) * attention.scaling
         k, v = _linear(attention.k_proj, h, weights), _linear(attention.v_proj, h, weights)
     else:
-        q, k, v = _linear(fused, h, weights).split(h.shape[-1], dim=-1)
+        widths = [p.out_features for p in (attention.q_proj, attention.k_proj, attention.v_proj)]
+        q, k, v = _linear(fused, h, weights).split(widths, dim=-1)
     at = position.reshape(1)
     k_cache.index_copy_(2, at, _split_heads(attention, k))
     v_cache.index_copy_(2, at, _split_heads(attention, v))
@@ -466,15 +467,17 @@ def _split_heads(attention: Any, x: torch.Tensor) -> torch.Tensor:
 
 def step_weights(model: Any, rows: int) -> StepWeights:
     """What :func:`decode_step` multiplies by for steps of ``rows`` rows, made once per model and packing
-    (one row, several) and made again when a weight or module changes (another tensor, device or dtype, an
-    in-place update, a module swapped for another).
+    (one row, several) and made again when a weight or module changes: another tensor, device or dtype, an
+    in-place update that torch counts (an optimizer step, ``load_state_dict``), a module swapped for
+    another. A write through ``tensor.data`` is not counted: call :func:`forget_step_weights` after one.
 
-    (1) Each self-attention's query, key and value in one product (:func:`_fused_query_key_value`): a step
-    calls two linears less per layer, and an int8 one quantizes its input once instead of three times. A
-    base step on jfk's states (best of three 80-step runs, before and after alternated in four process
-    pairs, 2026-12-06): int8 7.2-8.2 -> 6.8-7.3 ms at one row and 13.3-14.6 -> 12.4-13.0 at five; float32
-    unchanged at one row (11.4-12.7 -> 11.6-12.3), 14.0-14.4 -> 12.4-15.0 at five. The fused copy costs
-    those three weights again in memory.
+    (1) An int8 self-attention's query, key and value in one product (:func:`_fused_query_key_value`): the
+    step quantizes the layer-normed row once instead of three times and calls two products less per layer.
+    A base step on jfk's states (best of three 80-step runs, before and after alternated in four process
+    pairs, 2026-12-06): 7.2-8.2 -> 6.8-7.3 ms at one row and 13.3-14.6 -> 12.4-13.0 at five. The fused copy
+    costs those weights again (large-v3: 150 MiB). float32 is left unfused: the same measurement showed no
+    gain at one row (11.4-12.7 -> 11.6-12.3 ms) and none clear at five (14.0-14.4 -> 12.4-15.0), where a
+    fused copy would cost large-v3 600 MiB.
 
     (2) oneDNN for the float32 linears: at one row on every decoder linear's own weight and the output
     projection's (no copy), at more rows on a oneDNN-packed copy of each (:data:`PACKING_ROWS`); none where
@@ -499,12 +502,12 @@ def step_weights(model: Any, rows: int) -> StepWeights:
     if packing not in made:
         with torch.no_grad():
             fused = next(iter(made.values())).query_key_value if made else _fused_projections(model)
-            made[packing] = StepWeights(_onednn_weights(model, fused, packing), fused)
+            made[packing] = StepWeights(_onednn_weights(model, packing), fused)
     return made[packing]
 
 
-def _fused_projections(model: Any) -> dict[nn.Module, nn.Module]:
-    """Each decoder self-attention -> its fused query/key/value module, where it has one."""
+def _fused_projections(model: Any) -> dict[nn.Module, Int8Linear]:
+    """Each decoder self-attention -> its fused query/key/value product, where it has one."""
     fused = {}
     for layer in model.model.decoder.layers:
         projection = _fused_query_key_value(layer.self_attn)
@@ -513,15 +516,12 @@ def _fused_projections(model: Any) -> dict[nn.Module, nn.Module]:
     return fused
 
 
-def _onednn_weights(model: Any, fused: dict[nn.Module, nn.Module], packing: bool) -> dict[nn.Module, torch.Tensor]:
-    """The float32 CPU ``nn.Linear`` modules a step calls (``fused`` in place of the projections they
-    replace) -> the weight oneDNN multiplies by: their own, or a packed copy (``packing``)."""
-    replaced = {id(m) for attention in fused for m in (attention.q_proj, attention.k_proj, attention.v_proj)}
-    linears = [m for m in model.model.decoder.modules() if isinstance(m, nn.Linear) and id(m) not in replaced]
+def _onednn_weights(model: Any, packing: bool) -> dict[nn.Module, torch.Tensor]:
+    """The decoder's float32 CPU ``nn.Linear`` modules and the output projection -> the weight oneDNN
+    multiplies by: their own, or a packed copy (``packing``)."""
+    linears = [*(m for m in model.model.decoder.modules() if isinstance(m, nn.Linear)), model.proj_out]
     eligible = [
-        m
-        for m in [*linears, *fused.values(), model.proj_out]
-        if type(m) is nn.Linear and m.weight.dtype == torch.float32 and m.weight.device.type == "cpu"
+        m for m in linears if type(m) is nn.Linear and m.weight.dtype == torch.float32 and m.weight.device.type == "cpu"
     ]
     if not eligible or not _onednn_linear_works():
         return {}
@@ -530,31 +530,28 @@ def _onednn_weights(model: Any, fused: dict[nn.Module, nn.Module], packing: bool
     return {m: m.weight for m in eligible}
 
 
-def _fused_query_key_value(attention: Any) -> nn.Module | None:
-    """One linear module for ``attention``'s query, key and value projections, side by side in its output,
-    the query's rows times ``attention.scaling`` (the scaling the step would apply to the query; a power of
-    two for Whisper's head sizes, so the product is unchanged): a plain ``nn.Linear`` when all three are
-    plain linears, an :class:`~whisper_pt.int8.Int8Linear` when all three are int8 (the input is quantized
-    once); ``None`` for any other module (LoRA adapters, other quantizations), which the step calls as it is."""
+def forget_step_weights(model: Any) -> None:
+    """Drop ``model``'s step weights, so the next step makes them from its weights as they are now: after a
+    write :func:`step_weights` cannot see (through ``tensor.data``)."""
+    _STEP_WEIGHTS.pop(model, None)
+
+
+def _fused_query_key_value(attention: Any) -> Int8Linear | None:
+    """One int8 linear for ``attention``'s query, key and value projections when all three are int8 (None
+    otherwise: those the step calls as they are), their outputs side by side, the query's scales and bias
+    times ``attention.scaling``: a power of two for Whisper's head size (64), so the product is the one the
+    step would scale afterwards, to the bit."""
     projections = (attention.q_proj, attention.k_proj, attention.v_proj)
-    kinds = {type(p) for p in projections}
-    if kinds != {nn.Linear} and kinds != {Int8Linear}:
+    if not all(type(p) is Int8Linear for p in projections):
         return None
-    scales = (attention.scaling, 1.0, 1.0)
+    factors = (attention.scaling, 1.0, 1.0)
+    scales = torch.cat([p.weight_scales * f for p, f in zip(projections, factors, strict=True)])
     given = [p.bias for p in projections if p.bias is not None]
     bias = None
     if given:  # zeros stand for a missing bias (Whisper's key projection has none)
-        parts = zip(projections, scales, strict=True)
-        bias = torch.cat([given[0].new_zeros(p.out_features) if p.bias is None else p.bias * s for p, s in parts])
-    if kinds == {Int8Linear}:
-        scales = torch.cat([p.weight_scales * s for p, s in zip(projections, scales, strict=True)])
-        return Int8Linear(torch.cat([p.weight_values for p in projections]), scales, bias)
-    weight = torch.cat([p.weight * s for p, s in zip(projections, scales, strict=True)])
-    fused = nn.utils.skip_init(nn.Linear, weight.shape[1], weight.shape[0], bias=bias is not None)
-    fused.weight = nn.Parameter(weight, requires_grad=False)
-    if bias is not None:
-        fused.bias = nn.Parameter(bias, requires_grad=False)
-    return fused
+        parts = zip(projections, factors, strict=True)
+        bias = torch.cat([given[0].new_zeros(p.out_features) if p.bias is None else p.bias * f for p, f in parts])
+    return Int8Linear(torch.cat([p.weight_values for p in projections]), scales, bias)
 
 
 def _version(tensor: torch.Tensor) -> int:
