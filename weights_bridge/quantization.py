@@ -151,7 +151,7 @@ def quantize_tensors(
     embedding lookup sees the same values as the output projection.
 
     The weights are quantized one per thread (:func:`_quantizing_threads`): base's in 0.15-0.16 s on two
-    cores against 0.26-0.69 s on one (first quantization of a process, 2026-12-06).
+    cores against 0.26-0.69 s one weight after another (first quantization of a process, 2026-12-06).
     """
     names = quantized_names(tensors)
     with ThreadPoolExecutor(max_workers=_quantizing_threads()) as pool:  # NumPy lets go of the GIL in each block

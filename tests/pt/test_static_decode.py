@@ -274,6 +274,45 @@ def test_real_tiny_en_steps_match_the_plain_forward_pass(tiny_en_dir, jfk_audio,
     assert same_ids
 
 
+def test_real_tiny_en_int8_steps_alike_with_and_without_the_fused_product(tiny_en_dir, jfk_audio, monkeypatch):
+    """tiny.en in int8 on jfk, two rows: the steps through one query/key/value product per self-attention
+    give the logits, to the bit, of the steps through the three products apart (the query's scaling folded
+    into the fused scales is a power of two), and the same greedy tokens as the plain int8 forward pass.
+    (int8 logits are not compared with the plain pass to 1e-4: a rounding apart in attention moves a
+    quantized input by one step, 0.77 in tiny.en's logits here, with the three products apart too.)"""
+    from whisper_core import WhisperProcessor
+    from whisper_pt import generation
+
+    processor = WhisperProcessor.from_pretrained(tiny_en_dir)
+    features = processor(jfk_audio, sampling_rate=16000, return_tensors="pt").input_features
+    quantized = WhisperForConditionalGeneration.from_pretrained(tiny_en_dir, compute_type="int8").eval()
+    attentions = {layer.self_attn for layer in quantized.model.decoder.layers}
+    assert set(step_weights(quantized, rows=2).query_key_value) == attentions
+    with torch.inference_mode():
+        states = quantized.model.encoder(features).last_hidden_state.repeat(2, 1, 1)
+    prefix = torch.tensor([[50257, 50362]] * 2)  # <|startoftranscript|><|notimestamps|>
+    padding = torch.tensor([0, 0])
+    _, same_ids = step_against_plain(quantized, states, prefix, padding, steps=8, reorder_at=-1, order=None)
+    assert same_ids
+
+    def steps() -> torch.Tensor:
+        with torch.inference_mode():
+            hidden, cache = quantized._decode_prefix(states, prefix, padding, CAPACITY)
+            step, tokens, found = quantized._step_function(cache), prefix, []
+            last = quantized.proj_out(hidden[:, -1])
+            for _ in range(8):
+                tokens = torch.cat([tokens, _distinct_picks(last)], dim=1)
+                last = step(tokens[:, -1], tokens.shape[1] - 1)
+                found.append(last)
+        return torch.stack(found)
+
+    fused = steps()
+    monkeypatch.setattr(generation, "_fused_query_key_value", lambda attention: None)
+    forget_step_weights(quantized)
+    assert step_weights(quantized, rows=2).query_key_value == {}
+    assert torch.equal(fused, steps())
+
+
 def test_compiled_step_matches_the_eager_one(padded_rows):
     """The one test that compiles (a small config): the compiled step's logits and the generated beams."""
     compiled = whisper_like_pt_model(gain=1.0)
