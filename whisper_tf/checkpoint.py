@@ -49,7 +49,10 @@ def load_variables(model: Any, tensors: dict[str, np.ndarray], source: str) -> N
         tensors, rules.KERAS_VARIABLES, shapes, model.config, source=source, model=type(model).__name__
     )
     for path, array in arrays.items():
-        variables[path].assign(array.astype(variables[path].dtype))
+        dtype = variables[path].dtype
+        # TensorFlow copies every NumPy array it is given (into a contiguous one), so a cast would be a
+        # third copy of the weights: 0.15 s of loading base (2026-12-06).
+        variables[path].assign(array if array.dtype == dtype else array.astype(dtype))
 
 
 def canonical_tensors(model: Any, values: dict[str, Any] | None = None) -> dict[str, np.ndarray]:

@@ -13,7 +13,6 @@ LayerNorm and softmax run in float32 whatever the layers' dtype policy.
 
 from __future__ import annotations
 
-import contextvars
 import math
 from collections.abc import Callable
 from typing import Any
@@ -180,20 +179,16 @@ def attend(
     return tf.matmul(dropout(weights, training=training), v), weights
 
 
-# True while a model creates its weights by calling itself once (``_build_weights``): the encoder then takes
-# the two mel frames of ``dummy_inputs`` (one position) instead of insisting on 30 s.
-_BUILDING = contextvars.ContextVar("whisper_tf_building", default=False)
+def _build(layer: keras.layers.Layer, input_shape: Any = None) -> None:
+    """Create ``layer``'s variables unless it has them: a Keras layer built twice makes them twice."""
+    if not layer.built:
+        layer.build(input_shape)
 
 
-class _BuiltOnCall:
-    """Mixed into composite layers: their sublayers create their variables on the first real call.
-
-    Without a ``build`` of its own, Keras 3 builds a layer by first tracing ``call`` symbolically,
-    which nests once per layer level and costs seconds per model; there is nothing to build here.
-    """
-
-    def build(self, input_shape: Any = None) -> None:
-        pass
+def _build_for_width(width: int, *layers: keras.layers.Layer) -> None:
+    """Create ``layers``' variables for inputs whose last axis has ``width`` features."""
+    for layer in layers:
+        _build(layer, (None, width))
 
 
 def random_normal(std: float) -> keras.initializers.Initializer:
@@ -208,7 +203,7 @@ def _dense(units: int, init_std: float, dtype: Any, name: str, use_bias: bool = 
     return keras.layers.Dense(units, use_bias=use_bias, kernel_initializer=init, dtype=dtype, name=name)
 
 
-class TFWhisperAttention(_BuiltOnCall, keras.layers.Layer):
+class TFWhisperAttention(keras.layers.Layer):
     """Multi-head attention; self-attention when ``key_value_states`` is None, else cross-attention."""
 
     def __init__(
@@ -227,6 +222,11 @@ class TFWhisperAttention(_BuiltOnCall, keras.layers.Layer):
         self.q_proj = _dense(embed_dim, init_std, dtype, "q_proj")
         self.out_proj = _dense(embed_dim, init_std, dtype, "out_proj")
         self.dropout = keras.layers.Dropout(dropout, dtype=dtype)
+
+    def build(self, input_shape: Any = None) -> None:
+        """Every projection maps ``embed_dim`` features (cross-attention's keys/values come from encoder
+        states of the same width)."""
+        _build_for_width(self.embed_dim, self.q_proj, self.k_proj, self.v_proj, self.out_proj)
 
     def _split_heads(self, x: tf.Tensor) -> tf.Tensor:
         x = tf.reshape(x, (_dim(x, 0), _dim(x, 1), self.num_heads, self.head_dim))
@@ -342,7 +342,7 @@ def _head_rows(x: tf.Tensor) -> tf.Tensor:
     return tf.reshape(x, [shape[0] * shape[1], *shape[2:]])
 
 
-class TFWhisperEncoderLayer(_BuiltOnCall, keras.layers.Layer):
+class TFWhisperEncoderLayer(keras.layers.Layer):
     """Pre-norm block: x + SelfAttn(LN(x)), then x + MLP(LN(x))."""
 
     def __init__(self, config: WhisperConfig, **kwargs: Any) -> None:
@@ -359,6 +359,11 @@ class TFWhisperEncoderLayer(_BuiltOnCall, keras.layers.Layer):
         self.fc2 = _dense(d, config.init_std, dtype, "fc2")
         self.final_layer_norm = LayerNorm(dtype=dtype, name="final_layer_norm")
 
+    def build(self, input_shape: Any = None) -> None:
+        _build(self.self_attn)
+        _build_for_width(self.self_attn.embed_dim, self.self_attn_layer_norm, self.final_layer_norm, self.fc1)
+        _build_for_width(self.fc1.units, self.fc2)
+
     def call(
         self, x: tf.Tensor, layer_head_mask: tf.Tensor | None = None, training: bool = False
     ) -> tuple[tf.Tensor, tf.Tensor]:
@@ -372,7 +377,7 @@ class TFWhisperEncoderLayer(_BuiltOnCall, keras.layers.Layer):
         return x, weights
 
 
-class TFWhisperDecoderLayer(_BuiltOnCall, keras.layers.Layer):
+class TFWhisperDecoderLayer(keras.layers.Layer):
     """Pre-norm block: causal self-attention, cross-attention to the encoder, MLP."""
 
     def __init__(self, config: WhisperConfig, **kwargs: Any) -> None:
@@ -389,6 +394,13 @@ class TFWhisperDecoderLayer(_BuiltOnCall, keras.layers.Layer):
         self.fc1 = _dense(config.decoder_ffn_dim, config.init_std, dtype, "fc1")
         self.fc2 = _dense(d, config.init_std, dtype, "fc2")
         self.final_layer_norm = LayerNorm(dtype=dtype, name="final_layer_norm")
+
+    def build(self, input_shape: Any = None) -> None:
+        _build(self.self_attn)
+        _build(self.encoder_attn)
+        norms = (self.self_attn_layer_norm, self.encoder_attn_layer_norm, self.final_layer_norm)
+        _build_for_width(self.self_attn.embed_dim, *norms, self.fc1)
+        _build_for_width(self.fc1.units, self.fc2)
 
     def call(
         self,
@@ -428,11 +440,11 @@ class TFWhisperDecoderLayer(_BuiltOnCall, keras.layers.Layer):
         return x, self_weights, cross_weights, (*self_kv, *cross_kv)
 
 
-class TFWhisperPreTrainedModel(_BuiltOnCall, CheckpointMixin, keras.Model):
+class TFWhisperPreTrainedModel(CheckpointMixin, keras.Model):
     """What every Whisper model shares: ``config``, eager weight creation, the KV cache entry point.
 
-    Keras creates variables on the first call, so the constructor runs the model once on dummy inputs:
-    a new model has all its weights (as in PyTorch and Flax), ready for ``from_canonical`` to fill.
+    The constructor builds every variable (``build``): a new model has all its weights (as in PyTorch and
+    Flax), ready for ``from_canonical`` to fill.
     ``dtype`` is a Keras dtype policy ("float32", "float16", "bfloat16", "mixed_float16", ...).
     Checkpoint I/O (``from_pretrained``/``save_pretrained`` through ``weights_bridge``) comes from
     ``CheckpointMixin``.
@@ -448,24 +460,18 @@ class TFWhisperPreTrainedModel(_BuiltOnCall, CheckpointMixin, keras.Model):
             raise ValueError("whisper_tf ties proj_out to embed_tokens, as every Whisper checkpoint does")
         self.config = config
 
-    def _build_weights(self) -> None:
-        """Create every weight by calling the model once on ``dummy_inputs``, made while building: two mel
-        frames (one encoder position) and one decoder token. The 30 s of silence the encoder otherwise
-        insists on cost a whole encoder pass (1.4 s of building base under cProfile, 2026-12-06); every weight's shape
-        depends on the model's widths only, not on how many frames pass through it."""
-        building = _BUILDING.set(True)
-        try:
-            self(**self.dummy_inputs, training=False)
-        finally:
-            _BUILDING.reset(building)
+    def build(self, input_shape: Any = None) -> None:
+        """Create every weight from the config's widths, as PyTorch and Flax do, without running anything:
+        each composite layer builds its sublayers. Calling the model once on two mel frames and one token
+        instead cost 1.0 s of building base under cProfile (2026-12-06), Keras' call machinery and ~1500
+        eager operations."""
+        _build(self.model)
 
     @property
     def dummy_inputs(self) -> dict[str, tf.Tensor]:
-        """Smallest inputs that touch every layer: 30 s of silence (two frames while building the weights),
-        one decoder token."""
-        frames = 2 if _BUILDING.get() else 2 * self.config.max_source_positions
+        """Smallest inputs that touch every layer: 30 s of silence, one decoder token."""
         return {
-            "input_features": tf.zeros((1, self.config.num_mel_bins, frames), tf.float32),
+            "input_features": tf.zeros((1, self.config.num_mel_bins, 2 * self.config.max_source_positions), tf.float32),
             "decoder_input_ids": tf.fill((1, 1), self.config.decoder_start_token_id),
         }
 
@@ -508,7 +514,7 @@ class TFWhisperPositionalEmbedding(keras.layers.Layer):
         return tf.gather(self.weight, position_ids)
 
 
-class TFWhisperEncoder(_BuiltOnCall, keras.layers.Layer):
+class TFWhisperEncoder(keras.layers.Layer):
     """Two GELU convolutions (the second halves time), fixed sinusoidal positions, pre-norm layers."""
 
     def __init__(self, config: WhisperConfig, **kwargs: Any) -> None:
@@ -533,6 +539,15 @@ class TFWhisperEncoder(_BuiltOnCall, keras.layers.Layer):
         ]
         self.layer_norm = LayerNorm(dtype=dtype, name="layer_norm")
 
+    def build(self, input_shape: Any = None) -> None:
+        d = self.config.d_model
+        _build(self.conv1, (None, None, self.config.num_mel_bins))
+        _build(self.conv2, (None, None, d))
+        _build(self.embed_positions)
+        for layer in self.layers:
+            _build(layer)
+        _build_for_width(d, self.layer_norm)
+
     def call(
         self,
         input_features: tf.Tensor,
@@ -553,8 +568,6 @@ class TFWhisperEncoder(_BuiltOnCall, keras.layers.Layer):
         output_hidden_states = config_flag(output_hidden_states, self.config, "output_hidden_states")
         return_dict = config_flag(return_dict, self.config, "return_dict")
         expected_frames = 2 * self.config.max_source_positions
-        if _BUILDING.get():  # creating the weights (TFWhisperPreTrainedModel._build_weights)
-            expected_frames = input_features.shape[-1]
         if input_features.shape.rank != 3 or input_features.shape[1] != self.config.num_mel_bins:
             raise ValueError(
                 f"Whisper expects input_features of shape (batch, {self.config.num_mel_bins}, {expected_frames}), "
@@ -588,7 +601,7 @@ class TFWhisperEncoder(_BuiltOnCall, keras.layers.Layer):
         return out if return_dict else out.to_tuple()
 
 
-class TFWhisperDecoder(_BuiltOnCall, keras.layers.Layer):
+class TFWhisperDecoder(keras.layers.Layer):
     """Token + learned position embeddings, pre-norm layers with causal self- and cross-attention."""
 
     def __init__(self, config: WhisperConfig, **kwargs: Any) -> None:
@@ -607,6 +620,13 @@ class TFWhisperDecoder(_BuiltOnCall, keras.layers.Layer):
             TFWhisperDecoderLayer(config, dtype=dtype, name=f"layers.{i}") for i in range(config.decoder_layers)
         ]
         self.layer_norm = LayerNorm(dtype=dtype, name="layer_norm")
+
+    def build(self, input_shape: Any = None) -> None:
+        _build(self.embed_tokens)
+        _build(self.embed_positions)
+        for layer in self.layers:
+            _build(layer)
+        _build_for_width(self.config.d_model, self.layer_norm)
 
     def init_cache(self, encoder_hidden_states: tf.Tensor, max_length: int) -> KVCache:
         """Empty self-attention slots ``[b * h, max_length, hd]`` plus each layer's cross-attention k/v."""
@@ -725,7 +745,7 @@ def _dims(x: tf.Tensor) -> list[Any]:
     return [_dim(x, axis) for axis in range(x.shape.rank)]
 
 
-class TFWhisperMainLayer(_BuiltOnCall, keras.layers.Layer):
+class TFWhisperMainLayer(keras.layers.Layer):
     """Encoder + decoder under one layer named ``model``, as in transformers (``model/encoder/...``)."""
 
     def __init__(self, config: WhisperConfig, **kwargs: Any) -> None:
@@ -733,6 +753,10 @@ class TFWhisperMainLayer(_BuiltOnCall, keras.layers.Layer):
         self.config = config
         self.encoder = TFWhisperEncoder(config, dtype=self.dtype_policy, name="encoder")
         self.decoder = TFWhisperDecoder(config, dtype=self.dtype_policy, name="decoder")
+
+    def build(self, input_shape: Any = None) -> None:
+        _build(self.encoder)
+        _build(self.decoder)
 
     def _mask_input_features(
         self, input_features: tf.Tensor, training: bool, attention_mask: tf.Tensor | None = None
@@ -822,7 +846,7 @@ class TFWhisperModel(TFWhisperPreTrainedModel):
     def __init__(self, config: WhisperConfig, **kwargs: Any) -> None:
         super().__init__(config, **kwargs)
         self.model = TFWhisperMainLayer(config, dtype=self.dtype_policy, name="model")
-        self._build_weights()
+        self.build()
 
     def get_input_embeddings(self) -> keras.layers.Embedding:
         return self.model.decoder.embed_tokens
@@ -911,7 +935,7 @@ class TFWhisperForConditionalGeneration(TFWhisperGenerationMixin, TFWhisperTrain
         self.max_target_positions = config.max_target_positions
         # Replaced by the checkpoint's generation_config.json when loaded from one.
         self.generation_config = GenerationConfig.from_model_config(config)
-        self._build_weights()
+        self.build()
 
     def get_encoder(self) -> TFWhisperEncoder:
         return self.model.encoder
@@ -1016,7 +1040,12 @@ class TFWhisperForAudioClassification(TFWhisperPreTrainedModel):
             )
         self.projector = _dense(config.classifier_proj_size, config.init_std, dtype, "projector")
         self.classifier = _dense(config.num_labels, config.init_std, dtype, "classifier")
-        self._build_weights()
+        self.build()
+
+    def build(self, input_shape: Any = None) -> None:
+        _build(self.encoder)
+        _build_for_width(self.config.d_model, self.projector)
+        _build_for_width(self.projector.units, self.classifier)
 
     @property
     def dummy_inputs(self) -> dict[str, tf.Tensor]:

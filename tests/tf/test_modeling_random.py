@@ -17,7 +17,7 @@ from tests.helpers import FRAMES, SMALL, assert_seq2seq_outputs_close, max_abs, 
 from weights_bridge import rules, tf_h5
 from whisper_core.config import WhisperConfig
 from whisper_tf import KVCache, TFWhisperForAudioClassification, TFWhisperForConditionalGeneration, TFWhisperModel
-from whisper_tf.checkpoint import model_variables
+from whisper_tf.checkpoint import load_variables, model_variables
 from whisper_tf.modeling import _compute_mask_indices, shift_tokens_right, sinusoids
 
 TOL = 1e-5
@@ -126,19 +126,26 @@ def test_loading_skips_the_random_draws_and_leaves_them_to_everyone_else(ours, m
 @pytest.mark.parametrize(
     "model_class", [TFWhisperModel, TFWhisperForConditionalGeneration, TFWhisperForAudioClassification]
 )
-def test_weights_are_built_from_two_frames_and_the_encoder_still_wants_a_whole_window(model_class, ours, monkeypatch):
-    """Building a model calls it on two mel frames, not on 30 s of silence (a whole encoder pass); once
-    built, the encoder takes a whole window only, and ``dummy_inputs`` are 30 s again."""
-    seen = []
-    encoder_call = type(ours.get_encoder()).call
-    monkeypatch.setattr(
-        type(ours.get_encoder()),
-        "call",
-        lambda self, x, *a, **k: seen.append(x.shape[-1]) or encoder_call(self, x, *a, **k),
-    )
+def test_weights_are_built_without_running_the_model(model_class, ours, monkeypatch):
+    """A new model has every weight, the checkpoint's shapes included, without any layer having run: each
+    composite layer builds its sublayers from the config's widths. The encoder still takes whole windows
+    only."""
+    ran = []
+    for layer in (type(ours.get_encoder()), type(ours.get_decoder())):
+        call = layer.call
+        monkeypatch.setattr(
+            layer, "call", lambda self, *a, _call=call, **k: ran.append(self.name) or _call(self, *a, **k)
+        )
     model = model_class(ours.config)
-    assert seen == [2]
-    states = model.get_encoder()(np.zeros((1, ours.config.num_mel_bins, FRAMES), np.float32)).last_hidden_state
+    assert ran == []
+    assert all(variable.shape.is_fully_defined() for variable in model.weights)
+    count = len(model.weights)
+    model.build((1, ours.config.num_mel_bins, FRAMES))  # as Keras users do: makes no second set of weights
+    assert len(model.weights) == count
+    load_variables(model, ours.canonical_tensors(), "ours")  # every name and shape checked
+    features = np.zeros((1, ours.config.num_mel_bins, FRAMES), np.float32)
+    states = model.get_encoder()(features).last_hidden_state
+    assert ran == ["encoder"]
     assert states.shape == (1, ours.config.max_source_positions, ours.config.d_model)
     assert model.dummy_inputs["input_features"].shape[-1] == FRAMES
     with pytest.raises(ValueError, match="length"):

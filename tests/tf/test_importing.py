@@ -1,0 +1,37 @@
+"""How ``whisper_tf`` imports TensorFlow: the pooled allocator, JAX kept out, and nothing taken away."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(code: str) -> dict:
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_tensorflow_comes_without_jax_and_jax_is_importable_afterwards():
+    state = _run(
+        "import json, os, sys, whisper_tf\n"
+        "before = {'jax': 'jax' in sys.modules, 'bfc': os.environ.get('TF_CPU_ALLOCATOR_USE_BFC')}\n"
+        "import jax.numpy as jnp\n"
+        "print(json.dumps(before | {'sum': float(jnp.ones(3).sum()), 'keras': 'keras' in sys.modules}))"
+    )
+    assert state == {"jax": False, "bfc": "true", "sum": 3.0, "keras": True}
+
+
+def test_a_process_that_imported_jax_first_keeps_it_and_its_allocator_choice():
+    state = _run(
+        "import json, os, sys\n"
+        "os.environ['TF_CPU_ALLOCATOR_USE_BFC'] = 'false'\n"
+        "import jax\n"
+        "import whisper_tf\n"
+        "jit = sys.modules['tensorflow.lite.python.util']._jit\n"
+        "print(json.dumps({'jit': jit is jax.jit, 'bfc': os.environ['TF_CPU_ALLOCATOR_USE_BFC']}))"
+    )
+    assert state == {"jit": True, "bfc": "false"}
