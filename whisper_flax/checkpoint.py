@@ -42,9 +42,12 @@ def _flat(params: Any) -> dict[str, Any]:
 def load_params(model: Any, tensors: dict[str, np.ndarray], source: str, dtype: Any) -> dict[str, Any]:
     """The params tree of ``model`` from canonical ``tensors``, cast to ``dtype``; every parameter must be
     given (except new classification heads, initialised randomly) and every shape must match."""
-    init = partial(model.init_weights, input_shape=model.input_shape)
+    init = model._compiled(
+        ("init_weights", model.input_shape), lambda: jax.jit(partial(model.init_weights, input_shape=model.input_shape))
+    )
     key = jax.ShapeDtypeStruct((2,), jnp.uint32)  # a key's shape: making a real one compiles two programs
-    expected = _flat(jax.eval_shape(init, key))  # shapes only: nothing is computed
+    # Shapes only: nothing is computed, and where programs are kept nothing is traced either (0.24 s for base).
+    expected = _flat(init.output_shapes(key))
     shapes = {path: tuple(leaf.shape) for path, leaf in expected.items()}
     arrays = pretrained.match_parameters(
         tensors, rules.FLAX_PARAMS, shapes, model.config, source=source, model=type(model).__name__

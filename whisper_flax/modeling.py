@@ -13,6 +13,7 @@ LayerNorm and softmax run in float32 whatever ``dtype`` (compute) and ``param_dt
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from typing import Any
@@ -38,6 +39,7 @@ from .outputs import (
     Seq2SeqModelOutput,
     SequenceClassifierOutput,
 )
+from .programs import Program
 
 Params = dict[str, Any]
 
@@ -534,9 +536,13 @@ class FlaxWhisperPreTrainedModel(CheckpointMixin):
         return {"params": params}
 
     def _compiled(self, key: Any, make: Callable[[], Callable]) -> Callable:
-        """One jitted function per ``key`` for this model (jit then caches one executable per input shape)."""
+        """One jitted function per ``key`` for this model (jit then caches one executable per input shape),
+        kept on disk as exported programs where :func:`~whisper_flax.programs.keep_programs` asks. ``key``
+        and the module (config and dtypes) are all a program depends on besides the code and the
+        arguments: every ``make`` builds its function from them alone."""
         if key not in self._jitted:
-            self._jitted[key] = make()
+            config = json.dumps(self.config.to_dict(), sort_keys=True, default=str)
+            self._jitted[key] = Program(make(), lambda: f"{self.module!r}\n{config}\n{key!r}")
         return self._jitted[key]
 
     def _get_feat_extract_output_lengths(self, input_lengths: jax.Array) -> jax.Array:

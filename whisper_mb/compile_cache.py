@@ -2,7 +2,8 @@
 
 TensorFlow and JAX compile the decoding loop (one program per shape: batch, prefix bucket, new
 tokens); both can keep what they compiled in a directory and read it back in the next process. This
-module points them at ``<WHISPER_MB_HOME>/<framework>-compilations`` before the backend is loaded. A
+module points them at ``<WHISPER_MB_HOME>/<framework>-compilations`` before the backend is loaded (and
+JAX's traced programs at ``<WHISPER_MB_HOME>/jax-programs``). A
 cache directory the user set through the framework's own variable stays in charge. (PyTorch compiles
 only when asked, ``WHISPER_MB_TORCH_COMPILE=1``, and ``whisper_pt.generation`` then points inductor at
 ``<WHISPER_MB_HOME>/torch-compilations`` itself.)
@@ -36,7 +37,12 @@ def keep_compilations(backend: str) -> Path | None:
 def _keep_jax() -> Path | None:
     """JAX reads its cache directory from its config. Programs that compile in over 0.1 s are kept: the
     encoder's too (base: 0.49 s to compile, which JAX's default threshold of 1 s, and ours of 0.5 s until
-    2026-12-06, left to every process). Quicker ones are not worth a file: a read costs about what they do."""
+    2026-12-06, left to every process). Quicker ones are not worth a file: a read costs about what they do.
+    The traced programs are kept too, in ``<WHISPER_MB_HOME>/jax-programs`` (:mod:`whisper_flax.programs`),
+    whoever keeps the compilations."""
+    from whisper_flax.programs import keep_programs
+
+    keep_programs(cache_home() / "jax-programs")
     if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
         return None
     import jax
