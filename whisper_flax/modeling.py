@@ -541,9 +541,13 @@ class FlaxWhisperPreTrainedModel(CheckpointMixin):
         and the module (config and dtypes) are all a program depends on besides the code and the
         arguments: every ``make`` builds its function from them alone."""
         if key not in self._jitted:
-            config = json.dumps(self.config.to_dict(), sort_keys=True, default=str)
-            self._jitted[key] = Program(make(), lambda: f"{self.module!r}\n{config}\n{key!r}")
+            self._jitted[key] = Program(make(), lambda: self._describe(key))
         return self._jitted[key]
+
+    def _describe(self, key: Any) -> str:
+        """What a traced program of this model depends on besides the code and its arguments: the module
+        (dtypes), the whole config as it is now, and the program's key."""
+        return f"{self.module!r}\n{json.dumps(self.config.to_dict(), sort_keys=True, default=str)}\n{key!r}"
 
     def _get_feat_extract_output_lengths(self, input_lengths: jax.Array) -> jax.Array:
         """Encoder output frames for ``input_lengths`` mel frames (conv2 has stride 2)."""

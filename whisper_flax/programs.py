@@ -21,6 +21,7 @@ import functools
 import hashlib
 import json
 import logging
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ logger = logging.getLogger(__name__)
 
 SUFFIX = ".jaxexport"
 _directory: Path | None = None
+_unwritable: set[Path] = set()  # directories already said to be unwritable
 
 
 def keep_programs(directory: str | Path | None) -> None:
@@ -57,53 +59,96 @@ class Program:
     (or exported and written there the first time), one per argument signature.
 
     ``describe()`` names everything the traced program depends on besides the code and the arguments'
-    shapes: the model and the program's key (see :meth:`FlaxWhisperPreTrainedModel._compiled`).
+    shapes: the model and the program's key (see :meth:`FlaxWhisperPreTrainedModel._compiled`). It is
+    called when a program is exported or looked up, so it sees the model as it is then.
     """
 
     def __init__(self, jitted: Callable[..., Any], describe: Callable[[], str]) -> None:
         self.jitted = jitted
         self.describe = describe
         self._runs: dict[str, Callable[..., Any]] = {}
+        self._said_not_kept = False
 
     def __call__(self, *args: Any) -> Any:
-        if _directory is None:
+        if _directory is None or jax.config.jax_disable_jit:
             return self.jitted(*args)
         signature = _signature(args)
         run = self._runs.get(signature)
-        if run is None:
-            exported = self._exported(_directory, signature, args)
-            run = self._runs[signature] = jax.jit(exported.call) if exported is not None else self.jitted
-        return run(*args)
+        if run is not None:
+            return run(*args)
+        exported, path = self._exported(_directory, signature, args)
+        run = self.jitted if exported is None else jax.jit(exported.call)
+        try:
+            result = run(*args)
+        except Exception as error:
+            if run is self.jitted:
+                raise
+            # The exported program failed (a file written elsewhere, or a fault of the export): the traced
+            # function runs instead and raises if the arguments are at fault; a failed file is not read again.
+            logger.warning("kept JAX program %s did not run (%s): tracing it instead", path, error)
+            if path is not None:
+                path.unlink(missing_ok=True)
+            run = self.jitted
+            result = run(*args)
+        self._runs[signature] = run
+        return result
 
     def output_shapes(self, *args: Any) -> Any:
         """What ``jax.eval_shape`` gives for ``args`` (arrays or ``jax.ShapeDtypeStruct``), read from the kept
         program where there is one instead of tracing the function."""
-        exported = self._exported(_directory, _signature(args), args) if _directory is not None else None
+        exported = None
+        if _directory is not None and not jax.config.jax_disable_jit:
+            exported, _ = self._exported(_directory, _signature(args), args)
         if exported is None:
             return jax.eval_shape(self.jitted, *args)
         outputs = [jax.ShapeDtypeStruct(aval.shape, aval.dtype) for aval in exported.out_avals]
         return jax.tree_util.tree_unflatten(exported.out_tree, outputs)
 
-    def _exported(self, directory: Path, signature: str, args: tuple) -> export.Exported | None:
-        """The program for ``args`` read from ``directory``, else exported and written there; ``None`` when
-        it cannot be exported (it then runs traced as usual)."""
+    def _exported(self, directory: Path, signature: str, args: tuple) -> tuple[export.Exported | None, Path | None]:
+        """The program for ``args`` and the file it was read from; else exported (and written to
+        ``directory``: path ``None`` when that failed); ``(None, None)`` when it cannot be exported (it then
+        runs traced as usual)."""
         _register_trees()
         key = f"{_environment()}\n{self.describe()}\n{signature}"
         path = directory / (hashlib.sha256(key.encode()).hexdigest() + SUFFIX)
         if path.exists():
             try:
-                return export.deserialize(bytearray(path.read_bytes()))
+                exported = export.deserialize(bytearray(path.read_bytes()))
+                if _takes(exported, args):
+                    return exported, path
+                logger.warning("kept JAX program %s takes other arguments: exporting it again", path)
             except Exception as error:  # a damaged file is exported again
                 logger.warning("kept JAX program %s unreadable (%s): exporting it again", path, error)
         try:
             exported = export.export(self.jitted)(*args)
             serialized = exported.serialize()
         except Exception as error:  # what cannot be exported still runs, traced as usual
-            logger.debug("JAX program not kept (%s): %s", type(error).__name__, error)
-            return None
-        with atomic_path(path) as temp_path:
-            temp_path.write_bytes(serialized)
-        return exported
+            if not self._said_not_kept:
+                self._said_not_kept = True
+                logger.warning("JAX program not kept, traced in every process (%s: %s)", type(error).__name__, error)
+            return None, None
+        try:
+            with atomic_path(path) as temp_path:
+                temp_path.write_bytes(serialized)
+        except OSError as error:
+            _warn_unwritable(directory, error)
+            return exported, None
+        return exported, path
+
+
+def _takes(exported: export.Exported, args: tuple) -> bool:
+    """Whether ``exported`` takes ``args``: the same tree (of positional and keyword arguments), shapes and
+    dtypes."""
+    leaves, tree = jax.tree_util.tree_flatten((args, {}))
+    given = [(tuple(np.shape(leaf)), np.dtype(leaf.dtype)) for leaf in leaves]
+    return exported.in_tree == tree and given == [(tuple(a.shape), np.dtype(a.dtype)) for a in exported.in_avals]
+
+
+def _warn_unwritable(directory: Path, error: OSError) -> None:
+    """Say once per directory that programs cannot be kept there; transcription goes on without."""
+    if directory not in _unwritable:
+        _unwritable.add(directory)
+        logger.warning("cannot keep JAX programs in %s (%s): each process traces them", directory, error)
 
 
 def _signature(args: tuple) -> str:
@@ -117,42 +162,63 @@ def _signature(args: tuple) -> str:
     return f"{tree}\n{' '.join(avals)}"
 
 
-@functools.cache
+# The JAX settings that change what a traced program computes (its dtypes, precision, random bits, checks).
+TRACING_SETTINGS = (
+    "jax_enable_x64",
+    "jax_default_matmul_precision",
+    "jax_default_prng_impl",
+    "jax_threefry_partitionable",
+    "jax_numpy_rank_promotion",
+    "jax_numpy_dtype_promotion",
+    "jax_default_device",
+    "jax_debug_nans",
+    "jax_debug_infs",
+)
+
+
 def _environment() -> str:
-    """The code and the software a traced program comes from (computed once per process)."""
-    sources = hashlib.sha256()
-    for package in (Path(__file__).parent, Path(whisper_core.__file__).parent):
-        for path in sorted(package.rglob("*.py")):
-            sources.update(path.relative_to(package.parent).as_posix().encode() + b"\0" + path.read_bytes())
+    """The code, software and settings a traced program comes from. Settings are read at each export or
+    lookup (a context manager such as ``jax.default_matmul_precision`` may set them for a while)."""
     versions = {
         "jax": jax.__version__,
         "jaxlib": jax.lib.__version__,
         "flax": flax.__version__,
         "numpy": np.__version__,
     }
-    settings = {
-        name: str(getattr(jax.config, name))
-        for name in (
-            "jax_enable_x64",
-            "jax_default_matmul_precision",
-            "jax_default_prng_impl",
-            "jax_numpy_rank_promotion",
-        )
-    }
+    settings = {name: str(getattr(jax.config, name)) for name in TRACING_SETTINGS}
     device = jax.devices()[0]
     platform = {"backend": jax.default_backend(), "device": device.device_kind, "devices": jax.device_count()}
-    return json.dumps({"sources": sources.hexdigest(), **versions, **settings, **platform}, sort_keys=True)
+    return json.dumps({"sources": _sources(), **versions, **settings, **platform}, sort_keys=True)
 
 
 @functools.cache
+def _sources() -> str:
+    """A hash of the code traced programs come from: every module of ``whisper_flax`` and ``whisper_core``
+    (read once per process)."""
+    sources = hashlib.sha256()
+    for package in (Path(__file__).parent, Path(whisper_core.__file__).parent):
+        for path in sorted(package.rglob("*.py")):
+            sources.update(path.relative_to(package.parent).as_posix().encode() + b"\0" + path.read_bytes())
+    return sources.hexdigest()
+
+
+_registering = threading.Lock()
+_registered = False
+
+
 def _register_trees() -> None:
     """Let exported programs take and return our pytrees: the cache (a NamedTuple), the model outputs and
-    the beam state (dataclasses whose fields are all children)."""
-    export.register_namedtuple_serialization(KVCache, serialized_name="whisper_core.outputs.KVCache")
-    for tree_class in (*OUTPUT_CLASSES, beam.BeamState):
-        export.register_pytree_node_serialization(
-            tree_class,
-            serialized_name=f"{tree_class.__module__}.{tree_class.__qualname__}",
-            serialize_auxdata=lambda _: b"",
-            deserialize_auxdata=lambda _: (),
-        )
+    the beam state (dataclasses whose fields are all children). Once per process, whichever thread asks."""
+    global _registered
+    with _registering:
+        if _registered:
+            return
+        export.register_namedtuple_serialization(KVCache, serialized_name="whisper_core.outputs.KVCache")
+        for tree_class in (*OUTPUT_CLASSES, beam.BeamState):
+            export.register_pytree_node_serialization(
+                tree_class,
+                serialized_name=f"{tree_class.__module__}.{tree_class.__qualname__}",
+                serialize_auxdata=lambda _: b"",
+                deserialize_auxdata=lambda _: (),
+            )
+        _registered = True

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
@@ -108,6 +109,45 @@ def test_another_config_keeps_programs_of_its_own(checkpoint, features, kept, tm
     _, traced = decode(other, features)
     assert traced == 2  # nothing of the first config was reused
     assert len(programs(kept)) == 2 * len(written)
+
+
+def test_a_program_file_of_other_arguments_is_not_run(checkpoint, features, kept, caplog):
+    """Files swapped between programs (as a file copied in from elsewhere might be): each is exported again."""
+    expected, _ = decode(checkpoint, features)
+    paths = [kept / name for name in programs(kept)]
+    contents = [path.read_bytes() for path in paths]
+    for path, content in zip(paths, contents[1:] + contents[:1], strict=True):
+        path.write_bytes(content)
+    with caplog.at_level(logging.WARNING, logger="whisper_flax.programs"):
+        again, traced = decode(checkpoint, features)
+    assert traced == 2
+    assert len([r for r in caplog.records if "other arguments" in r.getMessage()]) == len(paths)
+    for got, want in zip(again, expected, strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_an_unwritable_directory_keeps_nothing_and_decodes_alike(checkpoint, features, tmp_path, caplog):
+    expected, _ = decode(checkpoint, features)
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a directory")
+    keep_programs(blocked / "programs")
+    try:
+        with caplog.at_level(logging.WARNING, logger="whisper_flax.programs"):
+            got, traced = decode(checkpoint, features)
+    finally:
+        keep_programs(None)
+    assert traced == 2
+    assert len([r for r in caplog.records if "cannot keep JAX programs" in r.getMessage()]) == 1  # said once
+    for a, b in zip(got, expected, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_setting_that_changes_the_arithmetic_keeps_programs_of_its_own(checkpoint, features, kept):
+    decode(checkpoint, features)
+    written = len(programs(kept))
+    with jax.default_matmul_precision("bfloat16"):
+        _, traced = decode(checkpoint, features)
+    assert traced == 2 and len(programs(kept)) == 2 * written
 
 
 @pytest.mark.slow

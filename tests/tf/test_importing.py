@@ -35,3 +35,21 @@ def test_a_process_that_imported_jax_first_keeps_it_and_its_allocator_choice():
         "print(json.dumps({'jit': jit is jax.jit, 'bfc': os.environ['TF_CPU_ALLOCATOR_USE_BFC']}))"
     )
     assert state == {"jit": True, "bfc": "false"}
+
+
+def test_keras_set_to_run_on_jax_gets_jax_and_our_clear_refusal(tmp_path):
+    """Where Keras is configured for JAX, JAX is not hidden: Keras starts on it, and the model module then
+    says that this package needs Keras on TensorFlow (not that JAX could not be imported)."""
+    (tmp_path / "keras.json").write_text('{"backend": "jax"}')
+    code = (
+        "import json, os, sys\n"
+        f"os.environ['KERAS_HOME'] = {str(tmp_path)!r}\n"
+        "try:\n"
+        "    import whisper_tf\n"
+        "except Exception as error:\n"
+        "    import keras\n"
+        "    print(json.dumps({'backend': keras.backend.backend(), 'error': str(error)}))"
+    )
+    state = _run(code)
+    assert state["backend"] == "jax"
+    assert "needs Keras on the TensorFlow backend" in state["error"]
