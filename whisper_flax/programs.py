@@ -11,8 +11,9 @@ module and XLA's cache still finds the compilation.
 
 A kept program is only reused by the same code: its file name hashes the source of ``whisper_flax``
 and ``whisper_core``, the versions of JAX, jaxlib, Flax and NumPy, the platform, the JAX settings that
-change tracing, the model's config and dtypes, the program's key and its argument shapes and dtypes.
-A file that cannot be read is exported again and replaced.
+change the arithmetic, the model's config and dtypes, the program's key and its argument shapes and
+dtypes. A file that cannot be read, takes other arguments or fails to run is traced again and replaced;
+where nothing can be written, or a program cannot be exported, it is traced in each process as before.
 """
 
 from __future__ import annotations
