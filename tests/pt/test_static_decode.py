@@ -84,6 +84,20 @@ def _distinct_picks(logits: torch.Tensor) -> torch.Tensor:
     return logits.topk(logits.shape[0], dim=-1).indices[rows, rows][:, None]
 
 
+def stepped_last_logits(model, states, prefix, padding, steps: int) -> torch.Tensor:
+    """``[steps, rows, vocab]``: the static-cache step's logits after the prefix pass, fed the tokens
+    :func:`_distinct_picks` chooses (compare with :func:`cached_forward_last_logits`)."""
+    with torch.inference_mode():
+        hidden, cache = model._decode_prefix(states, prefix, padding, CAPACITY)
+        step, tokens, found = model._step_function(cache), prefix, []
+        last = model.proj_out(hidden[:, -1])
+        for _ in range(steps):
+            tokens = torch.cat([tokens, _distinct_picks(last)], dim=1)
+            last = step(tokens[:, -1], tokens.shape[1] - 1)
+            found.append(last)
+    return torch.stack(found)
+
+
 def cached_forward_last_logits(model, states, prefix, padding, steps: int) -> torch.Tensor:
     """``[steps, rows, vocab]``: the model's own forward pass with its growing tuple cache (the loop
     ``generate`` ran before the static cache), fed the tokens :func:`_distinct_picks` chooses."""
@@ -190,16 +204,9 @@ def test_int8_modules_decode_eagerly_like_the_cached_forward_pass(padded_rows):
     quantized = _with_int8_linears(whisper_like_pt_model(gain=1.0))
     quantized.torch_compile = True
     states, prefix, padding = padded_rows
-    with torch.inference_mode():
-        hidden, cache = quantized._decode_prefix(states, prefix, padding, CAPACITY)
-        assert not use_compiled_step(quantized)
-        step, sequences, found = quantized._step_function(cache), prefix, []
-        last = quantized.proj_out(hidden[:, -1])
-        for _ in range(4):
-            sequences = torch.cat([sequences, _distinct_picks(last)], dim=1)
-            last = step(sequences[:, -1], sequences.shape[1] - 1)
-            found.append(last)
-    assert max_abs(torch.stack(found), cached_forward_last_logits(quantized, states, prefix, padding, 4)) <= 1e-5
+    assert not use_compiled_step(quantized)
+    found = stepped_last_logits(quantized, states, prefix, padding, 4)
+    assert max_abs(found, cached_forward_last_logits(quantized, states, prefix, padding, 4)) <= 1e-5
 
 
 def test_writes_through_data_need_forget_step_weights(padded_rows):
@@ -295,22 +302,11 @@ def test_real_tiny_en_int8_steps_alike_with_and_without_the_fused_product(tiny_e
     _, same_ids = step_against_plain(quantized, states, prefix, padding, steps=8, reorder_at=-1, order=None)
     assert same_ids
 
-    def steps() -> torch.Tensor:
-        with torch.inference_mode():
-            hidden, cache = quantized._decode_prefix(states, prefix, padding, CAPACITY)
-            step, tokens, found = quantized._step_function(cache), prefix, []
-            last = quantized.proj_out(hidden[:, -1])
-            for _ in range(8):
-                tokens = torch.cat([tokens, _distinct_picks(last)], dim=1)
-                last = step(tokens[:, -1], tokens.shape[1] - 1)
-                found.append(last)
-        return torch.stack(found)
-
-    fused = steps()
+    fused = stepped_last_logits(quantized, states, prefix, padding, 8)
     monkeypatch.setattr(generation, "_fused_query_key_value", lambda attention: None)
     forget_step_weights(quantized)
     assert step_weights(quantized, rows=2).query_key_value == {}
-    assert torch.equal(fused, steps())
+    assert torch.equal(fused, stepped_last_logits(quantized, states, prefix, padding, 8))
 
 
 def test_compiled_step_matches_the_eager_one(padded_rows):
