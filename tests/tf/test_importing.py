@@ -1,4 +1,4 @@
-"""How ``whisper_tf`` imports TensorFlow: the pooled allocator, JAX kept out, and nothing taken away."""
+"""How ``whisper_tf`` imports TensorFlow: the pooled allocator, optional packages kept out, and nothing taken away."""
 
 from __future__ import annotations
 
@@ -15,14 +15,31 @@ def _run(code: str) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def test_tensorflow_comes_without_jax_and_jax_is_importable_afterwards():
+def test_tensorflow_comes_without_its_optional_packages_and_they_are_importable_afterwards():
     state = _run(
         "import json, os, sys, whisper_tf\n"
-        "before = {'jax': 'jax' in sys.modules, 'bfc': os.environ.get('TF_CPU_ALLOCATOR_USE_BFC')}\n"
+        "optional = ('jax', 'matplotlib', 'scipy')\n"
+        "before = {'loaded': [name for name in optional if name in sys.modules],\n"
+        "          'bfc': os.environ.get('TF_CPU_ALLOCATOR_USE_BFC')}\n"
         "import jax.numpy as jnp\n"
-        "print(json.dumps(before | {'sum': float(jnp.ones(3).sum()), 'keras': 'keras' in sys.modules}))"
+        "import matplotlib.pyplot\n"
+        "import scipy.sparse\n"
+        "after = {'sum': float(jnp.ones(3).sum()), 'sparse': scipy.sparse.issparse(scipy.sparse.eye(2)),\n"
+        "         'figure': type(matplotlib.pyplot.figure()).__name__, 'keras': 'keras' in sys.modules}\n"
+        "print(json.dumps(before | after))"
     )
-    assert state == {"jax": False, "bfc": "true", "sum": 3.0, "keras": True}
+    assert state == {"loaded": [], "bfc": "true", "sum": 3.0, "sparse": True, "figure": "Figure", "keras": True}
+
+
+def test_a_package_imported_before_tensorflow_is_left_to_it():
+    state = _run(
+        "import json, sys\n"
+        "import scipy.sparse\n"
+        "import whisper_tf\n"
+        "legacy = sys.modules['tensorflow.python.keras.engine.training_arrays_v1']\n"
+        "print(json.dumps({'issparse': legacy.issparse is scipy.sparse.issparse}))"
+    )
+    assert state == {"issparse": True}
 
 
 def test_a_process_that_imported_jax_first_keeps_it_and_its_allocator_choice():
