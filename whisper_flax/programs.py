@@ -18,8 +18,6 @@ where nothing can be written, or a program cannot be exported, it is traced in e
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import json
 import logging
 import threading
@@ -32,27 +30,24 @@ import jax
 import numpy as np
 from jax import export
 
-import whisper_core
 from whisper_core.decoding import beam
-from whisper_core.fileio import atomic_path
 from whisper_core.outputs import OUTPUT_CLASSES, KVCache
+from whisper_core.program_files import ProgramFiles, source_hash
 
 logger = logging.getLogger(__name__)
 
 SUFFIX = ".jaxexport"
-_directory: Path | None = None
-_unwritable: set[Path] = set()  # directories already said to be unwritable
+_files = ProgramFiles("JAX programs", SUFFIX, logger)
 
 
 def keep_programs(directory: str | Path | None) -> None:
     """Keep every model's traced programs in ``directory`` from now on (``None``: stop keeping them)."""
-    global _directory
-    _directory = Path(directory) if directory is not None else None
+    _files.keep(directory)
 
 
 def kept_programs_directory() -> Path | None:
     """Where traced programs are kept, or ``None`` when they are not."""
-    return _directory
+    return _files.directory
 
 
 class Program:
@@ -71,13 +66,14 @@ class Program:
         self._said_not_kept = False
 
     def __call__(self, *args: Any) -> Any:
-        if _directory is None or jax.config.jax_disable_jit:
+        directory = _files.directory
+        if directory is None or jax.config.jax_disable_jit:
             return self.jitted(*args)
         signature = _signature(args)
         run = self._runs.get(signature)
         if run is not None:
             return run(*args)
-        exported, path = self._exported(_directory, signature, args)
+        exported, path = self._exported(directory, signature, args)
         run = self.jitted if exported is None else jax.jit(exported.call)
         try:
             result = run(*args)
@@ -97,9 +93,9 @@ class Program:
     def output_shapes(self, *args: Any) -> Any:
         """What ``jax.eval_shape`` gives for ``args`` (arrays or ``jax.ShapeDtypeStruct``), read from the kept
         program where there is one instead of tracing the function."""
-        exported = None
-        if _directory is not None and not jax.config.jax_disable_jit:
-            exported, _ = self._exported(_directory, _signature(args), args)
+        exported, directory = None, _files.directory
+        if directory is not None and not jax.config.jax_disable_jit:
+            exported, _ = self._exported(directory, _signature(args), args)
         if exported is None:
             return jax.eval_shape(self.jitted, *args)
         outputs = [jax.ShapeDtypeStruct(aval.shape, aval.dtype) for aval in exported.out_avals]
@@ -111,7 +107,7 @@ class Program:
         runs traced as usual)."""
         _register_trees()
         key = f"{_environment()}\n{self.describe()}\n{signature}"
-        path = directory / (hashlib.sha256(key.encode()).hexdigest() + SUFFIX)
+        path = _files.path(directory, key)
         if path.exists():
             try:
                 exported = export.deserialize(bytearray(path.read_bytes()))
@@ -128,13 +124,7 @@ class Program:
                 self._said_not_kept = True
                 logger.warning("JAX program not kept, traced in every process (%s: %s)", type(error).__name__, error)
             return None, None
-        try:
-            with atomic_path(path) as temp_path:
-                temp_path.write_bytes(serialized)
-        except OSError as error:
-            _warn_unwritable(directory, error)
-            return exported, None
-        return exported, path
+        return exported, path if _files.write(path, serialized) else None
 
 
 def _takes(exported: export.Exported, args: tuple) -> bool:
@@ -143,13 +133,6 @@ def _takes(exported: export.Exported, args: tuple) -> bool:
     leaves, tree = jax.tree_util.tree_flatten((args, {}))
     given = [(tuple(np.shape(leaf)), np.dtype(leaf.dtype)) for leaf in leaves]
     return exported.in_tree == tree and given == [(tuple(a.shape), np.dtype(a.dtype)) for a in exported.in_avals]
-
-
-def _warn_unwritable(directory: Path, error: OSError) -> None:
-    """Say once per directory that programs cannot be kept there; transcription goes on without."""
-    if directory not in _unwritable:
-        _unwritable.add(directory)
-        logger.warning("cannot keep JAX programs in %s (%s): each process traces them", directory, error)
 
 
 def _signature(args: tuple) -> str:
@@ -189,18 +172,8 @@ def _environment() -> str:
     settings = {name: str(getattr(jax.config, name)) for name in TRACING_SETTINGS}
     device = jax.devices()[0]
     platform = {"backend": jax.default_backend(), "device": device.device_kind, "devices": jax.device_count()}
-    return json.dumps({"sources": _sources(), **versions, **settings, **platform}, sort_keys=True)
-
-
-@functools.cache
-def _sources() -> str:
-    """A hash of the code traced programs come from: every module of ``whisper_flax`` and ``whisper_core``
-    (read once per process)."""
-    sources = hashlib.sha256()
-    for package in (Path(__file__).parent, Path(whisper_core.__file__).parent):
-        for path in sorted(package.rglob("*.py")):
-            sources.update(path.relative_to(package.parent).as_posix().encode() + b"\0" + path.read_bytes())
-    return sources.hexdigest()
+    sources = source_hash(Path(__file__).parent)
+    return json.dumps({"sources": sources, **versions, **settings, **platform}, sort_keys=True)
 
 
 _registering = threading.Lock()

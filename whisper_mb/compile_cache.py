@@ -3,7 +3,7 @@
 TensorFlow and JAX compile the decoding loop (one program per shape: batch, prefix bucket, new
 tokens); both can keep what they compiled in a directory and read it back in the next process. This
 module points them at ``<WHISPER_MB_HOME>/<framework>-compilations`` before the backend is loaded (and
-JAX's traced programs at ``<WHISPER_MB_HOME>/jax-programs``). A
+the traced programs at ``<WHISPER_MB_HOME>/<jax|tf>-programs``). A
 cache directory the user set through the framework's own variable stays in charge. (PyTorch compiles
 only when asked, ``WHISPER_MB_TORCH_COMPILE=1``, and ``whisper_pt.generation`` then points inductor at
 ``<WHISPER_MB_HOME>/torch-compilations`` itself.)
@@ -54,11 +54,16 @@ def _keep_jax() -> Path | None:
 
 
 def _keep_tensorflow() -> Path | None:
-    """XLA's persistent cache for ``tf.function(jit_compile=True)``: the program is still traced in each
-    process, but XLA's compilation is read back from disk."""
+    """XLA's persistent cache for ``tf.function(jit_compile=True)``: XLA's compilation is read back from
+    disk. The traced programs are kept too, in ``<WHISPER_MB_HOME>/tf-programs``
+    (:mod:`whisper_tf.programs`), whoever keeps the compilations; the flag is set first, before this
+    imports TensorFlow."""
     flags = os.environ.get("TF_XLA_FLAGS", "")
-    if _TF_FLAG in flags:
-        return None
-    directory = compilation_directory("tf")
-    os.environ["TF_XLA_FLAGS"] = f"{flags} {_TF_FLAG}={directory}".strip()
+    directory = None
+    if _TF_FLAG not in flags:
+        directory = compilation_directory("tf")
+        os.environ["TF_XLA_FLAGS"] = f"{flags} {_TF_FLAG}={directory}".strip()
+    from whisper_tf.programs import keep_programs
+
+    keep_programs(cache_home() / "tf-programs")
     return directory

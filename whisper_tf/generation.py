@@ -13,6 +13,7 @@ beams) decode from one prefix pass and attend to one copy of its cross-attention
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import fields
 from functools import partial
@@ -38,6 +39,7 @@ from whisper_core.decoding import (
 )
 
 from .outputs import KVCache
+from .programs import Program
 
 
 def xla_function(function: Callable) -> Callable:
@@ -205,11 +207,20 @@ class TFWhisperGenerationMixin(GenerationFrontEnd):
 
     # -- pieces ----------------------------------------------------------------------------
     def _compiled(self, key: Any, make: Callable[[], Callable]) -> Callable:
-        """One compiled function per ``key`` for this model (``tf.function`` then keeps one trace per shape)."""
+        """One compiled function per ``key`` for this model (``tf.function`` then keeps one trace per shape),
+        kept on disk as function libraries where :func:`~whisper_tf.programs.keep_programs` asks. ``key``, the
+        model's config and dtypes and its weights are all a program depends on besides the code and the
+        arguments: every ``make`` builds its function from them alone."""
         compiled = self.__dict__.setdefault("_compiled_functions", {})
         if key not in compiled:
-            compiled[key] = make()
+            compiled[key] = Program(make(), self, lambda: self._describe(key))
         return compiled[key]
+
+    def _describe(self, key: Any) -> str:
+        """What a traced program of this model depends on besides the code, its weights and its arguments: the
+        class, the dtype policy, the whole config as it is now, and the program's key."""
+        config = json.dumps(self.config.to_dict(), sort_keys=True, default=str)
+        return f"{type(self).__qualname__} {self.dtype_policy.name}\n{config}\n{key!r}"
 
     def _encode(self, input_features: Any) -> tf.Tensor:
         # XLA: it fuses the attention softmax and the elementwise work between matrix products, which

@@ -7,6 +7,7 @@ import logging
 import os
 import subprocess
 import sys
+from functools import partial
 
 import pytest
 
@@ -59,9 +60,12 @@ def test_second_process_reuses_the_first_ones_compilation(backend, tmp_path):
     assert first == second
 
 
-def test_a_cache_the_user_set_stays_in_charge(tmp_path, monkeypatch):
+@pytest.mark.skipif(not BACKENDS["tf"].is_installed(), reason="TensorFlow not installed")
+def test_a_cache_the_user_set_stays_in_charge(tmp_path, monkeypatch, request):
     from whisper_mb.compile_cache import keep_compilations
+    from whisper_tf.programs import keep_programs, kept_programs_directory
 
+    request.addfinalizer(partial(keep_programs, kept_programs_directory()))  # keep_compilations("tf") sets it
     monkeypatch.setenv("TF_XLA_FLAGS", f"--tf_xla_persistent_cache_directory={tmp_path}")
     assert keep_compilations("tf") is None
     assert os.environ["TF_XLA_FLAGS"] == f"--tf_xla_persistent_cache_directory={tmp_path}"
@@ -72,6 +76,7 @@ def test_a_cache_the_user_set_stays_in_charge(tmp_path, monkeypatch):
         "--tf_xla_enable_lazy_compilation=false",
         f"--tf_xla_persistent_cache_directory={tmp_path / 'tf-compilations'}",
     ]  # the user's other flags stay
+    assert kept_programs_directory() == tmp_path / "tf-programs"  # the traced programs, whoever keeps compilations
 
 
 @pytest.mark.slow
