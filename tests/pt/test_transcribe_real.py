@@ -6,6 +6,7 @@ weights bridge as an OpenAI ``.pt``): our loop must give the same segments and w
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import subprocess
@@ -203,3 +204,21 @@ def test_transcribe_loads_a_backend_by_name_and_transcribes(tiny_en_dir, jfk_aud
     normalize = EnglishTextNormalizer()
     assert normalize(result.text) == normalize(JFK_TEXT)
     assert result.language == "en" and result.segments[-1].end == pytest.approx(11.0, abs=0.5)
+
+
+def test_a_detected_language_costs_no_second_encoding_of_the_first_window(base_dir, jfk_audio):
+    """Real multilingual base on 33 s of jfk: detecting the language encodes the first 30 s, which is the first
+    window too; the transcript is the one with the language given, and the encoder runs as often."""
+    backend = load_backend("pt", str(base_dir))
+    transcriber = Transcriber.from_pretrained(backend, str(base_dir))
+    encoded = []
+    encode = backend.encode
+    backend.encode = lambda features: encoded.append(len(features)) or encode(features)
+    audio = np.concatenate([jfk_audio] * 3)
+    options = TranscribeOptions(temperature=(0.0,))
+    (detected,) = transcriber.transcribe([audio], options)
+    runs_detecting, encoded[:] = list(encoded), []
+    (given,) = transcriber.transcribe([audio], dataclasses.replace(options, language="en"))
+    assert detected.language == given.language == "en"
+    assert detected.text == given.text and "ask not what your country can do for you" in detected.text
+    assert runs_detecting == encoded and len(encoded) >= 2  # both windows once, the first shared with detection

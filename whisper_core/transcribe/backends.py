@@ -107,9 +107,11 @@ class ModelBackend(ABC):
         """Backend tensors concatenated along their first axis (rows), where they live."""
         raise NotImplementedError(f"{type(self).__name__} encodes in one group only")
 
-    def detect_language(self, features: np.ndarray) -> list[dict[str, float]]:
-        """``features [b, mels, frames]`` -> per row, the probability of each language code."""
-        return self.model.detect_language(self.tensor(features), return_probabilities=True)
+    def detect_language(self, features: np.ndarray, states: Any = None) -> list[dict[str, float]]:
+        """``features [b, mels, frames]`` -> per row, the probability of each language code; given their encoder
+        ``states`` (:meth:`encode`), only the decoder runs."""
+        audio = {"input_features": self.tensor(features)} if states is None else {"encoder_outputs": states}
+        return self.model.detect_language(**audio, return_probabilities=True)
 
     def generate(
         self,

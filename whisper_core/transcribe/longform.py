@@ -135,9 +135,8 @@ class Transcriber:
                 for chunk, audio in zip(speech, audios, strict=True)
             ]
         mels = [self.log_mel(audio) for audio in audios]
-        languages = self.languages(mels, options.language)
         prompt = self.prompt_ids(options.initial_prompt)
-        files = [_FileSeek(self, mel, language, options, prompt) for mel, language in zip(mels, languages, strict=True)]
+        files = [_FileSeek(self, mel, None, options, prompt) for mel in mels]
         decoder = WindowDecoder(
             self.backend,
             self.tokenizer,
@@ -146,6 +145,8 @@ class Transcriber:
             seed=options.seed,
             longest_prompt=max((file_seek.longest_prompt() for file_seek in files), default=0),
         )
+        for file_seek, language in zip(files, self.languages(mels, options.language, decoder), strict=True):
+            file_seek.language = language
         total = sum(file_seek.content_frames for file_seek in files)
         with tqdm(total=total, unit="frames", disable=not progress) as bar:
             while active := [
@@ -185,13 +186,21 @@ class Transcriber:
             return "en"
         return None if language is None else language_code(language)
 
-    def languages(self, mels: list[np.ndarray], language: str | None) -> list[str | None]:
-        """The given language, or the one detected on each file's first 30 s (English for English-only models)."""
+    def languages(
+        self, mels: list[np.ndarray], language: str | None, decoder: WindowDecoder | None = None
+    ) -> list[str | None]:
+        """The given language, or the one detected on each file's first 30 s (English for English-only models).
+        The ``decoder`` is told the encoder states of those 30 s: the files' first windows where they are as
+        long (:meth:`WindowDecoder.know`)."""
         fixed = self.fixed_language(language)
         if fixed is not None or not mels:
             return [fixed] * len(mels)
         first = np.stack([mel[:, : self.window_frames] for mel in mels])
-        return [max(probabilities, key=probabilities.get) for probabilities in self.backend.detect_language(first)]
+        states = self.backend.encode(first)
+        if decoder is not None:
+            decoder.know(first, states)
+        detected = self.backend.detect_language(first, states)
+        return [max(probabilities, key=probabilities.get) for probabilities in detected]
 
     def word_alignment(
         self,
