@@ -10,14 +10,23 @@ where the files are, their names, atomic writes, and saying once that a director
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import logging
+import os
+import time
 from pathlib import Path
 
 from .fileio import atomic_path
 
 CORE = Path(__file__).parent
+UNUSED_DAYS = 30  # a kept program not read or written for this long is deleted (it belonged to older code)
+STALE_TEMP_DAYS = 1  # a half-written file this old was left by a process that was killed
+
+
+class AnotherProgram(ValueError):
+    """A kept program's file that holds the program of another key."""
 
 
 class ProgramFiles:
@@ -30,6 +39,7 @@ class ProgramFiles:
         self.directory: Path | None = None
         self._logger = logger
         self._unwritable: set[Path] = set()  # directories already said to be unwritable
+        self._pruned: set[Path] = set()  # directories already pruned by this process
 
     def keep(self, directory: str | Path | None) -> None:
         """Keep programs in ``directory`` from now on (``None``: stop keeping them)."""
@@ -37,14 +47,34 @@ class ProgramFiles:
 
     def path(self, directory: Path, key: str) -> Path:
         """The file of the program whose key is ``key``."""
-        return directory / (hashlib.sha256(key.encode()).hexdigest() + self.suffix)
+        return directory / (_digest(key) + self.suffix)
 
-    def write(self, path: Path, data: bytes) -> bool:
-        """Write ``data`` to ``path`` atomically; where that fails, say so once per directory (the program then
-        runs traced in each process) and return ``False``."""
+    def read(self, path: Path, key: str) -> bytes | None:
+        """The program kept at ``path`` for ``key``, or ``None`` where there is none; raises
+        :class:`AnotherProgram` where the file was written for another key (copied or swapped in: two programs
+        may take the same arguments). A file read is marked as used now (its modification time), so that
+        :meth:`prune` keeps it."""
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        stamp, _, program = data.partition(b"\n")
+        if stamp != _stamp(key):
+            raise AnotherProgram(f"{path} was written for another program")
+        with contextlib.suppress(OSError):  # where the file cannot be marked it is used all the same
+            os.utime(path)
+        return program
+
+    def write(self, path: Path, key: str, program: bytes) -> bool:
+        """Write ``program`` to ``path`` atomically, stamped with ``key``'s hash, after pruning the directory
+        (once a process); where writing fails, say so once per directory (the program then runs traced in each
+        process) and return ``False``."""
+        if path.parent not in self._pruned:
+            self._pruned.add(path.parent)
+            self.prune(path.parent)
         try:
             with atomic_path(path) as temp_path:
-                temp_path.write_bytes(data)
+                temp_path.write_bytes(_stamp(key) + b"\n" + program)
         except OSError as error:
             if path.parent not in self._unwritable:
                 self._unwritable.add(path.parent)
@@ -53,6 +83,29 @@ class ProgramFiles:
                 )
             return False
         return True
+
+    def prune(self, directory: Path) -> None:
+        """Delete the programs of ``directory`` not used for :data:`UNUSED_DAYS` (every change of our code, of
+        a framework or of a model's config leaves files nothing reads again) and half-written files older than
+        :data:`STALE_TEMP_DAYS`. A file another process deletes first, or cannot delete, is left."""
+        now = time.time()
+        limits = {f"*{self.suffix}": UNUSED_DAYS, f".*{self.suffix}.*.tmp": STALE_TEMP_DAYS}
+        for pattern, days in limits.items():
+            for path in directory.glob(pattern):
+                try:
+                    if now - path.stat().st_mtime > days * 86400:
+                        path.unlink()
+                except OSError:
+                    continue
+
+
+def _digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def _stamp(key: str) -> bytes:
+    """The first line of a kept program's file: what it was written for."""
+    return f"whisper-mb program {_digest(key)}".encode()
 
 
 @functools.cache

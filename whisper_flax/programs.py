@@ -32,7 +32,7 @@ from jax import export
 
 from whisper_core.decoding import beam
 from whisper_core.outputs import OUTPUT_CLASSES, KVCache
-from whisper_core.program_files import ProgramFiles, source_hash
+from whisper_core.program_files import AnotherProgram, ProgramFiles, source_hash
 
 logger = logging.getLogger(__name__)
 
@@ -108,14 +108,17 @@ class Program:
         _register_trees()
         key = f"{_environment()}\n{self.describe()}\n{signature}"
         path = _files.path(directory, key)
-        if path.exists():
-            try:
-                exported = export.deserialize(bytearray(path.read_bytes()))
+        try:
+            data = _files.read(path, key)
+            if data is not None:
+                exported = export.deserialize(bytearray(data))
                 if _takes(exported, args):
                     return exported, path
                 logger.warning("kept JAX program %s takes other arguments: exporting it again", path)
-            except Exception as error:  # a damaged file is exported again
-                logger.warning("kept JAX program %s unreadable (%s): exporting it again", path, error)
+        except AnotherProgram as error:
+            logger.warning("%s: exporting it again", error)
+        except Exception as error:  # a damaged file is exported again
+            logger.warning("kept JAX program %s unreadable (%s): exporting it again", path, error)
         try:
             exported = export.export(self.jitted)(*args)
             serialized = exported.serialize()
@@ -124,7 +127,7 @@ class Program:
                 self._said_not_kept = True
                 logger.warning("JAX program not kept, traced in every process (%s: %s)", type(error).__name__, error)
             return None, None
-        return exported, path if _files.write(path, serialized) else None
+        return exported, path if _files.write(path, key, serialized) else None
 
 
 def _takes(exported: export.Exported, args: tuple) -> bool:

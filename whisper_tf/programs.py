@@ -38,7 +38,7 @@ from tensorflow.core.framework.function_pb2 import FunctionDefLibrary
 from tensorflow.python.eager import context
 
 from whisper_core.outputs import KVCache
-from whisper_core.program_files import ProgramFiles, source_hash
+from whisper_core.program_files import AnotherProgram, ProgramFiles, source_hash
 
 logger = logging.getLogger(__name__)
 
@@ -112,16 +112,16 @@ class Program:
         ``None`` when that failed); ``self.function`` when it cannot be kept."""
         key = f"{_environment()}\n{self.describe()}\n{signature}"
         path = _files.path(directory, key)
-        if path.exists():
-            try:
-                kept = KeptFunctions.read(path.read_bytes())
-                if kept.signature == signature:
-                    return kept.runner(self.model), path
-                logger.warning("kept TensorFlow program %s takes other arguments: tracing it again", path)
-            except Exception as error:  # a damaged file is traced again
-                logger.warning("kept TensorFlow program %s unreadable (%s): tracing it again", path, error)
         try:
-            kept = KeptFunctions.trace(self.function.python_function, weights, args, signature, path.stem[:16])
+            data = _files.read(path, key)
+            if data is not None:
+                return KeptFunctions.read(data).runner(self.model), path
+        except AnotherProgram as error:
+            logger.warning("%s: tracing it again", error)
+        except Exception as error:  # a damaged file is traced again
+            logger.warning("kept TensorFlow program %s unreadable (%s): tracing it again", path, error)
+        try:
+            kept = KeptFunctions.trace(self.function.python_function, weights, args, path.stem[:16])
             runner = kept.runner(self.model)
         except Exception as error:  # what cannot be kept still runs, traced as usual
             if not self._said_not_kept:
@@ -130,21 +130,20 @@ class Program:
                     "TensorFlow program not kept, traced in every process (%s: %s)", type(error).__name__, error
                 )
             return self.function, None
-        return runner, path if _files.write(path, kept.serialize()) else None
+        return runner, path if _files.write(path, key, kept.serialize()) else None
 
 
 class KeptFunctions:
     """A traced program as a function library: ``name`` is the program's function, taking the model's weights
     then the arguments' tensors (in ``tf.nest`` order) and returning ``outputs`` flattened."""
 
-    def __init__(self, library: FunctionDefLibrary, name: str, signature: str, outputs: Any) -> None:
+    def __init__(self, library: FunctionDefLibrary, name: str, outputs: Any) -> None:
         self.library = library
         self.name = name
-        self.signature = signature
         self.outputs = outputs  # the outputs' structure, as :func:`_structure` writes it
 
     @classmethod
-    def trace(cls, function: Callable, weights: list, args: tuple, signature: str, tag: str) -> KeptFunctions:
+    def trace(cls, function: Callable, weights: list, args: tuple, tag: str) -> KeptFunctions:
         """Trace ``function(*args)`` with ``weights`` as inputs; its functions renamed with ``tag``."""
 
         def with_weights(values: list, *arguments: Any) -> Any:
@@ -161,11 +160,11 @@ class KeptFunctions:
         library.function.extend(concrete.graph.as_graph_def().library.function)
         library.function.append(concrete.function_def)
         name = _rename(library, tag)[concrete.function_def.signature.name]
-        return cls(library, name, signature, _structure(concrete.structured_outputs))
+        return cls(library, name, _structure(concrete.structured_outputs))
 
     def serialize(self) -> bytes:
-        """One JSON line (name, signature, outputs), then the library's protocol buffer."""
-        head = {"name": self.name, "signature": self.signature, "outputs": self.outputs}
+        """One JSON line (the program's name, its outputs' structure), then the library's protocol buffer."""
+        head = {"name": self.name, "outputs": self.outputs}
         return json.dumps(head).encode() + b"\n" + self.library.SerializeToString()
 
     @classmethod
@@ -176,7 +175,7 @@ class KeptFunctions:
         library.ParseFromString(body)
         if fields["name"] not in {function.signature.name for function in library.function}:
             raise ValueError(f"the library has no function {fields['name']}")
-        return cls(library, fields["name"], fields["signature"], fields["outputs"])
+        return cls(library, fields["name"], fields["outputs"])
 
     def runner(self, model: Any) -> Callable[..., Any]:
         """Register the library in the eager context; return ``run(*args)`` calling the program with ``model``'s
