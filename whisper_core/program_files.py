@@ -16,7 +16,9 @@ import hashlib
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from .fileio import atomic_path
 
@@ -34,7 +36,7 @@ class ProgramFiles:
     key and ``suffix``."""
 
     def __init__(self, what: str, suffix: str, logger: logging.Logger) -> None:
-        self.what = what  # "JAX programs", named in warnings
+        self.what = what  # "JAX program", named in warnings
         self.suffix = suffix
         self.directory: Path | None = None
         self._logger = logger
@@ -79,10 +81,26 @@ class ProgramFiles:
             if path.parent not in self._unwritable:
                 self._unwritable.add(path.parent)
                 self._logger.warning(
-                    "cannot keep %s in %s (%s): each process traces them", self.what, path.parent, error
+                    "cannot keep %ss in %s (%s): each process traces them", self.what, path.parent, error
                 )
             return False
         return True
+
+    def first_run(
+        self, kept: Callable[..., Any], path: Path | None, traced: Callable[..., Any], args: tuple
+    ) -> tuple[Callable[..., Any], Any]:
+        """Run a program read from (or just written to) ``path`` the first time: ``(what runs it from now on,
+        its result)``. Where it fails (a file written elsewhere, or a fault of ours) the ``traced`` function runs
+        instead and raises if the arguments are at fault; the failed file is deleted, not read again."""
+        try:
+            return kept, kept(*args)
+        except Exception as error:
+            if kept is traced:
+                raise
+            self._logger.warning("kept %s %s did not run (%s): tracing it instead", self.what, path, error)
+            if path is not None:
+                path.unlink(missing_ok=True)
+            return traced, traced(*args)
 
     def prune(self, directory: Path) -> None:
         """Delete the programs of ``directory`` not used for :data:`UNUSED_DAYS` (every change of our code, of

@@ -37,7 +37,7 @@ from whisper_core.program_files import AnotherProgram, ProgramFiles, source_hash
 logger = logging.getLogger(__name__)
 
 SUFFIX = ".jaxexport"
-_files = ProgramFiles("JAX programs", SUFFIX, logger)
+_files = ProgramFiles("JAX program", SUFFIX, logger)
 
 
 def keep_programs(directory: str | Path | None) -> None:
@@ -75,19 +75,7 @@ class Program:
             return run(*args)
         exported, path = self._exported(directory, signature, args)
         run = self.jitted if exported is None else jax.jit(exported.call)
-        try:
-            result = run(*args)
-        except Exception as error:
-            if run is self.jitted:
-                raise
-            # The exported program failed (a file written elsewhere, or a fault of the export): the traced
-            # function runs instead and raises if the arguments are at fault; a failed file is not read again.
-            logger.warning("kept JAX program %s did not run (%s): tracing it instead", path, error)
-            if path is not None:
-                path.unlink(missing_ok=True)
-            run = self.jitted
-            result = run(*args)
-        self._runs[signature] = run
+        self._runs[signature], result = _files.first_run(run, path, self.jitted, args)
         return result
 
     def output_shapes(self, *args: Any) -> Any:

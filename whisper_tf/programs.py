@@ -43,7 +43,7 @@ from whisper_core.program_files import AnotherProgram, ProgramFiles, source_hash
 logger = logging.getLogger(__name__)
 
 SUFFIX = ".tffunctions"
-_files = ProgramFiles("TensorFlow programs", SUFFIX, logger)
+_files = ProgramFiles("TensorFlow program", SUFFIX, logger)
 # Structures a kept program may take and return besides tensors, tuples, lists and None, by name.
 _NAMED_TUPLES = {"KVCache": KVCache}
 
@@ -92,19 +92,7 @@ class Program:
         if run is not None:
             return run(*args)
         run, path = self._kept(directory, signature, weights, args)
-        try:
-            result = run(*args)
-        except Exception as error:
-            if run is self.function:
-                raise
-            # The kept program failed (a file written elsewhere, or a fault of ours): the traced function runs
-            # instead and raises if the arguments are at fault; a failed file is not read again.
-            logger.warning("kept TensorFlow program %s did not run (%s): tracing it instead", path, error)
-            if path is not None:
-                path.unlink(missing_ok=True)
-            run = self.function
-            result = run(*args)
-        self._runs[signature] = run
+        self._runs[signature], result = _files.first_run(run, path, self.function, args)
         return result
 
     def _kept(self, directory: Path, signature: str, weights: list, args: tuple) -> tuple[Callable, Path | None]:

@@ -27,7 +27,7 @@ def made(path, days):
 
 
 def test_a_program_is_written_whole_under_its_key_and_read_back_marked_as_used(tmp_path):
-    files = ProgramFiles("test programs", ".prog", logger)
+    files = ProgramFiles("test program", ".prog", logger)
     path = files.path(tmp_path, "a key")
     assert path.parent == tmp_path and path.suffix == ".prog" and path != files.path(tmp_path, "another key")
     assert files.read(path, "a key") is None
@@ -40,7 +40,7 @@ def test_a_program_is_written_whole_under_its_key_and_read_back_marked_as_used(t
 
 def test_a_file_of_another_key_is_refused(tmp_path):
     """A file copied over another's name (two programs may take the same arguments) is not run."""
-    files = ProgramFiles("test programs", ".prog", logger)
+    files = ProgramFiles("test program", ".prog", logger)
     files.write(files.path(tmp_path, "greedy"), "greedy", b"greedy program")
     sampling = files.path(tmp_path, "sampling")
     sampling.write_bytes(files.path(tmp_path, "greedy").read_bytes())
@@ -49,7 +49,7 @@ def test_a_file_of_another_key_is_refused(tmp_path):
 
 
 def test_programs_unused_for_a_month_and_stale_half_written_files_are_pruned_once_a_process(tmp_path):
-    files = ProgramFiles("test programs", ".prog", logger)
+    files = ProgramFiles("test program", ".prog", logger)
     recent = made(files.path(tmp_path, "recent"), UNUSED_DAYS - 1)
     made(files.path(tmp_path, "old"), UNUSED_DAYS + 1)
     made(tmp_path / f".{recent.name}.abc.tmp", STALE_TEMP_DAYS + 1)  # left by a killed process
@@ -64,7 +64,7 @@ def test_programs_unused_for_a_month_and_stale_half_written_files_are_pruned_onc
 
 
 def test_an_unwritable_directory_is_said_once(tmp_path, caplog):
-    files = ProgramFiles("test programs", ".prog", logger)
+    files = ProgramFiles("test program", ".prog", logger)
     blocked = tmp_path / "a-file"
     blocked.write_text("not a directory")
     with caplog.at_level(logging.WARNING, logger=logger.name):
@@ -81,3 +81,24 @@ def test_the_source_hash_follows_the_backend_code(tmp_path):
     assert source_hash(first) != source_hash(second)
     (second / "module.py").write_text("x = 1\n")
     assert source_hash.__wrapped__(first) == source_hash.__wrapped__(second)  # the same code, the same hash
+
+
+def test_a_kept_program_that_fails_gives_way_to_the_traced_function_and_its_file_goes(tmp_path, caplog):
+    files = ProgramFiles("test program", ".prog", logger)
+    path = files.path(tmp_path, "key")
+    files.write(path, "key", b"broken")
+
+    def broken(x):
+        raise RuntimeError("a file written elsewhere")
+
+    def traced(x):
+        if x < 0:
+            raise ValueError("arguments at fault")
+        return x + 1
+
+    with caplog.at_level(logging.WARNING, logger=logger.name):
+        run, result = files.first_run(broken, path, traced, (1,))
+    assert run is traced and result == 2 and not path.exists()
+    assert [r.getMessage().startswith("kept test program") for r in caplog.records] == [True]
+    with pytest.raises(ValueError, match="arguments at fault"):  # the traced function's own error is raised
+        files.first_run(traced, None, traced, (-1,))

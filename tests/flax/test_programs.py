@@ -4,7 +4,6 @@ exported programs without tracing them, and gets the same tokens as one that tra
 from __future__ import annotations
 
 import json
-import logging
 import os
 import subprocess
 import sys
@@ -14,11 +13,19 @@ import jax
 import numpy as np
 import pytest
 
+from tests import kept_programs
 from tests.helpers import whisper_like_pt_model
+from tests.kept_programs import (
+    assert_another_config_keeps_its_own,
+    assert_damaged_programs_are_replaced,
+    assert_swapped_programs_are_not_run,
+    assert_unwritable_directory_is_said_once,
+)
 from whisper_flax import FlaxWhisperForConditionalGeneration
 from whisper_flax.programs import SUFFIX, keep_programs, kept_programs_directory
 
 NEW = 6  # max_new_tokens
+LOGGER = "whisper_flax.programs"
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +60,7 @@ def decode(directory, features, **kwargs):
 
 
 def programs(directory):
-    return sorted(path.name for path in directory.glob(f"*{SUFFIX}"))
+    return kept_programs.programs(directory, SUFFIX)
 
 
 def test_a_later_model_runs_the_kept_programs_untraced_and_decodes_alike(checkpoint, features, kept):
@@ -83,63 +90,22 @@ def test_loading_takes_the_weights_shapes_from_the_kept_program(checkpoint, kept
 
 
 def test_a_damaged_program_is_exported_again(checkpoint, features, kept, caplog):
-    expected, _ = decode(checkpoint, features)
-    written = programs(kept)
-    for name in written:
-        path = kept / name
-        path.write_bytes(path.read_bytes()[: os.path.getsize(path) // 3])  # truncated
-    with caplog.at_level(logging.WARNING, logger="whisper_flax.programs"):
-        again, traced = decode(checkpoint, features)
-    assert traced == 2 and programs(kept) == written
-    assert len([r for r in caplog.records if "unreadable" in r.getMessage()]) == len(written)
-    for got, want in zip(again, expected, strict=True):
-        np.testing.assert_array_equal(got, want)
-    assert decode(checkpoint, features)[1] == 0  # the rewritten files are whole
+    assert assert_damaged_programs_are_replaced(decode, checkpoint, features, kept, SUFFIX, caplog, LOGGER) == 2
 
 
 def test_another_config_keeps_programs_of_its_own(checkpoint, features, kept, tmp_path):
-    decode(checkpoint, features)
-    written = set(programs(kept))
-    config = json.loads((checkpoint / "config.json").read_text())
-    other = tmp_path / "other"
-    other.mkdir()
-    for name in os.listdir(checkpoint):
-        (other / name).write_bytes((checkpoint / name).read_bytes())
-    (other / "config.json").write_text(json.dumps(config | {"layer_norm_eps": 1e-3}))  # not in any shape
-    _, traced = decode(other, features)
-    assert traced == 2  # nothing of the first config was reused
-    assert len(programs(kept)) == 2 * len(written)
+    assert assert_another_config_keeps_its_own(decode, checkpoint, features, kept, SUFFIX, tmp_path) == 2
 
 
-def test_a_program_file_of_other_arguments_is_not_run(checkpoint, features, kept, caplog):
-    """Files swapped between programs (as a file copied in from elsewhere might be): each is exported again."""
-    expected, _ = decode(checkpoint, features)
-    paths = [kept / name for name in programs(kept)]
-    contents = [path.read_bytes() for path in paths]
-    for path, content in zip(paths, contents[1:] + contents[:1], strict=True):
-        path.write_bytes(content)
-    with caplog.at_level(logging.WARNING, logger="whisper_flax.programs"):
-        again, traced = decode(checkpoint, features)
-    assert traced == 2
-    assert len([r for r in caplog.records if "written for another program" in r.getMessage()]) == len(paths)
-    for got, want in zip(again, expected, strict=True):
-        np.testing.assert_array_equal(got, want)
+def test_a_program_file_of_another_program_is_not_run(checkpoint, features, kept, caplog):
+    assert assert_swapped_programs_are_not_run(decode, checkpoint, features, kept, SUFFIX, caplog, LOGGER) == 2
 
 
 def test_an_unwritable_directory_keeps_nothing_and_decodes_alike(checkpoint, features, tmp_path, caplog):
-    expected, _ = decode(checkpoint, features)
-    blocked = tmp_path / "a-file"
-    blocked.write_text("not a directory")
-    keep_programs(blocked / "programs")
-    try:
-        with caplog.at_level(logging.WARNING, logger="whisper_flax.programs"):
-            got, traced = decode(checkpoint, features)
-    finally:
-        keep_programs(None)
+    traced = assert_unwritable_directory_is_said_once(
+        decode, checkpoint, features, keep_programs, tmp_path, caplog, LOGGER, "JAX program"
+    )
     assert traced == 2
-    assert len([r for r in caplog.records if "cannot keep JAX programs" in r.getMessage()]) == 1  # said once
-    for a, b in zip(got, expected, strict=True):
-        np.testing.assert_array_equal(a, b)
 
 
 def test_a_setting_that_changes_the_arithmetic_keeps_programs_of_its_own(checkpoint, features, kept):

@@ -4,7 +4,6 @@ process, runs them without tracing, with its own weights, and gets the same toke
 from __future__ import annotations
 
 import json
-import logging
 import os
 import subprocess
 import sys
@@ -14,11 +13,20 @@ import pytest
 import tensorflow as tf
 from tensorflow.core.framework.function_pb2 import FunctionDefLibrary
 
+from tests import kept_programs
 from tests.helpers import whisper_like_pt_model
+from tests.kept_programs import (
+    assert_another_config_keeps_its_own,
+    assert_damaged_programs_are_replaced,
+    assert_same,
+    assert_swapped_programs_are_not_run,
+    assert_unwritable_directory_is_said_once,
+)
 from whisper_tf import TFWhisperForConditionalGeneration
 from whisper_tf.programs import SUFFIX, KeptFunctions, keep_programs, kept_programs_directory
 
 NEW = 6  # max_new_tokens
+LOGGER = "whisper_tf.programs"
 
 
 @pytest.fixture(scope="module")
@@ -62,12 +70,7 @@ def decode(directory, features, model=None):
 
 
 def programs(directory):
-    return sorted(path.name for path in directory.glob(f"*{SUFFIX}"))
-
-
-def assert_same(got, expected):
-    for a, b in zip(got, expected, strict=True):
-        np.testing.assert_array_equal(a, b)
+    return kept_programs.programs(directory, SUFFIX)
 
 
 def test_a_later_model_runs_the_kept_programs_untraced_and_decodes_alike(checkpoint, features, kept):
@@ -121,60 +124,21 @@ def test_every_kept_function_is_renamed_and_calls_only_functions_of_its_file(che
 
 
 def test_a_damaged_program_is_traced_again(checkpoint, features, kept, caplog):
-    expected, _ = decode(checkpoint, features)
-    written = programs(kept)
-    for name in written:
-        path = kept / name
-        path.write_bytes(path.read_bytes()[: os.path.getsize(path) // 3])  # truncated
-    with caplog.at_level(logging.WARNING, logger="whisper_tf.programs"):
-        again, _ = decode(checkpoint, features)
-    assert programs(kept) == written
-    assert len([r for r in caplog.records if "unreadable" in r.getMessage()]) == len(written)
-    assert_same(again, expected)
-    caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="whisper_tf.programs"):
-        decode(checkpoint, features)
-    assert caplog.records == []  # the rewritten files are whole
+    assert_damaged_programs_are_replaced(decode, checkpoint, features, kept, SUFFIX, caplog, LOGGER)
 
 
-def test_a_program_file_of_other_arguments_is_not_run(checkpoint, features, kept, caplog):
-    """Files swapped between programs (as a file copied in from elsewhere might be): each is traced again."""
-    expected, _ = decode(checkpoint, features)
-    paths = [kept / name for name in programs(kept)]
-    contents = [path.read_bytes() for path in paths]
-    for path, content in zip(paths, contents[1:] + contents[:1], strict=True):
-        path.write_bytes(content)
-    with caplog.at_level(logging.WARNING, logger="whisper_tf.programs"):
-        again, _ = decode(checkpoint, features)
-    assert len([r for r in caplog.records if "written for another program" in r.getMessage()]) == len(paths)
-    assert_same(again, expected)
+def test_a_program_file_of_another_program_is_not_run(checkpoint, features, kept, caplog):
+    assert_swapped_programs_are_not_run(decode, checkpoint, features, kept, SUFFIX, caplog, LOGGER)
 
 
 def test_another_config_keeps_programs_of_its_own(checkpoint, features, kept, tmp_path):
-    decode(checkpoint, features)
-    written = set(programs(kept))
-    config = json.loads((checkpoint / "config.json").read_text())
-    other = tmp_path / "other"
-    other.mkdir()
-    for name in os.listdir(checkpoint):
-        (other / name).write_bytes((checkpoint / name).read_bytes())
-    (other / "config.json").write_text(json.dumps(config | {"layer_norm_eps": 1e-3}))  # not in any shape
-    decode(other, features)
-    assert len(programs(kept)) == 2 * len(written)  # nothing of the first config was reused
+    assert_another_config_keeps_its_own(decode, checkpoint, features, kept, SUFFIX, tmp_path)
 
 
 def test_an_unwritable_directory_keeps_nothing_and_decodes_alike(checkpoint, features, tmp_path, caplog):
-    expected, _ = decode(checkpoint, features)
-    blocked = tmp_path / "a-file"
-    blocked.write_text("not a directory")
-    keep_programs(blocked / "programs")
-    try:
-        with caplog.at_level(logging.WARNING, logger="whisper_tf.programs"):
-            got, _ = decode(checkpoint, features)
-    finally:
-        keep_programs(None)
-    assert len([r for r in caplog.records if "cannot keep TensorFlow programs" in r.getMessage()]) == 1  # said once
-    assert_same(got, expected)
+    assert_unwritable_directory_is_said_once(
+        decode, checkpoint, features, keep_programs, tmp_path, caplog, LOGGER, "TensorFlow program"
+    )
 
 
 def test_a_program_traced_inside_another_function_is_left_to_it(checkpoint, kept):
