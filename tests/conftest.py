@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 JFK_FLAC = SHARED_DATA / "jfk.flac"
 JFK_TEXT = "And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
+pytest_plugins = ("tests.kept_programs",)  # the random checkpoint and features the kept-program tests share
 
 
 @pytest.fixture(scope="session")

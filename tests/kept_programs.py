@@ -1,13 +1,14 @@
 """What TF and JAX must both do with kept programs (``whisper_tf.programs``, ``whisper_flax.programs``): each
 check takes the backend's ``decode(directory, features) -> (arrays, traces)``, which loads a new model and
-decodes, and returns how many times the checked decoding traced, for the backend's own assertions."""
+decodes, and returns how many times the checked decoding traced, for the backend's own assertions. The
+fixtures ``checkpoint`` and ``features`` are registered for every test (``tests/conftest.py``)."""
 
 from __future__ import annotations
 
 import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,29 @@ import numpy as np
 import pytest
 
 Decode = Callable[[Path, np.ndarray], tuple[list[np.ndarray], int]]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random Whisper-like checkpoint (``tests.helpers.whisper_like_pt_model``) saved by PyTorch."""
+    from tests.helpers import whisper_like_pt_model
+
+    return whisper_like_pt_model().save_pretrained(tmp_path_factory.mktemp("random"))
+
+
+@pytest.fixture(scope="module")
+def features() -> np.ndarray:
+    return np.random.default_rng(2).standard_normal((2, 80, 60)).astype(np.float32)
+
+
+def keeping(keep_programs: Callable[[Path | None], None], tmp_path: Path) -> Iterator[Path]:
+    """For a backend's ``kept`` fixture: programs kept in ``tmp_path/programs`` for the test, not afterwards."""
+    directory = tmp_path / "programs"
+    keep_programs(directory)
+    try:
+        yield directory
+    finally:
+        keep_programs(None)
 
 
 def programs(directory: Path, suffix: str) -> list[str]:

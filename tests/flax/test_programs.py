@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 
 from tests import kept_programs
-from tests.helpers import whisper_like_pt_model
-from tests.kept_programs import (
+from tests.kept_programs import (  # fixtures checkpoint and features: tests/conftest.py
     assert_another_config_keeps_its_own,
     assert_damaged_programs_are_replaced,
     assert_swapped_programs_are_not_run,
     assert_unwritable_directory_is_said_once,
+    keeping,
 )
 from whisper_flax import FlaxWhisperForConditionalGeneration
 from whisper_flax.programs import SUFFIX, keep_programs, kept_programs_directory
@@ -28,25 +28,10 @@ NEW = 6  # max_new_tokens
 LOGGER = "whisper_flax.programs"
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    return whisper_like_pt_model().save_pretrained(tmp_path_factory.mktemp("random"))
-
-
-@pytest.fixture(scope="module")
-def features():
-    return np.random.default_rng(2).standard_normal((2, 80, 60)).astype(np.float32)
-
-
 @pytest.fixture
 def kept(tmp_path):
     """Programs kept in ``tmp_path/programs`` for the test, not kept afterwards."""
-    directory = tmp_path / "programs"
-    keep_programs(directory)
-    try:
-        yield directory
-    finally:
-        keep_programs(None)
+    yield from keeping(keep_programs, tmp_path)
 
 
 def decode(directory, features, **kwargs):
