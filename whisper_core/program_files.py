@@ -58,7 +58,7 @@ class ProgramFiles:
         :meth:`prune` keeps it."""
         try:
             data = path.read_bytes()
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # no such file (below a file: writing says so, once)
             return None
         stamp, _, program = data.partition(b"\n")
         if stamp != _stamp(key):
@@ -91,16 +91,18 @@ class ProgramFiles:
     ) -> tuple[Callable[..., Any], Any]:
         """Run a program read from (or just written to) ``path`` the first time: ``(what runs it from now on,
         its result)``. Where it fails (a file written elsewhere, or a fault of ours) the ``traced`` function runs
-        instead and raises if the arguments are at fault; the failed file is deleted, not read again."""
+        instead and raises if the arguments are at fault; once that has run, the failed file is deleted, not read
+        again."""
         try:
             return kept, kept(*args)
         except Exception as error:
             if kept is traced:
                 raise
             self._logger.warning("kept %s %s did not run (%s): tracing it instead", self.what, path, error)
+            result = traced(*args)
             if path is not None:
                 path.unlink(missing_ok=True)
-            return traced, traced(*args)
+            return traced, result
 
     def prune(self, directory: Path) -> None:
         """Delete the programs of ``directory`` not used for :data:`UNUSED_DAYS` (every change of our code, of

@@ -20,6 +20,12 @@ read, takes other arguments or fails to run is traced again and replaced; where 
 or a program cannot be kept (it captures a tensor, returns something other than tensors), it is traced in
 each process as before. Programs traced inside another ``tf.function`` (a SavedModel export) are never
 replaced: their graph must hold its own functions.
+
+What a program may read besides its arguments is the model's Keras variables: TensorFlow copies an eager
+tensor of at most 128 elements into the graph as a constant instead of capturing it, so such a tensor read
+from outside would be kept with the value it had when traced (no program of ours reads one). Functions
+registered in the eager context stay there for the process: one set per program and shape (a few MB for
+base), whatever number of models share them.
 """
 
 from __future__ import annotations
@@ -171,8 +177,8 @@ class KeptFunctions:
         its kept name: the key of XLA's persistent cache is then the same in every process."""
         eager = context.context()
         for function in self.library.function:
-            if not eager.has_function(function.signature.name):
-                eager.add_function_def(function)
+            # the same definition again is a no-op; another one under a registered name raises (traced again)
+            eager.add_function_def(function)
         (program,) = [function for function in self.library.function if function.signature.name == self.name]
         name, count, outputs = self.name.encode(), len(program.signature.output_arg), self.outputs
 

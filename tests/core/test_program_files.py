@@ -102,3 +102,14 @@ def test_a_kept_program_that_fails_gives_way_to_the_traced_function_and_its_file
     assert [r.getMessage().startswith("kept test program") for r in caplog.records] == [True]
     with pytest.raises(ValueError, match="arguments at fault"):  # the traced function's own error is raised
         files.first_run(traced, None, traced, (-1,))
+    files.write(path, "key", b"a good program")
+    with pytest.raises(ValueError, match="arguments at fault"):
+        files.first_run(broken, path, traced, (-1,))
+    assert path.exists()  # the arguments were at fault, not the file
+
+
+def test_a_directory_below_a_file_has_no_programs_to_read(tmp_path):
+    files = ProgramFiles("test program", ".prog", logger)
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a directory")
+    assert files.read(files.path(blocked, "key"), "key") is None  # writing says it, once
