@@ -33,7 +33,6 @@ from whisper_core.decoding import (
     first_argmax,
     invert_distribution,
     keep_top_k,
-    row_copies,
     shared_prefix_pass,
 )
 
@@ -156,11 +155,12 @@ class FlaxWhisperGenerationMixin(GenerationFrontEnd):
             sequences, scores, longest = beam.best_sequences(JaxOps(), state)
             sequences, logprobs = on_device(np.asarray(sequences)[:, :longest], np.int32), None
         else:
-            copies = row_copies(plan.prefixes, plan.padding, partial(_same_rows, encoder_states))
+            copies = plan.row_copies(partial(_same_rows, encoder_states))
             spec = plan.loop_spec(copies, room_step=ROOM_STEP)
             # one row per input: its copies share the prefix
             states = encoder_states if spec.copies == 1 else encoder_states[:: spec.copies]
-            prefix, padding, sot_positions = (on_device(x[:: spec.copies]) for x in rows)
+            end_floors = np.asarray(plan.end_floors, np.int32)
+            prefix, padding, sot_positions, end_floors = (on_device(x[:: spec.copies]) for x in (*rows, end_floors))
             capacity = prefix.shape[1] + spec.max_new_tokens
             prefix_key = ("prefix", capacity, spec.no_speech_token)
             prefix_pass = self._compiled(prefix_key, lambda: jax.jit(partial(self._prefix_pass, *prefix_key[1:])))
@@ -175,7 +175,7 @@ class FlaxWhisperGenerationMixin(GenerationFrontEnd):
             # inputs: one program for every temperature, and for nearby limits of new tokens
             temperature, limit = np.float32(plan.temperature), np.int32(plan.max_new_tokens)
             tokens, length, no_speech, step_scores, logprobs = loop(
-                params, prefix, padding, last, no_speech, cache, key, temperature, limit
+                params, prefix, padding, end_floors, last, no_speech, cache, key, temperature, limit
             )
             length = int(length)
             sequences = on_device(np.asarray(tokens)[:, :length])
@@ -262,6 +262,7 @@ class FlaxWhisperGenerationMixin(GenerationFrontEnd):
         params: Any,
         prefix: jax.Array,
         padding: jax.Array,
+        end_floors: jax.Array,
         last: jax.Array,
         no_speech: jax.Array,
         cache: KVCache,
@@ -271,13 +272,14 @@ class FlaxWhisperGenerationMixin(GenerationFrontEnd):
     ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array, jax.Array]:
         """Greedy or sampling after a prefix pass (:meth:`_prefix_pass`: its ``last`` logits, ``no_speech``
         probabilities and ``cache``, one row per input): ``prefix [inputs, begin]`` (left-padded by ``padding
-        [inputs]``), each input decoded by ``spec.copies`` rows, at most ``limit <= spec.max_new_tokens`` new
-        tokens -> ``(tokens [b, capacity], length, no_speech_probs [b], scores [b, max_new_tokens or 0, vocab],
-        logprobs [b, max_new_tokens or 0])`` with ``b = inputs * copies``; ``tokens[:, :length]`` is the
-        result. Traced once per compilation (``_loop_traces`` counts it)."""
+        [inputs]``, each held to its earliest end ``end_floors [inputs]``: :attr:`GenerationPlan.end_floors`),
+        each input decoded by ``spec.copies`` rows, at most ``limit <= spec.max_new_tokens`` new tokens ->
+        ``(tokens [b, capacity], length, no_speech_probs [b], scores [b, max_new_tokens or 0, vocab], logprobs
+        [b, max_new_tokens or 0])`` with ``b = inputs * copies``; ``tokens[:, :length]`` is the result. Traced
+        once per compilation (``_loop_traces`` counts it)."""
         self._loop_traces = getattr(self, "_loop_traces", 0) + 1
         ops, rules, copies = JaxOps(), spec.rules, spec.copies
-        masks = rules.masks(ops, last)
+        masks = rules.masks(ops, last, jnp.repeat(end_floors, copies)[:, None])
         batch, begin = prefix.shape[0] * copies, prefix.shape[1]
         capacity = begin + spec.max_new_tokens
         decode, last, cache = self._copies(params, padding, capacity, last, cache, copies)

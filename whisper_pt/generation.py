@@ -37,7 +37,6 @@ from whisper_core.decoding import (
     beam,
     first_argmax,
     invert_distribution,
-    row_copies,
     shared_prefix_pass,
 )
 
@@ -175,9 +174,8 @@ class WhisperGenerationMixin(GenerationFrontEnd):
             sequences, scores, longest = beam.best_sequences(TorchOps(), state)
             sequences, logprobs = sequences[:, :longest], None
         else:
-            spec = plan.loop_spec(
-                row_copies(plan.prefixes, plan.padding, lambda i, j: torch.equal(encoder_states[i], encoder_states[j]))
-            )
+            spec = plan.loop_spec(plan.row_copies(lambda i, j: torch.equal(encoder_states[i], encoder_states[j])))
+            inputs = (*inputs, torch.tensor(plan.end_floors, device=device))
             inputs = tuple(x[:: spec.copies] for x in inputs)  # one row per input: its copies share the prefix
             tokens, length, no_speech, scores, logprobs = self._greedy_loop(spec, *inputs, generator, plan.temperature)
             sequences = tokens[:, :length]
@@ -262,16 +260,20 @@ class WhisperGenerationMixin(GenerationFrontEnd):
         prefix: torch.Tensor,
         padding: torch.Tensor,
         sot_positions: torch.Tensor,
+        end_floors: torch.Tensor,
         generator: torch.Generator | None,
         temperature: float = 1.0,
     ) -> tuple[torch.Tensor, int, torch.Tensor, tuple[torch.Tensor, ...], torch.Tensor | None]:
-        """Greedy or sampling: ``prefix [inputs, begin]`` (left-padded by ``padding [inputs]``), each input
-        decoded by ``spec.copies`` rows -> ``(tokens [b, capacity], length, no_speech_probs [b], scores,
+        """Greedy or sampling: ``prefix [inputs, begin]`` (left-padded by ``padding [inputs]``, each held to its
+        earliest end ``end_floors [inputs]``: :attr:`GenerationPlan.end_floors`), each input decoded by
+        ``spec.copies`` rows -> ``(tokens [b, capacity], length, no_speech_probs [b], scores,
         logprobs)`` with ``b = inputs * copies``; ``tokens[:, :length]`` is the result, ``scores`` the
         processed logits ``[b, vocab]`` of each step and ``logprobs [b, steps]`` the picked tokens'
         log-probabilities under them, when asked for. Stops as soon as every row has ended."""
         ops, rules, copies = TorchOps(), spec.rules, spec.copies
-        masks = rules.masks(ops, encoder_states)
+        # no row held: no rule to apply at every step (an eager step pays for each operation)
+        held = end_floors.repeat_interleave(copies)[:, None] if bool(end_floors.any()) else None
+        masks = rules.masks(ops, encoder_states, held)
         batch, begin = prefix.shape[0] * copies, prefix.shape[1]
         capacity = begin + spec.max_new_tokens
         hidden, cache = self._decode_prefix(encoder_states, prefix, padding, capacity, copies)

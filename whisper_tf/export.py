@@ -77,6 +77,7 @@ def export_saved_model(
         tokens, length, *_ = loop(
             prefix,
             no_padding,
+            no_padding,  # no earliest end
             last,
             no_speech,
             cache,

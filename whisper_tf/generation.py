@@ -34,7 +34,6 @@ from whisper_core.decoding import (
     first_argmax,
     invert_distribution,
     keep_top_k,
-    row_copies,
     shared_prefix_pass,
 )
 
@@ -188,7 +187,7 @@ class TFWhisperGenerationMixin(GenerationFrontEnd):
             sequences, scores, longest = beam.best_sequences(TfOps(), beam.BeamState(*state))
             sequences, logprobs = sequences[:, :longest], None
         else:
-            copies = row_copies(plan.prefixes, plan.padding, partial(_same_rows, encoder_states))
+            copies = plan.row_copies(partial(_same_rows, encoder_states))
             spec = plan.loop_spec(copies, room_step=ROOM_STEP)
             inputs = tuple(x[:: spec.copies] for x in inputs)  # one row per input: its copies share the prefix
             prefix_pass = self._prefix_program(plan.begin + spec.max_new_tokens, spec.no_speech_token)
@@ -196,8 +195,9 @@ class TFWhisperGenerationMixin(GenerationFrontEnd):
             loop = self._compiled(spec, lambda: xla_function(partial(self._greedy_loop, spec)))
             # inputs: one program for every temperature, and for nearby limits of new tokens
             temperature, limit = tf.constant(plan.temperature, tf.float32), tf.constant(plan.max_new_tokens, tf.int32)
+            seed, end_floors = tf.constant(seed, tf.int32), tf.constant(plan.end_floors[:: spec.copies], tf.int32)
             tokens, length, no_speech, step_scores, logprobs = loop(
-                inputs[1], inputs[2], last, no_speech, cache, tf.constant(seed, tf.int32), temperature, limit
+                inputs[1], inputs[2], end_floors, last, no_speech, cache, seed, temperature, limit
             )
             length = int(length)
             sequences = tokens[:, :length]
@@ -302,6 +302,7 @@ class TFWhisperGenerationMixin(GenerationFrontEnd):
         spec: LoopSpec,
         prefix: tf.Tensor,
         padding: tf.Tensor,
+        end_floors: tf.Tensor,
         last: tf.Tensor,
         no_speech: tf.Tensor,
         cache: KVCache,
@@ -311,13 +312,14 @@ class TFWhisperGenerationMixin(GenerationFrontEnd):
     ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
         """Greedy or sampling after a prefix pass (:meth:`_prefix_pass`: its ``last`` logits, ``no_speech``
         probabilities and ``cache``, one row per input): ``prefix [inputs, begin]`` (left-padded by ``padding
-        [inputs]``), each input decoded by ``spec.copies`` rows, at most ``limit <= spec.max_new_tokens`` new
-        tokens -> ``(tokens [b, capacity], length, no_speech_probs [b], scores [b, max_new_tokens or 0, vocab],
-        logprobs [b, max_new_tokens or 0])`` with ``b = inputs * copies``; ``tokens[:, :length]`` is the
-        result. Traced once per compilation (``_loop_traces`` counts it)."""
+        [inputs]``, each held to its earliest end ``end_floors [inputs]``: :attr:`GenerationPlan.end_floors`),
+        each input decoded by ``spec.copies`` rows, at most ``limit <= spec.max_new_tokens`` new tokens ->
+        ``(tokens [b, capacity], length, no_speech_probs [b], scores [b, max_new_tokens or 0, vocab], logprobs
+        [b, max_new_tokens or 0])`` with ``b = inputs * copies``; ``tokens[:, :length]`` is the result. Traced
+        once per compilation (``_loop_traces`` counts it)."""
         self.__dict__["_loop_traces"] = self.__dict__.get("_loop_traces", 0) + 1
         ops, rules, copies = TfOps(), spec.rules, spec.copies
-        masks = rules.masks(ops, last)
+        masks = rules.masks(ops, last, tf.repeat(end_floors, copies)[:, None])
         batch, begin = tf.shape(prefix)[0] * copies, prefix.shape[1]  # the batch may be unknown (an export)
         capacity = begin + spec.max_new_tokens
         decode, last, cache = self._copies(padding, capacity, last, cache, copies)

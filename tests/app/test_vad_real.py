@@ -121,21 +121,28 @@ def test_batched_is_as_accurate_as_sequential_with_base(base_dir, long_audio):
     assert wer["batched"] <= wer["sequential"] + 0.01
 
 
-def test_batched_leftovers_say_each_sentence_once_and_time_it_by_its_words(base_dir, long_audio, jfk_audio, tmp_path):
+def test_batched_pieces_are_heard_to_their_end_in_one_round(base_dir, long_audio, jfk_audio, tmp_path):
     """The benchmarks' 127 s file (the long-form audio, a second of silence, jfk once more; 16-bit WAV) with base
-    in int8: its three pieces close early, and what they left is decoded again, packed into one window. Each
-    sentence comes once (the second or so a last timestamp falls short of its speech is not decoded again; on
-    this machine it gave "for your country" twice), and a segment runs from its first word to its last, never
-    over the silences cut out between the leftovers (a one-word segment was timed 38.6-75.2 s)."""
+    in int8: its three pieces used to close their last segment seconds early and stop, and what they left was
+    decoded again in a fourth window. Held to their ends (``generate(earliest_end=...)``), they say all of it:
+    three windows encoded, one per piece. Each sentence comes once (the second or so a last timestamp falls
+    short of its speech is not decoded again; on this machine it gave "for your country" twice), and a segment
+    runs from its first word to its last, never over the silences cut out between spans (a one-word segment was
+    timed 38.6-75.2 s)."""
     samples = np.concatenate([long_audio.audio, np.zeros(SAMPLE_RATE, np.float32), jfk_audio])
     audio = load_audio(str(_write_wav(tmp_path / "long.wav", samples)))
     transcriber = Transcriber.from_pretrained(load_backend("pt", str(base_dir), "int8"), str(base_dir))
+    encoded = []
+    encode = transcriber.backend.encode
+    transcriber.backend.encode = lambda features: encoded.append(len(features)) or encode(features)
     options = TranscribeOptions(vad_filter=True, word_timestamps=True, language="en")
     (result,) = transcriber.transcribe([audio], options, batch_size=8)
     segments = result.segments
     wer = english_wer(f"{long_audio.text} {JFK_TEXT}", result.text)
-    print("WER base int8 batched on 127 s:", wer)
+    print("WER base int8 batched on 127 s:", wer, "windows encoded:", encoded)
     assert wer < 0.1
+    assert encoded == [len(speech_chunks(audio, transcriber, BATCHED_VAD_OPTIONS))] == [3]
+    assert segments[-1].end > len(samples) / SAMPLE_RATE - 2.0  # heard to the end: "... for your country."
     for segment in segments:
         assert segment.words and (segment.start, segment.end) == (segment.words[0].start, segment.words[-1].end)
     for before, after in itertools.pairwise(segments):

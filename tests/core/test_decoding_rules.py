@@ -170,3 +170,40 @@ def test_sampling_under_numpy_ops_inverts_the_distribution_and_keeps_the_top_k()
     assert_keeps_top_k(lambda logits, k: keep_top_k(NumpyOps(), logits, k))
     kept = keep_top_k(NumpyOps(), np.array([[0.99999999, 0.5, 0.2]]), 1)
     np.testing.assert_array_equal(kept, [[0.99999999, -np.inf, -np.inf]])
+
+
+def test_a_row_held_to_its_earliest_end_opens_another_segment_instead_of_ending():
+    """``<|endoftext|>`` may not follow a timestamp before the row's end floor (its token id; 0: none): after a
+    closing timestamp the row must open another segment, after a pair it must say something; past its
+    floor, after text, or in a row without one it may end as before. The PyTorch ops agree."""
+    import torch
+
+    from whisper_pt.generation import TorchOps
+
+    rules = LogitRules(VOCAB, EOS, NO_TIMESTAMPS, SUPPRESS, BEGIN_SUPPRESS, True, 50)
+    rows = [
+        [TIMESTAMP_BEGIN, 10, TIMESTAMP_BEGIN + 5],  # closed at 5, held to 20: must open a segment
+        [TIMESTAMP_BEGIN, 10, TIMESTAMP_BEGIN + 25],  # closed at 25, past its floor of 20
+        [TIMESTAMP_BEGIN, 10, TIMESTAMP_BEGIN + 5],  # no floor
+        [TIMESTAMP_BEGIN, 10, 11],  # ended after text (a segment left open): its floor does not hold it
+        [TIMESTAMP_BEGIN, 10, TIMESTAMP_BEGIN + 4, TIMESTAMP_BEGIN + 4][1:],  # a pair before the floor
+    ]
+    tokens = np.asarray([[3, 3, *row] for row in rows])
+    floors = np.asarray(
+        [[TIMESTAMP_BEGIN + 20], [TIMESTAMP_BEGIN + 20], [0], [TIMESTAMP_BEGIN + 20], [TIMESTAMP_BEGIN + 20]]
+    )
+    logits = np.random.default_rng(0).normal(size=(len(rows), VOCAB)).astype(np.float32)
+    logits[:, TIMESTAMP_BEGIN:] -= 5  # no timestamp forced by its mass
+    free = rules.apply(NumpyOps(), logits, tokens, 5, 2)
+    held = rules.apply(NumpyOps(), logits, tokens, 5, 2, rules.masks(NumpyOps(), logits, floors))
+    assert np.isneginf(held[[0, 4], EOS]).all() and np.isfinite(free[[0, 4], EOS]).all()
+    assert np.isfinite(held[0, TIMESTAMP_BEGIN + 5 :]).all()  # the next segment may open at once
+    assert np.isfinite(held[4, 8:EOS]).any()  # after a pair: text
+    changed = np.isneginf(held) != np.isneginf(free)
+    assert changed[[0, 4]].sum() == 2 and not changed[[1, 2, 3]].any()  # nothing else moves
+    torch_ops = TorchOps()
+    masks = rules.masks(torch_ops, torch.from_numpy(logits), torch.from_numpy(floors))
+    theirs = rules.apply(torch_ops, torch.from_numpy(logits), torch.from_numpy(tokens), 5, 2, masks)
+    np.testing.assert_array_equal(held, theirs.numpy())
+    untimed = LogitRules(VOCAB, EOS, NO_TIMESTAMPS, SUPPRESS, BEGIN_SUPPRESS, False, 50)
+    assert "end_floor" not in untimed.masks(NumpyOps(), logits, floors)  # without timestamps there is no end time

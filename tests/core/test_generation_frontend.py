@@ -164,3 +164,29 @@ def test_rows_repeating_their_input_are_found():
     asked = []
     assert row_copies([[5], [7]], [0, 0], lambda i, j: asked.append((i, j)) or True) == 1
     assert not asked  # the device is read only once the prefixes agree
+
+
+def test_an_earliest_end_becomes_each_rows_timestamp_floor():
+    """``earliest_end`` seconds -> the id of the timestamp at or before them, per row (0 where none); refused for
+    beam search and without timestamps; rows held to different ends are not copies of one input."""
+    model = NumpyModel()
+    config, kwargs = model.generation_config, dict(language="en", return_timestamps=True)
+    first = GENERATION["no_timestamps_token_id"] + 1
+    plan = plan_generation(config, model.config, 3, lambda: None, earliest_end=[0.5, None, 0.0], **kwargs)
+    assert plan.end_floors == (first + 25, 0, 0)
+    assert plan_generation(config, model.config, 2, lambda: None, earliest_end=0.07, **kwargs).end_floors == (
+        first + 3,
+        first + 3,
+    )
+    assert plan_generation(config, model.config, 2, lambda: None, **kwargs).end_floors == (0, 0)
+    with pytest.raises(ValueError, match="earliest_end is for greedy and sampling"):
+        plan_generation(config, model.config, 1, lambda: None, earliest_end=1.0, num_beams=2, **kwargs)
+    with pytest.raises(ValueError, match="earliest_end is for greedy and sampling"):
+        plan_generation(config, model.config, 1, lambda: None, earliest_end=1.0, language="en")
+    with pytest.raises(ValueError, match="2 values of earliest_end for a batch of 3"):
+        plan_generation(config, model.config, 3, lambda: None, earliest_end=[1.0, 2.0], **kwargs)
+    held = plan_generation(config, model.config, 2, lambda: None, earliest_end=[1.0, 2.0], **kwargs)
+    assert held.row_copies(lambda i, j: True) == 1
+    assert plan.row_copies(lambda i, j: True) == 1  # 3 rows, floors (25, 0, 0): no whole blocks
+    alike = plan_generation(config, model.config, 2, lambda: None, earliest_end=2.0, **kwargs)
+    assert alike.row_copies(lambda i, j: True) == 2

@@ -24,8 +24,9 @@ from whisper_core.transcribe import (
     overlapping_windows,
     pack_leftovers,
 )
-from whisper_core.transcribe.batched import TAIL_SLACK, _unheard
+from whisper_core.transcribe.batched import _unheard
 from whisper_core.transcribe.fallback import row_bucket
+from whisper_core.transcribe.guards import TAIL_SLACK
 
 RATE = 16000
 

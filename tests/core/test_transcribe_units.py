@@ -107,6 +107,7 @@ class ScriptedBackend:
     def __init__(self, logprob_by_temperature: dict[float, list[float]]) -> None:
         self.script = logprob_by_temperature
         self.calls: list[tuple[float, int]] = []
+        self.ends: list[list[float | None] | None] = []  # each call's earliest_ends
         self.encoded = 0
         self.config = SimpleNamespace(max_target_positions=448, max_source_positions=1500)
         self.generation_config = SimpleNamespace(
@@ -138,8 +139,10 @@ class ScriptedBackend:
         timestamps,
         text_prefixes,
         prefix_width,
+        earliest_ends,
     ):
         self.calls.append((temperature, len(prompts)))
+        self.ends.append(earliest_ends)
         rows = [int(row[0, 0]) for row in features]
         return [Generated((10 + row,), 2 * self.script[temperature][row], 0.0) for row in rows]
 
@@ -158,6 +161,24 @@ def test_only_failing_rows_are_decoded_again(tiny_en_tokenizer_dir):
     assert backend.encoded == 1  # one encoder pass serves every temperature
     assert [r.temperature for r in results] == [0.0, 0.5, 0.5]  # row 2 failed everywhere: best average kept
     assert results[2].avg_logprob == pytest.approx(-2.5)
+
+
+def test_each_rows_earliest_end_follows_it_through_draws_padding_and_fallback(tiny_en_tokenizer_dir):
+    """A window held to its end is held at every temperature, in each of its ``best_of`` draws and in the rows a
+    compiled backend pads a batch with (copies of the first window); windows without one pass None."""
+    backend = ScriptedBackend({0.0: [-0.2, -2.0, -3.0], 0.5: [None, -0.3, -2.5], 1.0: [None, None, -2.8]})
+    features = np.arange(3, dtype=np.float32)[:, None, None] * np.ones((3, 2, 2), np.float32)
+    decoder = WindowDecoder(
+        backend,
+        WhisperTokenizer.from_pretrained(tiny_en_tokenizer_dir),
+        FallbackOptions(temperatures=(0.0, 0.5, 1.0), best_of=2),
+    )
+    backend.bucket_prefix = True
+    decoder.decode(features, [None] * 3, [None] * 3, earliest_ends=[None, 12.5, 20.0])
+    assert backend.ends == [[None, 12.5, 20.0, None], [12.5, 12.5, 20.0, 20.0], [20.0, 20.0]]
+    backend.ends.clear()
+    decoder.decode(features[:1], [None], [None])
+    assert backend.ends == [None]
 
 
 def test_sample_length_leaves_room_for_the_prompt():

@@ -93,6 +93,7 @@ def test_forward_and_loss_match_whisper_pt(models, features):
 CASES = [
     {"language": ["en", "de", "es"]},
     {"return_timestamps": True},  # languages detected; timestamp rules with a traced length
+    {"return_timestamps": True, "earliest_end": [1.0, None, 0.06]},  # rows held to their ends: a loop input
     {"language": "zh", "task": "translate", "prompt_ids": [[59, 7, 8], None, [59, 9]]},  # left-padded rows
 ]
 

@@ -47,6 +47,7 @@ def features():
 CASES = [
     {"language": ["en", "de", "es"]},
     {"return_timestamps": True},  # languages detected; timestamp rules with a traced length
+    {"return_timestamps": True, "earliest_end": [1.0, None, 0.06]},  # rows held to their ends: a loop input
     {"language": "zh", "task": "translate", "prompt_ids": [[59, 7, 8], None, [59, 9]]},  # left-padded rows
     {"language": "en", "num_beams": 3},
     {"language": "de", "num_beams": 2, "length_penalty": 0.5, "return_timestamps": True},

@@ -17,7 +17,7 @@ import numpy as np
 
 from .prefix import PrefixIds, decoder_prefix, languages_per_row, prompt_tokens
 from .rules import LogitRules
-from .segments import Segment, split_segments
+from .segments import TIME_PRECISION, Segment, split_segments
 
 # Widths the prefix rows are left-padded to with ``bucket_prefix``: a prompt grows window by window
 # over a long file (up to half the text context, 224 tokens, plus the start sequence), and a compiled
@@ -97,6 +97,9 @@ class GenerationPlan:
     return_dict: bool
     return_segments: bool
     output_logprobs: bool = False
+    # per row, the timestamp token id before which its transcript may not end (0: anywhere; see
+    # plan_generation's earliest_end): an input of the greedy and sampling loops
+    end_floors: tuple[int, ...] = ()
 
     @property
     def begin(self) -> int:
@@ -125,6 +128,11 @@ class GenerationPlan:
             length_penalty=self.length_penalty,
             copies=copies,
         )
+
+    def row_copies(self, same_states: Callable[[int, int], bool]) -> int:
+        """:func:`row_copies` of this plan's rows: consecutive rows decode one input only where their prefixes,
+        padding, earliest ends and encoder states (``same_states``) agree."""
+        return row_copies(self.prefixes, list(zip(self.padding, self.end_floors, strict=True)), same_states)
 
     @property
     def temperature(self) -> float:
@@ -188,6 +196,7 @@ def plan_generation(
     bucket_prefix: bool = False,
     prefix_width: int = 0,
     output_logprobs: bool = False,
+    earliest_end: float | Sequence[float | None] | None = None,
     **unsupported: Any,
 ) -> GenerationPlan:
     """Resolve one ``generate`` call. Explicit arguments win over ``config`` (a GenerationConfig);
@@ -218,6 +227,12 @@ def plan_generation(
     A transcription needs only these (its average log-probability check); ``output_scores`` keeps every
     step's logits over the vocabulary, which compiled loops hold in one buffer of ``max_new_tokens`` steps
     (base, 5 rows, 224 tokens: 232 MB) and hand back step by step.
+
+    ``earliest_end`` (ours, greedy and sampling with timestamps): seconds into the window, one for every row
+    or one (or ``None``) per row, before which a row's transcript may not end: ``<|endoftext|>`` does not
+    follow a timestamp earlier than that, so the model opens another segment instead of leaving speech it
+    was given undecoded. For audio known to be speech up to a point (a clip voice activity detection cut
+    at a silence); never for audio that may end in silence, where the model would have to invent text.
     """
     del attention_mask  # see the docstring
     if unsupported:
@@ -239,6 +254,9 @@ def plan_generation(
         raise ValueError("beam search with sampling is not supported: pass do_sample=False or num_beams=1")
     if num_beams > 1 and output_logprobs:
         raise ValueError("output_logprobs is for greedy and sampling; beam search has output_scores' sequence scores")
+    earliest_ends = _per_row(earliest_end, batch, "earliest_end")
+    if any(earliest_ends) and (num_beams > 1 or not return_timestamps):
+        raise ValueError("earliest_end is for greedy and sampling with return_timestamps=True")
     ids = PrefixIds.from_generation_config(config)
 
     rows = languages_per_row(language if language is not None else config.language, batch)
@@ -297,21 +315,40 @@ def plan_generation(
         return_dict=bool(return_dict or return_segments or output_logprobs),
         return_segments=return_segments,
         output_logprobs=output_logprobs,
+        end_floors=tuple(_timestamp_token(rules, seconds) for seconds in earliest_ends),
     )
 
 
+def _per_row(value: float | Sequence[float | None] | None, batch: int, name: str) -> list[float | None]:
+    """One value (or None) per row, from one for every row or a sequence of one per row."""
+    if value is None or isinstance(value, int | float | np.number):
+        return [value] * batch
+    values = list(value)
+    if len(values) != batch:
+        raise ValueError(f"got {len(values)} values of {name} for a batch of {batch}")
+    return values
+
+
+def _timestamp_token(rules: LogitRules, seconds: float | None) -> int:
+    """The id of the timestamp token at ``seconds`` (rounded down); 0, which no row is held to, for None or
+    no time."""
+    if seconds is None or seconds <= 0:
+        return 0
+    return rules.timestamp_begin + int(seconds / TIME_PRECISION)
+
+
 def row_copies(
-    prefixes: Sequence[Sequence[int]], padding: Sequence[int], same_states: Callable[[int, int], bool]
+    prefixes: Sequence[Sequence[int]], row_keys: Sequence[Any], same_states: Callable[[int, int], bool]
 ) -> int:
     """How many consecutive rows decode each input: ``n`` when the rows come in whole blocks of ``n`` with
-    the same prefix, padding and encoder states (``same_states(i, j)``, asked only once the prefixes
-    agree: it reads the device) -- the ``best_of`` draws of one window -- else 1. A loop then runs the
-    prefix once per input (a 200-token prompt over 8 identical rows was 8 times the work) and its
-    copies decode from that one cache."""
+    the same prefix, keys (their padding, and anything else a loop takes per input) and encoder states
+    (``same_states(i, j)``, asked only once the rest agrees: it reads the device) -- the ``best_of`` draws
+    of one window -- else 1. A loop then runs the prefix once per input (a 200-token prompt over 8
+    identical rows was 8 times the work) and its copies decode from that one cache."""
     rows = len(prefixes)
 
     def same(i: int, j: int) -> bool:
-        return prefixes[i] == prefixes[j] and padding[i] == padding[j] and same_states(i, j)
+        return prefixes[i] == prefixes[j] and row_keys[i] == row_keys[j] and same_states(i, j)
 
     copies = 1
     while copies < rows and same(copies, 0):

@@ -10,6 +10,11 @@ The rules are those of openai-whisper (``SuppressBlank``, ``SuppressTokens``,
   timestamps never decrease and a segment never has zero length (no endless ``<|0.00|>``);
   the first token is a timestamp no later than ``max_initial_timestamp_index``; and a
   timestamp is forced when the total probability of all timestamps beats every text token.
+* ours, where a row is given an earliest end (:meth:`LogitRules.masks`): ``<|endoftext|>`` does not
+  follow a timestamp earlier than it. A clip that voice activity detection cut at a silence holds
+  speech to its end, but in a full window the model often closes a segment seconds before that and
+  stops, leaving the last words for another window (a batched piece's leftover: a whole encoder pass);
+  held to the clip's end, it opens the next segment and transcribes them in this one.
 
 The token history is a fixed-size buffer ``tokens [batch, capacity]`` of which the first
 ``length`` positions are valid and generation started at ``begin``, so the same code runs in
@@ -52,6 +57,7 @@ class LogitRules:
             "at_begin": np.isin(vocab, [t for t in self.begin_suppress_tokens if 0 <= t < self.vocab_size]),
             "is_timestamp": vocab >= timestamp_begin,
             "before_eos": vocab < self.eos_token_id,
+            "is_eos": vocab == self.eos_token_id,
             "initial_forbidden": initial_forbidden,
         }
         if self.return_timestamps:
@@ -63,9 +69,14 @@ class LogitRules:
         """Id of ``<|0.00|>``, right after ``<|notimestamps|>`` in every Whisper vocabulary."""
         return self.no_timestamps_token_id + 1
 
-    def masks(self, ops: ArrayOps, like: Any) -> dict[str, Any]:
-        """The vocabulary masks as backend tensors; make them once per ``generate`` call."""
-        return {name: ops.constant(mask, like) for name, mask in self._masks.items()}
+    def masks(self, ops: ArrayOps, like: Any, end_floors: Any = None) -> dict[str, Any]:
+        """The vocabulary masks as backend tensors; make them once per ``generate`` call. ``end_floors``
+        ``[batch, 1]`` (a backend tensor, with timestamps): per row, the timestamp token id before which the
+        transcript may not end (:attr:`GenerationPlan.end_floors`; 0 for none)."""
+        masks = {name: ops.constant(mask, like) for name, mask in self._masks.items()}
+        if end_floors is not None and self.return_timestamps:
+            masks["end_floor"] = end_floors
+        return masks
 
     def apply(
         self, ops: ArrayOps, logits: Any, tokens: Any, length: Any, begin: int, masks: dict[str, Any] | None = None
@@ -106,11 +117,14 @@ class LogitRules:
         # After a lone timestamp the segment may close on the same time; otherwise time must advance.
         floor = ops.where(lone_time, latest_time, latest_time + 1)
         vocab = masks["vocab"]
-        return (
+        forbidden = (
             (pair_ended & masks["is_timestamp"])
             | (lone_time & masks["before_eos"])
             | (any_time & masks["is_timestamp"] & (vocab < floor))
         )
+        if "end_floor" in masks:  # no end after a timestamp before the row's earliest end
+            forbidden = forbidden | (last_is_time & (last < masks["end_floor"]) & masks["is_eos"])
+        return forbidden
 
     def _force_timestamp_when_likely(self, ops: ArrayOps, masks: dict[str, Any], logits: Any, neg_inf: Any) -> Any:
         """openai-whisper compares the log-probability of all timestamps together with the best text token's;

@@ -126,12 +126,14 @@ class ModelBackend(ABC):
         timestamps: bool = True,
         text_prefixes: Sequence[Sequence[int]] | None = None,
         prefix_width: int = 0,
+        earliest_ends: Sequence[float | None] | None = None,
     ) -> list[Generated]:
         """Decode encoder ``states`` (:meth:`encode`, one row per prompt), with timestamps unless told not to;
         ``prompts`` are ``<|startofprev|>`` rows (or None). ``text_prefixes`` (no timestamps): per row, text
         the transcript is forced to begin with; the results hold only the tokens decoded after it.
         ``prefix_width``: the widest prefix (prompt and start tokens) the caller's later calls will carry,
-        which a compiled backend pads to from now on (``generate(prefix_width=...)``)."""
+        which a compiled backend pads to from now on (``generate(prefix_width=...)``). ``earliest_ends``: per
+        row, the time (s) before which its transcript may not end (``generate(earliest_end=...)``)."""
         kwargs: dict[str, Any] = {"do_sample": False}
         if temperature > 0:
             kwargs = {"do_sample": True, "temperature": temperature, "top_k": 0, **self.sampling_kwargs(seed)}
@@ -146,6 +148,7 @@ class ModelBackend(ABC):
             bucket_prefix=self.bucket_prefix,
             prefix_width=prefix_width,
             output_logprobs=True,
+            earliest_end=list(earliest_ends) if earliest_ends else None,
             **kwargs,
         )
         sequences, logprobs = to_numpy(out.sequences), to_numpy(out.logprobs)

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from ..vad import VadOptions, get_speech_timestamps
 from .fallback import WindowDecoder, WindowResult, is_silent
-from .guards import echoes_an_end, fit_to_audio
+from .guards import TAIL_SLACK, earliest_end, echoes_an_end, fit_to_audio
 from .options import TranscribeOptions
 from .results import Transcription, TranscriptSegment
 from .speech_chunks import SpeechChunk, group_speech, map_to_file, overlapping_windows, pack_leftovers
@@ -35,14 +35,13 @@ SEQUENTIAL_ONLY = ("clip_timestamps", "hallucination_silence_threshold")
 # faster-whisper's for its batched pipeline: cut at every pause of 160 ms, so pieces fill their 30 s
 # (with the sequential 2 s, a piece holds fewer, longer spans and ends far from full)
 BATCHED_VAD_OPTIONS = VadOptions(min_silence_duration_ms=160)
-# A piece whose decoding stopped this long (s) before its audio ends is decoded again from where it
-# stopped: in a full 30 s piece the model sometimes closes early and the last sentence would be lost.
-# What a file's pieces leave is heard packed into as few windows as fit (a leftover is a few seconds).
+# In a full 30 s piece the model often closes a segment seconds before the audio ends and stops, and the
+# last sentence would be lost. A piece of speech (voice activity detection cut it at a silence) is decoded
+# held to its end (:func:`~.guards.earliest_end`), so the model opens another segment for it. What still
+# stops this long (s) before its audio ends (pieces without VAD) is decoded again from where it stopped,
+# the file's leftovers packed into as few windows as fit (a leftover is a few seconds; each window costs a
+# whole encoder pass).
 MIN_LEFTOVER = 1.0
-# The rest of the speech span where a decoding stopped, when shorter than this (s), is the end of the
-# sentence just given, not speech left out: a last segment's end timestamp often falls a second or so
-# before its speech ends (base on the benchmark's speech: 0.7-1.5 s).
-TAIL_SLACK = 2.0
 
 
 def speech_chunks(audio: np.ndarray, transcriber: Transcriber, vad_options: VadOptions | None) -> list[SpeechChunk]:
@@ -101,7 +100,8 @@ def transcribe_batched(
             batch, pieces = pieces[:batch_size], pieces[batch_size:]
             windows = transcriber.windows_of([chunk.audio(audios[index]) for index, chunk in batch])
             batch_languages = [languages[index] if multilingual else None for index, _ in batch]
-            results = decoder.decode(windows, [prompt] * len(batch), batch_languages)
+            ends = [earliest_end(chunk.samples / chunk.sampling_rate) if vad_options else None for _, chunk in batch]
+            results = decoder.decode(windows, [prompt] * len(batch), batch_languages, earliest_ends=ends)
             timed = options.word_timestamps or options.return_token_timestamps
             for row, ((index, chunk), window, result) in enumerate(zip(batch, windows, results, strict=True)):
                 queued[index] -= 1

@@ -169,12 +169,16 @@ class WindowDecoder:
         languages: Sequence[str | None],
         text_prefixes: Sequence[Sequence[int]] | None = None,
         max_tokens: int | None = None,
+        earliest_ends: Sequence[float | None] | None = None,
     ) -> list[WindowResult]:
         """``features [b, mels, 3000]``, one ``<|startofprev|>`` prompt (or None) and one language (None on
         English-only models) per row -> one result per row. ``text_prefixes`` (without timestamps): per row,
         text its transcript begins with; a result holds what was decoded after it. ``max_tokens`` bounds what
-        a row may decode on an eager backend (see :func:`max_new_tokens`): a repetition loop then costs less."""
+        a row may decode on an eager backend (see :func:`max_new_tokens`): a repetition loop then costs less.
+        ``earliest_ends``: per row, the time (s) into its window before which its transcript may not end (or
+        None), for windows known to hold speech up to there (``generate(earliest_end=...)``)."""
         text_prefixes = [list(prefix) for prefix in text_prefixes] if text_prefixes else [[] for _ in prompts]
+        ends = list(earliest_ends) if earliest_ends else [None] * len(prompts)
         accepted: list[WindowResult | None] = [None] * len(prompts)
         tried: list[list[WindowResult]] = [[] for _ in prompts]
         pending = list(range(len(prompts)))
@@ -187,8 +191,8 @@ class WindowDecoder:
         with sharing_prefix_passes():  # and, where a backend can, one prefix pass
             for temperature in self.options.temperatures:
                 rows = ([prompts[row] for row in pending], [languages[row] for row in pending])
-                texts = [text_prefixes[row] for row in pending]
-                results = self._decode_at(states, pending, *rows, texts, temperature, max_tokens)
+                texts, row_ends = [text_prefixes[row] for row in pending], [ends[row] for row in pending]
+                results = self._decode_at(states, pending, *rows, texts, temperature, max_tokens, row_ends)
                 for row, result in zip(pending, results, strict=True):
                     tried[row].append(result)
                     if not needs_fallback(result, self.options):
@@ -213,18 +217,22 @@ class WindowDecoder:
         text_prefixes: list[list[int]],
         temperature: float,
         max_tokens: int | None = None,
+        earliest_ends: list[float | None] | None = None,
     ) -> list[WindowResult]:
         """Decode the ``pending`` rows of the encoder ``states`` at ``temperature`` (``best_of`` draws each
         when sampling); the most likely draw of each row."""
         draws = self.options.best_of if temperature > 0 else 1
         self.seed += temperature > 0
-        windows: tuple[list[Any], ...] = (list(pending), list(prompts), list(languages), list(text_prefixes))
+        ends = earliest_ends or [None] * len(pending)
+        windows: tuple[list[Any], ...] = (list(pending), list(prompts), list(languages), list(text_prefixes), ends)
         if self.backend.bucket_prefix:  # pad with copies of the first window; their results are dropped
             extra = row_bucket(len(pending)) - len(pending)
             windows = tuple(column + column[:1] * extra for column in windows)
         # Each window's draws are consecutive copies of it, which the loops decode from one prefix pass
         # (row_copies); the windows, not the rows, are padded, so the copies stay whole blocks.
-        rows, row_prompts, row_languages, row_texts = ([x for x in column for _ in range(draws)] for column in windows)
+        rows, row_prompts, row_languages, row_texts, row_ends = (
+            [x for x in column for _ in range(draws)] for column in windows
+        )
         generated = self.backend.generate(
             self.backend.take_rows(states, rows),
             row_prompts,
@@ -236,6 +244,7 @@ class WindowDecoder:
             timestamps=self.timestamps,
             text_prefixes=row_texts if any(row_texts) else None,
             prefix_width=self.prefix_width,
+            earliest_ends=row_ends if any(end is not None for end in row_ends) else None,
         )
         best = [max(generated[row * draws : (row + 1) * draws], key=_likelihood) for row in range(len(prompts))]
         return [self._result(candidate, temperature) for candidate in best]

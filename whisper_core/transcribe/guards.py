@@ -13,6 +13,11 @@ one that merely overruns the end is cut at it.
 A batched piece sometimes times its last segment a second or two before its speech ends; the piece's
 leftover then hears that speech again and the model says the sentence's last words a second time. A
 segment that only repeats the end of a segment ending where it starts is that echo, and is dropped.
+
+The other way round, in a full window the model often closes a segment seconds before the speech it was
+given ends and stops, leaving the last sentence for another window (a whole encoder pass). Audio that
+voice activity detection cut at a silence is speech to its end, so its decoding is held to it
+(:func:`earliest_end`).
 """
 
 from __future__ import annotations
@@ -27,6 +32,17 @@ LOOP_MIN_TOKENS = 16  # a loop covers at least this many tokens ...
 LOOP_MIN_REPEATS = 3  # ... in at least this many back-to-back copies of one n-gram
 LOOP_MAX_NGRAM = 32
 ECHO_GAP = 1.0  # seconds between the end of a segment and the start of one that repeats its last words
+# A last segment's end timestamp often falls a second or so before its speech ends (base on the benchmark's
+# speech: 0.7-1.5 s): a decoding that stops within this many seconds of the end has heard everything.
+TAIL_SLACK = 2.0
+
+
+def earliest_end(speech_seconds: float) -> float | None:
+    """Where (s into a window) the decoding of speech that runs ``speech_seconds`` into the window may end at
+    the earliest (``generate(earliest_end=...)``), or None when it may end anywhere. Only for audio known to
+    be speech up to there: held over silence, the model would have to invent text."""
+    end = speech_seconds - TAIL_SLACK
+    return end if end > 0 else None
 
 
 def has_repetition_loop(tokens: Sequence[int]) -> bool:

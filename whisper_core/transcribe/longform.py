@@ -26,7 +26,7 @@ from ..vad import VadOptions, get_speech_timestamps
 from .backends import ModelBackend
 from .batched import transcribe_batched
 from .fallback import WindowDecoder, WindowResult, is_silent
-from .guards import fit_to_audio
+from .guards import earliest_end, fit_to_audio
 from .options import TranscribeOptions
 from .results import Transcription, TranscriptSegment
 from .speech_chunks import SpeechChunk, map_to_file
@@ -155,7 +155,10 @@ class Transcriber:
                 features = np.stack([window for _, window in active])
                 prompts = [file_seek.prompt() for file_seek, _ in active]
                 multilingual = self.ids.is_multilingual
-                results = decoder.decode(features, prompts, [s.language if multilingual else None for s, _ in active])
+                languages = [s.language if multilingual else None for s, _ in active]
+                # speech that voice activity detection kept runs to the end of the file's clip: held to it
+                ends = [earliest_end(s.audio_end()) if speech is not None else None for s, _ in active]
+                results = decoder.decode(features, prompts, languages, earliest_ends=ends)
                 timed = options.word_timestamps or options.return_token_timestamps
                 for row, ((file_seek, window), result) in enumerate(zip(active, results, strict=True)):
                     before = file_seek.seek
@@ -290,6 +293,12 @@ class _FileSeek:
             if self.clip_index < len(self.clips):
                 self.seek = self.clips[self.clip_index][0]
         return None
+
+    def audio_end(self) -> float:
+        """How far (s) into the current window the file's audio runs when it ends there, else 0."""
+        if self.seek + self.segment_frames < self.content_frames:
+            return 0.0
+        return self.segment_frames / self.owner.frames_per_second
 
     def prompt(self) -> list[int]:
         """``<|startofprev|>`` and the latest tokens of the text so far (none right after a reset)."""
