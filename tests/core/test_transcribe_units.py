@@ -206,6 +206,7 @@ class SeekBackend(ScriptedBackend):
     def generate(self, features, prompts, **options):  # the keywords as ScriptedBackend.generate names them
         self.prompts.extend(prompts)
         self.prefix_widths.add(options["prefix_width"])
+        self.ends.append(options["earliest_ends"])
         tokens = (ts(0), 262, ts(4), ts(4), 262, ts(8), ts(8), 262)
         return [Generated(tokens, -0.1 * (len(tokens) + 1), 0.0) for _ in prompts]
 
@@ -246,6 +247,28 @@ def test_windows_ask_for_the_prefix_width_their_prompts_can_reach(tiny_en_tokeni
     noise = np.random.default_rng(0).standard_normal(seconds * SAMPLE_RATE).astype(np.float32) * 0.1
     transcriber.transcribe([noise], options)
     assert backend.prefix_widths == {width}
+
+
+def test_with_vad_the_windows_reaching_the_end_of_the_speech_are_held_to_it(tiny_en_tokenizer_dir, jfk_audio):
+    """Sequential decoding with ``vad_filter`` hears the speech back to back: a window whose audio runs to the end
+    of that clip is held to 2 s before it (``generate(earliest_end=...)``), the others are not; without VAD no
+    window is held (its audio may end in silence)."""
+    backend = SeekBackend()
+    transcriber = Transcriber(
+        backend, WhisperTokenizer.from_pretrained(tiny_en_tokenizer_dir), WhisperFeatureExtractor()
+    )
+    pause = np.zeros(3 * SAMPLE_RATE, np.float32)
+    audio = np.concatenate([jfk_audio, pause, jfk_audio, pause, jfk_audio, pause, jfk_audio])
+    transcriber.transcribe([audio], TranscribeOptions(temperature=(0.0,), vad_filter=True))
+    speech = transcriber.speech(audio, TranscribeOptions(vad_filter=True)).samples / SAMPLE_RATE
+    assert 30 < speech < len(audio) / SAMPLE_RATE
+    windows = [8.0 * k for k in range(len(backend.ends))]  # the scripted model moves 8 s a window
+    expected = [[round(speech - start - 2.0, 2)] if start + 30 >= speech else None for start in windows]
+    assert [None if ends is None else [round(end, 2) for end in ends] for ends in backend.ends] == expected
+    assert expected[0] is None and expected[-1] is not None
+    backend.ends.clear()
+    transcriber.transcribe([audio], TranscribeOptions(temperature=(0.0,)))
+    assert backend.ends and not any(backend.ends)
 
 
 # -- batched pieces ---------------------------------------------------------------------------
