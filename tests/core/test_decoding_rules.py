@@ -173,37 +173,46 @@ def test_sampling_under_numpy_ops_inverts_the_distribution_and_keeps_the_top_k()
 
 
 def test_a_row_held_to_its_earliest_end_opens_another_segment_instead_of_ending():
-    """``<|endoftext|>`` may not follow a timestamp before the row's end floor (its token id; 0: none): after a
-    closing timestamp the row must open another segment, after a pair it must say something; past its
-    floor, after text, or in a row without one it may end as before. The PyTorch ops agree."""
+    """A row held to an end floor (a timestamp token id; 0: none), once it has said something: after a segment
+    closed before the floor only a timestamp may follow (the next segment opens: not ``<|endoftext|>``, not a
+    special token), and after a segment opened (even past the floor) something must be said before the end.
+    A closing timestamp past the floor, text, or a row without a floor end as before; and a row that has said
+    nothing may end at once (non-speech comes back empty). The PyTorch ops agree."""
     import torch
 
     from whisper_pt.generation import TorchOps
 
     rules = LogitRules(VOCAB, EOS, NO_TIMESTAMPS, SUPPRESS, BEGIN_SUPPRESS, True, 50)
+    held = TIMESTAMP_BEGIN + 20
     rows = [
-        [TIMESTAMP_BEGIN, 10, TIMESTAMP_BEGIN + 5],  # closed at 5, held to 20: must open a segment
-        [TIMESTAMP_BEGIN, 10, TIMESTAMP_BEGIN + 25],  # closed at 25, past its floor of 20
-        [TIMESTAMP_BEGIN, 10, TIMESTAMP_BEGIN + 5],  # no floor
-        [TIMESTAMP_BEGIN, 10, 11],  # ended after text (a segment left open): its floor does not hold it
-        [TIMESTAMP_BEGIN, 10, TIMESTAMP_BEGIN + 4, TIMESTAMP_BEGIN + 4][1:],  # a pair before the floor
+        ([TIMESTAMP_BEGIN, 10, TIMESTAMP_BEGIN + 5], held),  # closed at 5, held to 20: must open a segment
+        ([TIMESTAMP_BEGIN, 10, TIMESTAMP_BEGIN + 25], held),  # closed at 25, past its floor
+        ([TIMESTAMP_BEGIN, 10, TIMESTAMP_BEGIN + 5], 0),  # no floor
+        ([TIMESTAMP_BEGIN, 10, 11], held),  # ended after text (a segment left open): not held
+        ([10, TIMESTAMP_BEGIN + 4, TIMESTAMP_BEGIN + 4], held),  # a segment opened before the floor
+        ([10, TIMESTAMP_BEGIN + 5, TIMESTAMP_BEGIN + 25], held),  # one opened past the floor: still says something
     ]
-    tokens = np.asarray([[3, 3, *row] for row in rows])
-    floors = np.asarray(
-        [[TIMESTAMP_BEGIN + 20], [TIMESTAMP_BEGIN + 20], [0], [TIMESTAMP_BEGIN + 20], [TIMESTAMP_BEGIN + 20]]
-    )
+    tokens = np.asarray([[3, 3, *row] for row, _ in rows])
+    floors = np.asarray([[floor] for _, floor in rows])
     logits = np.random.default_rng(0).normal(size=(len(rows), VOCAB)).astype(np.float32)
     logits[:, TIMESTAMP_BEGIN:] -= 5  # no timestamp forced by its mass
     free = rules.apply(NumpyOps(), logits, tokens, 5, 2)
-    held = rules.apply(NumpyOps(), logits, tokens, 5, 2, rules.masks(NumpyOps(), logits, floors))
-    assert np.isneginf(held[[0, 4], EOS]).all() and np.isfinite(free[[0, 4], EOS]).all()
-    assert np.isfinite(held[0, TIMESTAMP_BEGIN + 5 :]).all()  # the next segment may open at once
-    assert np.isfinite(held[4, 8:EOS]).any()  # after a pair: text
-    changed = np.isneginf(held) != np.isneginf(free)
-    assert changed[[0, 4]].sum() == 2 and not changed[[1, 2, 3]].any()  # nothing else moves
+    ours = rules.apply(NumpyOps(), logits, tokens, 5, 2, rules.masks(NumpyOps(), logits, floors))
+    assert np.isfinite(free[[0, 4, 5], EOS]).all() and np.isneginf(ours[[0, 4, 5], EOS]).all()
+    assert np.isneginf(ours[0, :TIMESTAMP_BEGIN]).all()  # after an early close: a timestamp, nothing else
+    assert np.isfinite(ours[0, TIMESTAMP_BEGIN + 5 :]).all()  # ... which may open the next segment at once
+    assert np.isfinite(free[0, EOS + 1 : NO_TIMESTAMPS]).any()  # (specials the rules alone let through)
+    assert np.isfinite(ours[[4, 5], 8:EOS]).any(axis=1).all()  # after an opening: text
+    changed = np.isneginf(ours) != np.isneginf(free)
+    assert not changed[[1, 2, 3]].any()  # nothing else moves
+    assert changed[[4, 5]].sum() == 2  # just the end
     torch_ops = TorchOps()
     masks = rules.masks(torch_ops, torch.from_numpy(logits), torch.from_numpy(floors))
     theirs = rules.apply(torch_ops, torch.from_numpy(logits), torch.from_numpy(tokens), 5, 2, masks)
-    np.testing.assert_array_equal(held, theirs.numpy())
+    np.testing.assert_array_equal(ours, theirs.numpy())
+    # a held row whose first token is a timestamp may end without a word (a clip of no speech)
+    first = np.asarray([[3, 3, TIMESTAMP_BEGIN]])
+    masks = rules.masks(NumpyOps(), logits[:1], np.asarray([[held]]))
+    assert np.isfinite(rules.apply(NumpyOps(), logits[:1], first, 3, 2, masks)[0, EOS])
     untimed = LogitRules(VOCAB, EOS, NO_TIMESTAMPS, SUPPRESS, BEGIN_SUPPRESS, False, 50)
     assert "end_floor" not in untimed.masks(NumpyOps(), logits, floors)  # without timestamps there is no end time

@@ -185,7 +185,11 @@ def test_an_earliest_end_becomes_each_rows_timestamp_floor():
         plan_generation(config, model.config, 1, lambda: None, earliest_end=1.0, language="en")
     with pytest.raises(ValueError, match="2 values of earliest_end for a batch of 3"):
         plan_generation(config, model.config, 3, lambda: None, earliest_end=[1.0, 2.0], **kwargs)
-    held = plan_generation(config, model.config, 2, lambda: None, earliest_end=[1.0, 2.0], **kwargs)
+    with pytest.raises(ValueError, match="finite time"):
+        plan_generation(config, model.config, 1, lambda: None, earliest_end=float("nan"), **kwargs)
+    past = plan_generation(config, model.config, 1, lambda: None, earliest_end=1e6, **kwargs)
+    assert past.end_floors == (model.config.vocab_size - 1,)  # held to the last timestamp, not beyond the vocabulary
+    held = plan_generation(config, model.config, 2, lambda: None, earliest_end=[0.2, 0.4], **kwargs)
     assert held.row_copies(lambda i, j: True) == 1
     assert plan.row_copies(lambda i, j: True) == 1  # 3 rows, floors (25, 0, 0): no whole blocks
     alike = plan_generation(config, model.config, 2, lambda: None, earliest_end=2.0, **kwargs)

@@ -9,6 +9,7 @@ when some row needs it, then the backend runs its loop on the plan.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -229,10 +230,12 @@ def plan_generation(
     (base, 5 rows, 224 tokens: 232 MB) and hand back step by step.
 
     ``earliest_end`` (ours, greedy and sampling with timestamps): seconds into the window, one for every row
-    or one (or ``None``) per row, before which a row's transcript may not end: ``<|endoftext|>`` does not
-    follow a timestamp earlier than that, so the model opens another segment instead of leaving speech it
-    was given undecoded. For audio known to be speech up to a point (a clip voice activity detection cut
-    at a silence); never for audio that may end in silence, where the model would have to invent text.
+    or one (or ``None``) per row, before which a row that has said something may not end: a segment it
+    closes earlier is followed by the next one's timestamp, and a segment it opens says something (see
+    :mod:`.rules`), so the model transcribes speech it was given instead of leaving it undecoded; a row that
+    says nothing may still end at once. For audio known to be speech up to a point (a clip voice activity
+    detection cut at a silence); never for audio that may end in silence, where the model would have to
+    invent text. Times past the window hold a row to its last timestamp.
     """
     del attention_mask  # see the docstring
     if unsupported:
@@ -330,11 +333,15 @@ def _per_row(value: float | Sequence[float | None] | None, batch: int, name: str
 
 
 def _timestamp_token(rules: LogitRules, seconds: float | None) -> int:
-    """The id of the timestamp token at ``seconds`` (rounded down); 0, which no row is held to, for None or
-    no time."""
-    if seconds is None or seconds <= 0:
+    """The id of the timestamp token at ``seconds`` (rounded down, and at most the vocabulary's last, the end
+    of the window); 0, which no row is held to, for None or no time."""
+    if seconds is None:
         return 0
-    return rules.timestamp_begin + int(seconds / TIME_PRECISION)
+    if not math.isfinite(seconds):
+        raise ValueError(f"earliest_end must be a finite time in seconds, got {seconds}")
+    if seconds <= 0:
+        return 0
+    return min(rules.timestamp_begin + int(seconds / TIME_PRECISION), rules.vocab_size - 1)
 
 
 def row_copies(

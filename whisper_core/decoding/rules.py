@@ -10,11 +10,14 @@ The rules are those of openai-whisper (``SuppressBlank``, ``SuppressTokens``,
   timestamps never decrease and a segment never has zero length (no endless ``<|0.00|>``);
   the first token is a timestamp no later than ``max_initial_timestamp_index``; and a
   timestamp is forced when the total probability of all timestamps beats every text token.
-* ours, where a row is given an earliest end (:meth:`LogitRules.masks`): ``<|endoftext|>`` does not
-  follow a timestamp earlier than it. A clip that voice activity detection cut at a silence holds
-  speech to its end, but in a full window the model often closes a segment seconds before that and
-  stops, leaving the last words for another window (a batched piece's leftover: a whole encoder pass);
-  held to the clip's end, it opens the next segment and transcribes them in this one.
+* ours, where a row is given an earliest end (:meth:`LogitRules.masks`): once it has said something, a
+  segment it closes before that time is followed by another timestamp (the next segment opens, nothing
+  else), and a segment it opens says something before the row may end. A clip that voice activity
+  detection cut at a silence holds speech to its end, but in a full window the model often closes a
+  segment seconds before that and stops, leaving the last words for another window (a batched piece's
+  leftover: a whole encoder pass); held to the clip's end, it transcribes them in this one. A row that has
+  said nothing may still end at once (``<|0.00|><|endoftext|>``): a clip VAD took for speech that is not
+  comes back empty instead of being filled with invented text.
 
 The token history is a fixed-size buffer ``tokens [batch, capacity]`` of which the first
 ``length`` positions are valid and generation started at ``begin``, so the same code runs in
@@ -122,8 +125,11 @@ class LogitRules:
             | (lone_time & masks["before_eos"])
             | (any_time & masks["is_timestamp"] & (vocab < floor))
         )
-        if "end_floor" in masks:  # no end after a timestamp before the row's earliest end
-            forbidden = forbidden | (last_is_time & (last < masks["end_floor"]) & masks["is_eos"])
+        if "end_floor" in masks:  # a held row: a segment closed before its earliest end is followed by another
+            end_floor = masks["end_floor"]
+            closed_early = lone_time & (last < end_floor)
+            opened = pair_ended & (generated >= 2) & (end_floor > 0)  # after text: the new segment says something
+            forbidden = forbidden | (closed_early & ~masks["is_timestamp"]) | (opened & masks["is_eos"])
         return forbidden
 
     def _force_timestamp_when_likely(self, ops: ArrayOps, masks: dict[str, Any], logits: Any, neg_inf: Any) -> Any:

@@ -38,8 +38,9 @@ BATCHED_VAD_OPTIONS = VadOptions(min_silence_duration_ms=160)
 # In a full 30 s piece the model often closes a segment seconds before the audio ends and stops, and the
 # last sentence would be lost. A piece of speech (voice activity detection cut it at a silence) is decoded
 # held to its end (:func:`~.guards.earliest_end`), so the model opens another segment for it. What still
-# stops this long (s) before its audio ends (pieces without VAD) is decoded again from where it stopped,
-# the file's leftovers packed into as few windows as fit (a leftover is a few seconds; each window costs a
+# stops this long (s) before its audio ends is decoded again from where it stopped: a file's last window
+# without VAD, or speech the hold leaves (a last span after a pause, within its 2 s of slack); the
+# file's leftovers are packed into as few windows as fit (a leftover is a few seconds; each window costs a
 # whole encoder pass).
 MIN_LEFTOVER = 1.0
 
