@@ -231,8 +231,8 @@ def plan_generation(
 
     ``earliest_end`` (ours, greedy and sampling with timestamps): seconds into the window, one for every row
     or one (or ``None``) per row, before which a row that has said something may not end: a segment it
-    closes earlier is followed by the next one's timestamp, and a segment it opens says something (see
-    :mod:`.rules`), so the model transcribes speech it was given instead of leaving it undecoded; a row that
+    closes earlier is followed by the next one's timestamp, and a segment it opens earlier says something
+    (see :mod:`.rules`), so the model transcribes speech it was given instead of leaving it undecoded; a row that
     says nothing may still end at once. For audio known to be speech up to a point (a clip voice activity
     detection cut at a silence); never for audio that may end in silence, where the model would have to
     invent text. Times past the window hold a row to its last timestamp.

@@ -12,7 +12,8 @@ The rules are those of openai-whisper (``SuppressBlank``, ``SuppressTokens``,
   timestamp is forced when the total probability of all timestamps beats every text token.
 * ours, where a row is given an earliest end (:meth:`LogitRules.masks`): once it has said something, a
   segment it closes before that time is followed by another timestamp (the next segment opens, nothing
-  else), and a segment it opens says something before the row may end. A clip that voice activity
+  else), and a segment it opens before that time says something before the row may end (one opened
+  later may end the row: the model found nothing more to say; forced to, it invents and loops). A clip that voice activity
   detection cut at a silence holds speech to its end, but in a full window the model often closes a
   segment seconds before that and stops, leaving the last words for another window (a batched piece's
   leftover: a whole encoder pass); held to the clip's end, it transcribes them in this one. A row that has
@@ -127,9 +128,9 @@ class LogitRules:
         )
         if "end_floor" in masks:  # a held row: a segment closed before its earliest end is followed by another
             end_floor = masks["end_floor"]
-            closed_early = lone_time & (last < end_floor)
-            opened = pair_ended & (generated >= 2) & (end_floor > 0)  # after text: the new segment says something
-            forbidden = forbidden | (closed_early & ~masks["is_timestamp"]) | (opened & masks["is_eos"])
+            early = last < end_floor
+            opened_early = pair_ended & (generated >= 2) & early  # after text: the new segment says something
+            forbidden = forbidden | (lone_time & early & ~masks["is_timestamp"]) | (opened_early & masks["is_eos"])
         return forbidden
 
     def _force_timestamp_when_likely(self, ops: ArrayOps, masks: dict[str, Any], logits: Any, neg_inf: Any) -> Any:
