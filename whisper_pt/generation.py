@@ -341,20 +341,30 @@ class StaticCache:
     in place at the step's position; cross-attention keys/values computed once, on the prefix pass, one
     copy per input: the consecutive rows decoding the same input (sampling draws, beams) share it, which
     saves a step reading the same 1500 frames' keys/values once per row (at five draws of base, 120 MB
-    a step, most of its cross-attention time)."""
+    a step, most of its cross-attention time).
+
+    The cross-attention layout follows the rows per input (:func:`_cross_attention`): with one row per
+    input (greedy decoding, batched pieces) keys by frame and values transposed, so that each product is
+    a matrix times a vector; with several (draws, beams) keys transposed and values by frame, so that the
+    copies multiply as one small matrix. Base, six layers, caches flushed (one-off script, 2026-12-07):
+    one row per input 1.32 -> 1.03 ms a step at one input, 3.6 -> 2.5 at three, 5.9 -> 4.1 at five,
+    9.2 -> 6.6 at eight; five copies of one input 2.9 ms the other way, 3.4 this way."""
 
     self_k: list[torch.Tensor]  # per layer [rows, heads, capacity, head_dim]
     self_v: list[torch.Tensor]
-    cross_k: list[torch.Tensor]  # per layer [inputs, heads, head_dim, frames]; rows = inputs x copies
+    # per layer, rows = inputs x copies: keys [inputs, heads, frames, head_dim] and values [inputs, heads,
+    # head_dim, frames] when ``by_frame`` (one row per input), else keys transposed and values by frame
+    cross_k: list[torch.Tensor]
     cross_v: list[torch.Tensor]
     first: torch.Tensor  # [rows] column of each row's first real token (its left padding)
+    by_frame: bool = True
 
     @classmethod
     def from_prefix(cls, past: Any, padding: torch.Tensor, capacity: int, copies: int = 1) -> StaticCache:
         """From the plain forward pass's cache over the inputs (per layer ``(self_k, self_v, cross_k,
         cross_v)``): the prefix's keys/values copied into buffers of ``capacity`` positions, ``copies``
-        rows per input; the cross-attention keys transposed, both made contiguous (what
-        :func:`_cross_attention` reads fastest)."""
+        rows per input; the cross-attention keys/values contiguous, in the layout that
+        :func:`_cross_attention` reads fastest for ``copies`` rows per input."""
 
         def buffer(prefix_kv: torch.Tensor) -> torch.Tensor:
             inputs, heads, begin, head_dim = prefix_kv.shape
@@ -362,12 +372,14 @@ class StaticCache:
             out[:, :, :begin] = prefix_kv.repeat_interleave(copies, dim=0)
             return out
 
+        by_frame = copies == 1
         return cls(
             self_k=[buffer(layer[0]) for layer in past],
             self_v=[buffer(layer[1]) for layer in past],
-            cross_k=[layer[2].transpose(2, 3).contiguous() for layer in past],
-            cross_v=[layer[3].contiguous() for layer in past],
+            cross_k=[(layer[2] if by_frame else layer[2].transpose(2, 3)).contiguous() for layer in past],
+            cross_v=[(layer[3].transpose(2, 3) if by_frame else layer[3]).contiguous() for layer in past],
             first=padding.to(torch.long).repeat_interleave(copies),
+            by_frame=by_frame,
         )
 
     def reorder(self, order: torch.Tensor, length: int) -> None:
@@ -409,7 +421,8 @@ def decode_step(
         k_cache, v_cache = cache.self_k[index], cache.self_v[index]
         x = x + _self_attention(layer.self_attn, h, k_cache, v_cache, position, mask, weights, written)
         h = layer.encoder_attn_layer_norm(x)
-        x = x + _cross_attention(layer.encoder_attn, h, cache.cross_k[index], cache.cross_v[index], weights)
+        cross_k, cross_v = cache.cross_k[index], cache.cross_v[index]
+        x = x + _cross_attention(layer.encoder_attn, h, cross_k, cross_v, weights, cache.by_frame)
         h = layer.activation_fn(_linear(layer.fc1, layer.final_layer_norm(x), weights))
         x = x + _linear(layer.fc2, h, weights)
     return _linear(model.proj_out, decoder.layer_norm(x), weights)
@@ -446,18 +459,27 @@ def _self_attention(
 
 
 def _cross_attention(
-    attention: Any, h: torch.Tensor, k: torch.Tensor, v: torch.Tensor, weights: StepWeights
+    attention: Any, h: torch.Tensor, k: torch.Tensor, v: torch.Tensor, weights: StepWeights, by_frame: bool
 ) -> torch.Tensor:
-    """``h [rows, d]`` attending to the encoder's keys ``k [inputs, heads, head_dim, frames]`` (transposed,
-    contiguous) and values ``v [inputs, heads, frames, head_dim]`` (contiguous), where each input's
-    consecutive rows (its copies) share its keys/values: they attend as that input's queries,
-    ``[inputs, heads, copies, head_dim]``, so each frame is read once per input (no mask: every row sees
-    every frame) -> ``[rows, d]``. Two plain products over that layout read the keys/values at memory
-    speed: base, three rows, six layers, 3.8-4.4 ms a step against 4.8-6.1 ms through
+    """``h [rows, d]`` attending to the encoder's keys/values in :class:`StaticCache`'s layout -> ``[rows,
+    d]`` (no mask: every row sees every frame). ``by_frame`` (one row per input): keys ``[rows, heads,
+    frames, head_dim]`` times the query, then values ``[rows, heads, head_dim, frames]`` times the
+    weights, each a matrix-vector product. Otherwise each input's consecutive rows (its copies) share its
+    keys ``[inputs, heads, head_dim, frames]`` and values ``[inputs, heads, frames, head_dim]`` and attend
+    as that input's queries ``[inputs, heads, copies, head_dim]``, so each frame is read once per input.
+    Plain products over these layouts read the keys/values at memory speed: base, three rows, six layers,
+    3.8-4.4 ms a step (keys transposed, values by frame) against 4.8-6.1 ms through
     ``scaled_dot_product_attention`` on contiguous keys/values and 5.9-7.1 ms on the forward pass's strided
     ones (one-off script, 2026-12-05)."""
-    inputs = k.shape[0]
     q = _linear(attention.q_proj, h, weights) * attention.scaling
+    if by_frame:
+        # Each vector is a row transposed ([..., n, 1] with a row stride of n): a contiguous [..., n, 1]
+        # takes torch's slow path, twice the time (base, six layers, one row: 2.6 against 1.2 ms).
+        q = q.view(h.shape[0], 1, attention.num_heads, attention.head_dim).transpose(1, 2)
+        scores = torch.matmul(k, q.transpose(2, 3)).transpose(2, 3)  # [rows, heads, 1, frames]
+        out = torch.matmul(v, scores.softmax(dim=-1).transpose(2, 3))  # [rows, heads, head_dim, 1]
+        return _linear(attention.out_proj, out.view(h.shape), weights)
+    inputs = k.shape[0]
     q = q.view(inputs, -1, attention.num_heads, attention.head_dim).transpose(1, 2)
     out = torch.matmul(torch.matmul(q, k).softmax(dim=-1), v)  # [inputs, heads, copies, head_dim]
     return _linear(attention.out_proj, out.transpose(1, 2).reshape(h.shape), weights)
