@@ -200,10 +200,10 @@ class WhisperGenerationMixin(GenerationFrontEnd):
         ``(last hidden states [rows, begin, d], the static cache holding the prefix)``. The prefix is
         decoded once per call (once per window inside ``sharing_prefix_passes``), so the plain forward pass
         (its masks and positions) is the reference here; the loops project only the positions they read (a
-        prompt of 200 tokens would otherwise cost 200 rows of the vocabulary projection). The cache serves ``copies`` decoding rows per input row
-        (sampling draws, beams): they share its cross-attention keys/values. It holds ``capacity``
-        positions, or ``max_target_positions`` for the compiled step (the same shapes whatever the prompt
-        and ``max_new_tokens``, so one compilation serves every call)."""
+        prompt of 200 tokens would otherwise cost 200 rows of the vocabulary projection). The cache serves
+        ``copies`` decoding rows per input row (sampling draws, beams): they share its cross-attention
+        keys/values. It holds ``capacity`` positions, or ``max_target_positions`` for the compiled step (the
+        same shapes whatever the prompt and ``max_new_tokens``, so one compilation serves every call)."""
         begin = prefix.shape[1]
         columns = torch.arange(begin, device=padding.device)[None, :]
         extra = {}

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .prefix import PrefixIds, decoder_prefix, languages_per_row, prompt_tokens
+from .prefix import PrefixIds, decoder_prefix, languages_per_row, per_row, prompt_tokens
 from .rules import LogitRules
 from .segments import TIME_PRECISION, Segment, split_segments
 
@@ -257,7 +257,7 @@ def plan_generation(
         raise ValueError("beam search with sampling is not supported: pass do_sample=False or num_beams=1")
     if num_beams > 1 and output_logprobs:
         raise ValueError("output_logprobs is for greedy and sampling; beam search has output_scores' sequence scores")
-    earliest_ends = _per_row(earliest_end, batch, "earliest_end")
+    earliest_ends = per_row(earliest_end, batch, "values of earliest_end", (int, float, np.number))
     if any(earliest_ends) and (num_beams > 1 or not return_timestamps):
         raise ValueError("earliest_end is for greedy and sampling with return_timestamps=True")
     ids = PrefixIds.from_generation_config(config)
@@ -320,16 +320,6 @@ def plan_generation(
         output_logprobs=output_logprobs,
         end_floors=tuple(_timestamp_token(rules, seconds) for seconds in earliest_ends),
     )
-
-
-def _per_row(value: float | Sequence[float | None] | None, batch: int, name: str) -> list[float | None]:
-    """One value (or None) per row, from one for every row or a sequence of one per row."""
-    if value is None or isinstance(value, int | float | np.number):
-        return [value] * batch
-    values = list(value)
-    if len(values) != batch:
-        raise ValueError(f"got {len(values)} values of {name} for a batch of {batch}")
-    return values
 
 
 def _timestamp_token(rules: LogitRules, seconds: float | None) -> int:

@@ -85,14 +85,20 @@ class PrefixIds:
         raise ValueError(f"token {token_id} is not a language token")
 
 
+def per_row(value: Any, batch_size: int, what: str, single: type | tuple[type, ...]) -> list[Any]:
+    """One value per batch row: ``value`` for every row where it is one (``None`` or a ``single``), else a
+    sequence of exactly one per row (``what`` names them in the error)."""
+    if value is None or isinstance(value, single):
+        return [value] * batch_size
+    values = list(value)
+    if len(values) != batch_size:
+        raise ValueError(f"got {len(values)} {what} for a batch of {batch_size}")
+    return values
+
+
 def languages_per_row(language: str | Sequence[str | None] | None, batch_size: int) -> list[str | None]:
     """One language (or ``None`` = detect) per batch row."""
-    if language is None or isinstance(language, str):
-        return [language] * batch_size
-    languages = list(language)
-    if len(languages) != batch_size:
-        raise ValueError(f"got {len(languages)} languages for a batch of {batch_size}")
-    return languages
+    return per_row(language, batch_size, "languages", str)
 
 
 def decoder_prefix(

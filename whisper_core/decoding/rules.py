@@ -13,12 +13,12 @@ The rules are those of openai-whisper (``SuppressBlank``, ``SuppressTokens``,
 * ours, where a row is given an earliest end (:meth:`LogitRules.masks`): once it has said something, a
   segment it closes before that time is followed by another timestamp (the next segment opens, nothing
   else), and a segment it opens before that time says something before the row may end (one opened
-  later may end the row: the model found nothing more to say; forced to, it invents and loops). A clip that voice activity
-  detection cut at a silence holds speech to its end, but in a full window the model often closes a
-  segment seconds before that and stops, leaving the last words for another window (a batched piece's
-  leftover: a whole encoder pass); held to the clip's end, it transcribes them in this one. A row that has
-  said nothing may still end at once (``<|0.00|><|endoftext|>``): a clip VAD took for speech that is not
-  comes back empty instead of being filled with invented text.
+  later may end the row: the model found nothing more to say; forced to, it invents and loops). A clip
+  that voice activity detection cut at a silence holds speech to its end, but in a full window the model
+  often closes a segment seconds before that and stops, leaving the last words for another window (a
+  batched piece's leftover: a whole encoder pass); held to the clip's end, it transcribes them in this
+  one. A row that has said nothing may still end at once (``<|0.00|><|endoftext|>``): a clip VAD took for
+  speech that is not comes back empty instead of being filled with invented text.
 
 The token history is a fixed-size buffer ``tokens [batch, capacity]`` of which the first
 ``length`` positions are valid and generation started at ``begin``, so the same code runs in
