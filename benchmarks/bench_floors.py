@@ -8,10 +8,11 @@ framework's plain product and, in PyTorch, through oneDNN's linear, which its de
 backend measures both rates with its own framework in its own process; the floor uses the best rate any
 of them reached, and each backend's own rates are printed. A second step floor divides the same bytes
 by the rate at which a framework merely reads memory (the sum of a 256 MB array): no product streams
-faster on this machine, and none of ours comes close (2026-12-07: 57 GB/s read, 29-33 GB/s streamed).
+faster on this machine, and none of ours comes close (2026-12-07: 36.8 and 61.0 GB/s read in two runs,
+25.6-28.3 GB/s streamed).
 The ratios measured / floor say how much an implementation could still gain on this machine.
 
-The peer's row (``--peer``, on when faster-whisper is installed): CTranslate2's encoder and decode step
+The peer's row (unless ``--no-peer``; where CTranslate2 is installed): CTranslate2's encoder and decode step
 on the same weights converted to its format (``compute_type`` as ours), timed the same way; its step from
 the tokens it returned, since its ``max_length`` counts differently from our ``max_new_tokens``.
 

@@ -346,9 +346,10 @@ class StaticCache:
     The cross-attention layout follows the rows per input (:func:`_cross_attention`): with one row per
     input (greedy decoding, batched pieces) keys by frame and values transposed, so that each product is
     a matrix times a vector; with several (draws, beams) keys transposed and values by frame, so that the
-    copies multiply as one small matrix. Base, six layers, caches flushed (one-off script, 2026-12-07):
-    one row per input 1.32 -> 1.03 ms a step at one input, 3.6 -> 2.5 at three, 5.9 -> 4.1 at five,
-    9.2 -> 6.6 at eight; five copies of one input 2.9 ms the other way, 3.4 this way."""
+    copies multiply as one small matrix. Base's whole decode step, caches flushed (one-off script, the two
+    layouts alternated, 2026-12-07): one row per input unchanged at one input (11.3-11.6 ms), 12.7 -> 12.0
+    ms at three, 23.9 -> 19.2 at eight; the cross-attention alone at five copies of one input 2.9 ms the
+    other way, 3.4 this way."""
 
     self_k: list[torch.Tensor]  # per layer [rows, heads, capacity, head_dim]
     self_v: list[torch.Tensor]
