@@ -33,6 +33,7 @@ from whisper_core.decoding import (
     first_argmax,
     invert_distribution,
     keep_top_k,
+    sampling_draws,
     shared_prefix_pass,
 )
 
@@ -125,7 +126,10 @@ class JaxOps:
 class FlaxWhisperGenerationMixin(GenerationFrontEnd):
     """``generate`` and ``detect_language`` (:class:`~whisper_core.decoding.frontend.GenerationFrontEnd`) for
     :class:`~whisper_flax.modeling.FlaxWhisperForConditionalGeneration`. Both take ``params`` (default the
-    model's own); ``generate(..., prng_key=...)``: ``do_sample`` draws with it (default ``PRNGKey(0)``)."""
+    model's own); ``generate(..., prng_key=...)``: ``do_sample`` draws from it (default ``PRNGKey(0)``),
+    from its key data as an integer seed (:func:`~whisper_core.decoding.sampling_draws`; ``PRNGKey(s)``
+    holds ``[0, s]``), so ``PRNGKey(s)`` samples the same tokens as TensorFlow's and PyTorch's ``seed=s``,
+    up to float rounding."""
 
     model_option_names = ("params",)
     search_option_names = ("prng_key",)
@@ -171,11 +175,11 @@ class FlaxWhisperGenerationMixin(GenerationFrontEnd):
                 lambda: prefix_pass(params, states, prefix, padding, sot_positions),
             )
             loop = self._compiled(spec, lambda: jax.jit(partial(self._greedy_loop, spec)))
-            key = prng_key if prng_key is not None else jax.random.PRNGKey(0)
+            draws = on_device(sampling_draws(_seed_of(prng_key), spec.max_new_tokens, len(plan.prefixes)))
             # inputs: one program for every temperature, and for nearby limits of new tokens
             temperature, limit = np.float32(plan.temperature), np.int32(plan.max_new_tokens)
             tokens, length, no_speech, step_scores, logprobs = loop(
-                params, prefix, padding, end_floors, last, no_speech, cache, key, temperature, limit
+                params, prefix, padding, end_floors, last, no_speech, cache, draws, temperature, limit
             )
             length = int(length)
             sequences = on_device(np.asarray(tokens)[:, :length])
@@ -266,14 +270,15 @@ class FlaxWhisperGenerationMixin(GenerationFrontEnd):
         last: jax.Array,
         no_speech: jax.Array,
         cache: KVCache,
-        key: jax.Array,
+        draws: jax.Array,
         temperature: jax.Array,
         limit: jax.Array,
     ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array, jax.Array]:
         """Greedy or sampling after a prefix pass (:meth:`_prefix_pass`: its ``last`` logits, ``no_speech``
         probabilities and ``cache``, one row per input): ``prefix [inputs, begin]`` (left-padded by ``padding
         [inputs]``, each held to its earliest end ``end_floors [inputs]``: :attr:`GenerationPlan.end_floors`),
-        each input decoded by ``spec.copies`` rows, at most ``limit <= spec.max_new_tokens`` new tokens ->
+        each input decoded by ``spec.copies`` rows (a sampling row ``r`` at new token ``i`` draws ``draws[i,
+        r]``), at most ``limit <= spec.max_new_tokens`` new tokens ->
         ``(tokens [b, capacity], length, no_speech_probs [b], scores [b, max_new_tokens or 0, vocab], logprobs
         [b, max_new_tokens or 0])`` with ``b = inputs * copies``; ``tokens[:, :length]`` is the result. Traced
         once per compilation (``_loop_traces`` counts it)."""
@@ -290,9 +295,9 @@ class FlaxWhisperGenerationMixin(GenerationFrontEnd):
         logprobs = jnp.zeros((batch, spec.max_new_tokens if spec.want_logprobs else 0))
 
         def step(state: tuple) -> tuple:
-            tokens, length, cache, logits, finished, scores, logprobs, key = state
+            tokens, length, cache, logits, finished, scores, logprobs = state
             logits = rules.apply(ops, logits, tokens, length, begin, masks)
-            key, draw = jax.random.split(key)
+            draw = jax.lax.dynamic_index_in_dim(draws, length - begin, keepdims=False)[:, None]
             next_tokens = jnp.where(finished, spec.pad, _pick(logits, spec.sampling, temperature, draw))
             tokens = jax.lax.dynamic_update_slice(tokens, next_tokens[:, None], (0, length))
             if spec.want_scores:
@@ -304,7 +309,7 @@ class FlaxWhisperGenerationMixin(GenerationFrontEnd):
                 logprobs = jax.lax.dynamic_update_slice(logprobs, picked, (0, length - begin))
             hidden, cache = decode(next_tokens[:, None], cache, length)
             finished = finished | (next_tokens == spec.eos)
-            return tokens, length + 1, cache, self._logits(params, hidden[:, -1]), finished, scores, logprobs, key
+            return tokens, length + 1, cache, self._logits(params, hidden[:, -1]), finished, scores, logprobs
 
         def running(state: tuple) -> jax.Array:
             _, length, _, _, finished, *_ = state
@@ -318,9 +323,8 @@ class FlaxWhisperGenerationMixin(GenerationFrontEnd):
             jnp.zeros(batch, bool),
             scores,
             logprobs,
-            key,
         )
-        tokens, length, _, _, _, scores, logprobs, _ = jax.lax.while_loop(running, step, start)
+        tokens, length, _, _, _, scores, logprobs = jax.lax.while_loop(running, step, start)
         return tokens, length, no_speech, scores, logprobs
 
     def _beam_loop(
@@ -409,17 +413,23 @@ def _reorder_self_attention(cache: KVCache, order: jax.Array) -> KVCache:
     return KVCache(layers, cache.index)
 
 
-def _pick(logits: jax.Array, top_k: int | None, temperature: jax.Array, key: jax.Array) -> jax.Array:
-    """Greedy argmax (``top_k`` None), or a sample at ``temperature`` from the ``top_k`` most likely tokens
-    (0: from all of them) by :func:`~whisper_core.decoding.invert_distribution` at one uniform draw from
-    ``key``, in float32, as the PyTorch and TF loops do: ``jax.random.categorical`` draws a Gumbel number per
-    token (threefry over the vocabulary: 3.9 against 1.0 ms a step at five rows, base, one-off script,
-    2026-12-06)."""
+def _seed_of(prng_key: jax.Array | None) -> int:
+    """The integer seed a key's data spell (``PRNGKey(s)``: ``[0, s]`` -> ``s``; None: 0), read on the host."""
+    if prng_key is None:
+        return 0
+    words = np.asarray(jax.random.key_data(prng_key), np.uint64).ravel()
+    return int(sum(int(word) << (32 * place) for place, word in enumerate(words[::-1])))
+
+
+def _pick(logits: jax.Array, top_k: int | None, temperature: jax.Array, draw: jax.Array) -> jax.Array:
+    """Greedy argmax (``top_k`` None), or a sample at ``temperature`` from the ``top_k`` most likely tokens (0: from all
+    of them) by :func:`~whisper_core.decoding.invert_distribution` at each row's ``draw [rows, 1]`` (uniform in [0, 1)),
+    in float32, as the PyTorch and TF loops do: ``jax.random.categorical`` draws a Gumbel number per token (threefry
+    over the vocabulary: 3.9 against 1.0 ms a step at five rows, base, one-off script, 2026-12-06)."""
     ops = JaxOps()
     if top_k is None:
         return first_argmax(ops, logits)
     logits = logits / temperature
     if top_k:
         logits = keep_top_k(ops, logits, top_k)
-    draw = jax.random.uniform(key, (logits.shape[0], 1), jnp.float32)
     return invert_distribution(ops, logits, jax.nn.softmax(logits, axis=-1), draw)

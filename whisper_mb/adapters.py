@@ -24,11 +24,6 @@ class TorchBackend(ModelBackend):
 
         return torch.from_numpy(np.ascontiguousarray(values)).to(self.model.device)
 
-    def sampling_kwargs(self, seed: int) -> dict[str, Any]:
-        import torch
-
-        return {"generator": torch.Generator(device=self.model.device).manual_seed(seed)}
-
     def forward_attentions(
         self,
         features: np.ndarray,
@@ -134,9 +129,6 @@ class TFBackend(ModelBackend):
         import tensorflow as tf
 
         return tf.convert_to_tensor(values)
-
-    def sampling_kwargs(self, seed: int) -> dict[str, Any]:
-        return {"seed": seed}
 
     def take_rows(self, states: Any, rows: Sequence[int]) -> Any:
         import tensorflow as tf

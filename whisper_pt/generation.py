@@ -37,6 +37,7 @@ from whisper_core.decoding import (
     beam,
     first_argmax,
     invert_distribution,
+    sampling_draws,
     shared_prefix_pass,
 )
 
@@ -141,10 +142,13 @@ class TorchOps:
 
 class WhisperGenerationMixin(GenerationFrontEnd):
     """``generate`` and ``detect_language`` (:class:`~whisper_core.decoding.frontend.GenerationFrontEnd`) for
-    :class:`~whisper_pt.modeling.WhisperForConditionalGeneration`; ``generate(..., generator=...)`` takes a
-    ``torch.Generator`` for ``do_sample``."""
+    :class:`~whisper_pt.modeling.WhisperForConditionalGeneration`. ``do_sample`` draws from ``generate(...,
+    seed=s)`` as TensorFlow's ``seed=s`` and JAX's ``prng_key=PRNGKey(s)`` do, the same tokens in all three
+    up to float rounding (:func:`~whisper_core.decoding.sampling_draws`); or from ``generator=`` (a
+    ``torch.Generator``), else torch's global generator, which then give each call a seed of its own,
+    advancing as ``torch.rand`` would."""
 
-    search_option_names = ("generator",)
+    search_option_names = ("generator", "seed")
 
     def _inference(self) -> Any:
         return torch.inference_mode()
@@ -156,7 +160,11 @@ class WhisperGenerationMixin(GenerationFrontEnd):
         return torch.from_numpy(array).to(like.device)
 
     def _search(
-        self, plan: GenerationPlan, encoder_states: torch.Tensor, generator: torch.Generator | None = None
+        self,
+        plan: GenerationPlan,
+        encoder_states: torch.Tensor,
+        generator: torch.Generator | None = None,
+        seed: int | None = None,
     ) -> tuple[torch.Tensor, Any, torch.Tensor, torch.Tensor | None]:
         """Run the plan's search: ``(sequences [batch, length], scores, no_speech_probs [batch], logprobs)``."""
         device = encoder_states.device
@@ -177,7 +185,12 @@ class WhisperGenerationMixin(GenerationFrontEnd):
             spec = plan.loop_spec(plan.row_copies(lambda i, j: torch.equal(encoder_states[i], encoder_states[j])))
             inputs = (*inputs, torch.tensor(plan.end_floors, device=device))
             inputs = tuple(x[:: spec.copies] for x in inputs)  # one row per input: its copies share the prefix
-            tokens, length, no_speech, scores, logprobs = self._greedy_loop(spec, *inputs, generator, plan.temperature)
+            draws = torch.zeros(plan.max_new_tokens, len(plan.prefixes))  # greedy leaves the generators alone
+            if spec.sampling is not None:
+                if seed is None:
+                    seed = int(torch.randint(2**63 - 1, (), generator=generator))
+                draws = torch.from_numpy(sampling_draws(seed, plan.max_new_tokens, len(plan.prefixes)))
+            tokens, length, no_speech, scores, logprobs = self._greedy_loop(spec, *inputs, draws, plan.temperature)
             sequences = tokens[:, :length]
         return sequences, scores, no_speech, logprobs
 
@@ -261,14 +274,14 @@ class WhisperGenerationMixin(GenerationFrontEnd):
         padding: torch.Tensor,
         sot_positions: torch.Tensor,
         end_floors: torch.Tensor,
-        generator: torch.Generator | None,
+        draws: torch.Tensor,
         temperature: float = 1.0,
     ) -> tuple[torch.Tensor, int, torch.Tensor, tuple[torch.Tensor, ...], torch.Tensor | None]:
         """Greedy or sampling: ``prefix [inputs, begin]`` (left-padded by ``padding [inputs]``, each held to its
-        earliest end ``end_floors [inputs]``: :attr:`GenerationPlan.end_floors`), each input decoded by
-        ``spec.copies`` rows -> ``(tokens [b, capacity], length, no_speech_probs [b], scores,
-        logprobs)`` with ``b = inputs * copies``; ``tokens[:, :length]`` is the result, ``scores`` the
-        processed logits ``[b, vocab]`` of each step and ``logprobs [b, steps]`` the picked tokens'
+        earliest end ``end_floors [inputs]``: :attr:`GenerationPlan.end_floors`), each input decoded by ``spec.copies``
+        rows, a sampling row ``r`` at new token ``i`` drawing ``draws[i, r]`` -> ``(tokens [b, capacity], length,
+        no_speech_probs [b], scores, logprobs)`` with ``b = inputs * copies``; ``tokens[:, :length]`` is the result,
+        ``scores`` the processed logits ``[b, vocab]`` of each step and ``logprobs [b, steps]`` the picked tokens'
         log-probabilities under them, when asked for. Stops as soon as every row has ended."""
         ops, rules, copies = TorchOps(), spec.rules, spec.copies
         # no row held: no rule to apply at every step (an eager step pays for each operation)
@@ -288,7 +301,8 @@ class WhisperGenerationMixin(GenerationFrontEnd):
             logits = rules.apply(ops, last.float(), tokens, length, begin, masks)
             if spec.want_scores:
                 scores.append(logits)
-            next_tokens = torch.where(finished, spec.pad, _pick(logits, spec.sampling, temperature, generator))
+            draw = draws[length - begin, :, None]
+            next_tokens = torch.where(finished, spec.pad, _pick(logits, spec.sampling, temperature, draw))
             if spec.want_logprobs:
                 logprobs.append(logits.gather(1, next_tokens[:, None])[:, 0] - torch.logsumexp(logits, dim=-1))
             tokens[:, length] = next_tokens
@@ -633,14 +647,12 @@ def _compiled_decode_step() -> Callable[..., torch.Tensor]:
     return torch.compile(decode_step, dynamic=False, fullgraph=True)
 
 
-def _pick(
-    logits: torch.Tensor, top_k: int | None, temperature: float, generator: torch.Generator | None
-) -> torch.Tensor:
-    """Greedy argmax (``top_k`` None), or a sample at ``temperature`` from the ``top_k`` most likely tokens
-    (0: from all of them) by :func:`~whisper_core.decoding.invert_distribution` at one uniform draw, as the
-    TF and JAX loops do: one random number per row where a Gumbel-max draw takes one per token
-    (``torch.multinomial`` took 8.7 ms at five rows). The top ``k`` come from ``torch.topk``, which does
-    not sort the vocabulary on CPU (the compiled loops bisect instead, :func:`keep_top_k`)."""
+def _pick(logits: torch.Tensor, top_k: int | None, temperature: float, draw: torch.Tensor) -> torch.Tensor:
+    """Greedy argmax (``top_k`` None), or a sample at ``temperature`` from the ``top_k`` most likely tokens (0: from all
+    of them) by :func:`~whisper_core.decoding.invert_distribution` at each row's ``draw [rows, 1]`` (uniform in [0, 1)),
+    as the TF and JAX loops do: one random number per row where a Gumbel-max draw takes one per token
+    (``torch.multinomial`` took 8.7 ms at five rows). The top ``k`` come from ``torch.topk``, which does not sort the
+    vocabulary on CPU (the compiled loops bisect instead, :func:`keep_top_k`)."""
     ops = TorchOps()
     if top_k is None:
         return first_argmax(ops, logits)
@@ -648,5 +660,4 @@ def _pick(
     if top_k:
         kth = torch.topk(logits, min(top_k, logits.shape[-1]), dim=-1).values[:, -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
-    draw = torch.rand((logits.shape[0], 1), generator=generator, device=logits.device)
-    return invert_distribution(ops, logits, torch.softmax(logits, dim=-1), draw)
+    return invert_distribution(ops, logits, torch.softmax(logits, dim=-1), draw.to(logits.device))

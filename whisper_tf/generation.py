@@ -34,6 +34,7 @@ from whisper_core.decoding import (
     first_argmax,
     invert_distribution,
     keep_top_k,
+    sampling_draws,
     shared_prefix_pass,
 )
 
@@ -157,7 +158,8 @@ tf.register_tensor_conversion_function(_TracedLength, lambda length, dtype=None,
 class TFWhisperGenerationMixin(GenerationFrontEnd):
     """``generate`` and ``detect_language`` (:class:`~whisper_core.decoding.frontend.GenerationFrontEnd`) for
     :class:`~whisper_tf.modeling.TFWhisperForConditionalGeneration`; ``generate(..., seed=0)``: ``do_sample``
-    draws with stateless random ops from ``seed``."""
+    draws from ``seed`` (:func:`~whisper_core.decoding.sampling_draws`: the same tokens as PyTorch's
+    ``seed=`` and JAX's ``prng_key=PRNGKey(seed)``, up to float rounding)."""
 
     search_option_names = ("seed",)
 
@@ -195,9 +197,10 @@ class TFWhisperGenerationMixin(GenerationFrontEnd):
             loop = self._compiled(spec, lambda: xla_function(partial(self._greedy_loop, spec)))
             # inputs: one program for every temperature, and for nearby limits of new tokens
             temperature, limit = tf.constant(plan.temperature, tf.float32), tf.constant(plan.max_new_tokens, tf.int32)
-            seed, end_floors = tf.constant(seed, tf.int32), tf.constant(plan.end_floors[:: spec.copies], tf.int32)
+            end_floors = tf.constant(plan.end_floors[:: spec.copies], tf.int32)
+            draws = tf.constant(sampling_draws(seed, spec.max_new_tokens, len(plan.prefixes)))
             tokens, length, no_speech, step_scores, logprobs = loop(
-                inputs[1], inputs[2], end_floors, last, no_speech, cache, seed, temperature, limit
+                inputs[1], inputs[2], end_floors, last, no_speech, cache, draws, temperature, limit
             )
             length = int(length)
             sequences = tokens[:, :length]
@@ -306,14 +309,15 @@ class TFWhisperGenerationMixin(GenerationFrontEnd):
         last: tf.Tensor,
         no_speech: tf.Tensor,
         cache: KVCache,
-        seed: tf.Tensor,
+        draws: tf.Tensor,
         temperature: tf.Tensor,
         limit: tf.Tensor,
     ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
         """Greedy or sampling after a prefix pass (:meth:`_prefix_pass`: its ``last`` logits, ``no_speech``
         probabilities and ``cache``, one row per input): ``prefix [inputs, begin]`` (left-padded by ``padding
         [inputs]``, each held to its earliest end ``end_floors [inputs]``: :attr:`GenerationPlan.end_floors`),
-        each input decoded by ``spec.copies`` rows, at most ``limit <= spec.max_new_tokens`` new tokens ->
+        each input decoded by ``spec.copies`` rows (a sampling row ``r`` at new token ``i`` draws ``draws[i,
+        r]``), at most ``limit <= spec.max_new_tokens`` new tokens ->
         ``(tokens [b, capacity], length, no_speech_probs [b], scores [b, max_new_tokens or 0, vocab], logprobs
         [b, max_new_tokens or 0])`` with ``b = inputs * copies``; ``tokens[:, :length]`` is the result. Traced
         once per compilation (``_loop_traces`` counts it)."""
@@ -332,7 +336,7 @@ class TFWhisperGenerationMixin(GenerationFrontEnd):
 
         def step(tokens, length, cache, logits, finished, scores, logprobs):  # the loop carry, unpacked
             logits = rules.apply(ops, logits, tokens, length, begin, masks)
-            picked = _pick(logits, spec.sampling, temperature, tf.stack([seed, length]))
+            picked = _pick(logits, spec.sampling, temperature, tf.gather(draws, length - begin)[:, None])
             next_tokens = tf.where(finished, spec.pad, picked)
             tokens = tf.where(columns[None, :] == length, next_tokens[:, None], tokens)
             if spec.want_scores:
@@ -436,12 +440,12 @@ def _reorder_self_attention(cache: KVCache, order: tf.Tensor) -> KVCache:
     return KVCache(layers, cache.index)
 
 
-def _pick(logits: tf.Tensor, top_k: int | None, temperature: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+def _pick(logits: tf.Tensor, top_k: int | None, temperature: tf.Tensor, draw: tf.Tensor) -> tf.Tensor:
     """Greedy argmax (``top_k`` None), or a sample at ``temperature`` from the ``top_k`` most likely tokens
-    (0: from all of them) by :func:`~whisper_core.decoding.invert_distribution` at one stateless uniform
-    draw from ``seed [2]``, in float32 as the PyTorch and JAX loops do (float64's softmax cost 2.4 ms a step
-    at five rows, base, one-off script, 2026-12-06): ``stateless_categorical`` draws one number per token
-    (~4 ms a step at 8 rows)."""
+    (0: from all of them) by :func:`~whisper_core.decoding.invert_distribution` at each row's ``draw [rows,
+    1]`` (uniform in [0, 1)), in float32 as the PyTorch and JAX loops do (float64's softmax cost 2.4 ms a
+    step at five rows, base, one-off script, 2026-12-06): ``stateless_categorical`` draws one number per
+    token (~4 ms a step at 8 rows)."""
     ops = TfOps()
     if top_k is None:
         return first_argmax(ops, logits)
@@ -449,5 +453,4 @@ def _pick(logits: tf.Tensor, top_k: int | None, temperature: tf.Tensor, seed: tf
     if top_k:
         logits = keep_top_k(ops, logits, top_k)
     probabilities = tf.nn.softmax(logits, axis=-1)
-    draw = tf.random.stateless_uniform(tf.shape(logits[:, :1]), seed, dtype=tf.float32)
     return invert_distribution(ops, logits, probabilities, draw)

@@ -93,6 +93,9 @@ class TorchRunner:
 
         return model.generate(torch.from_numpy(features), **kwargs).numpy()
 
+    def seeded(self, seed: int) -> dict[str, Any]:
+        return {"seed": seed}
+
     def detect_language(self, model: Any, features: np.ndarray) -> list[dict[str, float]]:
         import torch
 
@@ -118,6 +121,11 @@ class FlaxRunner:
 
     def generate(self, model: Any, features: np.ndarray, **kwargs: Any) -> np.ndarray:
         return np.asarray(model.generate(features, **kwargs))
+
+    def seeded(self, seed: int) -> dict[str, Any]:
+        import jax
+
+        return {"prng_key": jax.random.PRNGKey(seed)}
 
     def detect_language(self, model: Any, features: np.ndarray) -> list[dict[str, float]]:
         return model.detect_language(features, return_probabilities=True)
@@ -145,6 +153,9 @@ class TFRunner:
 
     def generate(self, model: Any, features: np.ndarray, **kwargs: Any) -> np.ndarray:
         return np.asarray(model.generate(features, **kwargs))
+
+    def seeded(self, seed: int) -> dict[str, Any]:
+        return {"seed": seed}
 
     def detect_language(self, model: Any, features: np.ndarray) -> list[dict[str, float]]:
         return model.detect_language(features, return_probabilities=True)

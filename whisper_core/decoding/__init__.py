@@ -3,7 +3,7 @@ beam bookkeeping, and the ``generate``/``detect_language`` front end each backen
 
 from . import beam
 from .frontend import GenerationFrontEnd
-from .ops import ArrayOps, NumpyOps, first_argmax, invert_distribution, keep_top_k
+from .ops import ArrayOps, NumpyOps, first_argmax, invert_distribution, keep_top_k, sampling_draws
 from .plan import (
     ROOM_STEP,
     GenerationPlan,
@@ -41,6 +41,7 @@ __all__ = [
     "prompt_tokens",
     "prompts_per_row",
     "row_copies",
+    "sampling_draws",
     "shared_prefix_pass",
     "sharing_prefix_passes",
     "split_segments",

@@ -194,6 +194,19 @@ def invert_distribution(ops: Any, logits: Any, probabilities: Any, draw: Any) ->
     return ops.where(found, token, first_argmax(ops, logits)[:, None])[:, 0]
 
 
+def sampling_draws(seed: int, steps: int, rows: int) -> np.ndarray:
+    """``[steps, rows]`` float32 uniform in [0, 1): the draw of each decoding row at each new token for
+    :func:`invert_distribution`, from NumPy's generator seeded with ``seed`` (any integer; taken modulo
+    2**64). Made on the host and handed to every backend's loop, so one seed samples the same tokens in
+    PyTorch, TensorFlow and JAX. With each framework's own generator, a window that fell back to sampling
+    got other text in each backend, and the windows after it moved: on the benchmarks' 127 s file
+    (2026-12-07) PyTorch decoded 5 windows in 9 passes and TensorFlow 6 in 10, with other words in the last
+    25 s; with these draws the three transcripts are the same, segment for segment. The only difference
+    left is float rounding: a draw that lands within it of the edge between two tokens (in practice two
+    tail tokens, each far below 1e-6, at temperature 1 over the whole vocabulary) picks a neighbour."""
+    return np.random.default_rng(seed % 2**64).random((steps, rows), dtype=np.float32)
+
+
 def _last_interval_at_or_before(ops: Any, mass: Any, draw: Any) -> tuple[Any, Any, Any]:
     """``(index [rows, 1], starts [rows, n], target [rows, 1])``: the last entry of ``mass [rows, n]`` of
     positive mass whose interval of the cumulative sum starts at or before ``target`` (``draw`` times the

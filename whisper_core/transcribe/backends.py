@@ -53,8 +53,11 @@ class ModelBackend(ABC):
         """``values`` as the backend's tensor, where the model lives."""
 
     def sampling_kwargs(self, seed: int) -> dict[str, Any]:
-        """The backend's way to seed ``generate(do_sample=True)``."""
-        return {}
+        """The backend's way to seed ``generate(do_sample=True)``: ``seed=`` where it takes one (PyTorch,
+        TensorFlow). Every backend draws the same numbers from the same seed
+        (:func:`~whisper_core.decoding.sampling_draws`), so a window that falls back to sampling gets the same
+        text in each."""
+        return {"seed": seed}
 
     def forward_attentions(
         self,
