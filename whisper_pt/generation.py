@@ -185,11 +185,11 @@ class WhisperGenerationMixin(GenerationFrontEnd):
             spec = plan.loop_spec(plan.row_copies(lambda i, j: torch.equal(encoder_states[i], encoder_states[j])))
             inputs = (*inputs, torch.tensor(plan.end_floors, device=device))
             inputs = tuple(x[:: spec.copies] for x in inputs)  # one row per input: its copies share the prefix
-            draws = torch.zeros(plan.max_new_tokens, len(plan.prefixes))  # greedy leaves the generators alone
+            draws = torch.zeros(spec.max_new_tokens, len(plan.prefixes))  # greedy leaves the generators alone
             if spec.sampling is not None:
                 if seed is None:
                     seed = int(torch.randint(2**63 - 1, (), generator=generator))
-                draws = torch.from_numpy(sampling_draws(seed, plan.max_new_tokens, len(plan.prefixes)))
+                draws = torch.from_numpy(sampling_draws(seed, spec.max_new_tokens, len(plan.prefixes)))
             tokens, length, no_speech, scores, logprobs = self._greedy_loop(spec, *inputs, draws, plan.temperature)
             sequences = tokens[:, :length]
         return sequences, scores, no_speech, logprobs

@@ -81,8 +81,8 @@ def export_saved_model(
             last,
             no_speech,
             cache,
-            tf.zeros(tf.stack([spec.max_new_tokens, batch])),  # the draws and the temperature, which argmax
-            tf.constant(1.0, tf.float32),  # does not read
+            tf.zeros(tf.stack([spec.max_new_tokens, batch])),  # sampling draws, which argmax does not read
+            tf.constant(1.0, tf.float32),  # the temperature, which argmax does not read either
             tf.constant(plan.max_new_tokens, tf.int32),
         )
         return {"sequences": tokens[:, :length]}
