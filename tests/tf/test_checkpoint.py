@@ -42,6 +42,18 @@ def test_save_and_load_round_trip_is_bit_identical(pt_model, tmp_path):
         TFWhisperForConditionalGeneration.from_pretrained(directory, dtype="int8")
 
 
+def test_float16_checkpoint_loads_every_weight_widened_exactly(pt_model, tmp_path):
+    """A checkpoint stored in float16 (as the converted OpenAI ones are) fills every float32 variable, none
+    left as the unfilled memory the model is built with, with exactly its float16 values."""
+    config, stored = canonical.load_checkpoint(pt_model.save_pretrained(tmp_path / "pt"))
+    half = {name: array.astype(np.float16) for name, array in stored.items()}
+    directory = canonical.save_checkpoint(tmp_path / "half", half, config)
+    ours = TFWhisperForConditionalGeneration.from_pretrained(directory)
+    assert {v.dtype for v in ours.weights} == {"float32"}
+    widened = {name: array.astype(np.float32) for name, array in half.items() if name != "proj_out.weight"}
+    assert_same_weights(ours.canonical_tensors(), widened)
+
+
 def test_hf_tf_h5_both_ways(pt_model, tmp_path):
     transformers = pytest.importorskip("transformers")
     native = tmp_path / "native"  # HF's tf_model.h5 alone (written by the bridge) loads into the same variables
