@@ -201,7 +201,7 @@ class Unfilled(keras.initializers.Initializer):
 def random_normal(std: float) -> keras.initializers.Initializer:
     """The weights' initializer: normal at ``std``, or :class:`Unfilled` while a checkpoint's weights are about
     to be assigned (:func:`weights_bridge.pretrained.weights_to_come`): drawing base's 72 M random values took
-    0.9 s of every load (2026-12-06), and filling them with zeros 0.3 s (2026-12-07)."""
+    0.9 s of every load (2026-12-06), and filling them with zeros about 0.15 s (2026-12-07)."""
     return Unfilled() if pretrained.weights_to_come() else keras.initializers.RandomNormal(stddev=std)
 
 

@@ -192,8 +192,8 @@ class KeptFunctions:
 def _current_value(weight: Any) -> tf.Tensor:
     """A Keras weight's value now, as the tensor a kept program takes: its variable read by TensorFlow's
     ``ReadVariableOp`` directly, which skips ``tf.convert_to_tensor``'s dispatch (base's 245 variables, read
-    at every call of a program, 21 calls on the benchmarks' 127 s file: 13 ms against 22-24 ms, 2026-12-07). A value that is not a variable (a
-    weight inside a stateless scope) is converted as before."""
+    at every call of a program, 21 calls on the benchmarks' 127 s file: 13 ms against 22-24 ms, 2026-12-07).
+    A value that is not a variable (a weight inside a stateless scope) is converted as before."""
     value = weight.value
     if isinstance(value, tf.Variable):
         return tf.raw_ops.ReadVariableOp(resource=value.handle, dtype=value.dtype)
