@@ -9,6 +9,15 @@ argument signature, written beside the compilations, and read back by later proc
 ``jax.jit(exported.call)``: the program calls the exported StableHLO, so both processes lower the same
 module and XLA's cache still finds the compilation.
 
+Each program XLA compiled in this process is kept too, as its executable (``.jaxexec``, written by
+``jax.experimental.serialize_executable``): a later process loads it and runs it without reading the
+exported program, lowering it or looking it up in XLA's cache (a second ``transcribe`` of the benchmarks'
+127 s file with base: the five programs' lowering took 0.53 s and the cache's reads 0.81 s, against 0.09-0.16 s
+per executable loaded, 2026-12-07). Only an executable XLA compiled here is written: one that XLA's
+persistent cache handed back does not serialize whole (it fails when run, "Function ... not found"), so
+such a program keeps being read from the cache until it compiles afresh. An executable is machine code
+for this CPU: its file name also hashes the CPU's features and ``XLA_FLAGS``.
+
 A kept program is only reused by the same code: its file name hashes the source of ``whisper_flax``
 and ``whisper_core``, the versions of JAX, jaxlib, Flax and NumPy, the platform, the JAX settings that
 change the arithmetic, the model's config and dtypes, the program's key and its argument shapes and
@@ -18,8 +27,12 @@ where nothing can be written, or a program cannot be exported, it is traced in e
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import os
+import pickle
+import platform
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +42,7 @@ import flax
 import jax
 import numpy as np
 from jax import export
+from jax.experimental import serialize_executable
 
 from whisper_core.decoding import beam
 from whisper_core.outputs import OUTPUT_CLASSES, KVCache
@@ -37,12 +51,17 @@ from whisper_core.program_files import AnotherProgram, ProgramFiles, source_hash
 logger = logging.getLogger(__name__)
 
 SUFFIX = ".jaxexport"
+EXECUTABLE_SUFFIX = ".jaxexec"
 _files = ProgramFiles("JAX program", SUFFIX, logger)
+_executables = ProgramFiles("JAX executable", EXECUTABLE_SUFFIX, logger)
+CACHE_HIT = "/jax/compilation_cache/cache_hits"  # the event JAX records when its persistent cache answers
 
 
 def keep_programs(directory: str | Path | None) -> None:
-    """Keep every model's traced programs in ``directory`` from now on (``None``: stop keeping them)."""
+    """Keep every model's traced programs, and what XLA compiled of them, in ``directory`` from now on
+    (``None``: stop keeping them)."""
     _files.keep(directory)
+    _executables.keep(directory)
 
 
 def kept_programs_directory() -> Path | None:
@@ -73,8 +92,16 @@ class Program:
         run = self._runs.get(signature)
         if run is not None:
             return run(*args)
-        exported, path = self._exported(directory, signature, args)
-        run = self.jitted if exported is None else jax.jit(exported.call)
+        key = self._key(signature)
+        executable_key, executable_path = _executable_place(directory, key)
+        loaded = _load_executable(executable_path, executable_key)
+        if loaded is not None:
+            self._runs[signature], result = _executables.first_run(loaded, executable_path, self.jitted, args)
+            return result
+        exported, path = self._exported(directory, key, args)
+        run = self.jitted
+        if exported is not None:
+            run = _compiled_and_kept(jax.jit(exported.call), args, executable_path, executable_key)
         self._runs[signature], result = _files.first_run(run, path, self.jitted, args)
         return result
 
@@ -83,18 +110,21 @@ class Program:
         program where there is one instead of tracing the function."""
         exported, directory = None, _files.directory
         if directory is not None and not jax.config.jax_disable_jit:
-            exported, _ = self._exported(directory, _signature(args), args)
+            exported, _ = self._exported(directory, self._key(_signature(args)), args)
         if exported is None:
             return jax.eval_shape(self.jitted, *args)
         outputs = [jax.ShapeDtypeStruct(aval.shape, aval.dtype) for aval in exported.out_avals]
         return jax.tree_util.tree_unflatten(exported.out_tree, outputs)
 
-    def _exported(self, directory: Path, signature: str, args: tuple) -> tuple[export.Exported | None, Path | None]:
+    def _key(self, signature: str) -> str:
+        """What the program for arguments of ``signature`` depends on: code, software, settings, model."""
+        return f"{_environment()}\n{self.describe()}\n{signature}"
+
+    def _exported(self, directory: Path, key: str, args: tuple) -> tuple[export.Exported | None, Path | None]:
         """The program for ``args`` and the file it was read from; else exported (and written to
         ``directory``: path ``None`` when that failed); ``(None, None)`` when it cannot be exported (it then
         runs traced as usual)."""
         _register_trees()
-        key = f"{_environment()}\n{self.describe()}\n{signature}"
         path = _files.path(directory, key)
         try:
             data = _files.read(path, key)
@@ -116,6 +146,71 @@ class Program:
                 logger.warning("JAX program not kept, traced in every process (%s: %s)", type(error).__name__, error)
             return None, None
         return exported, path if _files.write(path, key, serialized) else None
+
+
+def _executable_place(directory: Path, key: str) -> tuple[str, Path]:
+    """The key of the executable of the program ``key`` on this machine, and its file."""
+    executable_key = f"{key}\n{_machine()}"
+    return executable_key, _executables.path(directory, executable_key)
+
+
+def _load_executable(path: Path, key: str) -> Any:
+    """The executable kept at ``path``, loaded, or ``None`` where there is none or it cannot be loaded (a
+    damaged or swapped file is deleted: the program is then read as exported and compiled again). Like the
+    exported programs, the file is trusted: it is machine code this package wrote."""
+    try:
+        data = _executables.read(path, key)
+        if data is None:
+            return None
+        payload, in_tree, out_tree = pickle.loads(data)
+        return serialize_executable.deserialize_and_load(payload, in_tree, out_tree)
+    except Exception as error:
+        logger.warning("kept JAX executable %s unusable (%s): compiling it again", path, error)
+        path.unlink(missing_ok=True)
+        return None
+
+
+_compiling = threading.local()  # per thread: the persistent cache's answers while a kept program compiles
+
+
+def _count_cache_hits(event: str, **_: Any) -> None:
+    if event == CACHE_HIT and getattr(_compiling, "hits", None) is not None:
+        _compiling.hits += 1
+
+
+def _compiled_and_kept(run: Callable[..., Any], args: tuple, path: Path, key: str) -> Callable[..., Any]:
+    """``run`` compiled for ``args``; its executable written to ``path`` where XLA compiled it here (see the
+    module's docstring). Where it cannot be compiled ahead (or written), ``run`` itself, as before."""
+    _register_trees()  # and the listener that counts them
+    _compiling.hits = 0
+    try:
+        compiled = run.lower(*args).compile()
+        hits = _compiling.hits
+    except Exception as error:  # the first call traces it as before and raises if the arguments are at fault
+        logger.warning("JAX program not compiled ahead (%s: %s)", type(error).__name__, error)
+        return run
+    finally:
+        _compiling.hits = None
+    if hits == 0:
+        try:
+            data = pickle.dumps(serialize_executable.serialize(compiled))
+        except Exception as error:  # the executable runs all the same
+            logger.warning("JAX executable not kept (%s: %s)", type(error).__name__, error)
+        else:
+            _executables.write(path, key, data)
+    return compiled
+
+
+@functools.cache
+def _machine() -> str:
+    """What an executable's machine code depends on besides the program: the CPU's features (Linux's
+    ``/proc/cpuinfo`` flags, else the processor's name) and the XLA flags."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            flags = next((line for line in cpuinfo if line.startswith(("flags", "Features"))), "")
+    except OSError:
+        flags = ""
+    return json.dumps({"cpu": flags.strip() or platform.processor(), "xla_flags": os.environ.get("XLA_FLAGS", "")})
 
 
 def _takes(exported: export.Exported, args: tuple) -> bool:
@@ -173,11 +268,13 @@ _registered = False
 
 def _register_trees() -> None:
     """Let exported programs take and return our pytrees: the cache (a NamedTuple), the model outputs and
-    the beam state (dataclasses whose fields are all children). Once per process, whichever thread asks."""
+    the beam state (dataclasses whose fields are all children); and count the persistent cache's answers
+    (:func:`_compiled_and_kept`). Once per process, whichever thread asks."""
     global _registered
     with _registering:
         if _registered:
             return
+        jax.monitoring.register_event_listener(_count_cache_hits)
         export.register_namedtuple_serialization(KVCache, serialized_name="whisper_core.outputs.KVCache")
         for tree_class in (*OUTPUT_CLASSES, beam.BeamState):
             export.register_pytree_node_serialization(
