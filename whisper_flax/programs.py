@@ -14,9 +14,12 @@ Each program XLA compiled in this process is kept too, as its executable (``.jax
 exported program, lowering it or looking it up in XLA's cache (a second ``transcribe`` of the benchmarks'
 127 s file with base: the five programs' lowering took 0.53 s and the cache's reads 0.81 s, against 0.09-0.16 s
 per executable loaded, 2026-12-07). Only an executable XLA compiled here is written: one that XLA's
-persistent cache handed back does not serialize whole (it fails when run, "Function ... not found"), so
-such a program keeps being read from the cache until it compiles afresh. An executable is machine code
-for this CPU: its file name also hashes the CPU's features and ``XLA_FLAGS``.
+persistent cache handed back does not serialize whole (it fails when run, "Function ... not found").
+Since our code changes more often than what it lowers to, the cache would answer for most programs after
+every upgrade; so on the CPU a kept program is compiled under a key of its own in XLA's cache (an option
+only XLA's GPU compiler reads, set to the program's file name): it compiles once per version of the code,
+and a cache answer is left unkept (its executable file was lost, while the cache still has it). An
+executable is machine code for this CPU: its file name also hashes the CPU's features and ``XLA_FLAGS``.
 
 A kept program is only reused by the same code: its file name hashes the source of ``whisper_flax``
 and ``whisper_core``, the versions of JAX, jaxlib, Flax and NumPy, the platform, the JAX settings that
@@ -55,6 +58,7 @@ EXECUTABLE_SUFFIX = ".jaxexec"
 _files = ProgramFiles("JAX program", SUFFIX, logger)
 _executables = ProgramFiles("JAX executable", EXECUTABLE_SUFFIX, logger)
 CACHE_HIT = "/jax/compilation_cache/cache_hits"  # the event JAX records when its persistent cache answers
+CPU_INERT_OPTION = "xla_gpu_cuda_data_dir"  # an XLA option the CPU compiler never reads: keys a compilation
 
 
 def keep_programs(directory: str | Path | None) -> None:
@@ -182,9 +186,10 @@ def _compiled_and_kept(run: Callable[..., Any], args: tuple, path: Path, key: st
     """``run`` compiled for ``args``; its executable written to ``path`` where XLA compiled it here (see the
     module's docstring). Where it cannot be compiled ahead (or written), ``run`` itself, as before."""
     _register_trees()  # and the listener that counts them
+    own_key = {CPU_INERT_OPTION: path.stem} if jax.default_backend() == "cpu" else {}
     _compiling.hits = 0
     try:
-        compiled = run.lower(*args).compile()
+        compiled = run.lower(*args).compile(own_key)
         hits = _compiling.hits
     except Exception as error:  # the first call traces it as before and raises if the arguments are at fault
         logger.warning("JAX program not compiled ahead (%s: %s)", type(error).__name__, error)
