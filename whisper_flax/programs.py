@@ -58,7 +58,7 @@ EXECUTABLE_SUFFIX = ".jaxexec"
 _files = ProgramFiles("JAX program", SUFFIX, logger)
 _executables = ProgramFiles("JAX executable", EXECUTABLE_SUFFIX, logger)
 CACHE_HIT = "/jax/compilation_cache/cache_hits"  # the event JAX records when its persistent cache answers
-CPU_INERT_OPTION = "xla_gpu_cuda_data_dir"  # an XLA option the CPU compiler never reads: keys a compilation
+CPU_INERT_OPTION = "xla_gpu_algorithm_denylist_path"  # read by XLA's GPU compiler alone; JAX keys by it
 
 
 def keep_programs(directory: str | Path | None) -> None:
