@@ -12,7 +12,7 @@ module and XLA's cache still finds the compilation.
 Each program XLA compiled in this process is kept too, as its executable (``.jaxexec``, written by
 ``jax.experimental.serialize_executable``): a later process loads it and runs it without reading the
 exported program, lowering it or looking it up in XLA's cache (a second ``transcribe`` of the benchmarks'
-127 s file with base: the five programs' lowering took 0.53 s and the cache's reads 0.81 s, against 0.09-0.16 s
+127 s file with base: the five programs' lowering took 0.53 s and the cache's reads 0.81 s, against 0.09-0.20 s
 per executable loaded, 2026-12-07). Only an executable XLA compiled here is written: one that XLA's
 persistent cache handed back does not serialize whole (it fails when run, "Function ... not found").
 Since our code changes more often than what it lowers to, the cache would answer for most programs after

@@ -101,19 +101,14 @@ def test_a_file_that_fails_in_a_batch_does_not_fail_the_others(jfk_path, tmp_pat
 
 
 @pytest.mark.slow
-def test_flax_transcription_keeps_its_compiled_programs(jfk_path, tmp_path):
-    """The JAX backend's compilations go to $WHISPER_MB_JAX_CACHE, so the next process reuses them."""
+def test_flax_transcription_keeps_its_compiled_programs(tiny_en_dir, jfk_path, tmp_path):
+    """The JAX backend's compilations go to $WHISPER_MB_JAX_CACHE, so the next process reuses them. The
+    process runs under a fresh $WHISPER_MB_HOME: where an earlier process kept the programs' executables,
+    this one would load them and compile nothing."""
     cache = tmp_path / "jax"
     env = {key: value for key, value in os.environ.items() if key != "JAX_COMPILATION_CACHE_DIR"}
-    result = run(
-        "transcribe",
-        str(jfk_path),
-        "--backend",
-        "flax",
-        "--model",
-        "tiny.en",
-        env={**env, "WHISPER_MB_JAX_CACHE": str(cache)},
-    )
+    env |= {"WHISPER_MB_JAX_CACHE": str(cache), "WHISPER_MB_HOME": str(tmp_path / "home")}
+    result = run("transcribe", str(jfk_path), "--backend", "flax", "--model", str(tiny_en_dir), env=env)
     assert result.returncode == 0, result.stderr
     assert "ask not what your country can do for you" in json.loads(result.stdout.strip().splitlines()[0])["text"]
     assert cache.is_dir() and any(cache.iterdir()), "no compiled program was kept"
