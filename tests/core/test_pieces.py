@@ -193,6 +193,8 @@ def test_segments_past_the_end_of_the_audio_are_cut_or_dropped():
     assert [(w.word, w.start, w.end) for w in kept[1].words] == [(" b", 88.0, 88.9), (" c", 89.0, 89.2)]
 
 
-@pytest.mark.parametrize(("rows", "bucket"), [(1, 1), (2, 2), (3, 4), (5, 8), (8, 8), (9, 16), (40, 40), (41, 48)])
+@pytest.mark.parametrize(
+    ("rows", "bucket"), [(1, 1), (2, 2), (3, 3), (4, 4), (5, 6), (7, 8), (8, 8), (9, 16), (40, 40), (41, 48)]
+)
 def test_compiled_backends_decode_in_a_few_batch_shapes(rows, bucket):
     assert row_bucket(rows) == bucket
