@@ -166,16 +166,19 @@ def test_only_failing_rows_are_decoded_again(tiny_en_tokenizer_dir):
 def test_each_rows_earliest_end_follows_it_through_draws_padding_and_fallback(tiny_en_tokenizer_dir):
     """A window held to its end is held at every temperature, in each of its ``best_of`` draws and in the rows a
     compiled backend pads a batch with (copies of the first window); windows without one pass None."""
-    backend = ScriptedBackend({0.0: [-0.2, -2.0, -3.0], 0.5: [None, -0.3, -2.5], 1.0: [None, None, -2.8]})
-    features = np.arange(3, dtype=np.float32)[:, None, None] * np.ones((3, 2, 2), np.float32)
+    passing = [-0.1, -0.1]  # windows 3 and 4 pass at once
+    backend = ScriptedBackend(
+        {0.0: [-0.2, -2.0, -3.0, *passing], 0.5: [None, -0.3, -2.5, None, None], 1.0: [None, None, -2.8, None, None]}
+    )
+    features = np.arange(5, dtype=np.float32)[:, None, None] * np.ones((5, 2, 2), np.float32)
     decoder = WindowDecoder(
         backend,
         WhisperTokenizer.from_pretrained(tiny_en_tokenizer_dir),
         FallbackOptions(temperatures=(0.0, 0.5, 1.0), best_of=2),
     )
-    backend.bucket_prefix = True
-    decoder.decode(features, [None] * 3, [None] * 3, earliest_ends=[None, 12.5, 20.0])
-    assert backend.ends == [[None, 12.5, 20.0, None], [12.5, 12.5, 20.0, 20.0], [20.0, 20.0]]
+    backend.bucket_prefix = True  # five windows are decoded as six, the sixth a copy of the first
+    decoder.decode(features, [None] * 5, [None] * 5, earliest_ends=[5.0, 12.5, 20.0, None, None])
+    assert backend.ends == [[5.0, 12.5, 20.0, None, None, 5.0], [12.5, 12.5, 20.0, 20.0], [20.0, 20.0]]
     backend.ends.clear()
     decoder.decode(features[:1], [None], [None])
     assert backend.ends == [None]
