@@ -26,7 +26,7 @@ DEFAULT_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 SAMPLE_LENGTH_DIVISOR = 2  # openai-whisper decodes at most n_text_ctx // 2 tokens per window
 
 
-# The window counts a compiled backend decodes up to 8 (ROW_BUCKETS); beyond, multiples of 8.
+# How many windows a compiled backend decodes a batch of at most 8 as (row_bucket).
 ROW_BUCKETS = (1, 2, 3, 4, 6, 8)
 
 
@@ -36,7 +36,7 @@ def row_bucket(rows: int) -> int:
     batches and a last short batch reuse a few programs. Every padded window costs a row of the decoding
     loop (its cross-attention reads a whole window's keys and values at every step), so three windows
     are not padded to four: base, three VAD pieces of the benchmarks' 127 s file, TF 6.35-6.59 -> 5.86-6.33 s
-    a batched call (four alternated pairs, 2026-12-07); 1-8 windows cost 5% more rows on average, against
+    a batched call (four alternated pairs, 2026-12-07); 1-8 windows cost 6% more rows on average, against
     19% with powers of two."""
     return next(bucket for bucket in ROW_BUCKETS if bucket >= rows) if rows <= 8 else -(-rows // 8) * 8
 
